@@ -1,0 +1,2 @@
+//! Admin HTTP listener: health, readiness, metrics and the admin API.
+#![forbid(unsafe_code)]

@@ -1,0 +1,406 @@
+//! The validated configuration: plain types with defaults filled in and values resolved.
+//!
+//! Nothing here refers to serde or YAML; the snapshot compiler reads these types.
+//! Lists keep the order they were written in, so an index also finds an item's
+//! source position through [`Locations`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+use crate::diag::Locations;
+
+/// A whole, valid configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Process-wide settings.
+    pub server: Server,
+    /// The admin listener.
+    pub admin: Admin,
+    /// Traffic listeners, in written order (at least one).
+    pub listeners: Vec<Listener>,
+    /// Routes in written order; see [`Config::route_order`] for the order they are tried in.
+    pub routes: Vec<Route>,
+    /// Upstreams in written order.
+    pub upstreams: Vec<Upstream>,
+    /// Source positions of the items above, for errors found after parsing.
+    pub locations: Locations,
+}
+
+/// Process-wide settings (`server:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Time in-flight requests get to finish after SIGTERM/SIGINT (default 30 s).
+    pub drain_timeout: Duration,
+    /// Tokio worker threads; 0 means one per core (default 0).
+    pub worker_threads: usize,
+}
+
+/// The admin listener (`admin:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Address of the admin API and `/metrics` (default 127.0.0.1:9901).
+    pub listen: SocketAddr,
+}
+
+/// A traffic listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Unique name, `[A-Za-z0-9_.-]+`.
+    pub name: String,
+    /// Bound address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// HTTP versions served.
+    pub protocols: Protocols,
+    /// TLS termination; `None` serves plain TCP.
+    pub tls: Option<ListenerTls>,
+    /// Per-connection and per-request bounds.
+    pub limits: Limits,
+}
+
+/// HTTP versions a listener serves (at least one is true).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocols {
+    /// HTTP/1.x.
+    pub http1: bool,
+    /// HTTP/2: negotiated by ALPN with TLS, prior knowledge (h2c) without.
+    pub h2: bool,
+}
+
+/// TLS settings of a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// Certificates chosen by SNI (names from each certificate's SANs); the first is the default.
+    pub certificates: Vec<CertPair>,
+    /// Lowest TLS version accepted.
+    pub min_version: TlsVersion,
+}
+
+/// A PEM certificate chain and its private key, resolved against the config's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPair {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2 (`"1.2"`).
+    V1_2,
+    /// TLS 1.3 (`"1.3"`).
+    V1_3,
+}
+
+/// Listener limits; exceeding one yields the response noted on each field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Total bytes of request headers (default 64 KiB) → 431.
+    pub max_request_headers: u64,
+    /// Bytes in the request line (default 8 KiB) → 414.
+    pub max_request_line: u64,
+    /// Number of request headers (default 100) → 431.
+    pub max_headers: usize,
+    /// Time to receive the full request head (default 10 s) → 408.
+    pub header_read_timeout: Duration,
+    /// Keep-alive idle time before the connection is closed (default 300 s).
+    pub idle_timeout: Duration,
+    /// Open connections; more wait in the kernel backlog (default 10000).
+    pub max_connections: usize,
+    /// Request body bytes, 0 = unlimited (default 0) → 413.
+    pub max_request_body: u64,
+}
+
+/// A route: a match, one action, and optional rewrites and header edits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Unique name.
+    pub name: String,
+    /// Listeners it applies to; `None` = all.
+    pub listeners: Option<Vec<String>>,
+    /// Higher is tried first; ties keep written order (default 0).
+    pub priority: i32,
+    /// What requests it takes.
+    pub matcher: RouteMatch,
+    /// What it does with them.
+    pub action: RouteAction,
+    /// Changes to the forwarded request (only with [`RouteAction::Upstream`]).
+    pub rewrite: Option<Rewrite>,
+    /// Edits to the request before forwarding.
+    pub request_headers: HeaderOps,
+    /// Edits to the response sent to the client.
+    pub response_headers: HeaderOps,
+}
+
+/// Conditions a request must meet, all of them; empty lists impose nothing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RouteMatch {
+    /// Lowercased hosts: exact names, `*.suffix` wildcards, or `*` (any); empty = any.
+    pub hosts: Vec<String>,
+    /// The path condition.
+    pub path: PathMatch,
+    /// Accepted methods; empty = any.
+    pub methods: Vec<Method>,
+    /// Header conditions, names lowercased, in written order.
+    pub headers: Vec<(String, ValueMatch)>,
+    /// Query parameter conditions (names are case-sensitive), in written order.
+    pub query: Vec<(String, ValueMatch)>,
+}
+
+/// How the path is matched.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PathMatch {
+    /// Any path.
+    #[default]
+    Any,
+    /// The whole path equals this.
+    Exact(String),
+    /// The path starts with this string (a plain string prefix, as Envoy's `prefix`).
+    Prefix(String),
+    /// A template such as `/users/{id}/{*rest}` (checked to be well formed).
+    Template(String),
+    /// A regex that must match the whole path (the pattern as written, unanchored; it compiles).
+    Regex(String),
+}
+
+/// How a header or query value is matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueMatch {
+    /// Equals this string.
+    Exact(String),
+    /// A regex that must match the whole value (pattern as written; it compiles).
+    Regex(String),
+    /// `true`: the header/parameter is present; `false`: it is absent.
+    Present(bool),
+}
+
+/// What a route does with a matched request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    /// Forward to the named upstream (which exists).
+    Upstream {
+        /// Upstream name.
+        name: String,
+    },
+    /// Answer directly.
+    Respond(Respond),
+    /// Answer with a redirect.
+    Redirect(Redirect),
+}
+
+/// A direct response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Respond {
+    /// Status (default 200).
+    pub status: StatusCode,
+    /// Body (default empty).
+    pub body: String,
+    /// Response headers, names lowercased, in written order.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A redirect; unset parts are taken from the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// 301, 302 (default), 303, 307 or 308.
+    pub status: StatusCode,
+    /// `http` or `https`.
+    pub scheme: Option<String>,
+    /// Host name (lowercased).
+    pub host: Option<String>,
+    /// Port.
+    pub port: Option<u16>,
+    /// Path, starting with `/`.
+    pub path: Option<String>,
+}
+
+/// Changes to a request forwarded upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rewrite {
+    /// Path change.
+    pub path: Option<PathRewrite>,
+    /// New `Host` header value.
+    pub host: Option<String>,
+}
+
+/// How a forwarded path is changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathRewrite {
+    /// Replace the matched `path_prefix` with this (`/` strips it).
+    Prefix(String),
+    /// Replace the whole path with this (the query is kept).
+    Full(String),
+}
+
+/// Header edits, applied in the order remove, set, add.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeaderOps {
+    /// Appended values, names lowercased.
+    pub add: Vec<(String, String)>,
+    /// Replacing values, names lowercased.
+    pub set: Vec<(String, String)>,
+    /// Removed names, lowercased.
+    pub remove: Vec<String>,
+}
+
+impl HeaderOps {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// A named group of endpoints and how to talk to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Unique name.
+    pub name: String,
+    /// At least one endpoint; addresses are unique.
+    pub endpoints: Vec<Endpoint>,
+    /// Wire protocol (default http1).
+    pub protocol: Protocol,
+    /// Endpoint choice (default round_robin).
+    pub load_balancer: LoadBalancer,
+    /// The hash key; `Some` exactly when `load_balancer` is `ConsistentHash`.
+    pub hash_on: Option<HashOn>,
+    /// Timeouts.
+    pub timeouts: UpstreamTimeouts,
+    /// Connection pool.
+    pub pool: Pool,
+    /// TLS to the endpoints; always `Some` for [`Protocol::H2`].
+    pub tls: Option<UpstreamTls>,
+    /// Active health checking.
+    pub health_check: Option<HealthCheck>,
+}
+
+/// One endpoint of an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host:port` as written (host is an IP, `[IPv6]` or a DNS name).
+    pub address: String,
+    /// Relative weight 1..=1000 (default 1).
+    pub weight: u32,
+}
+
+/// Upstream wire protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 over cleartext (prior knowledge), e.g. for gRPC.
+    H2c,
+    /// HTTP/2 over TLS.
+    H2,
+}
+
+/// How an endpoint is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancer {
+    /// Smooth weighted round robin.
+    RoundRobin,
+    /// Power of two choices over in-flight requests.
+    LeastRequest,
+    /// Weighted random.
+    Random,
+    /// Consistent hashing on [`Upstream::hash_on`].
+    ConsistentHash,
+}
+
+/// The key for consistent hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// A request header's value (name lowercased).
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+    /// The client's IP address.
+    ClientIp,
+    /// The request path.
+    Path,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTimeouts {
+    /// TCP (and TLS) connect (default 2 s).
+    pub connect: Duration,
+    /// Until response headers arrive; then 504 (default 15 s).
+    pub request: Duration,
+    /// Longest pause while streaming a body (default 60 s).
+    pub idle: Duration,
+}
+
+/// Upstream connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    /// Idle connections kept per endpoint (default 256).
+    pub max_idle_per_endpoint: usize,
+    /// How long an idle connection is kept (default 90 s).
+    pub idle_timeout: Duration,
+}
+
+/// TLS to an upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamTls {
+    /// SNI and verified name; `None` = the endpoint's host.
+    pub sni: Option<String>,
+    /// CA bundle (PEM); `None` = webpki roots.
+    pub ca: Option<PathBuf>,
+    /// Skip certificate verification (testing only).
+    pub insecure_skip_verify: bool,
+}
+
+/// Active health checking of each endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// What a probe does.
+    pub kind: HealthCheckKind,
+    /// Time between probes (default 5 s).
+    pub interval: Duration,
+    /// Time a probe may take (default 1 s).
+    pub timeout: Duration,
+    /// Consecutive successes to mark an endpoint healthy (default 2).
+    pub healthy_threshold: u32,
+    /// Consecutive failures to mark an endpoint unhealthy (default 3).
+    pub unhealthy_threshold: u32,
+}
+
+/// The kind of health probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// `GET path`; healthy if the status is listed (empty list = any 2xx).
+    Http {
+        /// Probe path (default `/`).
+        path: String,
+        /// Accepted statuses; empty = any 2xx.
+        expected_status: Vec<StatusCode>,
+    },
+    /// A TCP connect succeeds.
+    Tcp,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Indexes of `routes` in the order they are tried: priority descending, ties in written order.
+    pub fn route_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.routes.len()).collect();
+        // sort_by_key is stable, which is what keeps ties in written order.
+        order.sort_by_key(|&i| std::cmp::Reverse(self.routes[i].priority));
+        order
+    }
+
+    /// The upstream called `name`.
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+
+    /// The listener called `name`.
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}

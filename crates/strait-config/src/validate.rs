@@ -1,0 +1,535 @@
+//! Validation of the raw YAML shape into [`Config`], collecting every error with its position.
+//!
+//! Each item is converted even when parts of it are invalid (bad values fall back to
+//! defaults), so one pass finds all the problems in a file; the result is discarded
+//! if any error was recorded.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use crate::diag::{Diagnostic, ListenerLocs, Locations, Pos};
+use crate::raw::{RawConfig, RawLimits, RawListener, RawListenerTls, S};
+use crate::types::*;
+use crate::units::{parse_duration, parse_size};
+
+mod route;
+mod shadow;
+mod upstream;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+/// Listener and endpoint names end up in metric labels and admin URLs, so keep them plain.
+const NAME_CHARS: &str = "letters, digits, '_', '.' and '-'";
+
+/// Accumulates diagnostics while the raw config is converted.
+pub(crate) struct Ctx<'a> {
+    source: &'a str,
+    base_dir: Option<&'a Path>,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+/// The position of a spanned node; `(0, 0)` when it has none.
+pub(crate) fn pos<T>(s: &Spanned<T>) -> Pos {
+    (s.referenced.line(), s.referenced.column())
+}
+
+/// The node's own position, or `parent`'s when the node was synthesized without one.
+pub(crate) fn pos_or<T>(s: &Spanned<T>, parent: Pos) -> Pos {
+    match pos(s) {
+        (0, _) => parent,
+        p => p,
+    }
+}
+
+/// Validates `raw`; returns the config and its warnings, or every error found.
+pub(crate) fn validate(
+    raw: RawConfig,
+    source: &str,
+    base_dir: Option<&Path>,
+) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let mut cx = Ctx {
+        source,
+        base_dir,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut locations = Locations {
+        source: source.to_owned(),
+        ..Locations::default()
+    };
+
+    let server = server(&mut cx, raw.server.as_ref());
+    let admin = admin(&mut cx, raw.admin.as_ref(), &mut locations);
+    let listeners = listeners(&mut cx, raw.listeners.as_ref(), &admin, &mut locations);
+
+    let raw_upstreams = raw.upstreams.unwrap_or_default();
+    let mut upstreams = Vec::with_capacity(raw_upstreams.len());
+    for u in &raw_upstreams {
+        let (upstream, locs) = upstream::upstream(&mut cx, u);
+        upstreams.push(upstream);
+        locations.upstreams.push(locs);
+    }
+    let named: Vec<(&str, Pos)> = upstreams
+        .iter()
+        .zip(&raw_upstreams)
+        .map(|(u, r)| (u.name.as_str(), name_pos(r.value.name.as_ref(), pos(r))))
+        .collect();
+    cx.unique("upstream", &named);
+
+    let known = Known {
+        listeners: listeners.iter().map(|l| l.name.as_str()).collect(),
+        upstreams: upstreams.iter().map(|u| u.name.as_str()).collect(),
+    };
+    let raw_routes = raw.routes.unwrap_or_default();
+    let mut routes = Vec::with_capacity(raw_routes.len());
+    for r in &raw_routes {
+        let (route, locs) = route::route(&mut cx, r, &known);
+        routes.push(route);
+        locations.routes.push(locs);
+    }
+    let named: Vec<(&str, Pos)> = routes
+        .iter()
+        .zip(&raw_routes)
+        .map(|(rt, r)| (rt.name.as_str(), name_pos(r.value.name.as_ref(), pos(r))))
+        .collect();
+    cx.unique("route", &named);
+
+    let config = Config {
+        server,
+        admin,
+        listeners,
+        routes,
+        upstreams,
+        locations,
+    };
+    if !cx.errors.is_empty() {
+        return Err(cx.errors);
+    }
+    shadow::warn_shadowed(&mut cx, &config);
+    warn_unused_upstreams(&mut cx, &config);
+    cx.warnings.sort_by_key(|d| (d.line, d.column));
+    Ok((config, cx.warnings))
+}
+
+/// Names routes may refer to.
+pub(crate) struct Known<'a> {
+    pub listeners: HashSet<&'a str>,
+    pub upstreams: HashSet<&'a str>,
+}
+
+fn name_pos(name: Option<&S>, item: Pos) -> Pos {
+    name.map_or(item, |n| pos_or(n, item))
+}
+
+fn server(cx: &mut Ctx, raw: Option<&crate::raw::RawServer>) -> Server {
+    Server {
+        drain_timeout: cx.duration(
+            raw.and_then(|s| s.drain_timeout.as_ref()),
+            "drain_timeout",
+            Duration::from_secs(30),
+            true,
+        ),
+        worker_threads: cx.count(
+            raw.and_then(|s| s.worker_threads.as_ref()),
+            "worker_threads",
+            0,
+            (0, 1024),
+        ),
+    }
+}
+
+fn admin(cx: &mut Ctx, raw: Option<&crate::raw::RawAdmin>, locs: &mut Locations) -> Admin {
+    let default = SocketAddr::from(([127, 0, 0, 1], 9901));
+    let Some(listen) = raw.and_then(|a| a.listen.as_ref()) else {
+        return Admin { listen: default };
+    };
+    locs.admin = pos(listen);
+    Admin {
+        listen: cx.socket_addr(listen, "admin.listen").unwrap_or(default),
+    }
+}
+
+fn listeners(
+    cx: &mut Ctx,
+    raw: Option<&Spanned<Vec<Spanned<RawListener>>>>,
+    admin: &Admin,
+    locs: &mut Locations,
+) -> Vec<Listener> {
+    let items = raw.map(|l| l.value.as_slice()).unwrap_or_default();
+    if items.is_empty() {
+        let at = raw.map_or((1, 1), pos);
+        cx.err(at, "at least one listener is required under `listeners:`");
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut addrs: HashMap<SocketAddr, Pos> = HashMap::new();
+    if admin.listen.port() != 0 {
+        addrs.insert(admin.listen, locs.admin);
+    }
+    let mut names = Vec::new();
+    for item in items {
+        let at = pos(item);
+        let l = &item.value;
+        let name = cx.name(l.name.as_ref(), at, "listener");
+        names.push((name_pos(l.name.as_ref(), at), name.clone()));
+        let mut ll = ListenerLocs {
+            at,
+            ..ListenerLocs::default()
+        };
+        let listen = match &l.listen {
+            Some(s) => {
+                ll.listen = pos(s);
+                cx.socket_addr(s, "listen")
+            }
+            None => {
+                cx.err(at, format!("listener `{name}` needs a `listen` address"));
+                None
+            }
+        };
+        if let (Some(addr), Some(s)) = (listen, &l.listen) {
+            // Port 0 binds a fresh port each time, so those never collide.
+            if addr.port() != 0 {
+                if let Some(first) = addrs.insert(addr, pos(s)) {
+                    cx.err(
+                        pos(s),
+                        format!("address {addr} is already used at line {}", first.0),
+                    );
+                }
+            }
+        }
+        let tls = l.tls.as_ref().and_then(|t| listener_tls(cx, t, &mut ll));
+        out.push(Listener {
+            name,
+            listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            protocols: protocols(cx, l.protocols.as_ref()),
+            tls,
+            limits: limits(cx, l.limits.as_ref()),
+        });
+        locs.listeners.push(ll);
+    }
+    let named: Vec<(&str, Pos)> = names.iter().map(|(p, n)| (n.as_str(), *p)).collect();
+    cx.unique("listener", &named);
+    out
+}
+
+fn protocols(cx: &mut Ctx, raw: Option<&Spanned<Vec<S>>>) -> Protocols {
+    let Some(list) = raw else {
+        return Protocols {
+            http1: true,
+            h2: true,
+        };
+    };
+    let mut p = Protocols {
+        http1: false,
+        h2: false,
+    };
+    for item in &list.value {
+        match item.value.as_str() {
+            "http1" => p.http1 = true,
+            "h2" => p.h2 = true,
+            other => cx.err(
+                pos(item),
+                format!(
+                    "unknown protocol `{other}`: expected http1 or h2 \
+                     (on a plain TCP listener, h2 is served as h2c)"
+                ),
+            ),
+        }
+    }
+    if list.value.is_empty() {
+        cx.err(pos(list), "protocols must list at least one of http1, h2");
+    }
+    p
+}
+
+fn listener_tls(
+    cx: &mut Ctx,
+    raw: &Spanned<RawListenerTls>,
+    ll: &mut ListenerLocs,
+) -> Option<ListenerTls> {
+    let t = &raw.value;
+    let mut certificates = Vec::new();
+    match (&t.cert, &t.key, &t.certificates) {
+        (Some(_), _, Some(list)) | (_, Some(_), Some(list)) => {
+            cx.err(
+                pos(list),
+                "set either `cert`/`key` or `certificates`, not both",
+            );
+        }
+        (Some(cert), Some(key), None) => {
+            certificates.push(cx.cert_pair(cert, key, ll));
+        }
+        (Some(cert), None, None) => cx.err(pos(cert), "`cert` needs a matching `key`"),
+        (None, Some(key), None) => cx.err(pos(key), "`key` needs a matching `cert`"),
+        (None, None, Some(list)) => {
+            if list.value.is_empty() {
+                cx.err(
+                    pos(list),
+                    "`certificates` must list at least one { cert, key }",
+                );
+            }
+            for pair in &list.value {
+                certificates.push(cx.cert_pair(&pair.cert, &pair.key, ll));
+            }
+        }
+        (None, None, None) => cx.err(
+            pos(raw),
+            "tls needs a certificate: set `cert` and `key`, or `certificates`",
+        ),
+    }
+    let min_version = cx.token(
+        t.min_version.as_ref(),
+        "min_version",
+        &[("1.2", TlsVersion::V1_2), ("1.3", TlsVersion::V1_3)],
+        TlsVersion::V1_2,
+    );
+    Some(ListenerTls {
+        certificates,
+        min_version,
+    })
+}
+
+fn limits(cx: &mut Ctx, raw: Option<&RawLimits>) -> Limits {
+    let f = |get: fn(&RawLimits) -> Option<&S>| raw.and_then(get);
+    Limits {
+        max_request_headers: cx.size(
+            f(|l| l.max_request_headers.as_ref()),
+            "max_request_headers",
+            64 * 1024,
+        ),
+        max_request_line: cx.size(
+            f(|l| l.max_request_line.as_ref()),
+            "max_request_line",
+            8 * 1024,
+        ),
+        max_headers: cx.count(
+            f(|l| l.max_headers.as_ref()),
+            "max_headers",
+            100,
+            (1, 10_000),
+        ),
+        header_read_timeout: cx.duration(
+            f(|l| l.header_read_timeout.as_ref()),
+            "header_read_timeout",
+            Duration::from_secs(10),
+            false,
+        ),
+        idle_timeout: cx.duration(
+            f(|l| l.idle_timeout.as_ref()),
+            "idle_timeout",
+            Duration::from_secs(300),
+            false,
+        ),
+        max_connections: cx.count(
+            f(|l| l.max_connections.as_ref()),
+            "max_connections",
+            10_000,
+            (1, 10_000_000),
+        ),
+        max_request_body: cx.size(f(|l| l.max_request_body.as_ref()), "max_request_body", 0),
+    }
+}
+
+fn warn_unused_upstreams(cx: &mut Ctx, config: &Config) {
+    let used: HashSet<&str> = config
+        .routes
+        .iter()
+        .filter_map(|r| match &r.action {
+            RouteAction::Upstream { name } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    for (i, u) in config.upstreams.iter().enumerate() {
+        if !used.contains(u.name.as_str()) {
+            cx.warn(
+                config.locations.upstream(i),
+                format!("upstream `{}` is not used by any route", u.name),
+            );
+        }
+    }
+}
+
+// === impl Ctx ===
+
+impl Ctx<'_> {
+    pub(crate) fn err(&mut self, at: Pos, message: impl Into<String>) {
+        self.errors.push(Diagnostic::new(self.source, at, message));
+    }
+
+    pub(crate) fn warn(&mut self, at: Pos, message: impl Into<String>) {
+        self.warnings
+            .push(Diagnostic::new(self.source, at, message));
+    }
+
+    /// Reports every name after the first occurrence.
+    fn unique(&mut self, kind: &str, names: &[(&str, Pos)]) {
+        let mut seen: HashMap<&str, Pos> = HashMap::new();
+        for &(name, at) in names {
+            if name.is_empty() {
+                continue;
+            }
+            if let Some(first) = seen.get(name) {
+                let line = first.0;
+                self.err(
+                    at,
+                    format!("duplicate {kind} name `{name}` (first defined at line {line})"),
+                );
+            } else {
+                seen.insert(name, at);
+            }
+        }
+    }
+
+    /// A required item name; missing or malformed names are reported and yield "".
+    pub(crate) fn name(&mut self, raw: Option<&S>, item: Pos, kind: &str) -> String {
+        let Some(name) = raw else {
+            self.err(item, format!("{kind} needs a `name`"));
+            return String::new();
+        };
+        let ok = !name.value.is_empty()
+            && name
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            self.err(
+                pos(name),
+                format!(
+                    "invalid {kind} name `{}`: use only {NAME_CHARS}",
+                    name.value
+                ),
+            );
+        }
+        name.value.clone()
+    }
+
+    pub(crate) fn duration(
+        &mut self,
+        raw: Option<&S>,
+        field: &str,
+        default: Duration,
+        allow_zero: bool,
+    ) -> Duration {
+        let Some(s) = raw else { return default };
+        match parse_duration(&s.value) {
+            Ok(d) if d.is_zero() && !allow_zero => {
+                self.err(pos(s), format!("{field} must be greater than 0"));
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.err(pos(s), format!("{field}: {e}"));
+                default
+            }
+        }
+    }
+
+    pub(crate) fn size(&mut self, raw: Option<&S>, field: &str, default: u64) -> u64 {
+        let Some(s) = raw else { return default };
+        parse_size(&s.value).unwrap_or_else(|e| {
+            self.err(pos(s), format!("{field}: {e}"));
+            default
+        })
+    }
+
+    /// An integer in `range` (inclusive).
+    pub(crate) fn count<T>(&mut self, raw: Option<&S>, field: &str, default: T, range: (T, T)) -> T
+    where
+        T: FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(s) = raw else { return default };
+        match s.value.trim().parse::<T>() {
+            Ok(v) if v >= range.0 && v <= range.1 => v,
+            _ => {
+                self.err(
+                    pos(s),
+                    format!(
+                        "{field} must be a whole number from {} to {}, not `{}`",
+                        range.0, range.1, s.value
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// One of a fixed set of words.
+    pub(crate) fn token<T: Copy>(
+        &mut self,
+        raw: Option<&S>,
+        field: &str,
+        table: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(s) = raw else { return default };
+        if let Some((_, v)) = table.iter().find(|(k, _)| *k == s.value) {
+            return *v;
+        }
+        let names: Vec<String> = table.iter().map(|(k, _)| format!("`{k}`")).collect();
+        self.err(
+            pos(s),
+            format!(
+                "unknown {field} `{}`: expected one of {}",
+                s.value,
+                names.join(", ")
+            ),
+        );
+        default
+    }
+
+    fn socket_addr(&mut self, s: &S, field: &str) -> Option<SocketAddr> {
+        match SocketAddr::from_str(s.value.trim()) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    pos(s),
+                    format!(
+                        "{field}: `{}` is not an IP:PORT address \
+                         (e.g. 127.0.0.1:8080 or [::1]:8080; host names are not allowed here)",
+                        s.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn cert_pair(&mut self, cert: &S, key: &S, ll: &mut ListenerLocs) -> CertPair {
+        ll.certificates.push((pos(cert), pos(key)));
+        CertPair {
+            cert: self.file(cert, "cert"),
+            key: self.file(key, "key"),
+        }
+    }
+
+    /// A file path resolved against the config's directory; checked to exist when that is known.
+    pub(crate) fn file(&mut self, s: &S, field: &str) -> PathBuf {
+        if s.value.is_empty() {
+            self.err(pos(s), format!("{field}: empty file path"));
+            return PathBuf::new();
+        }
+        let path = Path::new(&s.value);
+        let Some(base) = self.base_dir else {
+            return path.to_path_buf();
+        };
+        let resolved = base.join(path);
+        if !resolved.is_file() {
+            self.err(
+                pos(s),
+                format!(
+                    "{field}: file `{}` not found (looked for {})",
+                    s.value,
+                    resolved.display()
+                ),
+            );
+        }
+        resolved
+    }
+}

@@ -1,0 +1,199 @@
+//! Checks for individual values: host names, header names, regexes, path templates, addresses.
+//!
+//! Each returns the normalized value or a one-line reason; callers attach the position.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use http::header::{HeaderName, HeaderValue};
+use http::Method;
+
+/// Compiled regexes are bounded so a hostile config cannot make validation eat memory.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// A DNS name: dot-separated labels of letters, digits, `-` and `_`; returned lowercased.
+pub(crate) fn hostname(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    let ok = !lower.is_empty()
+        && lower.len() <= 253
+        && lower.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(lower)
+    } else {
+        Err(format!(
+            "`{s}` is not a valid host name (dot-separated labels of letters, digits and '-')"
+        ))
+    }
+}
+
+/// A route host: an exact name, `*.suffix`, or `*`; returned lowercased.
+pub(crate) fn host_pattern(s: &str) -> Result<String, String> {
+    if s == "*" {
+        return Ok("*".into());
+    }
+    if let Some(suffix) = s.strip_prefix("*.") {
+        return hostname(suffix).map(|h| format!("*.{h}"));
+    }
+    if s.contains('*') {
+        return Err(format!(
+            "invalid host `{s}`: `*` is only allowed as the whole first label \
+             (`*.example.com`) or alone (`*`)"
+        ));
+    }
+    if s.contains(':') {
+        return Err(format!(
+            "invalid host `{s}`: write the host name without a port"
+        ));
+    }
+    hostname(s)
+}
+
+/// A header name, returned lowercased.
+pub(crate) fn header_name(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    HeaderName::from_bytes(lower.as_bytes())
+        .map(|_| lower)
+        .map_err(|_| format!("`{s}` is not a valid header name"))
+}
+
+/// A header value: visible ASCII, spaces and tabs (no line breaks).
+pub(crate) fn header_value(s: &str) -> Result<(), String> {
+    HeaderValue::from_str(s).map(|_| ()).map_err(|_| {
+        format!(
+            "header value {s:?} contains characters not allowed in a header (e.g. a line break)"
+        )
+    })
+}
+
+/// An uppercase HTTP method token.
+pub(crate) fn method(s: &str) -> Result<Method, String> {
+    let upper = s.to_ascii_uppercase();
+    if s != upper {
+        return Err(format!("methods are uppercase: write `{upper}`, not `{s}`"));
+    }
+    Method::from_bytes(s.as_bytes()).map_err(|_| format!("`{s}` is not a valid HTTP method token"))
+}
+
+/// A regex that will be used as a full match; returns why it does not compile.
+pub(crate) fn regex(pattern: &str) -> Result<(), String> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map(|_| ())
+        .map_err(|e| {
+            // The regex crate's message spans several lines (pattern, caret, reason);
+            // diagnostics are one line, so keep the reason.
+            let text = e.to_string();
+            let reason = text
+                .lines()
+                .find_map(|l| l.strip_prefix("error: "))
+                .unwrap_or(text.lines().last().unwrap_or("does not compile"))
+                .trim()
+                .to_owned();
+            format!("invalid regex `{pattern}`: {reason}")
+        })
+}
+
+/// A path used for matching or rewriting: starts with `/`, no whitespace.
+pub(crate) fn path(s: &str) -> Result<(), String> {
+    if !s.starts_with('/') {
+        return Err(format!("path `{s}` must start with `/`"));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "path `{s}` must not contain spaces or control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// A path template: `/` separated segments, each literal, `{name}` (one segment) or,
+/// last only, `{*name}` (the remainder).
+pub(crate) fn template(s: &str) -> Result<(), String> {
+    path(s)?;
+    let segments: Vec<&str> = s[1..].split('/').collect();
+    let mut names: Vec<&str> = Vec::new();
+    for (i, seg) in segments.iter().enumerate() {
+        if !seg.contains(['{', '}']) {
+            continue;
+        }
+        let inner = seg
+            .strip_prefix('{')
+            .and_then(|r| r.strip_suffix('}'))
+            .ok_or_else(|| {
+                format!(
+                    "invalid path template `{s}`: `{seg}` must be a whole segment \
+                     such as `{{id}}` or `{{*rest}}`"
+                )
+            })?;
+        let (name, rest) = match inner.strip_prefix('*') {
+            Some(n) => (n, true),
+            None => (inner, false),
+        };
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "invalid path template `{s}`: parameter `{inner}` must be a name of letters, \
+                 digits and '_'"
+            ));
+        }
+        if rest && i + 1 != segments.len() {
+            return Err(format!(
+                "invalid path template `{s}`: `{{*{name}}}` must be the last segment"
+            ));
+        }
+        if names.contains(&name) {
+            return Err(format!(
+                "invalid path template `{s}`: parameter `{name}` appears twice"
+            ));
+        }
+        names.push(name);
+    }
+    Ok(())
+}
+
+/// An endpoint address `host:port`: host is IPv4, `[IPv6]` or a DNS name; port 1..=65535.
+pub(crate) fn endpoint_address(s: &str) -> Result<(), String> {
+    if s.contains("://") {
+        return Err(format!(
+            "endpoint `{s}` must be host:port, without a scheme (set `protocol`/`tls` instead)"
+        ));
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("endpoint `{s}` needs a port, as in host:port"));
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => {}
+        _ => return Err(format!("endpoint `{s}`: port `{port}` must be 1 to 65535")),
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner
+            .parse::<Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("endpoint `{s}`: `{inner}` is not an IPv6 address"));
+    }
+    if host.contains(':') {
+        return Err(format!(
+            "endpoint `{s}`: write IPv6 addresses in brackets, as in [::1]:8080"
+        ));
+    }
+    let looks_numeric = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if looks_numeric {
+        return host
+            .parse::<Ipv4Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("endpoint `{s}`: `{host}` is not an IPv4 address"));
+    }
+    hostname(host)
+        .map(|_| ())
+        .map_err(|e| format!("endpoint {e}"))
+}

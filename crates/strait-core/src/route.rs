@@ -1,0 +1,163 @@
+//! Runtime routes: what a matched request does (forward, respond, redirect) and its filter chain.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::{filter::Chain, upstream::Upstream};
+
+/// A compiled route.
+pub struct Route {
+    /// Route name (metric label, logs).
+    pub name: Arc<str>,
+    /// What to do with a matching request.
+    pub action: Action,
+    /// Filters run on the request and response.
+    pub filters: Chain,
+}
+
+/// The action of a route.
+pub enum Action {
+    /// Forward to an upstream, after an optional rewrite.
+    Forward {
+        /// Target upstream.
+        upstream: Arc<Upstream>,
+        /// Path/host rewrite applied before forwarding.
+        rewrite: Option<Rewrite>,
+    },
+    /// Answer directly.
+    Respond(Respond),
+    /// Answer with a redirect built from the request.
+    Redirect(Redirect),
+}
+
+/// Path and host rewrite for forwarded requests.
+#[derive(Clone, Debug, Default)]
+pub struct Rewrite {
+    /// Replaces the matched `path_prefix`.
+    pub path_prefix: Option<String>,
+    /// Replaces the whole path (query kept).
+    pub path: Option<String>,
+    /// Sets the upstream Host.
+    pub host: Option<HeaderValue>,
+}
+
+/// A direct response.
+#[derive(Clone, Debug)]
+pub struct Respond {
+    /// Status code.
+    pub status: StatusCode,
+    /// Body (shared, never copied per request).
+    pub body: Bytes,
+    /// Extra headers.
+    pub headers: HeaderMap,
+}
+
+/// A redirect; unset parts are taken from the request.
+#[derive(Clone, Debug)]
+pub struct Redirect {
+    /// 301, 302, 303, 307 or 308.
+    pub status: StatusCode,
+    /// New scheme.
+    pub scheme: Option<String>,
+    /// New host (without port).
+    pub host: Option<String>,
+    /// New port.
+    pub port: Option<u16>,
+    /// New path (query kept).
+    pub path: Option<String>,
+}
+
+impl Redirect {
+    /// Builds the Location for a request arriving with `scheme`, `host` (may hold a port) and `path_and_query`.
+    pub fn location(&self, scheme: &str, host: &str, path_and_query: &str) -> String {
+        let scheme = self.scheme.as_deref().unwrap_or(scheme);
+        let (req_host, req_port) = split_host_port(host);
+        let host = self.host.as_deref().unwrap_or(req_host);
+        let port = match (self.port, self.scheme.is_some() || self.host.is_some()) {
+            (Some(p), _) => Some(p.to_string()),
+            (None, false) => req_port.map(str::to_string),
+            (None, true) => None,
+        };
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let path = self.path.as_deref().unwrap_or(path);
+        let mut out = format!("{scheme}://{host}");
+        if let Some(p) = port {
+            let default = (scheme == "http" && p == "80") || (scheme == "https" && p == "443");
+            if !default {
+                out.push(':');
+                out.push_str(&p);
+            }
+        }
+        out.push_str(path);
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        out
+    }
+}
+
+/// Splits `host[:port]`, keeping IPv6 brackets intact.
+pub fn split_host_port(host: &str) -> (&str, Option<&str>) {
+    if host.starts_with('[') {
+        return match host.find("]:") {
+            Some(i) => (&host[..=i], Some(&host[i + 2..])),
+            None => (host, None),
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
+        _ => (host, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redirect() -> Redirect {
+        Redirect {
+            status: StatusCode::FOUND,
+            scheme: None,
+            host: None,
+            port: None,
+            path: None,
+        }
+    }
+
+    #[test]
+    fn https_redirect_drops_the_request_port_and_keeps_the_query() {
+        let r = Redirect {
+            scheme: Some("https".into()),
+            ..redirect()
+        };
+        assert_eq!(
+            r.location("http", "example.com:8080", "/a?b=1"),
+            "https://example.com/a?b=1"
+        );
+    }
+
+    #[test]
+    fn path_redirect_keeps_scheme_host_and_port() {
+        let r = Redirect {
+            path: Some("/new".into()),
+            ..redirect()
+        };
+        assert_eq!(
+            r.location("http", "example.com:8080", "/old"),
+            "http://example.com:8080/new"
+        );
+    }
+
+    #[test]
+    fn ipv6_host_port_split() {
+        assert_eq!(split_host_port("[::1]:80"), ("[::1]", Some("80")));
+        assert_eq!(split_host_port("[::1]"), ("[::1]", None));
+        assert_eq!(split_host_port("a.b:9"), ("a.b", Some("9")));
+    }
+}

@@ -1,0 +1,85 @@
+//! The immutable snapshot a request reads once: per-listener route tables, routes, upstreams and listener settings.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use strait_observe::RouteStats;
+
+use crate::{route::Route, upstream::Upstream};
+
+/// Everything the data plane needs, compiled from one configuration version.
+pub struct Snapshot {
+    /// Configuration version (increases with each successful reload).
+    pub version: u64,
+    /// Route tables indexed by listener id (see `LiveState::listener_id`).
+    pub routes: Vec<Option<Arc<ListenerRoutes>>>,
+    /// Listener settings in configuration order.
+    pub listeners: Vec<Arc<ListenerSpec>>,
+    /// Upstreams in configuration order.
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Time allowed for in-flight requests at shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Snapshot {
+    /// The route table of a listener.
+    pub fn listener_routes(&self, listener_id: usize) -> Option<&Arc<ListenerRoutes>> {
+        self.routes.get(listener_id).and_then(Option::as_ref)
+    }
+}
+
+/// The routes that apply to one listener.
+pub struct ListenerRoutes {
+    /// Listener name.
+    pub name: Arc<str>,
+    /// Matcher over `routes` (indices into it).
+    pub router: strait_router::Router,
+    /// Routes in configuration order.
+    pub routes: Vec<RouteEntry>,
+    /// Stats for requests no route matched.
+    pub unmatched: Arc<RouteStats>,
+}
+
+/// A route as seen from one listener, with its stats handles.
+pub struct RouteEntry {
+    /// The route.
+    pub route: Arc<Route>,
+    /// Stats labelled with this listener and route.
+    pub stats: Arc<RouteStats>,
+}
+
+/// Downstream limits of a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Request line + headers, bytes.
+    pub max_request_headers: usize,
+    /// Request line, bytes.
+    pub max_request_line: usize,
+    /// Header count.
+    pub max_headers: usize,
+    /// Time to receive a complete request head.
+    pub header_read_timeout: Duration,
+    /// Keep-alive idle time.
+    pub idle_timeout: Duration,
+    /// Concurrent connections.
+    pub max_connections: usize,
+    /// Request body bytes, 0 = unlimited.
+    pub max_request_body: u64,
+}
+
+/// A listener's settings.
+pub struct ListenerSpec {
+    /// Listener name.
+    pub name: Arc<str>,
+    /// Stable id (index into `Snapshot::routes`).
+    pub id: usize,
+    /// Bind address.
+    pub addr: SocketAddr,
+    /// Serve HTTP/1.1.
+    pub http1: bool,
+    /// Serve HTTP/2 (h2c prior knowledge on plain TCP, ALPN h2 on TLS).
+    pub h2: bool,
+    /// TLS settings, if any.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Limits.
+    pub limits: ListenerLimits,
+}

@@ -1,0 +1,195 @@
+//! The metric families (names are a contract: dashboards and alerts depend on them) and their exposition.
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds: fine below 10 ms where a proxy lives, coarse up to the 15 s default timeout.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Labels of the per-request families, in order.
+pub(crate) const REQUEST_LABELS: &[&str] = &["listener", "route", "upstream", "method", "code"];
+
+/// All metric families of one process; cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    /// `strait_http_requests_total{listener,route,upstream,method,code}`.
+    pub requests: IntCounterVec,
+    /// `strait_http_request_duration_seconds{listener,route,upstream,method,code}`: until response headers.
+    pub request_duration: HistogramVec,
+    /// `strait_upstream_connect_errors_total{upstream,endpoint}`.
+    pub upstream_connect_errors: IntCounterVec,
+    /// `strait_upstream_requests_total{upstream,endpoint,outcome}`: attempts sent to an endpoint.
+    pub upstream_requests: IntCounterVec,
+    /// `strait_upstream_endpoint_healthy{upstream,endpoint}`: 1 healthy, 0 not.
+    pub endpoint_healthy: GaugeVec,
+    /// `strait_downstream_connections_active{listener,protocol}`.
+    pub connections_active: IntGaugeVec,
+    /// `strait_downstream_connections_total{listener}`.
+    pub connections_total: IntCounterVec,
+    /// `strait_downstream_rejected_requests_total{listener,reason}`: malformed or over-limit input.
+    pub rejected_requests: IntCounterVec,
+    /// `strait_tls_handshake_errors_total{listener}`.
+    pub tls_handshake_errors: IntCounterVec,
+    /// `strait_config_version`: version of the snapshot being served.
+    pub config_version: IntGauge,
+    /// `strait_config_reload_total{result}`.
+    pub config_reloads: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "strait_http_requests_total",
+                "Downstream HTTP requests answered.",
+            ),
+            REQUEST_LABELS,
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "strait_http_request_duration_seconds",
+                "Time from request head received to response head sent.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            REQUEST_LABELS,
+        )
+        .expect("valid metric");
+        let upstream_connect_errors = IntCounterVec::new(
+            Opts::new(
+                "strait_upstream_connect_errors_total",
+                "Failed connection attempts to upstream endpoints.",
+            ),
+            &["upstream", "endpoint"],
+        )
+        .expect("valid metric");
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "strait_upstream_requests_total",
+                "Requests sent to upstream endpoints, by outcome.",
+            ),
+            &["upstream", "endpoint", "outcome"],
+        )
+        .expect("valid metric");
+        let endpoint_healthy = GaugeVec::new(
+            Opts::new(
+                "strait_upstream_endpoint_healthy",
+                "Health of an upstream endpoint (1 healthy, 0 unhealthy).",
+            ),
+            &["upstream", "endpoint"],
+        )
+        .expect("valid metric");
+        let connections_active = IntGaugeVec::new(
+            Opts::new(
+                "strait_downstream_connections_active",
+                "Open downstream connections.",
+            ),
+            &["listener", "protocol"],
+        )
+        .expect("valid metric");
+        let connections_total = IntCounterVec::new(
+            Opts::new(
+                "strait_downstream_connections_total",
+                "Accepted downstream connections.",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
+        let rejected_requests = IntCounterVec::new(
+            Opts::new(
+                "strait_downstream_rejected_requests_total",
+                "Requests rejected before routing because they were malformed or over a limit.",
+            ),
+            &["listener", "reason"],
+        )
+        .expect("valid metric");
+        let tls_handshake_errors = IntCounterVec::new(
+            Opts::new(
+                "strait_tls_handshake_errors_total",
+                "Failed downstream TLS handshakes.",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
+        let config_version =
+            IntGauge::new("strait_config_version", "Version of the configuration being served.")
+                .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new("strait_config_reload_total", "Configuration reloads by result."),
+            &["result"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(upstream_connect_errors.clone()),
+            Box::new(upstream_requests.clone()),
+            Box::new(endpoint_healthy.clone()),
+            Box::new(connections_active.clone()),
+            Box::new(connections_total.clone()),
+            Box::new(rejected_requests.clone()),
+            Box::new(tls_handshake_errors.clone()),
+            Box::new(config_version.clone()),
+            Box::new(config_reloads.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                "strait",
+            );
+            let _ = registry.register(Box::new(pc));
+        }
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_connect_errors,
+            upstream_requests,
+            endpoint_healthy,
+            connections_active,
+            connections_total,
+            rejected_requests,
+            tls_handshake_errors,
+            config_version,
+            config_reloads,
+        }
+    }
+
+    /// Renders every family in the Prometheus classic text format (what promtool and every scraper read).
+    pub fn render_text(&self) -> String {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The bounded `method` label: standard methods by name, anything else `OTHER`.
+pub fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::PATCH => "PATCH",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}

@@ -1,0 +1,370 @@
+//! Strict, streaming RFC 9112 request-head validator: one byte at a time, no buffering, no I/O.
+//!
+//! Because every decision is made from the byte just seen plus a few counters, feeding a head in
+//! one slice or in many gives the same outcome, and nothing of a head is ever copied.
+
+use super::{H1Limits, Rejection};
+
+/// How the body following a valid head is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// No Content-Length and no Transfer-Encoding: requests then have no body.
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Why the connection may stop being HTTP/1 after this request's response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UpgradeKind {
+    /// The request carried an `Upgrade` header: a `101` switches protocols.
+    Header,
+    /// The request was `CONNECT`: hyper turns a `2xx` into a tunnel (and a `101` as well).
+    Connect,
+}
+
+/// The facts about a complete, valid head that the framing layer needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// Body framing.
+    pub body: BodyKind,
+    /// Whether the response may turn the connection into something else.
+    pub upgrade: Option<UpgradeKind>,
+}
+
+/// Where in the head the next byte lands.
+#[derive(Clone, Copy, Debug)]
+enum State {
+    /// Before the request line; empty lines may be skipped here.
+    Leading,
+    /// Saw CR of a leading empty line.
+    LeadingLf,
+    Method,
+    TargetStart,
+    Target,
+    /// Index into `HTTP/1.x` of the next expected byte (7 is the minor digit, 8 the CR).
+    Version(u8),
+    /// Saw the CR ending the request line.
+    RequestLineLf,
+    /// Start of a field line, or of the final empty line.
+    LineStart,
+    Name,
+    Value,
+    /// Saw the CR ending a field line.
+    ValueLf,
+    /// Saw the CR of the final empty line.
+    EndLf,
+}
+
+/// Progress through optional whitespace, a token, optional whitespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ows {
+    Lead,
+    Token,
+    Trail,
+}
+
+/// The field whose value is being read, when its value matters for framing.
+#[derive(Clone, Copy, Debug)]
+enum Field {
+    Other,
+    Length { phase: Ows, value: u64 },
+    Coding { phase: Ows, matched: u8 },
+}
+
+/// Field names whose presence or value matters, lowercase; bit `i` of `Parser::names` is `NAMES[i]`.
+const NAMES: [&[u8]; 3] = [b"content-length", b"transfer-encoding", b"upgrade"];
+const CONTENT_LENGTH: u8 = 1 << 0;
+const TRANSFER_ENCODING: u8 = 1 << 1;
+const UPGRADE: u8 = 1 << 2;
+const CHUNKED: &[u8] = b"chunked";
+const CONNECT: &[u8] = b"CONNECT";
+const VERSION: &[u8] = b"HTTP/1.";
+
+/// Incremental validator for one request head.
+#[derive(Clone, Debug)]
+pub(crate) struct Parser {
+    limits: H1Limits,
+    state: State,
+    /// Bytes of the head so far, leading empty lines included (they cost the peer nothing else).
+    head_len: usize,
+    /// Bytes of the request line so far, CRLF excluded.
+    line_len: usize,
+    headers: usize,
+    /// Bytes of the method matching `CONNECT` so far; `u8::MAX` once it cannot match.
+    connect: u8,
+    http10: bool,
+    /// Candidate bits of `NAMES` still matching the field name being read, and its length.
+    names: u8,
+    name_len: usize,
+    field: Field,
+    content_length: Option<u64>,
+    chunked: bool,
+    upgrade: bool,
+}
+
+// === impl Parser ===
+
+impl Parser {
+    /// A validator waiting for the first byte of a head.
+    pub(crate) fn new(limits: H1Limits) -> Self {
+        Self {
+            limits,
+            state: State::Leading,
+            head_len: 0,
+            line_len: 0,
+            headers: 0,
+            connect: 0,
+            http10: false,
+            names: 0,
+            name_len: 0,
+            field: Field::Other,
+            content_length: None,
+            chunked: false,
+            upgrade: false,
+        }
+    }
+
+    /// Whether any byte of this head has arrived (drives the header-read timer).
+    pub(crate) fn started(&self) -> bool {
+        self.head_len > 0
+    }
+
+    /// Consumes bytes of `buf` up to and including the end of the head.
+    ///
+    /// Returns how many bytes were consumed and, when the head ended among them, its facts; the
+    /// bytes after the head belong to the body or the next request.
+    pub(crate) fn feed(&mut self, buf: &[u8]) -> Result<(usize, Option<Head>), Rejection> {
+        for (i, &b) in buf.iter().enumerate() {
+            if let Some(head) = self.byte(b)? {
+                return Ok((i + 1, Some(head)));
+            }
+        }
+        Ok((buf.len(), None))
+    }
+
+    fn byte(&mut self, b: u8) -> Result<Option<Head>, Rejection> {
+        self.head_len += 1;
+        if matches!(
+            self.state,
+            State::Method | State::TargetStart | State::Target | State::Version(0..8)
+        ) {
+            self.line_len += 1;
+            if self.line_len > self.limits.max_request_line {
+                return Err(Rejection::UriTooLong);
+            }
+        }
+        if self.head_len > self.limits.max_head {
+            return Err(Rejection::HeadersTooLarge);
+        }
+        self.state = match (self.state, b) {
+            (State::Leading, b'\r') => State::LeadingLf,
+            (State::LeadingLf, b'\n') => State::Leading,
+            (State::Leading, b) if is_tchar(b) => {
+                self.line_len = 1;
+                self.method_byte(b);
+                State::Method
+            }
+            (State::Leading, _) => return bad("invalid method"),
+            (State::Method, b' ') => State::TargetStart,
+            (State::Method, b) if is_tchar(b) => {
+                self.method_byte(b);
+                State::Method
+            }
+            (State::Method, _) => return bad("invalid method"),
+            (State::TargetStart | State::Target, b) if is_vchar(b) => State::Target,
+            (State::Target, b' ') => State::Version(0),
+            (State::TargetStart | State::Target, _) => return bad("invalid request-target"),
+            (State::Version(i), b)
+                if usize::from(i) < VERSION.len() && b == VERSION[usize::from(i)] =>
+            {
+                State::Version(i + 1)
+            }
+            (State::Version(7), b'0' | b'1') => {
+                self.http10 = b == b'0';
+                State::Version(8)
+            }
+            (State::Version(8), b'\r') => State::RequestLineLf,
+            (State::Version(_), _) => return bad("invalid http version"),
+            (State::RequestLineLf, b'\n') => State::LineStart,
+            (State::LineStart, b'\r') => State::EndLf,
+            (State::LineStart, b' ' | b'\t') => return bad("obsolete line folding"),
+            (State::LineStart, b) if is_tchar(b) => {
+                self.headers += 1;
+                if self.headers > self.limits.max_headers {
+                    return Err(Rejection::HeadersTooLarge);
+                }
+                self.names = CONTENT_LENGTH | TRANSFER_ENCODING | UPGRADE;
+                self.name_len = 0;
+                self.name_byte(b);
+                State::Name
+            }
+            (State::LineStart, _) => return bad("invalid field name"),
+            (State::Name, b':') => {
+                self.name_end()?;
+                State::Value
+            }
+            (State::Name, b) if is_tchar(b) => {
+                self.name_byte(b);
+                State::Name
+            }
+            (State::Name, _) => return bad("invalid field name"),
+            (State::Value, b'\r') => State::ValueLf,
+            (State::Value, b) if is_field_vchar(b) || b == b' ' || b == b'\t' => {
+                self.value_byte(b)?;
+                State::Value
+            }
+            (State::Value, _) => return bad("invalid field value"),
+            (State::ValueLf, b'\n') => {
+                self.value_end()?;
+                State::LineStart
+            }
+            (State::EndLf, b'\n') => return Ok(Some(self.finish())),
+            (State::LeadingLf | State::RequestLineLf | State::ValueLf | State::EndLf, _) => {
+                return bad("bare CR")
+            }
+        };
+        Ok(None)
+    }
+
+    fn method_byte(&mut self, b: u8) {
+        let i = usize::from(self.connect);
+        self.connect = if i < CONNECT.len() && CONNECT[i] == b {
+            self.connect + 1
+        } else {
+            u8::MAX
+        };
+    }
+
+    fn name_byte(&mut self, b: u8) {
+        let b = b.to_ascii_lowercase();
+        for (bit, name) in NAMES.iter().enumerate() {
+            if name.get(self.name_len) != Some(&b) {
+                self.names &= !(1 << bit);
+            }
+        }
+        self.name_len += 1;
+    }
+
+    /// The colon: decide which field this is and reject ambiguous framing as early as possible.
+    fn name_end(&mut self) -> Result<(), Rejection> {
+        let names = self.names;
+        let is = |bit: u8, name: &[u8]| names & bit != 0 && self.name_len == name.len();
+        self.field = Field::Other;
+        if is(CONTENT_LENGTH, NAMES[0]) {
+            if self.content_length.is_some() {
+                return bad("duplicate content-length");
+            }
+            if self.chunked {
+                return bad("content-length with transfer-encoding");
+            }
+            self.field = Field::Length {
+                phase: Ows::Lead,
+                value: 0,
+            };
+        } else if is(TRANSFER_ENCODING, NAMES[1]) {
+            if self.chunked {
+                return bad("duplicate transfer-encoding");
+            }
+            if self.content_length.is_some() {
+                return bad("content-length with transfer-encoding");
+            }
+            if self.http10 {
+                return bad("transfer-encoding in http/1.0");
+            }
+            self.field = Field::Coding {
+                phase: Ows::Lead,
+                matched: 0,
+            };
+        } else if is(UPGRADE, NAMES[2]) {
+            self.upgrade = true;
+        }
+        Ok(())
+    }
+
+    fn value_byte(&mut self, b: u8) -> Result<(), Rejection> {
+        let ws = b == b' ' || b == b'\t';
+        match &mut self.field {
+            Field::Other => {}
+            Field::Length { phase, value } => match (*phase, b) {
+                (Ows::Lead | Ows::Trail, _) if ws => {}
+                (Ows::Token, _) if ws => *phase = Ows::Trail,
+                (Ows::Lead | Ows::Token, b'0'..=b'9') => {
+                    *phase = Ows::Token;
+                    *value = value
+                        .checked_mul(10)
+                        .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                        .ok_or(Rejection::BadRequest("content-length overflow"))?;
+                }
+                _ => return bad("invalid content-length"),
+            },
+            Field::Coding { phase, matched } => match (*phase, b) {
+                (Ows::Lead | Ows::Trail, _) if ws => {}
+                (Ows::Token, _) if ws && usize::from(*matched) == CHUNKED.len() => {
+                    *phase = Ows::Trail
+                }
+                (Ows::Lead | Ows::Token, b)
+                    if CHUNKED.get(usize::from(*matched)) == Some(&b.to_ascii_lowercase()) =>
+                {
+                    *phase = Ows::Token;
+                    *matched += 1;
+                }
+                _ => return bad("unsupported transfer-encoding"),
+            },
+        }
+        Ok(())
+    }
+
+    fn value_end(&mut self) -> Result<(), Rejection> {
+        match self.field {
+            Field::Other => {}
+            Field::Length {
+                phase: Ows::Lead, ..
+            } => return bad("invalid content-length"),
+            Field::Length { value, .. } => self.content_length = Some(value),
+            Field::Coding { matched, .. } if usize::from(matched) == CHUNKED.len() => {
+                self.chunked = true
+            }
+            Field::Coding { .. } => return bad("unsupported transfer-encoding"),
+        }
+        self.field = Field::Other;
+        Ok(())
+    }
+
+    fn finish(&self) -> Head {
+        let body = match (self.chunked, self.content_length) {
+            (true, _) => BodyKind::Chunked,
+            (false, Some(n)) => BodyKind::Length(n),
+            (false, None) => BodyKind::None,
+        };
+        let upgrade = if usize::from(self.connect) == CONNECT.len() {
+            Some(UpgradeKind::Connect)
+        } else if self.upgrade {
+            Some(UpgradeKind::Header)
+        } else {
+            None
+        };
+        Head { body, upgrade }
+    }
+}
+
+fn bad<T>(reason: &'static str) -> Result<T, Rejection> {
+    Err(Rejection::BadRequest(reason))
+}
+
+/// RFC 9110 `tchar`: the bytes of a token (methods, field names).
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Visible ASCII (`VCHAR`), as allowed in a request-target.
+fn is_vchar(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b)
+}
+
+/// Visible bytes of a field value: `VCHAR` or `obs-text`.
+pub(crate) fn is_field_vchar(b: u8) -> bool {
+    is_vchar(b) || b >= 0x80
+}

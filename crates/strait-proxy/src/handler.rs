@@ -1,0 +1,198 @@
+//! The request path: snapshot → route → filters → action (forward, respond, redirect) → stats. Errors become responses here.
+
+use std::{net::SocketAddr, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use strait_core::{Action, ProxyError, RequestCtx, Route, Snapshot};
+
+use crate::{
+    body::ProxyBody,
+    forward,
+    headers::{self, X_REQUEST_ID},
+    Shared,
+};
+
+/// What the request path knows about the downstream connection.
+pub struct ConnInfo {
+    /// Stable listener id (index into the snapshot's route tables).
+    pub listener_id: usize,
+    /// Peer address.
+    pub client: SocketAddr,
+    /// Peer IP, preformatted for `X-Forwarded-For`.
+    pub client_ip: HeaderValue,
+    /// Whether the connection is TLS (`X-Forwarded-Proto`).
+    pub tls: bool,
+    /// Request body cap, 0 = none.
+    pub max_request_body: u64,
+}
+
+/// Serves one request; never fails: every error becomes a response.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+    let start = Instant::now();
+    let snap = shared.snapshot.load_full();
+    let request_id = headers::request_id(req.headers());
+    let method = req.method().clone();
+    let (mut resp, stats) = route_and_serve(&shared, &snap, &conn, req, &request_id).await;
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    if let Some(stats) = stats {
+        stats.record(
+            &method,
+            resp.status().as_u16(),
+            start.elapsed().as_secs_f64(),
+        );
+    }
+    Ok(resp)
+}
+
+async fn route_and_serve(
+    shared: &Shared,
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    request_id: &HeaderValue,
+) -> (
+    Response<ProxyBody>,
+    Option<Arc<strait_observe::RouteStats>>,
+) {
+    let Some(table) = snap.listener_routes(conn.listener_id) else {
+        return (error_response(&ProxyError::NoRoute, request_id), None);
+    };
+    let host = request_host(&req);
+    let matched = {
+        let rreq = strait_router::Request {
+            host: host.as_deref().unwrap_or(""),
+            path: req.uri().path(),
+            query: req.uri().query(),
+            method: req.method(),
+            headers: req.headers(),
+        };
+        table.router.lookup(&rreq)
+    };
+    let Some(m) = matched else {
+        return (
+            error_response(&ProxyError::NoRoute, request_id),
+            Some(table.unmatched.clone()),
+        );
+    };
+    let entry = &table.routes[m.index];
+    let route: &Route = &entry.route;
+    let stats = Some(entry.stats.clone());
+
+    if conn.max_request_body > 0 {
+        let too_big = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > conn.max_request_body);
+        if too_big {
+            let e = ProxyError::BadRequest(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            return (error_response(&e, request_id), stats);
+        }
+    }
+
+    let (mut head, body) = req.into_parts();
+    if !route.filters.is_empty() {
+        let mut ctx = RequestCtx {
+            head: &mut head,
+            client: conn.client,
+            route: &route.name,
+        };
+        if let Some(r) = route.filters.on_request(&mut ctx).await {
+            let mut resp = r.map(ProxyBody::full);
+            finish_response(route, &mut resp);
+            return (resp, stats);
+        }
+    }
+
+    let mut resp = match &route.action {
+        Action::Respond(r) => {
+            let mut resp = Response::new(ProxyBody::full(r.body.clone()));
+            *resp.status_mut() = r.status;
+            for (k, v) in &r.headers {
+                resp.headers_mut().append(k, v.clone());
+            }
+            resp
+        }
+        Action::Redirect(r) => {
+            let scheme = if conn.tls { "https" } else { "http" };
+            let pq = head.uri.path_and_query().map_or("/", |p| p.as_str());
+            let loc = r.location(scheme, host.as_deref().unwrap_or(""), pq);
+            let mut resp = Response::new(ProxyBody::Empty);
+            *resp.status_mut() = r.status;
+            if let Ok(v) = HeaderValue::from_str(&loc) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
+        Action::Forward { upstream, rewrite } => {
+            let req = Request::from_parts(head, body);
+            let ctx = forward::Forward {
+                shared,
+                conn,
+                upstream,
+                rewrite: rewrite.as_ref(),
+                prefix_len: m.prefix_len,
+                request_id,
+                host: host.as_ref(),
+            };
+            match forward::forward(ctx, req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(route = %route.name, error = %e, "request failed");
+                    error_response(&e, request_id)
+                }
+            }
+        }
+    };
+    finish_response(route, &mut resp);
+    (resp, stats)
+}
+
+fn finish_response(route: &Route, resp: &mut Response<ProxyBody>) {
+    if route.filters.is_empty() {
+        return;
+    }
+    let (mut parts, body) = std::mem::replace(resp, Response::new(ProxyBody::Empty)).into_parts();
+    route.filters.on_response(&mut parts);
+    *resp = Response::from_parts(parts, body);
+}
+
+/// The request's authority: the Host header, else the URI authority (HTTP/2 `:authority`).
+fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if let Some(h) = req.headers().get(header::HOST) {
+        return Some(h.clone());
+    }
+    req.uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+trait HostStr {
+    fn as_deref(&self) -> Option<&str>;
+}
+
+impl HostStr for Option<HeaderValue> {
+    fn as_deref(&self) -> Option<&str> {
+        self.as_ref().and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The short plain-text error response every failure produces.
+pub fn error_response(e: &ProxyError, request_id: &HeaderValue) -> Response<ProxyBody> {
+    let id = request_id.to_str().unwrap_or("");
+    let body = format!("strait: {e} (request id {id})\n");
+    let mut resp = Response::new(ProxyBody::Full(Some(Bytes::from(body))));
+    *resp.status_mut() = e.status();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,166 @@
+//! Header hygiene for forwarding: hop-by-hop removal (RFC 9110 §7.6.1), X-Forwarded-*, request ids.
+
+use http::{header, HeaderMap, HeaderName, HeaderValue};
+
+/// `x-request-id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `x-forwarded-for`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-forwarded-proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `x-forwarded-host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers that never cross the proxy (Connection-named ones are removed too).
+const HOP_BY_HOP: [&HeaderName; 8] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+];
+
+/// What survives hop-by-hop removal for the next hop.
+#[derive(Default, Clone, Copy)]
+pub struct Kept {
+    /// The request asked for an upgrade (`Connection: upgrade` + `Upgrade`), to be forwarded as such.
+    pub upgrade: bool,
+    /// The client sent `TE: trailers` (needed by gRPC over HTTP/2).
+    pub te_trailers: bool,
+}
+
+/// Removes hop-by-hop headers and every header named in `Connection`; reports upgrade and `TE: trailers`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, allow_upgrade: bool) -> Kept {
+    let mut kept = Kept::default();
+    if let Some(te) = headers.get(header::TE) {
+        kept.te_trailers = te
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
+    }
+    let mut conn_upgrade = false;
+    if headers.contains_key(header::CONNECTION) {
+        // Collect names first: the map cannot be mutated while its values are borrowed.
+        let mut named: Vec<HeaderName> = Vec::new();
+        for v in headers.get_all(header::CONNECTION) {
+            for token in v.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"upgrade") {
+                    conn_upgrade = true;
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(token) {
+                    named.push(n);
+                }
+            }
+        }
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+    if allow_upgrade && conn_upgrade && headers.contains_key(header::UPGRADE) {
+        kept.upgrade = true;
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+    kept
+}
+
+/// Appends the client IP to `X-Forwarded-For`.
+pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
+    match headers.get(&X_FORWARDED_FOR) {
+        None => {
+            headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
+        }
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client_ip.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&v) {
+                headers.insert(X_FORWARDED_FOR.clone(), v);
+            }
+        }
+    }
+}
+
+/// The request id to use: the client's if sane (1..=128 visible ASCII), else a new 32-hex-digit one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    new_request_id()
+}
+
+/// A fresh random request id of 32 hex digits.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    let (a, b) = (strait_core::rand::next_u64(), strait_core::rand::next_u64());
+    for i in 0..16 {
+        out[i] = HEX[((a >> (i * 4)) & 0xf) as usize];
+        out[16 + i] = HEX[((b >> (i * 4)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&out).expect("hex is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "close, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h, true);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get("connection").is_none());
+        assert!(h.get("x-kept").is_some());
+    }
+
+    #[test]
+    fn upgrade_survives_only_when_allowed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Upgrade".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        let mut h2 = h.clone();
+        assert!(strip_hop_by_hop(&mut h, true).upgrade);
+        assert_eq!(h["connection"], "upgrade");
+        assert!(!strip_hop_by_hop(&mut h2, false).upgrade);
+        assert!(h2.get("upgrade").is_none());
+    }
+
+    #[test]
+    fn insane_request_ids_are_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert(X_REQUEST_ID.clone(), "has space".parse().unwrap());
+        assert_eq!(request_id(&h).len(), 32);
+        h.insert(X_REQUEST_ID.clone(), "abc-123".parse().unwrap());
+        assert_eq!(request_id(&h), "abc-123");
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        let ip = HeaderValue::from_static("127.0.0.1");
+        append_forwarded_for(&mut h, &ip);
+        append_forwarded_for(&mut h, &ip);
+        assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1, 127.0.0.1");
+    }
+}

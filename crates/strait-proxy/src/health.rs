@@ -1,0 +1,137 @@
+//! Active health checks: one task per endpoint probes it and flips its live health after consecutive results.
+
+use std::sync::Arc;
+
+use http::{header, Request};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use strait_core::{
+    upstream::{HealthCheck, HealthCheckKind},
+    Endpoint, Snapshot, Upstream,
+};
+use tokio::task::JoinHandle;
+
+use crate::{body::ProxyBody, pool, Shared};
+
+/// The running health-check tasks; replaced as a whole when a new snapshot is published.
+#[derive(Default)]
+pub struct HealthCheckers {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl HealthCheckers {
+    /// Stops the current checks and starts those of `snap`. Health already learned stays in live state.
+    pub fn update(&mut self, shared: &Arc<Shared>, snap: &Snapshot) {
+        self.stop();
+        for up in &snap.upstreams {
+            let Some(hc) = up.health_check.clone() else {
+                continue;
+            };
+            for ep in &up.endpoints {
+                let task = probe_loop(shared.clone(), up.clone(), ep.clone(), hc.clone());
+                self.tasks.push(tokio::spawn(task));
+            }
+        }
+    }
+
+    /// Stops every check.
+    pub fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for HealthCheckers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn probe_loop(shared: Arc<Shared>, up: Arc<Upstream>, ep: Arc<Endpoint>, hc: HealthCheck) {
+    let gauge = shared
+        .metrics
+        .endpoint_healthy
+        .with_label_values(&[&up.name, &ep.address]);
+    gauge.set(if ep.state.is_healthy() { 1.0 } else { 0.0 });
+    let (mut passes, mut fails) = (0u32, 0u32);
+    let mut tick = tokio::time::interval(hc.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let ok = tokio::time::timeout(hc.timeout, probe(&up, &ep, &hc.kind))
+            .await
+            .unwrap_or(false);
+        if ok {
+            passes += 1;
+            fails = 0;
+        } else {
+            fails += 1;
+            passes = 0;
+        }
+        let healthy = ep.state.is_healthy();
+        if healthy && fails >= hc.unhealthy_threshold {
+            ep.state.set_healthy(false);
+            gauge.set(0.0);
+            tracing::warn!(upstream = %up.name, endpoint = %ep.address, "endpoint unhealthy");
+        } else if !healthy && passes >= hc.healthy_threshold {
+            ep.state.set_healthy(true);
+            gauge.set(1.0);
+            tracing::info!(upstream = %up.name, endpoint = %ep.address, "endpoint healthy");
+        }
+    }
+}
+
+async fn probe(up: &Upstream, ep: &Endpoint, kind: &HealthCheckKind) -> bool {
+    let Ok(io) = pool::connect_probe(up, ep).await else {
+        return false;
+    };
+    let HealthCheckKind::Http {
+        path,
+        expected_status,
+    } = kind
+    else {
+        return true;
+    };
+    let req = |uri: http::Uri| {
+        Request::get(uri)
+            .header(header::USER_AGENT, "strait-health-check")
+            .body(ProxyBody::Empty)
+    };
+    let status = if up.protocol.is_h2() {
+        let Ok((mut tx, conn)) = http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await
+        else {
+            return false;
+        };
+        tokio::spawn(conn);
+        let scheme = if up.tls.is_some() { "https" } else { "http" };
+        let Ok(r) = req(format!("{scheme}://{}{path}", ep.authority).parse().unwrap_or_default())
+        else {
+            return false;
+        };
+        match tx.send_request(r).await {
+            Ok(resp) => resp.status().as_u16(),
+            Err(_) => return false,
+        }
+    } else {
+        let Ok((mut tx, conn)) = http1::handshake(TokioIo::new(io)).await else {
+            return false;
+        };
+        tokio::spawn(conn);
+        let Ok(mut r) = req(path.parse().unwrap_or_default()) else {
+            return false;
+        };
+        if let Ok(h) = http::HeaderValue::from_str(ep.authority.as_str()) {
+            r.headers_mut().insert(header::HOST, h);
+        }
+        match tx.send_request(r).await {
+            Ok(resp) => resp.status().as_u16(),
+            Err(_) => return false,
+        }
+    };
+    if expected_status.is_empty() {
+        (200..300).contains(&status)
+    } else {
+        expected_status.contains(&status)
+    }
+}

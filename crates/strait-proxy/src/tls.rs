@@ -1,0 +1,214 @@
+//! TLS configuration: downstream server configs with SNI certificate choice, upstream client configs.
+
+use std::{collections::HashMap, fmt, path::Path, sync::Arc};
+
+use rustls::{
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::CryptoProvider,
+    pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName, UnixTime},
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+    DigitallySignedStruct, SignatureScheme,
+};
+
+/// Why a TLS configuration could not be built (file named, reason given).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or holds nothing usable.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// rustls rejected the configuration.
+    #[error("{0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn file_err(path: &Path, reason: impl fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Loads a certificate chain and its key as a `CertifiedKey`.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_err(cert, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err(cert, e))?;
+    if chain.is_empty() {
+        return Err(file_err(cert, "no certificate found"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
+    CertifiedKey::from_der(chain, key, &provider()).map_err(TlsError::Rustls)
+}
+
+/// Chooses the certificate by SNI: exact name, then wildcard, then the first certificate.
+#[derive(Debug)]
+struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = hello.server_name() else {
+            return Some(self.default.clone());
+        };
+        let name = name.to_ascii_lowercase();
+        if let Some(k) = self.exact.get(&name) {
+            return Some(k.clone());
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(k) = self.wildcard.get(parent) {
+                return Some(k.clone());
+            }
+        }
+        Some(self.default.clone())
+    }
+}
+
+/// A downstream TLS configuration: certificates chosen by SNI, ALPN, minimum version.
+pub fn server_config(
+    pairs: &[(&Path, &Path)],
+    tls13_only: bool,
+    alpn_h2: bool,
+    alpn_h1: bool,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut exact = HashMap::new();
+    let mut wildcard = HashMap::new();
+    let mut default = None;
+    for (cert, key) in pairs {
+        let ck = Arc::new(load_certified_key(cert, key)?);
+        let leaf = ck.end_entity_cert().map_err(TlsError::Rustls)?;
+        let ee = webpki::EndEntityCert::try_from(leaf).map_err(|e| file_err(cert, e))?;
+        for name in ee.valid_dns_names() {
+            let name = name.to_ascii_lowercase();
+            match name.strip_prefix("*.") {
+                Some(parent) => wildcard.entry(parent.to_string()).or_insert(ck.clone()),
+                None => exact.entry(name).or_insert(ck.clone()),
+            };
+        }
+        default.get_or_insert(ck);
+    }
+    let default = default.ok_or_else(|| TlsError::File {
+        path: String::new(),
+        reason: "no certificate configured".into(),
+    })?;
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver {
+            exact,
+            wildcard,
+            default,
+        }));
+    if alpn_h2 {
+        cfg.alpn_protocols.push(b"h2".to_vec());
+    }
+    if alpn_h1 {
+        cfg.alpn_protocols.push(b"http/1.1".to_vec());
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// An upstream TLS client configuration: webpki roots or a CA file, or no verification when asked.
+pub fn client_config(
+    ca: Option<&Path>,
+    insecure_skip_verify: bool,
+    h2: bool,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let mut cfg = if insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        match ca {
+            Some(ca) => {
+                for c in CertificateDer::pem_file_iter(ca).map_err(|e| file_err(ca, e))? {
+                    roots
+                        .add(c.map_err(|e| file_err(ca, e))?)
+                        .map_err(|e| file_err(ca, e))?;
+                }
+                if roots.is_empty() {
+                    return Err(file_err(ca, "no CA certificate found"));
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    cfg.alpn_protocols = if h2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(Arc::new(cfg))
+}
+
+/// Accepts any server certificate (`insecure_skip_verify`, for test setups with self-signed certs).
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

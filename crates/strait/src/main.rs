@@ -1,0 +1,2 @@
+//! The strait binary: CLI (run, validate, routes, version), process wiring and signals.
+fn main() {}

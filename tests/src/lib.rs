@@ -1,0 +1,108 @@
+//! Fixtures for end-to-end tests: start the real strait binary and real upstreams.
+//!
+//! Every test drives the real `strait` binary (located by [`strait_bin`]) over
+//! loopback sockets. Upstreams are real servers: hyper servers started in this
+//! process ([`upstream`], [`grpc`], [`ws`]) and a real nginx ([`nginx`]).
+//! Clients are hyper/reqwest ([`client`]), raw TCP for malformed input, and
+//! external tools (curl, h2load) found by [`tool`]. All waits are bounded.
+
+pub mod certs;
+pub mod client;
+pub mod grpc;
+pub mod metrics;
+pub mod nginx;
+pub mod strait;
+pub mod upstream;
+pub mod ws;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use strait::{strait_bin, Strait};
+pub use upstream::{Reply, ReplyBody, Upstream};
+
+/// Boxed error used by fixture bodies and helpers.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Await `fut`, panicking with `what` if it takes longer than `limit`.
+pub async fn within<F: Future>(limit: Duration, what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+/// Poll `check` every 20 ms until it returns `Some`, or panic after `limit`.
+pub async fn poll_until<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("condition not reached within {limit:?}: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback port that was free a moment ago (bind to port 0, read it, release it).
+/// Only for external servers (nginx) and for "nothing listens here" endpoints.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// An address on which nothing listens (connections are refused).
+pub fn closed_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Path of an external tool; panics with a clear message when it is missing,
+/// so a CI without it fails loudly instead of silently skipping.
+pub fn tool(name: &str, candidates: &[&str]) -> PathBuf {
+    for c in candidates {
+        let p = PathBuf::from(c);
+        if p.is_file() {
+            return p;
+        }
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "external tool `{name}` not found (looked in {candidates:?} and $PATH); \
+         install it (CI installs nginx, curl, nghttp2-client, prometheus)"
+    );
+}
+
+/// The workspace root (parent of this package's manifest directory).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Resident set size of process `pid` in KiB, from /proc/PID/status (VmRSS).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}

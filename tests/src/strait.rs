@@ -1,0 +1,330 @@
+//! The `strait` process fixture: writes a config to a temp dir, runs the real
+//! binary on port 0, reads bound addresses from its JSON stderr log, and kills
+//! it on drop.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the binary may take to bind its listeners and become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Locate the strait binary: `$STRAIT_BIN`, else `$CARGO_TARGET_DIR/debug/strait`
+/// (at run time, then at compile time), else the target dir this test binary
+/// lives in, else `<workspace>/target/debug/strait`. Panics with a clear message
+/// when none exists.
+pub fn strait_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("STRAIT_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "STRAIT_BIN={} does not exist", p.display());
+        return p;
+    }
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(dir).join("debug/strait"));
+    }
+    if let Some(dir) = option_env!("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(dir).join("debug/strait"));
+    }
+    // This test binary is <target>/debug/deps/<name>-<hash>.
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(debug) = exe.parent().and_then(Path::parent) {
+            candidates.push(debug.join("strait"));
+        }
+    }
+    candidates.push(crate::workspace_root().join("target/debug/strait"));
+    for c in &candidates {
+        if c.is_file() {
+            return c.clone();
+        }
+    }
+    panic!(
+        "strait binary not found; looked at {candidates:?}. Build it with \
+         `cargo build -p strait` (same CARGO_TARGET_DIR) or set STRAIT_BIN"
+    );
+}
+
+/// Run `strait ARGS...` to completion (for `version`, `validate`, `routes`).
+pub fn run_cli(args: &[&str]) -> Output {
+    let bin = strait_bin();
+    let mut child = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("wait_with_output");
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait_with_output");
+            panic!(
+                "strait {args:?} did not exit within 20s; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running strait process.
+pub struct Strait {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+    admin: SocketAddr,
+}
+
+impl Strait {
+    /// Write `yaml` to a temp dir and start `strait run -c FILE`. If the yaml has
+    /// no `admin:` section, `admin: {listen: 127.0.0.1:0}` is prepended so that
+    /// tests never use the default admin port. Waits until the admin listener is
+    /// bound and `/readyz` answers 200.
+    pub async fn start(yaml: &str) -> Strait {
+        Self::start_with_files(yaml, &[]).await
+    }
+
+    /// Like [`Strait::start`], also writing `files` (relative name, contents)
+    /// next to the config.
+    pub async fn start_with_files(yaml: &str, files: &[(&str, &[u8])]) -> Strait {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).expect("write file");
+        }
+        let mut text = String::new();
+        if !yaml.starts_with("admin:") && !yaml.contains("\nadmin:") {
+            text.push_str("admin:\n  listen: 127.0.0.1:0\n");
+        }
+        text.push_str(yaml);
+        let config = dir.path().join("strait.yaml");
+        std::fs::write(&config, &text).expect("write config");
+
+        let bin = strait_bin();
+        let mut child = Command::new(&bin)
+            .arg("run")
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let stderr = child.stderr.take().expect("stderr piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut s = Strait {
+            child: Some(child),
+            dir,
+            config,
+            logs,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        s.admin = s.wait_for_admin(&text).await;
+        s.wait_ready().await;
+        s
+    }
+
+    async fn wait_for_admin(&mut self, config: &str) -> SocketAddr {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(a) = self.logged_addr("admin bound", None) {
+                return a;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
+                panic!(
+                    "strait exited with {status} before binding admin.\nconfig:\n{config}\nstderr:\n{}",
+                    self.logs_text()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "strait did not log `admin bound` within {START_TIMEOUT:?}.\nconfig:\n{config}\nstderr:\n{}",
+                    self.logs_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(resp) = crate::client::get(self.admin, "/readyz").await {
+                if resp.status() == 200 {
+                    return;
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "strait /readyz not 200 within {START_TIMEOUT:?}; stderr:\n{}",
+                    self.logs_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Address from a log line with `fields.message == message` (and
+    /// `fields.listener == listener` when given).
+    fn logged_addr(&self, message: &str, listener: Option<&str>) -> Option<SocketAddr> {
+        let logs = self.logs.lock().unwrap();
+        logs.iter().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            let f = v.get("fields")?;
+            if f.get("message")?.as_str()? != message {
+                return None;
+            }
+            if let Some(name) = listener {
+                if f.get("listener")?.as_str()? != name {
+                    return None;
+                }
+            }
+            f.get("address")?.as_str()?.parse().ok()
+        })
+    }
+
+    /// The bound address of listener `name` (from its `listener bound` log line).
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(a) = self.logged_addr("listener bound", Some(name)) {
+                return a;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no `listener bound` log line for listener {name:?}; stderr:\n{}",
+                    self.logs_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The bound address of listener `web` (the name every simple test uses).
+    pub fn web(&self) -> SocketAddr {
+        self.addr("web")
+    }
+
+    /// `http://ADDR_OF_WEB` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.web())
+    }
+
+    /// The admin listener address.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Config file path and its directory.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The temp dir holding the config.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// All stderr lines so far.
+    pub fn logs_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Send a signal (`TERM`, `INT`, `HUP`) with the system `kill` command.
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Wait (bounded) for the process to exit and return its status.
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .expect("running")
+                .try_wait()
+                .expect("try_wait")
+            {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "strait did not exit within {limit:?}; stderr:\n{}",
+                    self.logs_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("try_wait").is_none())
+    }
+
+    /// The admin `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let resp = crate::within(
+            Duration::from_secs(5),
+            "GET /metrics",
+            crate::client::get(self.admin, "/metrics"),
+        )
+        .await
+        .expect("GET /metrics");
+        assert_eq!(resp.status(), 200, "GET /metrics status");
+        String::from_utf8(resp.into_body().to_vec()).expect("metrics are utf-8")
+    }
+}
+
+impl Drop for Strait {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Parse `key=value` pairs of a log line's `fields` (for diagnostics).
+pub fn log_fields(line: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    if let Ok(serde_json::Value::Object(v)) = serde_json::from_str::<serde_json::Value>(line) {
+        if let Some(serde_json::Value::Object(f)) = v.get("fields") {
+            for (k, val) in f {
+                out.insert(
+                    k.clone(),
+                    val.as_str().map_or(val.to_string(), String::from),
+                );
+            }
+        }
+    }
+    out
+}

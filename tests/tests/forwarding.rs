@@ -1,0 +1,423 @@
+//! Forwarding to upstreams over HTTP/1.1: Host and x-forwarded-* headers,
+//! request ids, hop-by-hop stripping in both directions, streamed bodies
+//! (chunked, 256 MiB up and down with bounded memory), Expect: 100-continue
+//! with curl, and nginx as a real upstream.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use strait_e2e::client::{self, empty, header, text, Body, Conn, Proto};
+use strait_e2e::nginx::Nginx;
+use strait_e2e::upstream::{pattern_byte, RecordedRequest};
+use strait_e2e::{rss_kib, tool, within, BoxError, Reply, ReplyBody, Strait, Upstream};
+
+/// A config with listener `web` and a catch-all route to upstream `up` at `addr`.
+fn proxy_to(addr: std::net::SocketAddr) -> String {
+    format!(
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: r\n    upstream: up\n\
+         upstreams:\n  - name: up\n    endpoints: [\"{addr}\"]\n"
+    )
+}
+
+async fn forward(
+    up: &Upstream,
+    s: &Strait,
+    req: Request<Body>,
+) -> (http::Response<Bytes>, RecordedRequest) {
+    let resp = client::send(s.web(), Proto::H1, req)
+        .await
+        .expect("request through strait");
+    assert_eq!(resp.status(), 200, "body: {}", text(&resp));
+    let rec = up
+        .requests()
+        .last()
+        .cloned()
+        .expect("upstream saw the request");
+    (resp, rec)
+}
+
+fn is_hex32(s: &str) -> bool {
+    s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[tokio::test]
+async fn host_header_is_kept_as_the_client_sent_it() {
+    let up = Upstream::start("up").await;
+    let s = Strait::start(&proxy_to(up.addr())).await;
+    let req = Request::get("/p")
+        .header("host", "app.example:8080")
+        .body(empty())
+        .unwrap();
+    let (_, rec) = forward(&up, &s, req).await;
+    assert_eq!(rec.header("host"), "app.example:8080");
+    assert_eq!(rec.path_and_query(), "/p");
+}
+
+#[tokio::test]
+async fn x_forwarded_headers_are_added_and_appended() {
+    let up = Upstream::start("up").await;
+    let s = Strait::start(&proxy_to(up.addr())).await;
+    let req = Request::get("/")
+        .header("host", "app.example")
+        .body(empty())
+        .unwrap();
+    let (_, rec) = forward(&up, &s, req).await;
+    assert_eq!(rec.header("x-forwarded-for"), "127.0.0.1");
+    assert_eq!(rec.header("x-forwarded-proto"), "http");
+    assert_eq!(rec.header("x-forwarded-host"), "app.example");
+
+    let req = Request::get("/")
+        .header("host", "app.example")
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("x-forwarded-proto", "https")
+        .body(empty())
+        .unwrap();
+    let (_, rec) = forward(&up, &s, req).await;
+    assert_eq!(rec.header("x-forwarded-for"), "10.0.0.1, 127.0.0.1");
+    assert_eq!(
+        rec.header("x-forwarded-proto"),
+        "http",
+        "a client cannot spoof the scheme"
+    );
+}
+
+#[tokio::test]
+async fn request_id_is_generated_or_kept_and_returned() {
+    let up = Upstream::start("up").await;
+    let s = Strait::start(&proxy_to(up.addr())).await;
+
+    let (resp, rec) = forward(&up, &s, client::get_req(s.web(), "/")).await;
+    let id = header(&resp, "x-request-id");
+    assert!(is_hex32(&id), "generated id should be 32 hex chars: {id:?}");
+    assert_eq!(
+        rec.header("x-request-id"),
+        id,
+        "upstream and client see the same id"
+    );
+
+    let req = Request::get("/")
+        .header("host", "h")
+        .header("x-request-id", "client-id-123")
+        .body(empty())
+        .unwrap();
+    let (resp, rec) = forward(&up, &s, req).await;
+    assert_eq!(header(&resp, "x-request-id"), "client-id-123");
+    assert_eq!(rec.header("x-request-id"), "client-id-123");
+
+    let long = "a".repeat(200);
+    let req = Request::get("/")
+        .header("host", "h")
+        .header("x-request-id", long.as_str())
+        .body(empty())
+        .unwrap();
+    let (resp, rec) = forward(&up, &s, req).await;
+    let id = header(&resp, "x-request-id");
+    assert!(
+        is_hex32(&id),
+        "an over-long id is replaced by a generated one: {id:?}"
+    );
+    assert_eq!(rec.header("x-request-id"), id);
+}
+
+#[tokio::test]
+async fn hop_by_hop_request_headers_are_not_forwarded() {
+    let up = Upstream::start("up").await;
+    let s = Strait::start(&proxy_to(up.addr())).await;
+    let req = Request::get("/")
+        .header("host", "h")
+        .header("connection", "keep-alive, x-secret")
+        .header("x-secret", "named-in-connection")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-connection", "keep-alive")
+        .header("te", "gzip")
+        .header("trailer", "x-foo")
+        .header("proxy-authorization", "Basic Zm9vOmJhcg==")
+        .header("x-kept", "yes")
+        .body(empty())
+        .unwrap();
+    let (_, rec) = forward(&up, &s, req).await;
+    for h in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "proxy-authorization",
+        "x-secret",
+    ] {
+        assert!(
+            !rec.headers.contains_key(h),
+            "{h} was forwarded upstream: {:?}",
+            rec.headers.get(h)
+        );
+    }
+    assert_eq!(rec.header("x-kept"), "yes");
+}
+
+#[tokio::test]
+async fn hop_by_hop_response_headers_are_not_returned() {
+    let up = Upstream::with_handler("up", |_| {
+        Reply::text("ok")
+            .header("connection", "x-internal")
+            .header("x-internal", "secret")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authenticate", "Basic realm=x")
+            .header("trailer", "x-foo")
+            .header("upgrade", "h2c")
+            .header("x-kept", "yes")
+    })
+    .await;
+    let s = Strait::start(&proxy_to(up.addr())).await;
+    let resp = client::get(s.web(), "/").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(text(&resp), "ok");
+    for h in [
+        "x-internal",
+        "keep-alive",
+        "proxy-authenticate",
+        "trailer",
+        "upgrade",
+    ] {
+        assert!(
+            !resp.headers().contains_key(h),
+            "{h} returned to client: {:?}",
+            resp.headers()
+        );
+    }
+    assert!(
+        !header(&resp, "connection").contains("x-internal"),
+        "upstream Connection header leaked"
+    );
+    assert_eq!(header(&resp, "x-kept"), "yes");
+}
+
+#[tokio::test]
+async fn chunked_request_body_is_streamed_to_the_upstream() {
+    let up = Upstream::with_handler("up", |_| Reply::text("").body(ReplyBody::Echo)).await;
+    let s = Strait::start(&proxy_to(up.addr())).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, BoxError>(Frame::data(b)), rx))
+    });
+    let body: Body = BodyExt::boxed(StreamBody::new(stream));
+    let req = Request::post("/upload")
+        .header("host", "h")
+        .body(body)
+        .unwrap();
+    let mut conn = Conn::connect(s.web(), Proto::H1).await.unwrap();
+    let pending = tokio::spawn(async move {
+        let resp = conn.send(req).await?;
+        client::collect(resp).await
+    });
+    tx.send(Bytes::from_static(b"part1-")).await.unwrap();
+    // The upstream sees the request before the client has finished the body:
+    // strait streams instead of buffering.
+    up.wait_started(1, Duration::from_secs(5)).await;
+    assert!(up.requests().is_empty(), "body cannot be complete yet");
+    tx.send(Bytes::from_static(b"part2-")).await.unwrap();
+    tx.send(Bytes::from_static(b"part3")).await.unwrap();
+    drop(tx);
+    let resp = within(Duration::from_secs(10), "chunked upload response", pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(text(&resp), "part1-part2-part3");
+    assert_eq!(up.only_request().body_len, 17);
+}
+
+/// Samples the RSS of `pid` every 50 ms until dropped; `max()` is the peak in KiB.
+struct RssSampler {
+    max: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let max = Arc::new(AtomicU64::new(rss_kib(pid)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, st) = (max.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !st.load(Ordering::SeqCst) {
+                if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                    if s.contains("VmRSS") {
+                        m.fetch_max(rss_kib(pid), Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        RssSampler { max, stop }
+    }
+
+    fn max(&self) -> u64 {
+        self.max.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+const LARGE: u64 = 256 * 1024 * 1024;
+const RSS_LIMIT_KIB: u64 = 64 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_upload_is_streamed_with_bounded_memory() {
+    let up = Upstream::with_handler("up", |_| Reply::text("").body(ReplyBody::BodyLen)).await;
+    let s = Strait::start(&proxy_to(up.addr())).await;
+    let rss = RssSampler::start(s.pid());
+    let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+    let n = LARGE / chunk.len() as u64;
+    let stream = futures_util::stream::iter(
+        (0..n).map(move |_| Ok::<_, BoxError>(Frame::data(chunk.clone()))),
+    );
+    let body: Body = BodyExt::boxed(StreamBody::new(stream));
+    let req = Request::post("/big")
+        .header("host", "h")
+        .header("content-length", LARGE.to_string())
+        .body(body)
+        .unwrap();
+    let resp = within(Duration::from_secs(240), "256 MiB upload", async {
+        let mut conn = Conn::connect(s.web(), Proto::H1).await.unwrap();
+        client::collect(conn.send(req).await.unwrap())
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        text(&resp),
+        LARGE.to_string(),
+        "upstream received every byte"
+    );
+    assert_eq!(up.only_request().body_len, LARGE);
+    assert!(
+        rss.max() < RSS_LIMIT_KIB,
+        "strait RSS peaked at {} KiB during a 256 MiB upload (limit {RSS_LIMIT_KIB} KiB)",
+        rss.max()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_download_is_streamed_with_bounded_memory() {
+    let up =
+        Upstream::with_handler("up", |_| Reply::text("").body(ReplyBody::Generated(LARGE))).await;
+    let s = Strait::start(&proxy_to(up.addr())).await;
+    let rss = RssSampler::start(s.pid());
+    let total = within(Duration::from_secs(240), "256 MiB download", async {
+        let mut conn = Conn::connect(s.web(), Proto::H1).await.unwrap();
+        let resp = conn.send(client::get_req(s.web(), "/big")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut off = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("body frame").into_data() {
+                for (i, b) in data.iter().enumerate() {
+                    if *b != pattern_byte(off + i as u64) {
+                        panic!("byte {} corrupted", off + i as u64);
+                    }
+                }
+                off += data.len() as u64;
+            }
+        }
+        off
+    })
+    .await;
+    assert_eq!(total, LARGE);
+    assert!(
+        rss.max() < RSS_LIMIT_KIB,
+        "strait RSS peaked at {} KiB during a 256 MiB download (limit {RSS_LIMIT_KIB} KiB)",
+        rss.max()
+    );
+}
+
+#[tokio::test]
+async fn expect_100_continue_upload_works_with_curl() {
+    let curl = tool("curl", &["/usr/bin/curl"]);
+    let up = Upstream::with_handler("up", |_| Reply::text("").body(ReplyBody::BodyLen)).await;
+    let s = Strait::start(&proxy_to(up.addr())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upload.bin");
+    std::fs::write(&file, vec![7u8; 2 * 1024 * 1024]).unwrap();
+    let out = within(
+        Duration::from_secs(30),
+        "curl upload",
+        tokio::process::Command::new(curl)
+            .args(["-sS", "-v", "--noproxy", "*", "-H", "Expect: 100-continue"])
+            .arg("--data-binary")
+            .arg(format!("@{}", file.display()))
+            .args(["-w", "\n%{http_code}"])
+            .arg(s.url("/upload"))
+            .output(),
+    )
+    .await
+    .expect("run curl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "curl failed: {stderr}");
+    assert_eq!(stdout, "2097152\n200", "curl stdout (body + status)");
+    assert!(
+        stderr.contains("< HTTP/1.1 100 Continue"),
+        "client never got 100 Continue:\n{stderr}"
+    );
+    assert_eq!(up.only_request().body_len, 2 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn nginx_upstream_serves_static_files_through_strait() {
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    let nginx = Nginx::start(&[
+        ("hello.txt", b"hello from nginx\n"),
+        ("blob/data.bin", &big),
+    ]);
+    let s = Strait::start(&proxy_to(nginx.addr())).await;
+
+    let resp = client::get_host(s.web(), "static.test", "/hello.txt")
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "nginx error.log:\n{}",
+        nginx.error_log()
+    );
+    assert_eq!(text(&resp), "hello from nginx\n");
+    assert_eq!(header(&resp, "content-type"), "text/plain");
+    assert!(!header(&resp, "x-request-id").is_empty());
+
+    let resp = client::get_host(s.web(), "static.test", "/blob/data.bin")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.body()[..] == big[..],
+        "1 MB file corrupted through strait"
+    );
+
+    let resp = client::get_host(s.web(), "static.test", "/missing.txt")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404, "nginx's own 404 passes through");
+    assert!(
+        text(&resp).contains("nginx"),
+        "404 body should be nginx's: {}",
+        text(&resp)
+    );
+
+    let log = nginx.access_log();
+    assert_eq!(log.lines().count(), 3, "nginx access log:\n{log}");
+    assert!(
+        log.contains("GET /hello.txt HTTP/1.1"),
+        "nginx access log:\n{log}"
+    );
+}

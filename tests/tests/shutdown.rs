@@ -1,0 +1,118 @@
+//! Graceful shutdown: on SIGTERM/SIGINT /readyz turns 503, new connections
+//! are refused, in-flight requests finish (bounded by `server.drain_timeout`)
+//! and the process exits 0.
+
+use std::time::{Duration, Instant};
+
+use strait_e2e::client::{self, text, Conn, Proto};
+use strait_e2e::{poll_until, within, Reply, Strait, Upstream};
+use tokio::net::TcpStream;
+
+fn config(up: &Upstream, drain: &str) -> String {
+    format!(
+        "server:\n  drain_timeout: {drain}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n\
+         routes:\n  - name: r\n    upstream: up\nupstreams:\n  - name: up\n    endpoints: [\"{}\"]\n",
+        up.addr()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_zero() {
+    let up =
+        Upstream::with_handler("up", |_| Reply::text("done").delay(Duration::from_secs(2))).await;
+    let mut s = Strait::start(&config(&up, "10s")).await;
+    let (web, admin) = (s.web(), s.admin());
+
+    let mut conn = Conn::connect(web, Proto::H1).await.unwrap();
+    let in_flight = tokio::spawn(async move {
+        let resp = conn.send(client::get_req(web, "/slow")).await?;
+        client::collect(resp).await
+    });
+    up.wait_started(1, Duration::from_secs(5)).await;
+
+    let t = Instant::now();
+    s.signal("TERM");
+
+    // Admin stays up while draining and reports it.
+    let body = poll_until(
+        Duration::from_secs(1),
+        "/readyz reports draining",
+        || async {
+            let resp = client::get(admin, "/readyz").await.ok()?;
+            (resp.status() == 503).then(|| text(&resp))
+        },
+    )
+    .await;
+    assert_eq!(body.trim(), "draining");
+    let healthz = client::get(admin, "/healthz")
+        .await
+        .expect("admin up while draining");
+    assert_eq!(healthz.status(), 200);
+
+    // The listener no longer accepts.
+    poll_until(
+        Duration::from_secs(1),
+        "new connections refused",
+        || async { TcpStream::connect(web).await.is_err().then_some(()) },
+    )
+    .await;
+    assert!(
+        s.is_running(),
+        "strait exited before the in-flight request finished"
+    );
+
+    let resp = within(Duration::from_secs(10), "in-flight request", in_flight)
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(text(&resp), "done");
+
+    let status = s.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "exit status after drain");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "drain took {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn drain_timeout_bounds_the_wait_for_in_flight_requests() {
+    let up =
+        Upstream::with_handler("up", |_| Reply::text("late").delay(Duration::from_secs(30))).await;
+    let mut s = Strait::start(&config(&up, "1s")).await;
+    let web = s.web();
+    let in_flight = tokio::spawn(async move { client::get(web, "/stuck").await });
+    up.wait_started(1, Duration::from_secs(5)).await;
+    let t = Instant::now();
+    s.signal("TERM");
+    let status = s.wait_exit(Duration::from_secs(5)).await;
+    let elapsed = t.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
+        "drain_timeout is 1s; exited after {elapsed:?}"
+    );
+    // The stuck request did not get a successful response.
+    let r = within(Duration::from_secs(5), "stuck request ends", in_flight)
+        .await
+        .unwrap();
+    assert!(r.map(|resp| resp.status() != 200).unwrap_or(true));
+}
+
+#[tokio::test]
+async fn sigint_on_an_idle_proxy_exits_zero_promptly() {
+    let up = Upstream::start("up").await;
+    let mut s = Strait::start(&config(&up, "10s")).await;
+    assert_eq!(client::get(s.web(), "/").await.unwrap().status(), 200);
+    let t = Instant::now();
+    s.signal("INT");
+    let status = s.wait_exit(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "idle shutdown should not wait for the drain timeout: {:?}",
+        t.elapsed()
+    );
+}
