@@ -37,6 +37,7 @@ pub fn strait_bin() -> PathBuf {
         }
     }
     candidates.push(crate::workspace_root().join("target/debug/strait"));
+    candidates.dedup();
     for c in &candidates {
         if c.is_file() {
             return c.clone();

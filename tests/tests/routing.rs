@@ -32,7 +32,16 @@ async fn hit(
 
 /// Assert each (path, headers, expected) case: expected `Some(body)` means
 /// 200 with that body (the route's name), `None` means 404.
-async fn expect_all(addr: SocketAddr, cases: &[(&str, &str, &str, &[(&str, &str)], Option<&str>)]) {
+/// (method, host, path, headers, expected route name or None for 404).
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Option<&'a str>,
+);
+
+async fn expect_all(addr: SocketAddr, cases: &[Case<'_>]) {
     for (method, host, path, headers, want) in cases {
         let (status, body) = hit(addr, method, host, path, headers).await;
         match want {

@@ -1,2 +1,8 @@
-//! Control plane: compile configuration into snapshots and publish them; the file provider.
+//! Control plane: compile configuration into snapshots, publish them, and reload from the file provider.
 #![forbid(unsafe_code)]
+
+pub mod compile;
+pub mod control;
+
+pub use compile::compile;
+pub use control::Control;

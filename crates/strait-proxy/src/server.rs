@@ -110,7 +110,7 @@ pub async fn serve_listener(
         // Waiting for a slot before accepting leaves excess connections in the kernel backlog.
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = stop_accept.wait_for(|s| *s) => break,
+            _ = stopped(&mut stop_accept) => break,
         };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -122,7 +122,7 @@ pub async fn serve_listener(
                     continue;
                 }
             },
-            _ = stop_accept.wait_for(|s| *s) => break,
+            _ = stopped(&mut stop_accept) => break,
         };
         accepted.inc();
         let conn = Connection {
@@ -140,6 +140,12 @@ pub async fn serve_listener(
             drop(guard);
         });
     }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard returned by wait_for is not Send, so it must not live in the caller's future.
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
 fn http_builder(spec: &ListenerSpec) -> auto::Builder<TokioExecutor> {
@@ -238,7 +244,7 @@ impl Connection {
         let mut stop = self.stop.clone();
         tokio::select! {
             _ = conn.as_mut() => return,
-            _ = stop.wait_for(|s| *s) => {}
+            _ = stopped(&mut stop) => {}
         }
         // Draining: HTTP/1 closes after the response in flight, HTTP/2 sends GOAWAY.
         conn.as_mut().graceful_shutdown();

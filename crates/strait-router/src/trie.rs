@@ -1,5 +1,7 @@
-//! A radix trie over path keys, walked along the request path to visit every route whose key
-//! is a prefix of it, cheapest-first, stopping once nothing below can beat the best so far.
+//! Radix tries over path keys, walked along the request path to find candidate routes.
+//!
+//! A walk visits every node whose key is a prefix of the path, shortest first, and stops once
+//! nothing below can beat the best match so far.
 
 /// What an entry's key means for a path that reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

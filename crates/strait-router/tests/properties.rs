@@ -1,5 +1,4 @@
-//! Property tests: the indexed router agrees with a naive linear scan, and `shadowed` never
-//! reports a route that some request can reach.
+//! Property tests: lookup equals a naive linear scan, and `shadowed` routes are unreachable.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use proptest::prelude::*;

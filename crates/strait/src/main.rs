@@ -1,2 +1,22 @@
 //! The strait binary: CLI (run, validate, routes, version), process wiring and signals.
-fn main() {}
+#![forbid(unsafe_code)]
+
+mod cli;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match args.command {
+        cli::Command::Run(a) => run::run(a),
+        cli::Command::Validate(a) => cli::validate(&a.config),
+        cli::Command::Routes(a) => cli::routes(&a.config),
+        cli::Command::Version => {
+            println!("strait {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Command-line parsing and the offline commands (`validate`, `routes`).
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use strait_config::{Config, PathMatch, RouteAction, ValueMatch};
+
+/// Strait: API gateway and service proxy.
+#[derive(Parser)]
+#[command(name = "strait", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve a configuration (the embedded default without -c).
+    Run(RunArgs),
+    /// Check a configuration: prints FILE:LINE:COL: reason per error, exits 1 on errors.
+    Validate(FileArgs),
+    /// Print the compiled route table in match order.
+    Routes(FileArgs),
+    /// Print the version.
+    Version,
+}
+
+/// Arguments of `run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Configuration file; reloaded on SIGHUP.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Process log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+/// Process log formats.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// A configuration file argument.
+#[derive(clap::Args)]
+pub struct FileArgs {
+    /// Configuration file.
+    #[arg(short, long)]
+    pub config: PathBuf,
+}
+
+/// Loads and compiles `path` the way `run` would, printing diagnostics; `None` on errors.
+pub fn load_checked(path: &std::path::Path) -> Option<Config> {
+    let loaded = match strait_config::load_file(path) {
+        Ok(l) => l,
+        Err(errors) => {
+            for d in &errors.0 {
+                eprintln!("{d}");
+            }
+            return None;
+        }
+    };
+    for w in &loaded.warnings {
+        eprintln!(
+            "{}:{}:{}: warning: {}",
+            w.source, w.line, w.column, w.message
+        );
+    }
+    // Compiling catches what only building finds (certificate contents, for example).
+    let live = strait_core::LiveState::new();
+    let metrics = std::sync::Arc::new(strait_observe::Metrics::new());
+    if let Err(errors) = strait_control::compile(&loaded.config, 0, &live, &metrics) {
+        for d in &errors.0 {
+            eprintln!("{d}");
+        }
+        return None;
+    }
+    Some(loaded.config)
+}
+
+/// `strait validate`.
+pub fn validate(path: &std::path::Path) -> ExitCode {
+    match load_checked(path) {
+        Some(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(1),
+    }
+}
+
+/// `strait routes`: one line per route in match order.
+pub fn routes(path: &std::path::Path) -> ExitCode {
+    let Some(cfg) = load_checked(path) else {
+        return ExitCode::from(1);
+    };
+    println!(
+        "{:<5} {:<24} {:<16} {:>8}  {:<48} ACTION",
+        "ORDER", "ROUTE", "LISTENERS", "PRIORITY", "MATCH"
+    );
+    for (n, i) in cfg.route_order().into_iter().enumerate() {
+        let r = &cfg.routes[i];
+        let listeners = r
+            .listeners
+            .as_ref()
+            .map_or_else(|| "*".to_string(), |l| l.join(","));
+        let action = match &r.action {
+            RouteAction::Upstream { name } => format!("upstream {name}"),
+            RouteAction::Respond(resp) => format!("respond {}", resp.status.as_u16()),
+            RouteAction::Redirect(rd) => format!("redirect {}", rd.status.as_u16()),
+        };
+        println!(
+            "{:<5} {:<24} {:<16} {:>8}  {:<48} {}",
+            n + 1,
+            r.name,
+            listeners,
+            r.priority,
+            match_summary(r),
+            action
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn match_summary(r: &strait_config::Route) -> String {
+    let m = &r.matcher;
+    let mut parts = Vec::new();
+    if !m.hosts.is_empty() {
+        parts.push(format!("host={}", m.hosts.join("|")));
+    }
+    match &m.path {
+        PathMatch::Any => {}
+        PathMatch::Exact(p) => parts.push(format!("path={p}")),
+        PathMatch::Prefix(p) => parts.push(format!("prefix={p}")),
+        PathMatch::Template(p) => parts.push(format!("template={p}")),
+        PathMatch::Regex(p) => parts.push(format!("regex={p}")),
+    }
+    if !m.methods.is_empty() {
+        let ms: Vec<&str> = m.methods.iter().map(|x| x.as_str()).collect();
+        parts.push(format!("methods={}", ms.join(",")));
+    }
+    let value = |v: &ValueMatch| match v {
+        ValueMatch::Exact(s) => s.clone(),
+        ValueMatch::Regex(s) => format!("~{s}"),
+        ValueMatch::Present(b) => format!("present={b}"),
+    };
+    for (n, v) in &m.headers {
+        parts.push(format!("header:{n}={}", value(v)));
+    }
+    for (n, v) in &m.query {
+        parts.push(format!("query:{n}={}", value(v)));
+    }
+    if parts.is_empty() {
+        "*".into()
+    } else {
+        parts.join(" ")
+    }
+}
