@@ -196,7 +196,10 @@ impl Upstream {
                 let acceptor = acceptor.clone();
                 conns.spawn(async move {
                     let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
-                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    // Strait adds forwarding headers; accept more than a
+                    // client may send so limits are strait's, not ours.
+                    builder.http1().max_headers(1000);
                     match acceptor {
                         None => {
                             let _ = builder

@@ -144,3 +144,52 @@ async fn all_endpoints_unhealthy_gives_503_immediately() {
         );
     }
 }
+
+fn limited(up: &strait_e2e::Upstream) -> String {
+    format!(
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    limits: {{ max_request_body: 1KiB }}\n\
+         routes:\n  - name: r\n    upstream: up\nupstreams:\n  - name: up\n    endpoints: [\"{}\"]\n",
+        up.addr()
+    )
+}
+
+#[tokio::test]
+async fn body_over_max_request_body_with_content_length_gets_413_and_is_not_forwarded() {
+    let up = strait_e2e::Upstream::start("up").await;
+    let s = Strait::start(&limited(&up)).await;
+    let req = Request::post("/")
+        .header("host", "h")
+        .body(client::full(vec![b'x'; 2048]))
+        .unwrap();
+    let resp = client::send(s.web(), Proto::H1, req)
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), 413);
+    assert!(!header(&resp, "x-request-id").is_empty());
+    assert_eq!(up.started(), 0, "an over-limit body must not be forwarded");
+    let req = Request::post("/")
+        .header("host", "h")
+        .body(client::full(vec![b'x'; 1024]))
+        .unwrap();
+    let resp = client::send(s.web(), Proto::H1, req)
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), 200, "a body of exactly the limit is fine");
+    assert_eq!(up.only_request().body_len, 1024);
+}
+
+#[tokio::test]
+async fn chunked_body_over_max_request_body_gets_413() {
+    let up = strait_e2e::Upstream::start("up").await;
+    let s = Strait::start(&limited(&up)).await;
+    let chunk = format!("400\r\n{}\r\n", "y".repeat(1024));
+    let raw = format!(
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}0\r\n\r\n"
+    );
+    let reply = client::raw_exchange(s.web(), raw.as_bytes(), Duration::from_secs(2)).await;
+    assert_eq!(reply.status(), Some(413), "reply: {}", reply.text());
+    assert!(
+        up.requests().iter().all(|r| r.body_len <= 1024),
+        "more than the limit reached the upstream"
+    );
+}

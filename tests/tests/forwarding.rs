@@ -421,3 +421,26 @@ async fn nginx_upstream_serves_static_files_through_strait() {
         "nginx access log:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn te_trailers_is_not_forwarded_to_an_http1_upstream_and_bad_request_ids_are_replaced() {
+    let up = Upstream::start("up").await;
+    let s = Strait::start(&proxy_to(up.addr())).await;
+    let req = Request::get("/")
+        .header("host", "h")
+        .header("te", "trailers")
+        .header("x-request-id", "has space")
+        .body(empty())
+        .unwrap();
+    let (resp, rec) = forward(&up, &s, req).await;
+    assert!(
+        !rec.headers.contains_key("te"),
+        "te: trailers is only for h2/gRPC upstreams"
+    );
+    let id = header(&resp, "x-request-id");
+    assert!(
+        is_hex32(&id),
+        "an id with a space is not sane and is replaced: {id:?}"
+    );
+    assert_eq!(rec.header("x-request-id"), id);
+}

@@ -108,14 +108,23 @@ async fn least_request_avoids_the_busy_endpoint() {
         "    load_balancer: least_request\n",
     ))
     .await;
+    // Four clients request concurrently for a fixed time. A request only goes
+    // to `slow` when its in-flight count is not above `fast`'s, so `slow`
+    // holds about one request at a time; round robin or random would send it
+    // half of all requests (each costing a client 1 s).
     let client = reqwest_client();
+    let run_for = Duration::from_millis(2500);
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let client = client.clone();
         let url = s.url("/lb");
         tasks.push(tokio::spawn(async move {
+            let start = std::time::Instant::now();
             let mut names = Vec::new();
-            for _ in 0..25 {
+            for _ in 0..20_000 {
+                if start.elapsed() >= run_for {
+                    break;
+                }
                 let resp = client.get(&url).send().await.expect("request");
                 assert_eq!(resp.status(), 200);
                 names.push(header_of(&resp));
@@ -134,11 +143,14 @@ async fn least_request_avoids_the_busy_endpoint() {
     }
     let c = counts(&all);
     let slow_n = c.get("slow").copied().unwrap_or(0);
-    assert_eq!(all.len(), 100);
+    let fast_n = c.get("fast").copied().unwrap_or(0);
+    eprintln!("least_request distribution: {c:?}");
+    assert!(fast_n >= 100, "too few requests to judge: {c:?}");
     assert!(
-        slow_n <= 10,
+        slow_n * 10 <= fast_n,
         "least_request should send most traffic to the idle endpoint: {c:?}"
     );
+    assert_eq!(slow.requests().len(), slow_n);
 }
 
 fn header_of(resp: &reqwest::Response) -> String {
@@ -251,4 +263,36 @@ async fn unhealthy_endpoint_is_removed_and_returns_when_healthy() {
         Some(&10),
         "healthy again, a gets its share: {c:?}"
     );
+}
+
+/// For each hash_on form, 10 keys × 3 requests: each key stays on one endpoint.
+#[tokio::test]
+async fn consistent_hash_by_cookie_and_path_is_stable_per_key() {
+    let ups = [Upstream::start("a").await, Upstream::start("b").await];
+    let eps: String = ups.iter().map(|u| endpoint(u, 1)).collect();
+    for hash_on in ["{ cookie: session }", "path"] {
+        let s = Strait::start(&config(
+            &eps,
+            &format!("    load_balancer: consistent_hash\n    hash_on: {hash_on}\n"),
+        ))
+        .await;
+        let client = reqwest_client();
+        let mut owner: HashMap<usize, String> = HashMap::new();
+        for _round in 0..3 {
+            for k in 0..10 {
+                let req = if hash_on == "path" {
+                    client.get(s.url(&format!("/item/{k}")))
+                } else {
+                    client
+                        .get(s.url("/same-path"))
+                        .header("cookie", format!("theme=dark; session=s{k}"))
+                };
+                let resp = req.send().await.expect("request");
+                assert_eq!(resp.status(), 200);
+                let got = header_of(&resp);
+                let prev = owner.entry(k).or_insert_with(|| got.clone());
+                assert_eq!(*prev, got, "key {k} moved (hash_on {hash_on})");
+            }
+        }
+    }
 }

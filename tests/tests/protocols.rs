@@ -230,3 +230,23 @@ async fn grpc_status_in_trailers_reaches_the_client() {
     }
     assert_eq!(n, 2);
 }
+
+#[tokio::test]
+async fn errors_reach_h2c_clients_with_the_request_id() {
+    let s = Strait::start(&proxy_to(strait_e2e::closed_addr(), "http1")).await;
+    let req = Request::get("http://app.test/x")
+        .header("x-request-id", "h2-error-1")
+        .body(client::empty())
+        .unwrap();
+    let resp = client::send(s.web(), Proto::H2c, req)
+        .await
+        .expect("h2 response");
+    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.version(), Version::HTTP_2);
+    assert_eq!(header(&resp, "x-request-id"), "h2-error-1");
+    assert!(
+        text(&resp).ends_with("(request id h2-error-1)\n"),
+        "{}",
+        text(&resp)
+    );
+}

@@ -343,8 +343,7 @@ fn upstream_config(up: &Upstream, routes: &str) -> String {
 #[tokio::test]
 async fn rewrite_replaces_or_strips_the_prefix_the_path_and_the_host() {
     let up = Upstream::start("up").await;
-    let routes = "\
-  - name: replace
+    let routes = "  - name: replace
     match: { path_prefix: /api/ }
     upstream: up
     rewrite: { path_prefix: /v2/ }
@@ -393,8 +392,7 @@ async fn request_and_response_headers_are_added_set_and_removed() {
             .header("x-rremove", "secret")
     })
     .await;
-    let routes = "\
-  - name: edit
+    let routes = "  - name: edit
     upstream: up
     request_headers: { add: { x-add: added }, set: { x-set: forced }, remove: [x-remove] }
     response_headers: { add: { x-radd: added }, set: { x-rset: forced }, remove: [x-rremove] }

@@ -339,3 +339,40 @@ async fn slowloris_dripping_headers_get_408_despite_progress() {
     );
     assert_nothing_forwarded_and_still_healthy(&up, &s).await;
 }
+
+#[tokio::test]
+async fn pipelined_valid_requests_are_answered_in_order_and_each_forwarded_once() {
+    let (up, s) = start().await;
+    let raw = "POST /one HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello\
+               GET /two HTTP/1.1\r\nHost: h\r\n\r\n\
+               POST /three HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+               GET /four HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    let reply = raw_exchange(s.web(), raw.as_bytes(), Duration::from_secs(5)).await;
+    assert!(reply.closed, "Connection: close honoured: {}", reply.text());
+    assert_eq!(reply.response_count(), 4, "{}", reply.text());
+    let paths: Vec<String> = up.requests().iter().map(|r| r.path_and_query()).collect();
+    assert_eq!(paths, ["/one", "/two", "/three", "/four"]);
+    let bodies: Vec<u64> = up.requests().iter().map(|r| r.body_len).collect();
+    assert_eq!(bodies, [5, 0, 3, 0]);
+}
+
+#[tokio::test]
+async fn smuggled_request_in_a_content_length_body_is_not_forwarded_as_a_request() {
+    let (up, s) = start().await;
+    let body = SMUGGLED.to_string();
+    let raw = format!(
+        "POST /outer HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let reply = raw_exchange(s.web(), raw.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(reply.status(), Some(200), "{}", reply.text());
+    assert_eq!(reply.response_count(), 1);
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:#?}");
+    assert_eq!(reqs[0].path_and_query(), "/outer");
+    assert_eq!(
+        &reqs[0].body[..],
+        SMUGGLED.as_bytes(),
+        "the body arrives as a body"
+    );
+}

@@ -162,7 +162,8 @@ fn header_pairs(pairs: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderVal
     pairs
         .iter()
         .map(|(n, v)| {
-            let name = HeaderName::from_bytes(n.as_bytes()).map_err(|e| format!("header {n}: {e}"))?;
+            let name =
+                HeaderName::from_bytes(n.as_bytes()).map_err(|e| format!("header {n}: {e}"))?;
             let value = HeaderValue::from_str(v).map_err(|e| format!("header {n}: {e}"))?;
             Ok((name, value))
         })

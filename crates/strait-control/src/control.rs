@@ -82,7 +82,10 @@ impl Control {
             Source::Embedded => Ok(self.state.lock().expect("state lock").version),
         };
         let label = if result.is_ok() { "success" } else { "error" };
-        self.metrics.config_reloads.with_label_values(&[label]).inc();
+        self.metrics
+            .config_reloads
+            .with_label_values(&[label])
+            .inc();
         result
     }
 
@@ -93,7 +96,10 @@ impl Control {
         let snap = Arc::new(compile(&config, version, &self.live, &self.metrics)?);
         let old = self.snapshot();
         for l in &snap.listeners {
-            let same = old.listeners.iter().any(|o| o.name == l.name && o.addr == l.addr);
+            let same = old
+                .listeners
+                .iter()
+                .any(|o| o.name == l.name && o.addr == l.addr);
             if !same {
                 tracing::warn!(listener = %l.name, "listener added or moved: takes effect after a restart");
             }

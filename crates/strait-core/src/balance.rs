@@ -143,7 +143,9 @@ impl Balancer {
 
 /// nginx's smooth weighted round robin, unrolled into one full period.
 pub fn smooth_sequence(weights: &[u32]) -> Vec<u32> {
-    let g = weights.iter().fold(0u64, |g, &w| gcd(g, u64::from(w.max(1))));
+    let g = weights
+        .iter()
+        .fold(0u64, |g, &w| gcd(g, u64::from(w.max(1))));
     let mut w: Vec<u64> = weights.iter().map(|&x| u64::from(x.max(1)) / g).collect();
     let mut total: u64 = w.iter().sum();
     if total > MAX_SEQUENCE {

@@ -117,11 +117,16 @@ impl Metrics {
             &["listener"],
         )
         .expect("valid metric");
-        let config_version =
-            IntGauge::new("strait_config_version", "Version of the configuration being served.")
-                .expect("valid metric");
+        let config_version = IntGauge::new(
+            "strait_config_version",
+            "Version of the configuration being served.",
+        )
+        .expect("valid metric");
         let config_reloads = IntCounterVec::new(
-            Opts::new("strait_config_reload_total", "Configuration reloads by result."),
+            Opts::new(
+                "strait_config_reload_total",
+                "Configuration reloads by result.",
+            ),
             &["result"],
         )
         .expect("valid metric");

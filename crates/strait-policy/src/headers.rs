@@ -65,8 +65,14 @@ mod tests {
     fn remove_then_set_then_add() {
         let ops = HeaderOps {
             remove: vec![HeaderName::from_static("x-a")],
-            set: vec![(HeaderName::from_static("x-b"), HeaderValue::from_static("set"))],
-            add: vec![(HeaderName::from_static("x-b"), HeaderValue::from_static("added"))],
+            set: vec![(
+                HeaderName::from_static("x-b"),
+                HeaderValue::from_static("set"),
+            )],
+            add: vec![(
+                HeaderName::from_static("x-b"),
+                HeaderValue::from_static("added"),
+            )],
         };
         let mut h = HeaderMap::new();
         h.insert("x-a", HeaderValue::from_static("1"));

@@ -121,10 +121,11 @@ pub async fn forward(
     };
     let req = Request::from_parts(head, body);
 
-    let pool = f
-        .shared
-        .pools
-        .of(upstream, &endpoint, &f.shared.metrics.upstream_connect_errors);
+    let pool = f.shared.pools.of(
+        upstream,
+        &endpoint,
+        &f.shared.metrics.upstream_connect_errors,
+    );
     let _active = endpoint.state.track();
     let conn = pool::checkout(&pool, upstream)
         .await
@@ -260,8 +261,9 @@ fn request_hash(h: &HashOn, head: &http::request::Parts, conn: &ConnInfo) -> u64
             .headers
             .get(name)
             .map_or_else(strait_core::rand::next_u64, |v| hash_key(v.as_bytes())),
-        HashOn::Cookie(name) => cookie(&head.headers, name)
-            .map_or_else(strait_core::rand::next_u64, hash_key),
+        HashOn::Cookie(name) => {
+            cookie(&head.headers, name).map_or_else(strait_core::rand::next_u64, hash_key)
+        }
         HashOn::ClientIp => hash_key(conn.client_ip.as_bytes()),
         HashOn::Path => hash_key(head.uri.path().as_bytes()),
     }

@@ -56,10 +56,7 @@ async fn route_and_serve(
     conn: &ConnInfo,
     req: Request<Incoming>,
     request_id: &HeaderValue,
-) -> (
-    Response<ProxyBody>,
-    Option<Arc<strait_observe::RouteStats>>,
-) {
+) -> (Response<ProxyBody>, Option<Arc<strait_observe::RouteStats>>) {
     let Some(table) = snap.listener_routes(conn.listener_id) else {
         return (error_response(&ProxyError::NoRoute, request_id), None);
     };

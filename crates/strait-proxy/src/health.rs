@@ -105,7 +105,9 @@ async fn probe(up: &Upstream, ep: &Endpoint, kind: &HealthCheckKind) -> bool {
         };
         tokio::spawn(conn);
         let scheme = if up.tls.is_some() { "https" } else { "http" };
-        let Ok(r) = req(format!("{scheme}://{}{path}", ep.authority).parse().unwrap_or_default())
+        let Ok(r) = req(format!("{scheme}://{}{path}", ep.authority)
+            .parse()
+            .unwrap_or_default())
         else {
             return false;
         };

@@ -54,7 +54,10 @@ impl EndpointPool {
         EndpointPool {
             addr: endpoint.address.parse().ok(),
             address: endpoint.address.clone(),
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
             connect_errors,
@@ -79,7 +82,12 @@ pub struct Pools {
 
 impl Pools {
     /// The pool of `endpoint`, created on first use and stored in its live state.
-    pub fn of(&self, upstream: &Upstream, endpoint: &Endpoint, errors: &prometheus::IntCounterVec) -> Arc<EndpointPool> {
+    pub fn of(
+        &self,
+        upstream: &Upstream,
+        endpoint: &Endpoint,
+        errors: &prometheus::IntCounterVec,
+    ) -> Arc<EndpointPool> {
         if let Some(p) = endpoint.state.ext.get() {
             if let Ok(p) = p.clone().downcast::<EndpointPool>() {
                 return p;
@@ -130,10 +138,7 @@ pub enum ConnectError {
 }
 
 /// Gets a connection to `endpoint`: an idle or shared one if possible, else a new one.
-pub async fn checkout(
-    pool: &Arc<EndpointPool>,
-    upstream: &Upstream,
-) -> Result<Conn, ConnectError> {
+pub async fn checkout(pool: &Arc<EndpointPool>, upstream: &Upstream) -> Result<Conn, ConnectError> {
     if upstream.protocol.is_h2() {
         let existing = pool.h2.lock().expect("pool lock").clone();
         if let Some(mut tx) = existing {
@@ -200,7 +205,10 @@ pub enum UpstreamIo {
 }
 
 /// A fresh connection for a health probe (not pooled, not counted as a connect error).
-pub async fn connect_probe(upstream: &Upstream, endpoint: &Endpoint) -> Result<UpstreamIo, ConnectError> {
+pub async fn connect_probe(
+    upstream: &Upstream,
+    endpoint: &Endpoint,
+) -> Result<UpstreamIo, ConnectError> {
     let tcp = TcpStream::connect(&*endpoint.address).await?;
     let _ = tcp.set_nodelay(true);
     match &upstream.tls {

@@ -31,13 +31,15 @@ pub fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         },
-        None => match strait_config::parse("<embedded default>", strait_config::DEFAULT_CONFIG, None) {
-            Ok(l) => (l.config, Source::Embedded),
-            Err(errors) => {
-                eprintln!("{errors}");
-                return ExitCode::from(1);
+        None => {
+            match strait_config::parse("<embedded default>", strait_config::DEFAULT_CONFIG, None) {
+                Ok(l) => (l.config, Source::Embedded),
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::from(1);
+                }
             }
-        },
+        }
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -91,7 +93,10 @@ async fn serve(config: Config, source: Source) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let addr = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = admin
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(address = %addr, "admin bound");
     tokio::spawn(strait_admin::serve(admin, admin_state.clone()));
 
@@ -150,8 +155,14 @@ async fn serve(config: Config, source: Source) -> ExitCode {
         .store(false, std::sync::atomic::Ordering::Release);
     let _ = stop_tx.send(true);
     control.stop_health_checks();
-    if tokio::time::timeout(drain, tracker.drained()).await.is_err() {
-        tracing::warn!(open = tracker.open(), "drain timeout reached; closing remaining connections");
+    if tokio::time::timeout(drain, tracker.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tracker.open(),
+            "drain timeout reached; closing remaining connections"
+        );
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
