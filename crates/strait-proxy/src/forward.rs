@@ -40,7 +40,10 @@ pub async fn forward(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let upstream = f.upstream;
     let h2 = upstream.protocol.is_h2();
-    let downstream_upgrade = if !h2 && req.version() == Version::HTTP_11 {
+    let downstream_upgrade = if !h2
+        && req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+    {
         Some(hyper::upgrade::on(&mut req))
     } else {
         None

@@ -41,11 +41,12 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         }
     };
+    let threads = match config.server.worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if config.server.worker_threads > 0 {
-        rt.worker_threads(config.server.worker_threads);
-    }
+    rt.worker_threads(threads).enable_all();
     let rt = match rt.build() {
         Ok(rt) => rt,
         Err(e) => {
