@@ -3,6 +3,7 @@
 
 pub mod compile;
 pub mod control;
+pub mod watch;
 
 pub use compile::compile;
 pub use control::Control;

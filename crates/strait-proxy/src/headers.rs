@@ -38,9 +38,9 @@ pub struct Kept {
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, allow_upgrade: bool) -> Kept {
     let mut kept = Kept::default();
     // Most messages carry none of these: one pass over the names beats eight hashed removals.
-    let any = headers.keys().any(|k| {
-        HOP_BY_HOP.contains(&k) || k == header::UPGRADE
-    });
+    let any = headers
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(&k) || k == header::UPGRADE);
     if !any {
         return kept;
     }

@@ -59,6 +59,10 @@ pub fn run(args: RunArgs) -> ExitCode {
 
 async fn serve(config: Config, source: Source) -> ExitCode {
     let admin_addr = config.admin.listen;
+    let watched = match &source {
+        Source::File(p) => Some(p.clone()),
+        Source::Embedded => None,
+    };
     let control = match Control::new(config, source) {
         Ok(c) => c,
         Err(errors) => {
@@ -128,24 +132,42 @@ async fn serve(config: Config, source: Source) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::from(1);
     };
+    let (_watcher, mut changed) = match &watched {
+        Some(path) => match strait_control::watch::watch_file(path) {
+            Ok((w, rx)) => (Some(w), rx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the configuration file; reload with SIGHUP");
+                (None, tokio::sync::mpsc::channel(1).1)
+            }
+        },
+        None => (None, tokio::sync::mpsc::channel(1).1),
+    };
     loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                let c = control.clone();
-                // Compiling may read certificate files: keep it off the runtime's worker threads.
-                let r = tokio::task::spawn_blocking(move || c.reload()).await;
-                match r {
-                    Ok(Ok(v)) => tracing::info!(version = v, "reload applied"),
-                    Ok(Err(errors)) => {
-                        for d in &errors.0 {
-                            tracing::error!(error = %d, "reload rejected; keeping the running configuration");
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "reload task failed"),
+        let reload = tokio::select! {
+            _ = hup.recv() => true,
+            Some(()) = changed.recv() => {
+                // Let a burst of writes settle, then reload once.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while changed.try_recv().is_ok() {}
+                true
+            }
+            _ = term.recv() => false,
+            _ = int.recv() => false,
+        };
+        if !reload {
+            break;
+        }
+        let c = control.clone();
+        // Compiling may read certificate files: keep it off the runtime's worker threads.
+        let r = tokio::task::spawn_blocking(move || c.reload()).await;
+        match r {
+            Ok(Ok(v)) => tracing::info!(version = v, "reload applied"),
+            Ok(Err(errors)) => {
+                for d in &errors.0 {
+                    tracing::error!(error = %d, "reload rejected; keeping the running configuration");
                 }
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            Err(e) => tracing::error!(error = %e, "reload task failed"),
         }
     }
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need (Debian packages) if missing, then
+# formatting, lints, unit/property tests and end-to-end tests through the real binary,
+# and the fully static musl build. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v musl-gcc >/dev/null 2>&1 || need+=(musl-tools)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing test dependencies: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Installing a server package may start its daemon on its default port; tests use their own ports.
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/strait-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end tests drive this binary ($CARGO_TARGET_DIR/debug/strait).
+cargo build -p strait
+cargo test --workspace --no-fail-fast
+
+if [ "${STRAIT_SKIP_STATIC:-0}" != 1 ]; then
+  scripts/static-build.sh
+fi
