@@ -193,3 +193,33 @@ async fn chunked_body_over_max_request_body_gets_413() {
         "more than the limit reached the upstream"
     );
 }
+
+#[tokio::test]
+async fn stalled_upstream_body_is_cut_after_the_idle_timeout() {
+    // An upstream that sends headers and part of the body, then goes silent.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut c, _) = l.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = c.read(&mut buf).await;
+        use tokio::io::AsyncWriteExt;
+        let _ = c
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello")
+            .await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let s = Strait::start(&proxy_to(addr, "    timeouts: { idle: 300ms }\n")).await;
+    let mut tcp = tokio::net::TcpStream::connect(s.web()).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n").await.unwrap();
+    let t = Instant::now();
+    let reply = client::read_until_close(&mut tcp, Duration::from_secs(5)).await;
+    let elapsed = t.elapsed();
+    assert_eq!(reply.status(), Some(200));
+    assert!(reply.text().ends_with("hello"), "partial body forwarded: {:?}", reply.text());
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(3),
+        "closed after {elapsed:?}"
+    );
+}

@@ -1,14 +1,16 @@
 //! The one body type that travels through the proxy in both directions, without boxing.
 
 use std::{
+    future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Limited;
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 use crate::pool::PooledBody;
 
@@ -21,10 +23,8 @@ pub enum ProxyBody {
     Empty,
     /// A complete body (direct responses, errors).
     Full(Option<Bytes>),
-    /// Streamed from the downstream client.
-    Incoming(Incoming),
-    /// Streamed from the downstream client with a size cap.
-    Limited(Limited<Incoming>),
+    /// Streamed from the downstream client (idle timeout, optional size cap).
+    Downstream(Streamed),
     /// Streamed from an upstream; returns its connection to the pool at the end.
     Upstream(PooledBody),
 }
@@ -52,9 +52,8 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            ProxyBody::Limited(b) => Pin::new(b).poll_frame(cx),
-            ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Downstream(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -62,8 +61,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Empty => true,
             ProxyBody::Full(b) => b.is_none(),
-            ProxyBody::Incoming(b) => b.is_end_stream(),
-            ProxyBody::Limited(b) => b.is_end_stream(),
+            ProxyBody::Downstream(b) => b.inner.is_end_stream(),
             ProxyBody::Upstream(b) => b.is_end_stream(),
         }
     }
@@ -72,9 +70,103 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ProxyBody::Incoming(b) => b.size_hint(),
-            ProxyBody::Limited(b) => b.size_hint(),
+            ProxyBody::Downstream(b) => b.inner.size_hint(),
             ProxyBody::Upstream(b) => b.size_hint(),
         }
+    }
+}
+
+/// A streamed body whose peer stopped sending for longer than the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("body idle for longer than {0:?}")]
+pub struct IdleTimeout(pub Duration);
+
+/// A request body larger than `limits.max_request_body`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds {0} bytes")]
+pub struct BodyTooLarge(pub u64);
+
+/// Idle-time enforcement for a streamed body; the timer is only created once the peer makes us wait.
+pub struct IdleTimer {
+    limit: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl IdleTimer {
+    /// A timer allowing `limit` between frames.
+    pub fn new(limit: Duration) -> Self {
+        IdleTimer { limit, sleep: None }
+    }
+
+    /// Call after the inner body made progress.
+    pub fn progressed(&mut self) {
+        if let Some(s) = self.sleep.as_mut() {
+            s.as_mut().reset(Instant::now() + self.limit);
+        }
+    }
+
+    /// Call when the inner body is pending: arms the timer, reports expiry.
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<IdleTimeout> {
+        let limit = self.limit;
+        let s = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        s.as_mut().poll(cx).map(|()| IdleTimeout(limit))
+    }
+}
+
+/// The downstream request body on its way to an upstream.
+pub struct Streamed {
+    inner: Incoming,
+    idle: IdleTimer,
+    remaining: Option<u64>,
+}
+
+impl Streamed {
+    /// Wraps `inner`; `max` = 0 means no size cap.
+    pub fn new(inner: Incoming, idle: Duration, max: u64) -> Self {
+        Streamed {
+            inner,
+            idle: IdleTimer::new(idle),
+            remaining: (max > 0).then_some(max),
+        }
+    }
+}
+
+impl Body for Streamed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => match this.idle.poll_expired(cx) {
+                Poll::Ready(e) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Pending => Poll::Pending,
+            },
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle.progressed();
+                if let (Some(rem), Some(data)) = (this.remaining.as_mut(), frame.data_ref()) {
+                    let n = data.len() as u64;
+                    if n > *rem {
+                        return Poll::Ready(Some(Err(BodyTooLarge(*rem).into())));
+                    }
+                    *rem -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

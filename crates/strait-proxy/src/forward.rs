@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use http::{header, uri::PathAndQuery, HeaderValue, Request, Response, Uri, Version};
-use http_body_util::Limited;
 use hyper::body::Incoming;
 use strait_core::{balance::hash_key, HashOn, ProxyError, Rewrite, Upstream};
 
 use crate::{
-    body::ProxyBody,
+    body::{BodyTooLarge, ProxyBody, Streamed},
     handler::ConnInfo,
     headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID},
     pool::{self, Conn, PooledBody},
@@ -117,11 +116,11 @@ pub async fn forward(
         }
     }
 
-    let body = if f.conn.max_request_body > 0 {
-        ProxyBody::Limited(Limited::new(body, f.conn.max_request_body as usize))
-    } else {
-        ProxyBody::Incoming(body)
-    };
+    let body = ProxyBody::Downstream(Streamed::new(
+        body,
+        upstream.timeouts.idle,
+        f.conn.max_request_body,
+    ));
     let req = Request::from_parts(head, body);
 
     let pool = f.shared.pools.of(
@@ -167,7 +166,7 @@ pub async fn forward(
     let ret = ret.filter(|_| parts.status != http::StatusCode::SWITCHING_PROTOCOLS);
     Ok(Response::from_parts(
         parts,
-        ProxyBody::Upstream(PooledBody::new(body, ret)),
+        ProxyBody::Upstream(PooledBody::new(body, upstream.timeouts.idle, ret)),
     ))
 }
 
@@ -193,7 +192,7 @@ fn finish_send(
 fn is_body_limit(e: &hyper::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {
-        if s.is::<http_body_util::LengthLimitError>() {
+        if s.is::<BodyTooLarge>() {
             return true;
         }
         src = s.source();

@@ -23,7 +23,7 @@ use rustls_pki_types::ServerName;
 use strait_core::{upstream::UpstreamTls, Endpoint, Protocol, Upstream};
 use tokio::net::TcpStream;
 
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{BoxError, IdleTimer, ProxyBody};
 
 /// A connection ready to carry one request.
 pub enum Conn {
@@ -320,6 +320,7 @@ impl tokio::io::AsyncWrite for UpstreamIo {
 /// An upstream response body that hands its HTTP/1.1 connection back to the pool once fully read.
 pub struct PooledBody {
     inner: Incoming,
+    idle: IdleTimer,
     ret: Option<(Arc<EndpointPool>, http1::SendRequest<ProxyBody>, usize)>,
 }
 
@@ -327,9 +328,14 @@ impl PooledBody {
     /// Wraps `inner`; `ret` is the connection to return (HTTP/1.1 only) and the pool's idle cap.
     pub fn new(
         inner: Incoming,
+        idle: Duration,
         ret: Option<(Arc<EndpointPool>, http1::SendRequest<ProxyBody>, usize)>,
     ) -> Self {
-        PooledBody { inner, ret }
+        PooledBody {
+            inner,
+            idle: IdleTimer::new(idle),
+            ret,
+        }
     }
 
     fn give_back(&mut self) {
@@ -356,12 +362,24 @@ impl Body for PooledBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
         match &r {
-            Poll::Ready(None) => self.give_back(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.give_back(),
-            Poll::Ready(Some(Err(_))) => self.ret = None,
-            _ => {}
+            Poll::Pending => {
+                if let Poll::Ready(e) = this.idle.poll_expired(cx) {
+                    // A stalled upstream: the connection is in an unknown state, never reuse it.
+                    this.ret = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+            Poll::Ready(None) => this.give_back(),
+            Poll::Ready(Some(Ok(_))) => {
+                this.idle.progressed();
+                if this.inner.is_end_stream() {
+                    this.give_back();
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.ret = None,
         }
         r.map_err(Into::into)
     }
