@@ -212,12 +212,18 @@ async fn stalled_upstream_body_is_cut_after_the_idle_timeout() {
     let s = Strait::start(&proxy_to(addr, "    timeouts: { idle: 300ms }\n")).await;
     let mut tcp = tokio::net::TcpStream::connect(s.web()).await.unwrap();
     use tokio::io::AsyncWriteExt;
-    tcp.write_all(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n")
+        .await
+        .unwrap();
     let t = Instant::now();
     let reply = client::read_until_close(&mut tcp, Duration::from_secs(5)).await;
     let elapsed = t.elapsed();
     assert_eq!(reply.status(), Some(200));
-    assert!(reply.text().ends_with("hello"), "partial body forwarded: {:?}", reply.text());
+    assert!(
+        reply.text().ends_with("hello"),
+        "partial body forwarded: {:?}",
+        reply.text()
+    );
     assert!(
         elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(3),
         "closed after {elapsed:?}"

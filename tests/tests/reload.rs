@@ -38,11 +38,15 @@ async fn changed_file_is_served_without_a_signal() {
 #[tokio::test]
 async fn sighup_reloads_and_invalid_file_keeps_the_running_config() {
     let s = Strait::start(&config("one")).await;
-    rewrite(&s, "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    bogus: 1\n");
+    rewrite(
+        &s,
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    bogus: 1\n",
+    );
     s.signal("HUP");
     poll_until(Duration::from_secs(3), "reload error counted", || async {
         let m = s.metrics().await;
-        (metrics::sum(&m, "strait_config_reload_total", &[("result", "error")]) >= 1.0).then_some(())
+        (metrics::sum(&m, "strait_config_reload_total", &[("result", "error")]) >= 1.0)
+            .then_some(())
     })
     .await;
     assert_eq!(body(&s).await, "one", "the running config must stay");
