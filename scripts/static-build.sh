@@ -13,4 +13,7 @@ if ldd "$bin" 2>&1 | grep -q "=>"; then
   exit 1
 fi
 "$bin" version
-echo "static binary: $bin ($(stat -c %s "$bin") bytes)"
+stripped="$(mktemp)"
+strip -o "$stripped" "$bin"
+echo "static binary: $bin ($(stat -c %s "$bin") bytes with line tables, $(stat -c %s "$stripped") bytes stripped)"
+rm -f "$stripped"

@@ -131,12 +131,8 @@ impl Forest {
     }
 
     fn word(&self, at: usize) -> usize {
-        let bytes = [
-            self.arena[at],
-            self.arena[at + 1],
-            self.arena[at + 2],
-            self.arena[at + 3],
-        ];
+        // One bounds check and one unaligned load, not four byte loads.
+        let bytes: [u8; 4] = self.arena[at..at + 4].try_into().expect("4 bytes");
         u32::from_le_bytes(bytes) as usize
     }
 
