@@ -18,7 +18,6 @@ use crate::types::*;
 use crate::units::{parse_duration, parse_size};
 
 mod route;
-mod shadow;
 mod upstream;
 mod values;
 
@@ -113,7 +112,6 @@ pub(crate) fn validate(
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
-    shadow::warn_shadowed(&mut cx, &config);
     warn_unused_upstreams(&mut cx, &config);
     cx.warnings.sort_by_key(|d| (d.line, d.column));
     Ok((config, cx.warnings))

@@ -3,6 +3,7 @@
 
 pub mod compile;
 pub mod control;
+pub mod shadow;
 pub mod watch;
 
 pub use compile::compile;

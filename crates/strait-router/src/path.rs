@@ -14,6 +14,23 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
     Regex::new(&full_match(pattern)?)
 }
 
+/// A literal prefix every path matching `pattern` (a regex that compiles) starts with, so the
+/// route can sit deeper in the trie and most lookups never run it. Conservative: it reads only
+/// bytes that mean themselves in any regex context outside a class or group, gives up on any
+/// `|` (an alternation could make the prefix optional), and drops the last byte when a
+/// quantifier follows it.
+pub(crate) fn regex_literal_prefix(pattern: &str) -> &str {
+    if pattern.contains('|') {
+        return "";
+    }
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'%' | b',');
+    let len = pattern.bytes().take_while(|&b| plain(b)).count();
+    match pattern.as_bytes().get(len) {
+        Some(b'*' | b'+' | b'?' | b'{') => &pattern[..len.saturating_sub(1)],
+        _ => &pattern[..len],
+    }
+}
+
 /// One `/`-separated piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {

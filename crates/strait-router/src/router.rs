@@ -276,7 +276,8 @@ fn compile(index: usize, spec: &RouteSpec) -> Result<(Compiled, &[u8], Kind), Ro
                 pattern: r.clone(),
                 source,
             })?;
-            (PathCheck::Regex(regex), b"", Kind::Check)
+            let key = path::regex_literal_prefix(r).as_bytes();
+            (PathCheck::Regex(regex), key, Kind::Check)
         }
     };
     let value = |field: String, v: &crate::ValueMatch| {

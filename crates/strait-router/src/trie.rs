@@ -43,9 +43,6 @@ impl Best {
     };
 }
 
-/// Size of a node record's fixed header: label length, child count, entries offset and count.
-const HEADER: usize = 16;
-
 /// The root node of one trie in a [`Forest`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Root {
@@ -53,15 +50,38 @@ pub(crate) struct Root {
     min_rank: u32,
 }
 
-/// Radix tries from path keys to entries, one per host bucket, in one flat byte arena.
+/// One trie node: where its edge label, children and entries sit in the [`Forest`] arrays.
+/// Plain `u32` fields, so a step reads them with one bounds check and no decoding.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    label: u32,
+    label_len: u32,
+    /// First index of this node's children in `Forest::first_bytes` and `Forest::links`.
+    children: u32,
+    child_count: u32,
+    entries: u32,
+    entry_count: u32,
+}
+
+/// The edge to a child, with the lowest rank in its subtree, so a child that cannot win is
+/// never fetched.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    node: u32,
+    min_rank: u32,
+}
+
+/// Radix tries from path keys to entries, one per host bucket, sharing flat arrays.
 ///
-/// Each node is one record, so a step of the walk touches one or two cache lines:
-/// `HEADER`, then the edge label into the node, then one `(offset, min_rank)` pair of u32s per
-/// child (so a child that cannot win is never fetched), then each child's first label byte,
-/// sorted. Entries live apart because most steps do not need them.
+/// A node's children are contiguous: their first label bytes (sorted) in `first_bytes`, so the
+/// search for the next path byte scans a few adjacent bytes, and their links at the same
+/// indices in `links`. Entries live apart because most steps do not need them.
 #[derive(Debug, Default)]
 pub(crate) struct Forest {
-    arena: Vec<u8>,
+    nodes: Vec<Node>,
+    labels: Vec<u8>,
+    first_bytes: Vec<u8>,
+    links: Vec<Link>,
     entries: Vec<Entry>,
 }
 
@@ -82,13 +102,13 @@ impl Forest {
                 _ => keys.push((key, vec![entry])),
             }
         }
-        let (at, min_rank) = self.add_node(&keys, 0, &[]);
-        Root { at, min_rank }
+        let Link { node, min_rank } = self.add_node(&keys, 0, &[]);
+        Root { at: node, min_rank }
     }
 
     /// Adds the node for `keys`, which are sorted and share their first `depth` bytes; returns
-    /// its offset and the lowest rank in it and below.
-    fn add_node(&mut self, keys: &Keys<'_>, depth: usize, label: &[u8]) -> (u32, u32) {
+    /// its link: its index and the lowest rank in it and below.
+    fn add_node(&mut self, keys: &Keys<'_>, depth: usize, label: &[u8]) -> Link {
         let (entries, rest): (&[Entry], _) = match keys.first() {
             Some((key, entries)) if key.len() == depth => (entries, &keys[1..]),
             _ => (&[], keys),
@@ -106,34 +126,39 @@ impl Forest {
             groups.push((byte, &rest[i..i + len]));
             i += len;
         }
-        let at = self.arena.len();
-        for word in [label.len(), groups.len(), self.entries.len(), entries.len()] {
-            self.arena.extend_from_slice(&to_u32(word).to_le_bytes());
-        }
-        self.arena.extend_from_slice(label);
-        let slots = self.arena.len();
-        // Child slots are filled in once each child is built.
-        self.arena.resize(slots + 8 * groups.len(), 0);
-        self.arena.extend(groups.iter().map(|(b, _)| b));
+        let at = self.nodes.len();
+        let children = self.links.len();
+        self.nodes.push(Node {
+            label: to_u32(self.labels.len()),
+            label_len: to_u32(label.len()),
+            children: to_u32(children),
+            child_count: to_u32(groups.len()),
+            entries: to_u32(self.entries.len()),
+            entry_count: to_u32(entries.len()),
+        });
+        self.labels.extend_from_slice(label);
         self.entries.extend_from_slice(entries);
+        // Reserve this node's child slots now so they stay contiguous; each is filled in once
+        // its child is built.
+        self.first_bytes.extend(groups.iter().map(|(b, _)| b));
+        let empty = Link {
+            node: 0,
+            min_rank: u32::MAX,
+        };
+        self.links.resize(children + groups.len(), empty);
         let mut min_rank = entries.first().map_or(u32::MAX, |e| e.rank);
         for (slot, (_, group)) in groups.into_iter().enumerate() {
             // Sorted keys: the first and last share what all of them share.
             let (first, last) = (group[0].0, group[group.len() - 1].0);
             let common = first.iter().zip(last).take_while(|(a, b)| a == b).count();
-            let (child, child_min) = self.add_node(group, common, &first[depth..common]);
-            let slot = slots + 8 * slot;
-            self.arena[slot..slot + 4].copy_from_slice(&child.to_le_bytes());
-            self.arena[slot + 4..slot + 8].copy_from_slice(&child_min.to_le_bytes());
-            min_rank = min_rank.min(child_min);
+            let link = self.add_node(group, common, &first[depth..common]);
+            self.links[children + slot] = link;
+            min_rank = min_rank.min(link.min_rank);
         }
-        (to_u32(at), min_rank)
-    }
-
-    fn word(&self, at: usize) -> usize {
-        // One bounds check and one unaligned load, not four byte loads.
-        let bytes: [u8; 4] = self.arena[at..at + 4].try_into().expect("4 bytes");
-        u32::from_le_bytes(bytes) as usize
+        Link {
+            node: to_u32(at),
+            min_rank,
+        }
     }
 
     /// Calls `visit(entries, depth, best)` for each node of the trie at `root` whose key is a
@@ -148,35 +173,45 @@ impl Forest {
         if root.min_rank >= best.rank {
             return;
         }
-        let mut at = root.at as usize;
+        let mut node = self.nodes[root.at as usize];
         let mut depth = 0;
         loop {
-            let label_len = self.word(at);
-            let child_count = self.word(at + 4);
-            let entry_count = self.word(at + 12);
-            if entry_count > 0 {
-                let first = self.word(at + 8);
-                visit(&self.entries[first..first + entry_count], depth, best);
+            if node.entry_count > 0 {
+                let first = node.entries as usize;
+                visit(
+                    &self.entries[first..first + node.entry_count as usize],
+                    depth,
+                    best,
+                );
             }
             let Some(&byte) = path.get(depth) else { return };
-            let slots = at + HEADER + label_len;
-            let first_bytes = slots + 8 * child_count;
-            let Ok(i) = self.arena[first_bytes..first_bytes + child_count].binary_search(&byte)
+            let children = node.children as usize..(node.children + node.child_count) as usize;
+            // Few children per node: a linear scan of adjacent bytes beats a binary search.
+            let Some(i) = self.first_bytes[children.clone()]
+                .iter()
+                .position(|&b| b == byte)
             else {
                 return;
             };
-            if self.word(slots + 8 * i + 4) >= best.rank as usize {
+            let link = self.links[children.start + i];
+            if link.min_rank >= best.rank {
                 return;
             }
-            let child = self.word(slots + 8 * i);
-            let label = &self.arena[child + HEADER..child + HEADER + self.word(child)];
-            if !path[depth..].starts_with(label) {
+            node = self.nodes[link.node as usize];
+            let start = node.label as usize;
+            let label = &self.labels[start..start + node.label_len as usize];
+            if !starts_with(&path[depth..], label) {
                 return;
             }
             depth += label.len();
-            at = child;
         }
     }
+}
+
+/// `haystack.starts_with(needle)` for the short labels of a trie, compared inline: a call to
+/// `memcmp` costs more than the few bytes it would compare.
+fn starts_with(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.len() >= needle.len() && haystack.iter().zip(needle).all(|(a, b)| a == b)
 }
 
 fn to_u32(n: usize) -> u32 {

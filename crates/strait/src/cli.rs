@@ -66,7 +66,10 @@ pub fn load_checked(path: &std::path::Path) -> Option<Config> {
             return None;
         }
     };
-    for w in &loaded.warnings {
+    let mut warnings = loaded.warnings.clone();
+    warnings.extend(strait_control::shadow::shadow_warnings(&loaded.config));
+    warnings.sort_by_key(|d| (d.line, d.column));
+    for w in &warnings {
         eprintln!(
             "{}:{}:{}: warning: {}",
             w.source, w.line, w.column, w.message

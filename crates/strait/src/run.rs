@@ -19,7 +19,8 @@ pub fn run(args: RunArgs) -> ExitCode {
     let (config, source) = match &args.config {
         Some(path) => match strait_config::load_file(path) {
             Ok(l) => {
-                for w in &l.warnings {
+                let shadowed = strait_control::shadow::shadow_warnings(&l.config);
+                for w in l.warnings.iter().chain(&shadowed) {
                     tracing::warn!(%w, "configuration warning");
                 }
                 (l.config, Source::File(path.clone()))

@@ -479,37 +479,6 @@ fn sizes_accept_units_and_plain_bytes() {
 }
 
 #[test]
-fn shadowed_route_is_a_warning_not_an_error() {
-    let l = ok(&with_listener(
-        "routes:\n  - { name: all, match: { path_prefix: / }, respond: {} }\n  - { name: api, match: { path_prefix: /api, methods: [GET] }, respond: {} }\n",
-    ));
-    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
-    let w = &l.warnings[0];
-    assert_eq!((w.line, w.column), (6, 5));
-    assert!(w
-        .message
-        .contains("route `api` is never matched: route `all` (line 5)"));
-}
-
-#[test]
-fn priority_changes_which_route_shadows() {
-    let l = ok(&with_listener(
-        "routes:\n  - { name: all, respond: {} }\n  - { name: api, priority: 10, match: { path_prefix: /api }, respond: {} }\n",
-    ));
-    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
-    assert_eq!(l.config.route_order(), [1, 0]);
-}
-
-#[test]
-fn narrower_earlier_route_does_not_shadow() {
-    let l = ok(&with_listener(
-        "routes:\n  - { name: a, match: { host: \"*.example.com\", headers: { x-env: canary } }, respond: {} }\n  - { name: b, match: { host: api.example.com }, respond: {} }\n  - { name: c, match: { host: api.example.com, headers: { x-env: canary }, path: /x }, respond: {} }\n",
-    ));
-    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
-    assert!(l.warnings[0].message.contains("route `c`"));
-}
-
-#[test]
 fn unused_upstream_and_insecure_tls_warn() {
     let l = ok(&with_listener(
         "upstreams:\n  - {name: u, endpoints: [\"h:1\"], tls: {insecure_skip_verify: true}}\n",
