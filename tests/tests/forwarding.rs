@@ -14,7 +14,7 @@ use hyper::body::Frame;
 use strait_e2e::client::{self, empty, header, text, Body, Conn, Proto};
 use strait_e2e::nginx::Nginx;
 use strait_e2e::upstream::{pattern_byte, RecordedRequest};
-use strait_e2e::{rss_kib, tool, within, BoxError, Reply, ReplyBody, Strait, Upstream};
+use strait_e2e::{poll_until, rss_kib, tool, within, BoxError, Reply, ReplyBody, Strait, Upstream};
 
 /// A config with listener `web` and a catch-all route to upstream `up` at `addr`.
 fn proxy_to(addr: std::net::SocketAddr) -> String {
@@ -414,7 +414,16 @@ async fn nginx_upstream_serves_static_files_through_strait() {
         text(&resp)
     );
 
-    let log = nginx.access_log();
+    // nginx writes its access log line after sending the response: wait for it.
+    let log = poll_until(
+        Duration::from_secs(3),
+        "three nginx access log lines",
+        || async {
+            let log = nginx.access_log();
+            (log.lines().count() >= 3).then_some(log)
+        },
+    )
+    .await;
     assert_eq!(log.lines().count(), 3, "nginx access log:\n{log}");
     assert!(
         log.contains("GET /hello.txt HTTP/1.1"),

@@ -1,7 +1,8 @@
 //! Host patterns (exact, wildcard suffix, any) and the request-host normalisation they match.
 //!
-//! Both sides are normalised the same way: ASCII-lowercased, the port dropped, and IPv6
-//! literals written in brackets (`[::1]`), so the index can compare bytes.
+//! Both sides are normalised the same way: the port dropped and IPv6 literals written in
+//! brackets (`[::1]`). Patterns are also lowercased; request hosts are not, because the index
+//! compares ignoring ASCII case.
 
 /// Longest normalised request host the index can match: DNS names stop at 253 bytes, and a
 /// bracketed IPv6 literal is far shorter. Longer hosts only reach any-host routes.
@@ -106,42 +107,38 @@ fn lower(bytes: &[u8]) -> Vec<u8> {
     bytes.iter().map(|b| b.to_ascii_lowercase()).collect()
 }
 
-/// Normalises a request host into `buf`: drops the port, brackets a bare IPv6 literal and
-/// lowercases. Returns `None` when the result does not fit, which no real host name does.
-pub(crate) fn normalize<'b>(host: &str, buf: &'b mut [u8; MAX_HOST]) -> Option<&'b [u8]> {
+/// Normalises a request host for the index: drops the port and brackets a bare IPv6 literal
+/// (copying into `buf` only then). Case is left alone because the index compares ignoring
+/// ASCII case. Returns `None` when the result is longer than [`MAX_HOST`], which no real host
+/// name is.
+pub(crate) fn normalize<'a>(host: &'a str, buf: &'a mut [u8; MAX_HOST]) -> Option<&'a [u8]> {
     let bytes = host.as_bytes();
-    let (name, bracket) = if bytes.first() == Some(&b'[') {
+    let name = if bytes.first() == Some(&b'[') {
         // `[::1]:80`: everything after the bracket is the port.
         let end = bytes
             .iter()
             .position(|&b| b == b']')
             .map_or(bytes.len(), |i| i + 1);
-        (&bytes[..end], false)
+        &bytes[..end]
     } else {
         let mut colons = bytes.iter().enumerate().filter(|(_, &b)| b == b':');
         match (colons.next(), colons.next()) {
-            (None, _) => (bytes, false),
-            (Some((i, _)), None) => (&bytes[..i], false),
+            (None, _) => bytes,
+            (Some((i, _)), None) => &bytes[..i],
             // Several colons and no brackets: a bare IPv6 literal, which has no port.
-            (Some(_), Some(_)) => (bytes, true),
+            (Some(_), Some(_)) => {
+                let len = bytes.len() + 2;
+                if len > MAX_HOST {
+                    return None;
+                }
+                buf[0] = b'[';
+                buf[1..len - 1].copy_from_slice(bytes);
+                buf[len - 1] = b']';
+                return Some(&buf[..len]);
+            }
         }
     };
-    let len = name.len() + if bracket { 2 } else { 0 };
-    if len > MAX_HOST {
-        return None;
-    }
-    let out = &mut buf[..len];
-    let body = if bracket {
-        out[0] = b'[';
-        out[len - 1] = b']';
-        &mut out[1..len - 1]
-    } else {
-        &mut out[..]
-    };
-    for (o, b) in body.iter_mut().zip(name) {
-        *o = b.to_ascii_lowercase();
-    }
-    Some(&buf[..len])
+    (name.len() <= MAX_HOST).then_some(name)
 }
 
 /// The suffixes of a normalised host that a wildcard pattern could be keyed by: each one starts

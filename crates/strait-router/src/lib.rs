@@ -15,6 +15,7 @@
 
 mod error;
 mod host;
+mod hostmap;
 mod path;
 mod router;
 mod shadow;

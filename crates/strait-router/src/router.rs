@@ -11,6 +11,7 @@ use http::{HeaderName, Method};
 use regex::Regex;
 
 use crate::host::{self, HostPattern, MAX_HOST};
+use crate::hostmap::HostMap;
 use crate::path::{self, Template};
 use crate::trie::{Best, Entry, Forest, Kind, Root};
 use crate::value::{self, ValueMatcher};
@@ -23,8 +24,8 @@ pub struct Router {
     routes: Box<[Compiled]>,
     /// Spec index of each rank.
     order: Box<[usize]>,
-    exact: HashMap<Box<[u8]>, Root>,
-    suffix: HashMap<Box<[u8]>, Root>,
+    exact: HostMap,
+    suffix: HostMap,
     /// Bit `n` set when some wildcard suffix is `n` bytes long, so most request hosts skip the
     /// suffix map entirely.
     suffix_lens: [u64; MAX_HOST / 64],
@@ -111,9 +112,11 @@ impl Router {
             suffix_lens[key.len() / 64] |= 1 << (key.len() % 64);
         }
         let mut tries = |map: HashMap<Box<[u8]>, Vec<_>>| {
-            map.into_iter()
-                .map(|(k, items)| (k, forest.add(items)))
-                .collect::<HashMap<_, _>>()
+            HostMap::new(
+                map.into_iter()
+                    .map(|(k, items)| (k, forest.add(items)))
+                    .collect(),
+            )
         };
         let (exact, suffix) = (tries(exact), tries(suffix));
         let any = forest.add(any);
@@ -139,7 +142,7 @@ impl Router {
         if !(self.exact.is_empty() && self.suffix.is_empty()) {
             let mut buf = [0u8; MAX_HOST];
             if let Some(host) = host::normalize(req.host, &mut buf) {
-                if let Some(&root) = self.exact.get(host) {
+                if let Some(root) = self.exact.get(host) {
                     self.forest.walk(root, path, &mut best, &mut visit);
                 }
                 if !self.suffix.is_empty() {
@@ -148,7 +151,7 @@ impl Router {
                         if self.suffix_lens[n / 64] & (1 << (n % 64)) == 0 {
                             continue;
                         }
-                        if let Some(&root) = self.suffix.get(suffix) {
+                        if let Some(root) = self.suffix.get(suffix) {
                             self.forest.walk(root, path, &mut best, &mut visit);
                         }
                     }

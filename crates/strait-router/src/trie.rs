@@ -50,38 +50,27 @@ pub(crate) struct Root {
     min_rank: u32,
 }
 
-/// One trie node: where its edge label, children and entries sit in the [`Forest`] arrays.
-/// Plain `u32` fields, so a step reads them with one bounds check and no decoding.
-#[derive(Debug, Clone, Copy)]
-struct Node {
-    label: u32,
-    label_len: u32,
-    /// First index of this node's children in `Forest::first_bytes` and `Forest::links`.
-    children: u32,
-    child_count: u32,
-    entries: u32,
-    entry_count: u32,
+impl Root {
+    /// A placeholder for unused table slots; never walked.
+    pub(crate) const EMPTY: Root = Root {
+        at: 0,
+        min_rank: u32::MAX,
+    };
 }
 
-/// The edge to a child, with the lowest rank in its subtree, so a child that cannot win is
-/// never fetched.
-#[derive(Debug, Clone, Copy)]
-struct Link {
-    node: u32,
-    min_rank: u32,
-}
+/// Size of a node record's fixed header: label length, child count, entries offset and count.
+const HEADER: usize = 16;
 
-/// Radix tries from path keys to entries, one per host bucket, sharing flat arrays.
+/// Radix tries from path keys to entries, one per host bucket, in one flat byte arena.
 ///
-/// A node's children are contiguous: their first label bytes (sorted) in `first_bytes`, so the
-/// search for the next path byte scans a few adjacent bytes, and their links at the same
-/// indices in `links`. Entries live apart because most steps do not need them.
+/// Each node is one record, so a step of the walk touches one or two cache lines (separate
+/// arrays per field cost a cache miss each in profiles of large tables): `HEADER`, then the
+/// edge label into the node, then each child's first label byte, sorted, then one
+/// `(offset, min_rank)` pair of u32s per child, so a child that cannot win is never fetched.
+/// Entries live apart because most steps do not need them.
 #[derive(Debug, Default)]
 pub(crate) struct Forest {
-    nodes: Vec<Node>,
-    labels: Vec<u8>,
-    first_bytes: Vec<u8>,
-    links: Vec<Link>,
+    arena: Vec<u8>,
     entries: Vec<Entry>,
 }
 
@@ -102,13 +91,13 @@ impl Forest {
                 _ => keys.push((key, vec![entry])),
             }
         }
-        let Link { node, min_rank } = self.add_node(&keys, 0, &[]);
-        Root { at: node, min_rank }
+        let (at, min_rank) = self.add_node(&keys, 0, &[]);
+        Root { at, min_rank }
     }
 
     /// Adds the node for `keys`, which are sorted and share their first `depth` bytes; returns
-    /// its link: its index and the lowest rank in it and below.
-    fn add_node(&mut self, keys: &Keys<'_>, depth: usize, label: &[u8]) -> Link {
+    /// its offset and the lowest rank in it and below.
+    fn add_node(&mut self, keys: &Keys<'_>, depth: usize, label: &[u8]) -> (u32, u32) {
         let (entries, rest): (&[Entry], _) = match keys.first() {
             Some((key, entries)) if key.len() == depth => (entries, &keys[1..]),
             _ => (&[], keys),
@@ -126,39 +115,34 @@ impl Forest {
             groups.push((byte, &rest[i..i + len]));
             i += len;
         }
-        let at = self.nodes.len();
-        let children = self.links.len();
-        self.nodes.push(Node {
-            label: to_u32(self.labels.len()),
-            label_len: to_u32(label.len()),
-            children: to_u32(children),
-            child_count: to_u32(groups.len()),
-            entries: to_u32(self.entries.len()),
-            entry_count: to_u32(entries.len()),
-        });
-        self.labels.extend_from_slice(label);
+        let at = self.arena.len();
+        for word in [label.len(), groups.len(), self.entries.len(), entries.len()] {
+            self.arena.extend_from_slice(&to_u32(word).to_le_bytes());
+        }
+        self.arena.extend_from_slice(label);
+        self.arena.extend(groups.iter().map(|(b, _)| b));
+        let slots = self.arena.len();
+        // Child slots are filled in once each child is built.
+        self.arena.resize(slots + 8 * groups.len(), 0);
         self.entries.extend_from_slice(entries);
-        // Reserve this node's child slots now so they stay contiguous; each is filled in once
-        // its child is built.
-        self.first_bytes.extend(groups.iter().map(|(b, _)| b));
-        let empty = Link {
-            node: 0,
-            min_rank: u32::MAX,
-        };
-        self.links.resize(children + groups.len(), empty);
         let mut min_rank = entries.first().map_or(u32::MAX, |e| e.rank);
         for (slot, (_, group)) in groups.into_iter().enumerate() {
             // Sorted keys: the first and last share what all of them share.
             let (first, last) = (group[0].0, group[group.len() - 1].0);
             let common = first.iter().zip(last).take_while(|(a, b)| a == b).count();
-            let link = self.add_node(group, common, &first[depth..common]);
-            self.links[children + slot] = link;
-            min_rank = min_rank.min(link.min_rank);
+            let (child, child_min) = self.add_node(group, common, &first[depth..common]);
+            let slot = slots + 8 * slot;
+            self.arena[slot..slot + 4].copy_from_slice(&child.to_le_bytes());
+            self.arena[slot + 4..slot + 8].copy_from_slice(&child_min.to_le_bytes());
+            min_rank = min_rank.min(child_min);
         }
-        Link {
-            node: to_u32(at),
-            min_rank,
-        }
+        (to_u32(at), min_rank)
+    }
+
+    fn word(&self, at: usize) -> usize {
+        // One bounds check and one unaligned load, not four byte loads.
+        let bytes: [u8; 4] = self.arena[at..at + 4].try_into().expect("4 bytes");
+        u32::from_le_bytes(bytes) as usize
     }
 
     /// Calls `visit(entries, depth, best)` for each node of the trie at `root` whose key is a
@@ -173,33 +157,31 @@ impl Forest {
         if root.min_rank >= best.rank {
             return;
         }
-        let mut node = self.nodes[root.at as usize];
+        let mut at = root.at as usize;
         let mut depth = 0;
         loop {
-            if node.entry_count > 0 {
-                let first = node.entries as usize;
-                visit(
-                    &self.entries[first..first + node.entry_count as usize],
-                    depth,
-                    best,
-                );
+            let label_len = self.word(at);
+            let child_count = self.word(at + 4);
+            let entry_count = self.word(at + 12);
+            if entry_count > 0 {
+                let first = self.word(at + 8);
+                visit(&self.entries[first..first + entry_count], depth, best);
             }
             let Some(&byte) = path.get(depth) else { return };
-            let children = node.children as usize..(node.children + node.child_count) as usize;
+            let first_bytes = at + HEADER + label_len;
             // Few children per node: a linear scan of adjacent bytes beats a binary search.
-            let Some(i) = self.first_bytes[children.clone()]
+            let Some(i) = self.arena[first_bytes..first_bytes + child_count]
                 .iter()
                 .position(|&b| b == byte)
             else {
                 return;
             };
-            let link = self.links[children.start + i];
-            if link.min_rank >= best.rank {
+            let slot = first_bytes + child_count + 8 * i;
+            if self.word(slot + 4) >= best.rank as usize {
                 return;
             }
-            node = self.nodes[link.node as usize];
-            let start = node.label as usize;
-            let label = &self.labels[start..start + node.label_len as usize];
+            at = self.word(slot);
+            let label = &self.arena[at + HEADER..at + HEADER + self.word(at)];
             if !starts_with(&path[depth..], label) {
                 return;
             }
