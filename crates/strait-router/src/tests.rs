@@ -270,6 +270,29 @@ fn regex_alternation_is_anchored_as_a_whole() {
 }
 
 #[test]
+fn regex_literal_prefix_never_excludes_a_match() {
+    use crate::path::regex_literal_prefix as prefix;
+    assert_eq!(prefix("/legacy/users/[0-9]+"), "/legacy/users/");
+    // The quantified byte is optional or repeated, so it is not part of the prefix.
+    assert_eq!(prefix("/ab+"), "/a");
+    assert_eq!(prefix("/a/?"), "/a");
+    assert_eq!(prefix("/a{2}"), "/");
+    // Alternation, flags, classes and escapes end the prefix or void it.
+    assert_eq!(prefix("/a|/b"), "");
+    assert_eq!(prefix("/x/(a|b)"), "");
+    assert_eq!(prefix("(?i)/a"), "");
+    assert_eq!(prefix("/a.b"), "/a");
+    assert_eq!(prefix(r"/a\.b"), "/a");
+}
+
+#[test]
+fn case_insensitive_regex_is_not_indexed_by_its_case() {
+    let r = router(&[route(&[], PathSpec::Regex("(?i)/Legacy/[0-9]+".into()))]);
+    assert_eq!(find(&r, "x", "/legacy/12"), Some(0));
+    assert_eq!(find(&r, "x", "/LEGACY/12"), Some(0));
+}
+
+#[test]
 fn bad_regex_reports_route_index() {
     let specs = [
         route(&[], PathSpec::Any),

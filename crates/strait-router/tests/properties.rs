@@ -182,7 +182,11 @@ fn path_spec() -> impl Strategy<Value = PathSpec> {
             "/a/{x}", "/{x}/b", "/a/{*r}", "/{x}", "/a/{x}/b", "/{*r}", "/a/"
         ])
         .prop_map(PathSpec::Template),
-        s(vec!["/a.*", "/[ab]+", ".*b", "/a/?"]).prop_map(PathSpec::Regex),
+        // The last three stress the literal prefix that indexes a regex route.
+        s(vec![
+            "/a.*", "/[ab]+", ".*b", "/a/?", "/a|/b", "/ab+", "(?i)/A"
+        ])
+        .prop_map(PathSpec::Regex),
     ]
 }
 
