@@ -35,21 +35,16 @@ pub struct Forward<'a> {
 /// Sends the request to an endpoint of the upstream and returns its response, or why not.
 pub async fn forward(
     f: Forward<'_>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let upstream = f.upstream;
     let h2 = upstream.protocol.is_h2();
-    let downstream_upgrade = if !h2
-        && req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-    {
-        Some(hyper::upgrade::on(&mut req))
-    } else {
-        None
-    };
+    // An HTTP/1.1 client may switch protocols through an HTTP/1 upstream (WebSocket).
+    let may_upgrade =
+        !h2 && req.version() == Version::HTTP_11 && req.headers().contains_key(header::UPGRADE);
     let (mut head, body) = req.into_parts();
 
-    let kept = headers::strip_hop_by_hop(&mut head.headers, downstream_upgrade.is_some());
+    let kept = headers::strip_hop_by_hop(&mut head.headers, may_upgrade);
     if h2 && kept.te_trailers {
         head.headers
             .insert(header::TE, HeaderValue::from_static("trailers"));
@@ -152,14 +147,15 @@ pub async fn forward(
 
     let (mut parts, body) = resp.into_parts();
     if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
-        let Some(down) = downstream_upgrade else {
+        if !kept.upgrade {
             return Err(ProxyError::Upstream {
                 upstream: upstream.name.to_string(),
                 source: "unexpected 101 response".into(),
             });
-        };
+        }
+        // The connection task splices the two once hyper has written the 101 (see `h1conn`).
         let up_resp = Response::from_parts(parts.clone(), body);
-        tokio::spawn(tunnel(down, up_resp));
+        f.conn.h1.offer_upgrade(hyper::upgrade::on(up_resp));
         return Ok(Response::from_parts(parts, ProxyBody::Empty));
     }
     headers::strip_hop_by_hop(&mut parts.headers, false);
@@ -208,17 +204,6 @@ fn upstream_err(
         upstream: upstream.name.to_string(),
         source: Box::new(e),
     }
-}
-
-/// Splices the upgraded downstream and upstream connections (WebSocket and other HTTP/1.1 upgrades).
-async fn tunnel(down: hyper::upgrade::OnUpgrade, up: Response<Incoming>) {
-    let (down, up) = match tokio::join!(down, hyper::upgrade::on(up)) {
-        (Ok(d), Ok(u)) => (d, u),
-        _ => return,
-    };
-    let mut down = hyper_util::rt::TokioIo::new(down);
-    let mut up = hyper_util::rt::TokioIo::new(up);
-    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
 }
 
 fn origin_form(uri: &Uri) -> PathAndQuery {

@@ -26,14 +26,21 @@
 //!   resumes checking. Bytes that arrived behind such a request are held until then.
 //! - The idle timer measures time with neither reads nor writes, including time spent by a
 //!   service that has not started its response.
+//! - Parking (`park`): after `park_after` of quiet between requests the guard tells its connection
+//!   task, through a shared [`ParkSignal`], that hyper may be ended without closing the stream.
+//!   The same timer serves both deadlines, and the guard itself (framing state, timer) outlives
+//!   the hyper connection.
 
 mod chunked;
 mod framing;
 mod head;
+mod park;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_io;
+#[cfg(test)]
+mod tests_park;
 #[cfg(test)]
 mod tests_prop;
 
@@ -44,10 +51,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+pub(crate) use self::framing::H2_PREFACE;
 use self::framing::{Fed, Framing};
+use self::park::Park;
+pub use self::park::{ParkHandle, ParkSignal};
 
 /// Limits on request heads and connection timing.
 #[derive(Clone, Copy, Debug)]
@@ -62,6 +73,8 @@ pub struct H1Limits {
     pub header_read_timeout: Duration,
     /// Time between requests with neither reads nor writes; beyond it the connection closes.
     pub idle_timeout: Duration,
+    /// Quiet time between requests after which a guard with a [`ParkSignal`] offers to park.
+    pub park_after: Duration,
 }
 
 impl Default for H1Limits {
@@ -73,6 +86,8 @@ impl Default for H1Limits {
             max_headers: 100,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            // Far above the gaps of a busy keep-alive connection (a few ms), far below human pauses.
+            park_after: Duration::from_millis(100),
         }
     }
 }
@@ -171,9 +186,18 @@ pub struct H1Guard<IO> {
     /// Created on first use and then only reset, so requests cost no timer allocation.
     timer: Option<Pin<Box<Sleep>>>,
     armed: Armed,
-    last_activity: Option<Instant>,
+    /// The last read or write (or creation, or resumption after a park).
+    last_activity: Instant,
     /// hyper's read waiting for a response to a possibly-switching request.
     read_waker: Option<Waker>,
+    /// Shared with the connection task when this connection may park.
+    park: Option<Park>,
+    /// The park deadline passed with no activity since: the timer now waits for the idle deadline.
+    park_fired: bool,
+    /// The last write was refused for now: hyper holds unwritten bytes.
+    write_blocked: bool,
+    /// Bytes a previous hyper read and left unprocessed, already checked; they are read first.
+    replay: Bytes,
 }
 
 // === impl H1Guard ===
@@ -192,8 +216,12 @@ impl<IO> H1Guard<IO> {
             idle_closed: false,
             timer: None,
             armed: Armed::Off,
-            last_activity: None,
+            last_activity: Instant::now(),
             read_waker: None,
+            park: None,
+            park_fired: false,
+            write_blocked: false,
+            replay: Bytes::new(),
         }
     }
 
@@ -225,7 +253,7 @@ impl<IO> H1Guard<IO> {
         let now = Instant::now();
         let deadline = match want {
             Armed::Off => return,
-            Armed::Idle => self.last_activity.unwrap_or(now) + self.limits.idle_timeout,
+            Armed::Idle => self.idle_due(),
             Armed::Header(_) | Armed::Refusal => now + self.limits.header_read_timeout,
         };
         match &mut self.timer {
@@ -249,27 +277,39 @@ impl<IO> H1Guard<IO> {
 
     /// Polls the armed timer; true when its deadline has really passed.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(timer) = &mut self.timer else {
-            return false;
-        };
         if self.armed == Armed::Off {
             return false;
         }
-        while timer.as_mut().poll(cx).is_ready() {
-            // Activity since arming pushes the idle deadline instead of resetting on every byte.
-            let pushed = self.last_activity.map(|at| at + self.limits.idle_timeout);
-            match pushed {
-                Some(deadline) if self.armed == Armed::Idle && deadline > timer.deadline() => {
-                    timer.as_mut().reset(deadline)
-                }
-                _ => return true,
+        loop {
+            let Some(timer) = &mut self.timer else {
+                return false;
+            };
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if self.armed != Armed::Idle {
+                return true;
+            }
+            // Activity since arming pushes the deadline instead of resetting on every byte.
+            let fired = timer.deadline();
+            let due = self.idle_due();
+            if due <= fired && self.park_due() {
+                self.fire_park();
+            } else if due <= fired {
+                return true;
+            }
+            let due = self.idle_due();
+            if let Some(timer) = &mut self.timer {
+                timer.as_mut().reset(due);
             }
         }
-        false
     }
 
     fn note_activity(&mut self) {
-        self.last_activity = Some(Instant::now());
+        self.last_activity = Instant::now();
+        if self.park_fired {
+            self.unfire_park();
+        }
     }
 
     /// Moves queued bytes into `buf`; returns how many.
@@ -336,6 +376,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for H1Guard<IO> {
         let this = self.get_mut();
         if this.refusing.is_some() {
             return this.poll_refuse(cx);
+        }
+        if !this.replay.is_empty() {
+            // Checked when first read: hand back as is, before anything newer.
+            let n = buf.remaining().min(this.replay.len());
+            buf.put_slice(&this.replay[..n]);
+            this.replay.advance(n);
+            return Poll::Ready(Ok(()));
         }
         if this.idle_closed {
             return Poll::Ready(Ok(()));
@@ -418,6 +465,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
             return Poll::Ready(Ok(buf.len()));
         }
         let result = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.note_write(&result);
         if let Poll::Ready(Ok(n)) = result {
             if n > 0 {
                 this.note_activity();
@@ -437,6 +485,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
         let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.note_write(&result);
         if let Poll::Ready(Ok(n)) = result {
             if n > 0 {
                 this.note_activity();
@@ -471,6 +520,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
         if this.refusing.is_some() {
             // Let the refusal out first; it ends with its own shutdown.
             return this.poll_refuse(cx);
+        }
+        if this.park.as_ref().is_some_and(|p| p.signal().is_parking()) {
+            // hyper is being ended to park: the stream stays open for the next request.
+            return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_shutdown(cx)
     }

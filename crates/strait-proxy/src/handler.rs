@@ -26,6 +26,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// Request body cap, 0 = none.
     pub max_request_body: u64,
+    /// HTTP/1 connection state shared with the connection task: parking, protocol switches.
+    pub h1: crate::h1conn::H1Shared,
 }
 
 /// Serves one request; never fails: every error becomes a response.

@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod forward;
+pub mod h1conn;
 pub mod h1guard;
 pub mod handler;
 pub mod headers;

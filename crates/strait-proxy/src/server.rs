@@ -1,7 +1,9 @@
-//! Listeners and downstream connections: accept, TLS handshake, HTTP/1 guard, hyper H1/H2 serving, graceful drain.
+//! Listeners and downstream connections: accept, TLS handshake, protocol choice (ALPN, or the
+//! HTTP/2 preface on plain TCP), the HTTP/1 guard, hyper serving (HTTP/1 in `h1conn`, with
+//! parking), graceful drain.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -9,24 +11,28 @@ use std::{
 };
 
 use http::HeaderValue;
-use hyper::service::service_fn;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
+use hyper::{
+    server::conn::{http1, http2},
+    service::service_fn,
 };
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus::IntGauge;
 use strait_core::snapshot::ListenerSpec;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
-    sync::{watch, Notify, Semaphore},
+    sync::{watch, Notify, OwnedSemaphorePermit, Semaphore},
 };
 
+use self::sniff::{Prefixed, Sniffed};
 use crate::{
-    h1guard::{H1Guard, H1Limits},
+    h1conn::{self, H1Ctx, H1Shared},
+    h1guard::{H1Guard, H1Limits, H2_PREFACE},
     handler::{self, ConnInfo},
     Shared,
 };
+
+mod sniff;
 
 /// Binds a listening socket the way a server should (SO_REUSEADDR, a deep backlog).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -87,24 +93,12 @@ pub async fn serve_listener(
     stop: watch::Receiver<bool>,
     tracker: Arc<Tracker>,
 ) {
-    let builder = Arc::new(http_builder(&spec));
-    let limits = H1Limits {
-        max_request_line: spec.limits.max_request_line,
-        max_head: spec.limits.max_request_headers,
-        max_headers: spec.limits.max_headers,
-        header_read_timeout: spec.limits.header_read_timeout,
-        idle_timeout: spec.limits.idle_timeout,
-    };
     let slots = Arc::new(Semaphore::new(spec.limits.max_connections.max(1)));
-    let transport = if spec.tls.is_some() { "tls" } else { "tcp" };
-    let active = shared
-        .metrics
-        .connections_active
-        .with_label_values(&[&spec.name, transport]);
     let accepted = shared
         .metrics
         .connections_total
         .with_label_values(&[&spec.name]);
+    let ctx = Arc::new(ListenerCtx::new(shared, spec));
     let mut stop_accept = stop.clone();
     loop {
         // Waiting for a slot before accepting leaves excess connections in the kernel backlog.
@@ -117,7 +111,7 @@ pub async fn serve_listener(
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(listener = %spec.name, error = %e, "accept failed");
+                    tracing::warn!(listener = %ctx.spec.name, error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
@@ -125,129 +119,191 @@ pub async fn serve_listener(
             _ = stopped(&mut stop_accept) => break,
         };
         accepted.inc();
-        let conn = Connection {
-            shared: shared.clone(),
-            spec: spec.clone(),
-            builder: builder.clone(),
-            limits,
-            active: active.clone(),
-            stop: stop.clone(),
-        };
-        let guard = tracker.enter();
-        tokio::spawn(async move {
-            conn.serve(tcp, peer).await;
-            drop(permit);
-            drop(guard);
-        });
+        let held = (permit, tracker.enter());
+        tokio::spawn(ctx.clone().serve(tcp, peer, stop.clone(), held));
     }
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     // The guard returned by wait_for is not Send, so it must not live in the caller's future.
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
-fn http_builder(spec: &ListenerSpec) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    {
-        let mut h1 = b.http1();
-        h1.timer(TokioTimer::new())
-            .keep_alive(true)
+/// What every connection of one listener shares; each connection holds one reference.
+struct ListenerCtx {
+    shared: Arc<Shared>,
+    spec: Arc<ListenerSpec>,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    limits: H1Limits,
+    active: IntGauge,
+}
+
+// === impl ListenerCtx ===
+
+impl ListenerCtx {
+    fn new(shared: Arc<Shared>, spec: Arc<ListenerSpec>) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.keep_alive(true)
             // The guard enforces head limits and timeouts precisely; hyper's own must not fire first.
             .header_read_timeout(None)
             .max_headers(spec.limits.max_headers + 1)
             .max_buf_size((spec.limits.max_request_headers + 16 * 1024).max(8192));
-    }
-    {
-        let mut h2 = b.http2();
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             .max_concurrent_streams(256)
             .max_header_list_size(spec.limits.max_request_headers as u32)
             .keep_alive_interval(None);
+        let limits = H1Limits {
+            max_request_line: spec.limits.max_request_line,
+            max_head: spec.limits.max_request_headers,
+            max_headers: spec.limits.max_headers,
+            header_read_timeout: spec.limits.header_read_timeout,
+            idle_timeout: spec.limits.idle_timeout,
+            ..H1Limits::default()
+        };
+        let transport = if spec.tls.is_some() { "tls" } else { "tcp" };
+        let active = shared
+            .metrics
+            .connections_active
+            .with_label_values(&[&spec.name, transport]);
+        ListenerCtx {
+            shared,
+            spec,
+            h1,
+            h2,
+            limits,
+            active,
+        }
     }
-    match (spec.http1, spec.h2) {
-        (true, false) => b.http1_only(),
-        (false, true) => b.http2_only(),
-        _ => b,
-    }
-}
 
-struct Connection {
-    shared: Arc<Shared>,
-    spec: Arc<ListenerSpec>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    limits: H1Limits,
-    active: IntGauge,
-    stop: watch::Receiver<bool>,
-}
-
-impl Connection {
-    async fn serve(self, tcp: TcpStream, peer: SocketAddr) {
+    /// Serves one accepted connection; `_held` (its connection slot and drain tracking) is
+    /// released when it ends.
+    async fn serve(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        mut stop: watch::Receiver<bool>,
+        _held: (OwnedSemaphorePermit, TrackGuard),
+    ) {
         let _ = tcp.set_nodelay(true);
         self.active.inc();
         let info = Arc::new(ConnInfo {
             listener_id: self.spec.id,
             client: peer,
-            client_ip: HeaderValue::from_str(&peer.ip().to_string())
-                .unwrap_or(HeaderValue::from_static("unknown")),
+            client_ip: ip_header(peer.ip()),
             tls: self.spec.tls.is_some(),
             max_request_body: self.spec.limits.max_request_body,
+            h1: H1Shared::default(),
         });
-        match self.spec.tls.clone() {
-            None => {
-                if self.spec.http1 {
-                    self.run(H1Guard::new(tcp, self.limits), info).await
-                } else {
-                    self.run(tcp, info).await
-                }
-            }
-            Some(cfg) => {
-                let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-                let hs = tokio::time::timeout(
-                    self.spec.limits.header_read_timeout,
-                    acceptor.accept(tcp),
-                )
-                .await;
-                match hs {
-                    Ok(Ok(tls)) => {
-                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                        if h2 {
-                            self.run(tls, info).await
-                        } else {
-                            self.run(H1Guard::new(tls, self.limits), info).await
-                        }
-                    }
-                    _ => {
-                        self.shared
-                            .metrics
-                            .tls_handshake_errors
-                            .with_label_values(&[&self.spec.name])
-                            .inc();
-                    }
-                }
-            }
+        if self.spec.tls.is_some() {
+            // Boxed: the handshake state is large and would size every connection's task.
+            Box::pin(self.serve_tls(tcp, info, &mut stop)).await;
+        } else {
+            self.serve_tcp(tcp, info, &mut stop).await;
         }
         self.active.dec();
     }
 
-    async fn run<I>(&self, io: I, info: Arc<ConnInfo>)
+    async fn serve_tcp(
+        &self,
+        tcp: TcpStream,
+        info: Arc<ConnInfo>,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        if !self.spec.http1 {
+            return self.serve_h2(Prefixed::new(tcp, &[]), info, stop).await;
+        }
+        let mut guard = H1Guard::new(tcp, self.limits);
+        guard.set_park(info.clone());
+        // Nothing of hyper exists until the first bytes arrive.
+        if !h1conn::wait_readable(&mut guard, stop).await {
+            return;
+        }
+        guard.resume();
+        if self.spec.h2 {
+            match sniff::sniff(guard.get_ref(), self.limits.header_read_timeout).await {
+                Sniffed::H1(0) => {}
+                Sniffed::H1(consumed) => guard.unread(&H2_PREFACE[..consumed]),
+                Sniffed::H2(consumed) => {
+                    let io = Prefixed::new(guard.into_inner(), &H2_PREFACE[..consumed]);
+                    return self.serve_h2(io, info, stop).await;
+                }
+                Sniffed::Gone => return,
+            }
+        }
+        // The guard stays here (hyper borrows it), so the task holds it once.
+        if let Some(switch) = h1conn::serve(self.h1_ctx(&info), &mut guard, stop).await {
+            switch.spawn(guard);
+        }
+    }
+
+    async fn serve_tls(
+        &self,
+        tcp: TcpStream,
+        info: Arc<ConnInfo>,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let Some(cfg) = self.spec.tls.clone() else {
+            return;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        let hs = tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(tcp)).await;
+        let Ok(Ok(tls)) = hs else {
+            self.shared
+                .metrics
+                .tls_handshake_errors
+                .with_label_values(&[&self.spec.name])
+                .inc();
+            return;
+        };
+        // HTTP/2 only by ALPN; TLS connections are never parked (see `h1conn`).
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") || !self.spec.http1 {
+            self.serve_h2(tls, info, stop).await
+        } else {
+            let mut guard = H1Guard::new(tls, self.limits);
+            if let Some(switch) = h1conn::serve(self.h1_ctx(&info), &mut guard, stop).await {
+                switch.spawn(guard);
+            }
+        }
+    }
+
+    fn h1_ctx<'a>(&'a self, info: &'a Arc<ConnInfo>) -> H1Ctx<'a> {
+        H1Ctx {
+            shared: &self.shared,
+            builder: &self.h1,
+            info,
+        }
+    }
+
+    async fn serve_h2<IO>(&self, io: IO, info: Arc<ConnInfo>, stop: &mut watch::Receiver<bool>)
     where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let shared = self.shared.clone();
         let svc = service_fn(move |req| handler::handle(shared.clone(), info.clone(), req));
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), svc);
-        tokio::pin!(conn);
-        let mut stop = self.stop.clone();
+        let mut conn = Box::pin(self.h2.serve_connection(TokioIo::new(io), svc));
         tokio::select! {
             _ = conn.as_mut() => return,
-            _ = stopped(&mut stop) => {}
+            _ = stopped(stop) => {}
         }
-        // Draining: HTTP/1 closes after the response in flight, HTTP/2 sends GOAWAY.
+        // Draining: HTTP/2 sends GOAWAY and finishes the streams in flight.
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
     }
+}
+
+/// The peer IP as an `X-Forwarded-For` value, formatted without a temporary string.
+fn ip_header(ip: IpAddr) -> HeaderValue {
+    use std::io::Write;
+
+    // The longest textual IPv6 address (IPv4-mapped) has 45 characters.
+    let mut buf = [0u8; 48];
+    let mut w = &mut buf[..];
+    let n = match write!(w, "{ip}") {
+        Ok(()) => 48 - w.len(),
+        Err(_) => 0,
+    };
+    HeaderValue::from_bytes(&buf[..n]).unwrap_or(HeaderValue::from_static("unknown"))
 }

@@ -2,7 +2,7 @@
 //! response status lines for protocol switches. No I/O, no clock.
 
 use super::chunked::Decoder;
-use super::head::{BodyKind, Parser, UpgradeKind};
+use super::head::{BodyKind, HeadLimits, Parser, UpgradeKind};
 use super::{H1Limits, Rejection};
 
 /// The HTTP/2 prior-knowledge connection preface (RFC 9113 §3.4).
@@ -36,7 +36,7 @@ pub(crate) enum Fed {
 /// Downstream framing state for one connection.
 #[derive(Clone, Debug)]
 pub(crate) struct Framing {
-    limits: H1Limits,
+    limits: HeadLimits,
     phase: Phase,
     /// Set when a request that may switch protocols has been read and its final response not
     /// yet seen.
@@ -52,7 +52,7 @@ impl Framing {
     /// Framing at the start of a connection.
     pub(crate) fn new(limits: H1Limits) -> Self {
         Self {
-            limits,
+            limits: limits.into(),
             phase: Phase::Sniff(0),
             upgrade: None,
             sniff: ResponseSniff::default(),
@@ -140,7 +140,7 @@ impl Framing {
                                 continue;
                             }
                             BodyKind::Chunked => {
-                                self.phase = Phase::Chunked(Decoder::new(self.limits.max_head));
+                                self.phase = Phase::Chunked(Decoder::new(self.limits.max_head()));
                                 continue;
                             }
                         }

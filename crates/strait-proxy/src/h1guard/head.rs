@@ -83,10 +83,39 @@ const CHUNKED: &[u8] = b"chunked";
 const CONNECT: &[u8] = b"CONNECT";
 const VERSION: &[u8] = b"HTTP/1.";
 
+/// The limits a head is checked against: [`H1Limits`]' size limits, kept compact because every
+/// connection holds a copy in its framing state and one in its parser.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeadLimits {
+    max_request_line: u32,
+    max_head: u32,
+    max_headers: u32,
+}
+
+// === impl HeadLimits ===
+
+impl HeadLimits {
+    /// The longest head (and trailer section).
+    pub(crate) fn max_head(&self) -> usize {
+        self.max_head as usize
+    }
+}
+
+impl From<H1Limits> for HeadLimits {
+    fn from(l: H1Limits) -> Self {
+        let cap = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Self {
+            max_request_line: cap(l.max_request_line),
+            max_head: cap(l.max_head),
+            max_headers: cap(l.max_headers),
+        }
+    }
+}
+
 /// Incremental validator for one request head.
 #[derive(Clone, Debug)]
 pub(crate) struct Parser {
-    limits: H1Limits,
+    limits: HeadLimits,
     state: State,
     /// Bytes of the head so far, leading empty lines included (they cost the peer nothing else).
     head_len: usize,
@@ -109,9 +138,9 @@ pub(crate) struct Parser {
 
 impl Parser {
     /// A validator waiting for the first byte of a head.
-    pub(crate) fn new(limits: H1Limits) -> Self {
+    pub(crate) fn new(limits: impl Into<HeadLimits>) -> Self {
         Self {
-            limits,
+            limits: limits.into(),
             state: State::Leading,
             head_len: 0,
             line_len: 0,
@@ -152,11 +181,11 @@ impl Parser {
             State::Method | State::TargetStart | State::Target | State::Version(0..8)
         ) {
             self.line_len += 1;
-            if self.line_len > self.limits.max_request_line {
+            if self.line_len > self.limits.max_request_line as usize {
                 return Err(Rejection::UriTooLong);
             }
         }
-        if self.head_len > self.limits.max_head {
+        if self.head_len > self.limits.max_head() {
             return Err(Rejection::HeadersTooLarge);
         }
         self.state = match (self.state, b) {
@@ -193,7 +222,7 @@ impl Parser {
             (State::LineStart, b' ' | b'\t') => return bad("obsolete line folding"),
             (State::LineStart, b) if is_tchar(b) => {
                 self.headers += 1;
-                if self.headers > self.limits.max_headers {
+                if self.headers > self.limits.max_headers as usize {
                     return Err(Rejection::HeadersTooLarge);
                 }
                 self.names = CONTENT_LENGTH | TRANSFER_ENCODING | UPGRADE;

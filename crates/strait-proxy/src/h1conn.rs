@@ -1,0 +1,325 @@
+//! HTTP/1 downstream connections: serve with hyper, park between requests, resume, hand off
+//! protocol switches. Sits between `server` (accept, TLS, protocol choice) and `handler`.
+//!
+//! A live hyper HTTP/1 connection keeps about 16 KiB of buffers plus its state and the boxed
+//! service future for as long as the connection is open. Most keep-alive connections are idle
+//! most of the time, so an idle one is *parked*:
+//!
+//! 1. The [`H1Guard`] signals (through [`ParkSignal`], embedded in [`ConnInfo`]) that the stream
+//!    has been quiet for `park_after` between requests, and [`TrackedBody`] counts responses
+//!    hyper has not finished taking. When both allow it, `serve` asks hyper to shut down
+//!    gracefully; an idle hyper connection just ends, and the guard skips the stream shutdown.
+//! 2. hyper's parts are taken apart: the guard is kept (framing state, timer), bytes hyper read
+//!    and did not process go back to the guard ([`H1Guard::replay`]), everything else is dropped.
+//! 3. Parked, the task waits for the socket to become readable, for the idle timeout (the
+//!    guard's timer) or for drain, which simply closes a parked connection.
+//! 4. On readability a fresh hyper connection serves the same guard.
+//!
+//! Protocol switches (WebSocket): hyper's own upgrade hand-off needs a connection that always
+//! shuts the stream down at its end, which parking cannot use. Instead `forward` puts the
+//! upstream's pending upgrade in [`H1Shared`] when it returns a `101`; once hyper has written
+//! it and ended, `serve` takes the stream back and the caller splices it to the upstream in a
+//! task of its own (`Switch`).
+//!
+//! Only plain TCP connections park (`ParkIo`): a TLS stream may hold decrypted bytes that the
+//! socket's readiness does not show, so TLS connections keep their hyper connection.
+//!
+//! Subtle parts:
+//! - hyper is ended only when it is idle: the guard saw no byte of a next request and no write
+//!   for `park_after`, no write is blocked, and every response body has been dropped by hyper.
+//!   Were hyper busy after all, graceful shutdown would only finish the exchange first.
+//! - hyper borrows the guard, so the task holds the guard once and no hyper state survives a
+//!   park; the read buffer hyper returns views its 8 KiB allocation, so only its bytes are kept.
+//! - Under load (gaps of milliseconds between requests) nothing parks: parking costs one timer
+//!   deadline the guard sets anyway, two counter updates per request, and a new hyper connection
+//!   (about 18 KiB of buffers) for each request that follows a pause.
+
+use std::convert::Infallible;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn, upgrade::OnUpgrade};
+use hyper_util::rt::TokioIo;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+    sync::watch,
+};
+
+use crate::{
+    body::{BoxError, ProxyBody},
+    h1guard::{H1Guard, ParkSignal},
+    handler::{self, ConnInfo},
+    Shared,
+};
+
+/// Per-connection state shared by the request path and the HTTP/1 connection task.
+#[derive(Debug, Default)]
+pub struct H1Shared {
+    park: ParkSignal,
+    /// The upstream side of a protocol switch the service answered with `101`.
+    upgrade: Mutex<Option<OnUpgrade>>,
+}
+
+// === impl H1Shared ===
+
+impl H1Shared {
+    /// Hands the upstream side of a protocol switch to the connection task, which splices it to
+    /// the downstream stream once hyper has written the `101` (see the module docs).
+    pub fn offer_upgrade(&self, upstream: OnUpgrade) {
+        *self.upgrade.lock().unwrap_or_else(|e| e.into_inner()) = Some(upstream);
+    }
+
+    fn take_upgrade(&self) -> Option<OnUpgrade> {
+        self.upgrade
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+impl AsRef<ParkSignal> for ConnInfo {
+    fn as_ref(&self) -> &ParkSignal {
+        &self.h1.park
+    }
+}
+
+/// A stream that can wait for readability with no reader on it, so its connection can park.
+pub(crate) trait ParkIo {
+    /// Whether the connection may park at all.
+    const PARKS: bool;
+
+    /// Ready when a read would not block (or fail).
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl ParkIo for TcpStream {
+    const PARKS: bool = true;
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl ParkIo for tokio_rustls::server::TlsStream<TcpStream> {
+    // rustls may hold decrypted bytes the socket's readiness does not show.
+    const PARKS: bool = false;
+
+    fn poll_read_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// What one HTTP/1 connection needs from its listener.
+pub(crate) struct H1Ctx<'a> {
+    pub shared: &'a Arc<Shared>,
+    pub builder: &'a http1::Builder,
+    pub info: &'a Arc<ConnInfo>,
+}
+
+/// Serves HTTP/1 on `guard` until the connection ends, parking whenever it is idle (plain TCP).
+///
+/// The guard stays in the caller's hands (hyper borrows it), so the task holds it exactly once.
+/// Returns the hand-off when the connection switched protocols; the caller then runs the tunnel.
+pub(crate) async fn serve<IO>(
+    ctx: H1Ctx<'_>,
+    guard: &mut H1Guard<IO>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Switch>
+where
+    IO: ParkIo + AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let signal = &ctx.info.h1.park;
+    loop {
+        let svc = service(ctx.shared.clone(), ctx.info.clone());
+        // Boxed so a parked task holds none of hyper's state, and a live one stays small.
+        let mut conn = Box::pin(ctx.builder.serve_connection(TokioIo::new(&mut *guard), svc));
+        if !drive(conn.as_mut(), signal, stop).await {
+            return None;
+        }
+        let early = Pin::into_inner(conn).into_parts().read_buf;
+        if let Some(upstream) = ctx.info.h1.take_upgrade() {
+            return Some(Switch { early, upstream });
+        }
+        if !signal.is_parking() {
+            // hyper ended on its own (close, or a switch nobody took over).
+            return None;
+        }
+        signal.set_parking(false);
+        guard.replay(&early);
+        drop(early);
+        if !wait_readable(guard, stop).await {
+            return None;
+        }
+        guard.resume();
+    }
+}
+
+/// A connection that switched protocols after a `101`: what is needed to splice it.
+pub(crate) struct Switch {
+    /// Bytes hyper read past the request, for the upstream.
+    early: Bytes,
+    upstream: OnUpgrade,
+}
+
+// === impl Switch ===
+
+impl Switch {
+    /// Splices `down` and the upstream in a task of their own: like hyper's own upgrades, the
+    /// tunnel runs apart from the connection's accounting (connection slots, drain).
+    pub(crate) fn spawn<IO>(self, down: H1Guard<IO>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        tokio::spawn(tunnel(down, self.early, self.upstream));
+    }
+}
+
+/// Waits, parked, until the client sends bytes (true), or the idle timeout, an error or drain
+/// ends the connection (false). Also used before a fresh connection is served at all.
+pub(crate) async fn wait_readable<IO: ParkIo>(
+    guard: &mut H1Guard<IO>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    if guard.has_buffered() {
+        return true;
+    }
+    guard.parked();
+    let mut stopped = pin!(crate::server::stopped(stop));
+    poll_fn(|cx| {
+        if stopped.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        match guard.get_ref().poll_read_ready(cx) {
+            Poll::Ready(r) => return Poll::Ready(r.is_ok()),
+            Poll::Pending => {}
+        }
+        guard.poll_idle_timeout(cx).map(|()| false)
+    })
+    .await
+}
+
+/// Polls hyper until it ends; asks it to end gracefully on drain, or when the connection may
+/// park. False when the connection is over (drained or failed).
+async fn drive<IO, S>(
+    mut conn: Pin<&mut http1::Connection<TokioIo<&mut H1Guard<IO>>, S>>,
+    signal: &ParkSignal,
+    stop: &mut watch::Receiver<bool>,
+) -> bool
+where
+    IO: ParkIo + AsyncRead + AsyncWrite + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = TrackedBody>,
+    S::Error: Into<BoxError>,
+{
+    let mut stopped = pin!(crate::server::stopped(stop));
+    let mut draining = false;
+    let result = poll_fn(|cx| loop {
+        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        if !draining && stopped.as_mut().poll(cx).is_ready() {
+            // HTTP/1 closes after the response in flight.
+            draining = true;
+            conn.as_mut().graceful_shutdown();
+            continue;
+        }
+        if IO::PARKS && !draining && !signal.is_parking() && signal.is_ready() {
+            // Idle: hyper ends at once and leaves the stream open (see `H1Guard::poll_shutdown`).
+            signal.set_parking(true);
+            conn.as_mut().graceful_shutdown();
+            continue;
+        }
+        return Poll::Pending;
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "downstream connection error");
+        return false;
+    }
+    !draining
+}
+
+/// Splices the downstream stream (after its `101`) and the upgraded upstream connection.
+async fn tunnel<IO>(mut down: H1Guard<IO>, early: Bytes, upstream: OnUpgrade)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let Ok(up) = upstream.await else {
+        return;
+    };
+    let mut up = TokioIo::new(up);
+    if !early.is_empty() && up.write_all(&early).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+}
+
+/// The request path as a hyper service, counting responses until hyper has taken them.
+fn service(
+    shared: Arc<Shared>,
+    info: Arc<ConnInfo>,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = http::Response<TrackedBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<TrackedBody>, Infallible>> + Send,
+> + Send {
+    service_fn(move |req| {
+        let inflight = Inflight::start(info.clone());
+        let resp = handler::handle(shared.clone(), info.clone(), req);
+        async move {
+            let Ok(resp) = resp.await;
+            Ok(resp.map(|body| TrackedBody {
+                body,
+                _inflight: inflight,
+            }))
+        }
+    })
+}
+
+/// One response not yet completely taken by hyper.
+struct Inflight(Arc<ConnInfo>);
+
+impl Inflight {
+    fn start(info: Arc<ConnInfo>) -> Self {
+        (*info).as_ref().response_started();
+        Inflight(info)
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        (*self.0).as_ref().response_done();
+    }
+}
+
+/// A response body that counts as in flight until hyper drops it (at its end, or on close).
+pub(crate) struct TrackedBody {
+    body: ProxyBody,
+    _inflight: Inflight,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

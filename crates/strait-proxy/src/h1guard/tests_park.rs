@@ -1,0 +1,227 @@
+//! Parking under paused tokio time: when the guard offers to park, when it withdraws, and what
+//! it does while parked (skipped shutdown, replayed bytes, the idle timeout).
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::time::Instant;
+
+use super::{H1Guard, H1Limits, ParkSignal};
+
+const PARK_AFTER: Duration = Duration::from_millis(100);
+
+fn parking_guard() -> (DuplexStream, H1Guard<DuplexStream>, Arc<ParkSignal>) {
+    let (client, server) = duplex(1 << 16);
+    let mut guard = H1Guard::new(server, H1Limits::default());
+    let signal = Arc::new(ParkSignal::default());
+    guard.set_park(signal.clone());
+    (client, guard, signal)
+}
+
+/// Lets a read wait on the guard for `d` (virtual time), as hyper's idle read does; returns
+/// what it read, if anything.
+async fn read_for(guard: &mut H1Guard<DuplexStream>, d: Duration) -> Option<Vec<u8>> {
+    let mut buf = [0; 256];
+    match tokio::time::timeout(d, guard.read(&mut buf)).await {
+        Ok(n) => Some(buf[..n.unwrap()].to_vec()),
+        Err(_) => None,
+    }
+}
+
+/// One request in, one response out, as hyper would do it.
+async fn exchange(client: &mut DuplexStream, guard: &mut H1Guard<DuplexStream>) {
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_for(guard, Duration::from_millis(1)).await.is_some());
+    guard
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn quiet_between_requests_offers_to_park_after_park_after() {
+    let (mut client, mut guard, signal) = parking_guard();
+    exchange(&mut client, &mut guard).await;
+    let quiet = Instant::now();
+    assert_eq!(read_for(&mut guard, PARK_AFTER / 2).await, None);
+    assert!(!signal.is_ready(), "too early");
+    assert_eq!(read_for(&mut guard, PARK_AFTER).await, None);
+    assert!(signal.is_ready());
+    assert!(quiet.elapsed() >= PARK_AFTER);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_request_withdraws_the_offer() {
+    let (mut client, mut guard, signal) = parking_guard();
+    exchange(&mut client, &mut guard).await;
+    assert_eq!(read_for(&mut guard, 2 * PARK_AFTER).await, None);
+    assert!(signal.is_ready());
+    client.write_all(b"GET /next HTT").await.unwrap();
+    assert!(read_for(&mut guard, Duration::from_millis(1))
+        .await
+        .is_some());
+    assert!(!signal.is_ready());
+    // Half a head is not idleness, however long it takes (up to the header timeout).
+    assert_eq!(read_for(&mut guard, Duration::from_secs(5)).await, None);
+    assert!(!signal.is_ready());
+    client.write_all(b"P/1.1\r\n\r\n").await.unwrap();
+    assert!(read_for(&mut guard, Duration::from_millis(1))
+        .await
+        .is_some());
+    guard
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    // Then the next quiet period offers again.
+    assert_eq!(read_for(&mut guard, 2 * PARK_AFTER).await, None);
+    assert!(signal.is_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outstanding_response_blocks_parking_until_done() {
+    let (mut client, mut guard, signal) = parking_guard();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    signal.response_started();
+    assert!(read_for(&mut guard, Duration::from_millis(1))
+        .await
+        .is_some());
+    // A slow upstream: nothing written for a long time.
+    assert_eq!(read_for(&mut guard, Duration::from_secs(2)).await, None);
+    assert!(!signal.is_ready(), "must not park with a response pending");
+    guard
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    signal.response_done();
+    assert_eq!(read_for(&mut guard, PARK_AFTER / 2).await, None);
+    assert!(!signal.is_ready(), "the write restarted the quiet period");
+    assert_eq!(read_for(&mut guard, PARK_AFTER).await, None);
+    assert!(signal.is_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blocked_write_blocks_parking() {
+    let (mut client, server) = duplex(64);
+    let mut guard = H1Guard::new(server, H1Limits::default());
+    let signal = Arc::new(ParkSignal::default());
+    guard.set_park(signal.clone());
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_for(&mut guard, Duration::from_millis(1))
+        .await
+        .is_some());
+    // The client does not read: the response stalls in the 64-byte pipe.
+    let response = [b'x'; 1000];
+    let stalled = tokio::time::timeout(Duration::from_millis(1), guard.write_all(&response)).await;
+    assert!(stalled.is_err(), "the write should block");
+    assert_eq!(read_for(&mut guard, Duration::from_secs(1)).await, None);
+    assert!(!signal.is_ready(), "hyper still holds unwritten bytes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_is_skipped_while_parking() {
+    let (mut client, mut guard, signal) = parking_guard();
+    exchange(&mut client, &mut guard).await;
+    let mut response = vec![0; 38];
+    client.read_exact(&mut response).await.unwrap();
+    signal.set_parking(true);
+    guard.shutdown().await.unwrap();
+    let mut buf = [0; 8];
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), client.read(&mut buf))
+            .await
+            .is_err(),
+        "the client must not see EOF"
+    );
+    signal.set_parking(false);
+    assert!(!signal.is_ready());
+    guard.shutdown().await.unwrap();
+    assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn replayed_bytes_come_first_and_are_not_checked_again() {
+    let (mut client, mut guard, _signal) = parking_guard();
+    let (a, b, c) = (
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let first = [&a[..], b].concat();
+    client.write_all(&first).await.unwrap();
+    assert_eq!(
+        read_for(&mut guard, Duration::from_millis(1))
+            .await
+            .unwrap(),
+        first
+    );
+    // hyper served /a and ended; /b was still in its buffer.
+    guard.replay(b);
+    assert!(guard.has_buffered());
+    client.write_all(c).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < b.len() + c.len() {
+        seen.extend(
+            read_for(&mut guard, Duration::from_millis(1))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(seen, [&b[..], c].concat());
+    assert_eq!(guard.rejection(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn parked_guard_runs_the_idle_timeout_from_the_last_activity() {
+    let (mut client, mut guard, signal) = parking_guard();
+    exchange(&mut client, &mut guard).await;
+    let last = Instant::now();
+    assert_eq!(read_for(&mut guard, 2 * PARK_AFTER).await, None);
+    assert!(signal.is_ready());
+    guard.parked();
+    poll_fn(|cx| guard.poll_idle_timeout(cx)).await;
+    assert_eq!(last.elapsed(), H1Limits::default().idle_timeout);
+    // hyper resuming on it would see EOF.
+    assert_eq!(
+        read_for(&mut guard, Duration::from_millis(1)).await,
+        Some(vec![])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn resumed_guard_offers_again_after_a_fresh_quiet_period() {
+    let (mut client, mut guard, signal) = parking_guard();
+    exchange(&mut client, &mut guard).await;
+    assert_eq!(read_for(&mut guard, 2 * PARK_AFTER).await, None);
+    signal.set_parking(true);
+    signal.set_parking(false);
+    guard.parked();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    guard.resume();
+    // A wake-up without bytes (hyper found nothing to read): park again after `park_after`.
+    assert_eq!(read_for(&mut guard, PARK_AFTER / 2).await, None);
+    assert!(!signal.is_ready());
+    assert_eq!(read_for(&mut guard, PARK_AFTER).await, None);
+    assert!(signal.is_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_guard_without_a_signal_never_parks_and_keeps_its_idle_timeout() {
+    let (mut client, server) = duplex(1 << 16);
+    let mut guard = H1Guard::new(server, H1Limits::default());
+    exchange(&mut client, &mut guard).await;
+    let last = Instant::now();
+    let mut buf = [0; 8];
+    assert_eq!(guard.read(&mut buf).await.unwrap(), 0);
+    assert_eq!(last.elapsed(), H1Limits::default().idle_timeout);
+}

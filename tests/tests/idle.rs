@@ -1,0 +1,350 @@
+//! Idle keep-alive connections through the real binary. Strait parks an HTTP/1 connection that
+//! has been quiet for 100 ms between requests (it drops hyper's state and waits on the bare
+//! socket) and resumes it on the next bytes. Nothing of that may be visible to a client: requests
+//! after an idle period, split around the park moment, pipelined, or upgraded to a WebSocket all
+//! work, and idle timeout and drain still close parked connections.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use strait_e2e::client::{self, read_until_close, text, Conn, Proto};
+use strait_e2e::ws::WsEcho;
+use strait_e2e::{rss_kib, within, Reply, ReplyBody, Strait, Upstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Longer than the park delay (100 ms), so the connection is parked when the next bytes come.
+const IDLE: Duration = Duration::from_millis(300);
+
+fn config(up: SocketAddr, limits: &str) -> String {
+    format!(
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n{limits}\
+         routes:\n  - name: r\n    upstream: up\n\
+         upstreams:\n  - name: up\n    endpoints: [\"{up}\"]\n"
+    )
+}
+
+/// An upstream answering each request with its own path, and strait in front of it.
+async fn start() -> (Upstream, Strait) {
+    let up = Upstream::with_handler("up", |r| Reply::text(r.uri.path())).await;
+    let s = Strait::start(&config(up.addr(), "")).await;
+    (up, s)
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n\r\n").into_bytes()
+}
+
+/// A raw HTTP/1.1 client connection that reads responses one at a time (pipelining-safe).
+struct Raw {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+    /// The head of the last response read.
+    head: String,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        let tcp = within(Duration::from_secs(5), "connect", TcpStream::connect(addr))
+            .await
+            .expect("connect");
+        Raw {
+            tcp,
+            buf: Vec::new(),
+            head: String::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.tcp.write_all(bytes).await.expect("write request");
+    }
+
+    /// The next response: status and body (Content-Length framing, as strait sends here).
+    async fn response(&mut self) -> (u16, String) {
+        within(Duration::from_secs(10), "response", async {
+            loop {
+                if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                    let len = content_length(&head);
+                    if self.buf.len() >= end + 4 + len {
+                        let body = self.buf[end + 4..end + 4 + len].to_vec();
+                        self.buf.drain(..end + 4 + len);
+                        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                        self.head = head;
+                        return (status, String::from_utf8(body).unwrap());
+                    }
+                }
+                let mut chunk = [0; 4096];
+                let n = self.tcp.read(&mut chunk).await.expect("read response");
+                assert!(n > 0, "connection closed; got so far: {:?}", self.text());
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+    }
+
+    async fn exchange(&mut self, path: &str) {
+        self.send(&get(path)).await;
+        assert_eq!(self.response().await, (200, path.to_string()));
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf).into_owned()
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn keep_alive_connection_idle_past_park_after_serves_the_next_request() {
+    let (up, s) = start().await;
+    let mut conn = Conn::connect(s.web(), Proto::H1).await.unwrap();
+    for path in ["/one", "/two", "/three"] {
+        let resp = conn.send(client::get_req(s.web(), path)).await.unwrap();
+        let resp = client::collect(resp).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(text(&resp), path);
+        tokio::time::sleep(IDLE).await;
+    }
+    let paths: Vec<String> = up.requests().iter().map(|r| r.path_and_query()).collect();
+    assert_eq!(paths, ["/one", "/two", "/three"]);
+}
+
+#[tokio::test]
+async fn request_split_around_the_park_moment_is_served_whole() {
+    let (up, s) = start().await;
+    let mut raw = Raw::connect(s.web()).await;
+    raw.exchange("/first").await;
+    // The first half lands before, near or after the park moment; the second after a pause.
+    for (i, before_ms) in [0u64, 50, 90, 100, 110, 150, 300].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(before_ms)).await;
+        let path = format!("/split-{i}");
+        let request = get(&path);
+        let (a, b) = request.split_at(request.len() / 2);
+        raw.send(a).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        raw.send(b).await;
+        assert_eq!(
+            raw.response().await,
+            (200, path),
+            "first half after {before_ms} ms"
+        );
+    }
+    assert_eq!(up.requests().len(), 8);
+}
+
+#[tokio::test]
+async fn slow_upstream_response_is_not_cut_short_by_parking() {
+    let up = Upstream::with_handler("up", |r| {
+        Reply::text(r.uri.path()).delay(Duration::from_millis(400))
+    })
+    .await;
+    let s = Strait::start(&config(up.addr(), "")).await;
+    let mut raw = Raw::connect(s.web()).await;
+    for path in ["/slow-1", "/slow-2"] {
+        raw.exchange(path).await;
+        // Ending hyper while it waits for the service would add `connection: close`.
+        assert!(
+            !raw.head.to_ascii_lowercase().contains("connection: close"),
+            "{}",
+            raw.head
+        );
+    }
+}
+
+#[tokio::test]
+async fn body_paused_past_park_after_arrives_whole() {
+    let up = Upstream::with_handler("up", |r| match r.method {
+        http::Method::POST => Reply::text("").body(ReplyBody::Echo),
+        _ => Reply::text(r.uri.path()),
+    })
+    .await;
+    let s = Strait::start(&config(up.addr(), "")).await;
+    let mut raw = Raw::connect(s.web()).await;
+    raw.send(b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 10\r\n\r\nhello")
+        .await;
+    tokio::time::sleep(IDLE).await;
+    raw.send(b"world").await;
+    assert_eq!(raw.response().await, (200, "helloworld".to_string()));
+    raw.exchange("/after").await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_after_idle_are_answered_in_order() {
+    let (up, s) = start().await;
+    let mut raw = Raw::connect(s.web()).await;
+    raw.exchange("/warm").await;
+    tokio::time::sleep(IDLE).await;
+    let batch = [get("/p1"), get("/p2"), get("/p3")].concat();
+    raw.send(&batch).await;
+    for path in ["/p1", "/p2", "/p3"] {
+        assert_eq!(raw.response().await, (200, path.to_string()));
+    }
+    // And once more after another idle period, split across two writes.
+    tokio::time::sleep(IDLE).await;
+    let batch = [get("/p4"), get("/p5")].concat();
+    raw.send(&batch[..40]).await;
+    raw.send(&batch[40..]).await;
+    for path in ["/p4", "/p5"] {
+        assert_eq!(raw.response().await, (200, path.to_string()));
+    }
+    assert_eq!(up.requests().len(), 6);
+}
+
+/// Raises the open-files limit for this process and the strait it starts (CI often has 1024).
+fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_idle_connections_park_and_each_serves_again() {
+    const N: usize = 1000;
+    raise_nofile(4 * N as u64);
+    let (up, s) = start().await;
+    let web = s.web();
+    // Warm up so the baseline includes the upstream pool and the first-request allocations.
+    Raw::connect(web).await.exchange("/warm").await;
+    let rss_before = rss_kib(s.pid());
+
+    // In batches, each given time to park before the next: the RSS then measures parked
+    // connections, not the peak of live ones the allocator keeps afterwards.
+    let mut conns = Vec::with_capacity(N);
+    for batch in 0..N / 100 {
+        let open = futures_util::stream::iter(batch * 100..(batch + 1) * 100)
+            .map(|i| async move {
+                let mut raw = Raw::connect(web).await;
+                raw.exchange(&format!("/a{i}")).await;
+                raw
+            })
+            .buffer_unordered(100)
+            .collect::<Vec<Raw>>();
+        conns.extend(within(Duration::from_secs(30), "open connections", open).await);
+        tokio::time::sleep(IDLE).await;
+    }
+    assert_eq!(conns.len(), N);
+    tokio::time::sleep(IDLE).await;
+    let per_conn = (rss_kib(s.pid()).saturating_sub(rss_before) * 1024) as usize / N;
+    eprintln!("RSS per idle connection: {per_conn} bytes");
+
+    let again = futures_util::stream::iter(conns.iter_mut().enumerate())
+        .map(|(i, raw)| async move { raw.exchange(&format!("/b{i}")).await })
+        .buffer_unordered(64)
+        .collect::<Vec<()>>();
+    within(Duration::from_secs(60), "reuse connections", again).await;
+    assert_eq!(up.requests().len(), 2 * N + 1);
+    // A live hyper connection holds about 35 KiB; a parked one a few KiB. Generous, so that
+    // only "nothing was parked" fails.
+    assert!(
+        per_conn < 16 * 1024,
+        "{per_conn} bytes of RSS per idle connection: are idle connections parked?"
+    );
+}
+
+#[tokio::test]
+async fn websocket_through_strait_echoes_after_idling() {
+    let ws = WsEcho::start().await;
+    let yaml = [
+        "listeners:",
+        "  - name: web",
+        "    listen: 127.0.0.1:0",
+        "routes:",
+        "  - name: plain",
+        "    match: { path_prefix: /plain }",
+        "    respond: { status: 200, body: /plain }",
+        "  - name: ws",
+        "    upstream: up",
+        "upstreams:",
+        "  - name: up",
+        &format!("    endpoints: [\"{}\"]", ws.addr()),
+        "",
+    ]
+    .join("\n");
+    let s = Strait::start(&yaml).await;
+    // A keep-alive connection that served a request and parked, then upgrades.
+    let mut raw = Raw::connect(s.web()).await;
+    raw.exchange("/plain").await;
+    tokio::time::sleep(IDLE).await;
+    let (mut socket, resp) = within(
+        Duration::from_secs(10),
+        "websocket handshake",
+        tokio_tungstenite::client_async(format!("ws://{}/chat", s.web()), raw.tcp),
+    )
+    .await
+    .expect("websocket handshake on a parked connection");
+    assert_eq!(resp.status(), 101);
+    for round in 0..3 {
+        let msg = Message::text(format!("round {round}"));
+        socket.send(msg.clone()).await.unwrap();
+        let echoed = within(Duration::from_secs(5), "echo", socket.next())
+            .await
+            .expect("stream open")
+            .expect("message");
+        assert_eq!(echoed, msg);
+        // The tunnel is not an idle HTTP/1 connection: idling inside it changes nothing.
+        tokio::time::sleep(IDLE).await;
+    }
+    socket.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn parked_connection_closes_at_the_idle_timeout() {
+    let up = Upstream::with_handler("up", |r| Reply::text(r.uri.path())).await;
+    let s = Strait::start(&config(up.addr(), "    limits: { idle_timeout: 1s }\n")).await;
+    let mut raw = Raw::connect(s.web()).await;
+    raw.exchange("/once").await;
+    let idle_from = Instant::now();
+    let rest = read_until_close(&mut raw.tcp, Duration::from_secs(10)).await;
+    assert!(rest.closed, "still open after 10 s");
+    assert!(rest.bytes.is_empty(), "{:?}", rest.text());
+    let waited = idle_from.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "closed after {waited:?}, idle_timeout is 1s"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_closes_parked_connections_and_exits_promptly() {
+    let (_up, mut s) = start().await;
+    let mut raw = Raw::connect(s.web()).await;
+    raw.exchange("/once").await;
+    tokio::time::sleep(IDLE).await;
+    let t = Instant::now();
+    s.signal("TERM");
+    let rest = read_until_close(&mut raw.tcp, Duration::from_secs(5)).await;
+    assert!(
+        rest.closed,
+        "parked connection still open 5 s after SIGTERM"
+    );
+    let status = s.wait_exit(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+}
