@@ -147,8 +147,11 @@ async fn serve(config: Config, source: Source) -> ExitCode {
         let reload = tokio::select! {
             _ = hup.recv() => true,
             Some(()) = changed.recv() => {
-                // Let a burst of writes settle, then reload once.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Let a burst of writes settle briefly, then reload once; a SIGHUP cuts the wait.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    _ = hup.recv() => {}
+                }
                 while changed.try_recv().is_ok() {}
                 true
             }
