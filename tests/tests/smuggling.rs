@@ -180,6 +180,16 @@ vector!(
     b"GET / HTTP/1.1\r\nHost: h\r\nX-Foo : bar\r\n\r\n"
 );
 vector!(
+    duplicate_host_headers_are_rejected_and_not_forwarded,
+    400,
+    b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n"
+);
+vector!(
+    absolute_target_with_a_different_host_is_rejected_and_not_forwarded,
+    400,
+    b"GET http://a.example/ HTTP/1.1\r\nHost: b.example\r\n\r\n"
+);
+vector!(
     invalid_chunk_size_is_rejected_and_not_forwarded,
     400,
     &post("Transfer-Encoding: chunked\r\n", "zz\r\nhello\r\n0\r\n\r\n")

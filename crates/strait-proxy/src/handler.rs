@@ -62,7 +62,17 @@ async fn route_and_serve(
     let Some(table) = snap.listener_routes(conn.listener_id) else {
         return (error_response(&ProxyError::NoRoute, request_id), None);
     };
-    let host = request_host(&req);
+    let host = match request_host(&req) {
+        Ok(h) => h,
+        Err(reason) => {
+            let e = ProxyError::BadRequest(StatusCode::BAD_REQUEST, reason);
+            let mut resp = error_response(&e, request_id);
+            // An ambiguous request ends the connection, as the HTTP/1 guard does for bad framing.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return (resp, Some(table.unmatched.clone()));
+        }
+    };
     let matched = {
         let rreq = strait_router::Request {
             host: host.as_deref().unwrap_or(""),
@@ -164,13 +174,25 @@ fn finish_response(route: &Route, resp: &mut Response<ProxyBody>) {
 }
 
 /// The request's authority: the Host header, else the URI authority (HTTP/2 `:authority`).
-fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
-    if let Some(h) = req.headers().get(header::HOST) {
-        return Some(h.clone());
+fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    if let Some(h) = hosts.next() {
+        // Two Host headers would let routing and the upstream disagree on the target (RFC 9112 §3.2).
+        if hosts.next().is_some() {
+            return Err("more than one Host header");
+        }
+        if let Some(a) = req.uri().authority() {
+            // An absolute-form target names the host itself; a different Host header is ambiguous.
+            if !a.as_str().eq_ignore_ascii_case(h.to_str().unwrap_or("")) {
+                return Err("Host header differs from the request target");
+            }
+        }
+        return Ok(Some(h.clone()));
     }
-    req.uri()
+    Ok(req
+        .uri()
         .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
 }
 
 trait HostStr {
