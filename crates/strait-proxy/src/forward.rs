@@ -159,7 +159,6 @@ pub async fn forward(
         return Ok(Response::from_parts(parts, ProxyBody::Empty));
     }
     headers::strip_hop_by_hop(&mut parts.headers, false);
-    let ret = ret.filter(|_| parts.status != http::StatusCode::SWITCHING_PROTOCOLS);
     Ok(Response::from_parts(
         parts,
         ProxyBody::Upstream(PooledBody::new(body, upstream.timeouts.idle, ret)),

@@ -20,7 +20,7 @@ use hyper::{
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus::IntCounter;
 use rustls_pki_types::ServerName;
-use strait_core::{upstream::UpstreamTls, Endpoint, Protocol, Upstream};
+use strait_core::{upstream::UpstreamTls, Endpoint, Upstream};
 use tokio::net::TcpStream;
 
 use crate::body::{BoxError, IdleTimer, ProxyBody};
@@ -399,14 +399,5 @@ impl Drop for PooledBody {
         if self.inner.is_end_stream() {
             self.give_back();
         }
-    }
-}
-
-/// Protocol name for logs.
-pub fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Http1 => "http1",
-        Protocol::H2c => "h2c",
-        Protocol::H2 => "h2",
     }
 }
