@@ -386,3 +386,17 @@ async fn smuggled_request_in_a_content_length_body_is_not_forwarded_as_a_request
         "the body arrives as a body"
     );
 }
+
+#[tokio::test]
+async fn h2_request_target_over_the_line_limit_gets_414_and_is_not_forwarded() {
+    let (up, s) = start().await;
+    let long = format!("/{}", "a".repeat(9000));
+    let req = http::Request::get(format!("http://{}{long}", s.web()))
+        .body(client::empty())
+        .unwrap();
+    let resp = client::send(s.web(), client::Proto::H2c, req)
+        .await
+        .expect("h2c request");
+    assert_eq!(resp.status(), 414);
+    assert_nothing_forwarded_and_still_healthy(&up, &s).await;
+}

@@ -26,6 +26,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// Request body cap, 0 = none.
     pub max_request_body: u64,
+    /// Longest request target accepted over HTTP/2 (the HTTP/1 guard enforces it for HTTP/1).
+    pub max_request_line: usize,
     /// HTTP/1 connection state shared with the connection task: parking, protocol switches.
     pub h1: crate::h1conn::H1Shared,
 }
@@ -62,6 +64,15 @@ async fn route_and_serve(
     let Some(table) = snap.listener_routes(conn.listener_id) else {
         return (error_response(&ProxyError::NoRoute, request_id), None);
     };
+    if req.version() == http::Version::HTTP_2
+        && req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > conn.max_request_line
+    {
+        let e = ProxyError::BadRequest(StatusCode::URI_TOO_LONG, "request target too long");
+        return (
+            error_response(&e, request_id),
+            Some(table.unmatched.clone()),
+        );
+    }
     let host = match request_host(&req) {
         Ok(h) => h,
         Err(reason) => {

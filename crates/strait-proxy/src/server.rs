@@ -195,6 +195,7 @@ impl ListenerCtx {
             client_ip: ip_header(peer.ip()),
             tls: self.spec.tls.is_some(),
             max_request_body: self.spec.limits.max_request_body,
+            max_request_line: self.spec.limits.max_request_line,
             h1: H1Shared::default(),
         });
         if self.spec.tls.is_some() {
