@@ -93,7 +93,11 @@ pub async fn forward(
         head.uri = Uri::from_parts(parts).map_err(|e| upstream_err(upstream, e))?;
     } else {
         head.version = Version::HTTP_11;
+        let rewritten = f.rewrite.is_some_and(|r| r.host.is_some());
         match host {
+            // The client's own Host header is already in place: only a rewrite or an HTTP/2
+            // client (authority in the URI, no Host header) needs one written.
+            Some(_) if !rewritten && head.headers.contains_key(header::HOST) => {}
             Some(h) => {
                 head.headers.insert(header::HOST, h);
             }
