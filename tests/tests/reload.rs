@@ -58,6 +58,19 @@ async fn sighup_reloads_and_invalid_file_keeps_the_running_config() {
     .await;
     let m = s.metrics().await;
     assert!(metrics::sum(&m, "strait_config_version", &[]) >= 2.0);
+    let applied = metrics::sum(
+        &m,
+        "strait_config_last_reload_success_timestamp_seconds",
+        &[],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now - applied).abs() < 60.0,
+        "last success {applied}, now {now}"
+    );
 }
 
 #[tokio::test]

@@ -44,7 +44,7 @@ impl Control {
         let metrics = Arc::new(Metrics::new());
         let live = Arc::new(LiveState::new());
         let snap = Arc::new(compile(&config, 1, &live, &metrics)?);
-        metrics.config_version.set(1);
+        metrics.config_applied(1);
         let shared = Arc::new(Shared::new(snap, metrics.clone()));
         Ok(Arc::new(Control {
             shared,
@@ -109,7 +109,7 @@ impl Control {
             .lock()
             .expect("health lock")
             .update(&self.shared, &snap);
-        self.metrics.config_version.set(version as i64);
+        self.metrics.config_applied(version);
         state.version = version;
         state.config = config;
         tracing::info!(version, "configuration reloaded");

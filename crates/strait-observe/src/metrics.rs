@@ -38,6 +38,8 @@ pub struct Metrics {
     pub config_version: IntGauge,
     /// `strait_config_reload_total{result}`.
     pub config_reloads: IntCounterVec,
+    /// `strait_config_last_reload_success_timestamp_seconds`: when the served config was applied.
+    pub config_last_success: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -122,6 +124,11 @@ impl Metrics {
             "Version of the configuration being served.",
         )
         .expect("valid metric");
+        let config_last_success = prometheus::Gauge::new(
+            "strait_config_last_reload_success_timestamp_seconds",
+            "Unix time at which the configuration being served was applied.",
+        )
+        .expect("valid metric");
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "strait_config_reload_total",
@@ -142,6 +149,7 @@ impl Metrics {
             Box::new(tls_handshake_errors.clone()),
             Box::new(config_version.clone()),
             Box::new(config_reloads.clone()),
+            Box::new(config_last_success.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -166,6 +174,7 @@ impl Metrics {
             tls_handshake_errors,
             config_version,
             config_reloads,
+            config_last_success,
         }
     }
 
@@ -174,6 +183,17 @@ impl Metrics {
         let mut buf = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Metrics {
+    /// Records that a configuration version was applied now.
+    pub fn config_applied(&self, version: u64) {
+        self.config_version.set(version as i64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.config_last_success.set(now);
     }
 }
 
