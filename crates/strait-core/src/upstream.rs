@@ -168,9 +168,9 @@ impl EndpointState {
     }
 
     /// Counts a request in flight until the guard drops.
-    pub fn track(self: &Arc<Self>) -> ActiveGuard {
+    pub fn track(&self) -> ActiveGuard<'_> {
         self.active.fetch_add(1, Ordering::Relaxed);
-        ActiveGuard(self.clone())
+        ActiveGuard(self)
     }
 }
 
@@ -181,9 +181,9 @@ impl Default for EndpointState {
 }
 
 /// Decrements the endpoint's in-flight count on drop.
-pub struct ActiveGuard(Arc<EndpointState>);
+pub struct ActiveGuard<'a>(&'a EndpointState);
 
-impl Drop for ActiveGuard {
+impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
     }

@@ -52,7 +52,7 @@ pub async fn forward(
     headers::append_forwarded_for(&mut head.headers, &f.conn.client_ip);
     head.headers.insert(
         X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if f.conn.tls { "https" } else { "http" }),
+        HeaderValue::from_static(if f.conn.is_tls() { "https" } else { "http" }),
     );
     if let Some(h) = f.host {
         head.headers.insert(X_FORWARDED_HOST.clone(), h.clone());
@@ -72,8 +72,7 @@ pub async fn forward(
         .map(|h| request_hash(h, &head, f.conn));
     let endpoint = upstream
         .pick(hash)
-        .ok_or_else(|| ProxyError::NoHealthyEndpoint(upstream.name.to_string()))?
-        .clone();
+        .ok_or_else(|| ProxyError::NoHealthyEndpoint(upstream.name.to_string()))?;
 
     if h2 {
         head.version = Version::HTTP_2;
@@ -118,13 +117,13 @@ pub async fn forward(
     let body = ProxyBody::Downstream(Streamed::new(
         body,
         upstream.timeouts.idle,
-        f.conn.max_request_body,
+        f.conn.listener.limits.max_request_body,
     ));
     let req = Request::from_parts(head, body);
 
     let pool = f.shared.pools.of(
         upstream,
-        &endpoint,
+        endpoint,
         &f.shared.metrics.upstream_connect_errors,
     );
     let _active = endpoint.state.track();

@@ -5,7 +5,8 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use strait_core::{Action, ProxyError, RequestCtx, Route, Snapshot};
+use strait_core::{snapshot::ListenerSpec, Action, ProxyError, RequestCtx, Route, Snapshot};
+use strait_observe::RouteStats;
 
 use crate::{
     body::ProxyBody,
@@ -16,18 +17,12 @@ use crate::{
 
 /// What the request path knows about the downstream connection.
 pub struct ConnInfo {
-    /// Stable listener id (index into the snapshot's route tables).
-    pub listener_id: usize,
+    /// The listener's settings (id, TLS, limits) as the connection was accepted.
+    pub listener: Arc<ListenerSpec>,
     /// Peer address.
     pub client: SocketAddr,
     /// Peer IP, preformatted for `X-Forwarded-For`.
     pub client_ip: HeaderValue,
-    /// Whether the connection is TLS (`X-Forwarded-Proto`).
-    pub tls: bool,
-    /// Request body cap, 0 = none.
-    pub max_request_body: u64,
-    /// Longest request target accepted over HTTP/2 (the HTTP/1 guard enforces it for HTTP/1).
-    pub max_request_line: usize,
     /// HTTP/1 connection state shared with the connection task: parking, protocol switches.
     pub h1: crate::h1conn::H1Shared,
 }
@@ -54,24 +49,29 @@ pub async fn handle(
     Ok(resp)
 }
 
-async fn route_and_serve(
+impl ConnInfo {
+    /// Whether the connection is TLS (`X-Forwarded-Proto`, redirects).
+    pub fn is_tls(&self) -> bool {
+        self.listener.tls.is_some()
+    }
+}
+
+async fn route_and_serve<'s>(
     shared: &Shared,
-    snap: &Snapshot,
+    snap: &'s Snapshot,
     conn: &ConnInfo,
     req: Request<Incoming>,
     request_id: &HeaderValue,
-) -> (Response<ProxyBody>, Option<Arc<strait_observe::RouteStats>>) {
-    let Some(table) = snap.listener_routes(conn.listener_id) else {
+) -> (Response<ProxyBody>, Option<&'s RouteStats>) {
+    let limits = &conn.listener.limits;
+    let Some(table) = snap.listener_routes(conn.listener.id) else {
         return (error_response(&ProxyError::NoRoute, request_id), None);
     };
     if req.version() == http::Version::HTTP_2
-        && req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > conn.max_request_line
+        && req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > limits.max_request_line
     {
         let e = ProxyError::BadRequest(StatusCode::URI_TOO_LONG, "request target too long");
-        return (
-            error_response(&e, request_id),
-            Some(table.unmatched.clone()),
-        );
+        return (error_response(&e, request_id), Some(&*table.unmatched));
     }
     let host = match request_host(&req) {
         Ok(h) => h,
@@ -81,7 +81,7 @@ async fn route_and_serve(
             // An ambiguous request ends the connection, as the HTTP/1 guard does for bad framing.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return (resp, Some(table.unmatched.clone()));
+            return (resp, Some(&*table.unmatched));
         }
     };
     let matched = {
@@ -97,20 +97,20 @@ async fn route_and_serve(
     let Some(m) = matched else {
         return (
             error_response(&ProxyError::NoRoute, request_id),
-            Some(table.unmatched.clone()),
+            Some(&*table.unmatched),
         );
     };
     let entry = &table.routes[m.index];
     let route: &Route = &entry.route;
-    let stats = Some(entry.stats.clone());
+    let stats = Some(&*entry.stats);
 
-    if conn.max_request_body > 0 {
+    if limits.max_request_body > 0 {
         let too_big = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > conn.max_request_body);
+            .is_some_and(|n| n > limits.max_request_body);
         if too_big {
             let e = ProxyError::BadRequest(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
             return (error_response(&e, request_id), stats);
@@ -141,7 +141,7 @@ async fn route_and_serve(
             resp
         }
         Action::Redirect(r) => {
-            let scheme = if conn.tls { "https" } else { "http" };
+            let scheme = if conn.is_tls() { "https" } else { "http" };
             let pq = head.uri.path_and_query().map_or("/", |p| p.as_str());
             let loc = r.location(scheme, host.as_deref().unwrap_or(""), pq);
             let mut resp = Response::new(ProxyBody::Empty);

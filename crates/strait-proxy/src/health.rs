@@ -11,7 +11,7 @@ use strait_core::{
 };
 use tokio::task::JoinHandle;
 
-use crate::{body::ProxyBody, pool, Shared};
+use crate::{body::ProxyBody, pool::EndpointPool, Shared};
 
 /// The running health-check tasks; replaced as a whole when a new snapshot is published.
 #[derive(Default)]
@@ -54,12 +54,15 @@ async fn probe_loop(shared: Arc<Shared>, up: Arc<Upstream>, ep: Arc<Endpoint>, h
         .endpoint_healthy
         .with_label_values(&[&up.name, &ep.address]);
     gauge.set(if ep.state.is_healthy() { 1.0 } else { 0.0 });
+    let pool = shared
+        .pools
+        .of(&up, &ep, &shared.metrics.upstream_connect_errors);
     let (mut passes, mut fails) = (0u32, 0u32);
     let mut tick = tokio::time::interval(hc.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let ok = tokio::time::timeout(hc.timeout, probe(&up, &ep, &hc.kind))
+        let ok = tokio::time::timeout(hc.timeout, probe(&up, &ep, &pool, &hc.kind))
             .await
             .unwrap_or(false);
         if ok {
@@ -82,8 +85,8 @@ async fn probe_loop(shared: Arc<Shared>, up: Arc<Upstream>, ep: Arc<Endpoint>, h
     }
 }
 
-async fn probe(up: &Upstream, ep: &Endpoint, kind: &HealthCheckKind) -> bool {
-    let Ok(io) = pool::connect_probe(up, ep).await else {
+async fn probe(up: &Upstream, ep: &Endpoint, pool: &EndpointPool, kind: &HealthCheckKind) -> bool {
+    let Ok(io) = pool.dial(up).await else {
         return false;
     };
     let HealthCheckKind::Http {

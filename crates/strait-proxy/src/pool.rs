@@ -204,35 +204,23 @@ pub enum UpstreamIo {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-/// A fresh connection for a health probe (not pooled, not counted as a connect error).
-pub async fn connect_probe(
-    upstream: &Upstream,
-    endpoint: &Endpoint,
-) -> Result<UpstreamIo, ConnectError> {
-    let tcp = TcpStream::connect(&*endpoint.address).await?;
-    let _ = tcp.set_nodelay(true);
-    match &upstream.tls {
-        None => Ok(UpstreamIo::Tcp(tcp)),
-        Some(tls) => {
-            let (host, _) = strait_core::route::split_host_port(&endpoint.address);
-            tls_connect(tcp, tls, host.trim_start_matches('[').trim_end_matches(']')).await
+impl EndpointPool {
+    /// Opens a new connection (TCP, then TLS if the upstream has it), without pooling or counting.
+    pub async fn dial(&self, upstream: &Upstream) -> Result<UpstreamIo, ConnectError> {
+        let tcp = match self.addr {
+            Some(a) => TcpStream::connect(a).await?,
+            None => TcpStream::connect(&*self.address).await?,
+        };
+        let _ = tcp.set_nodelay(true);
+        match &upstream.tls {
+            None => Ok(UpstreamIo::Tcp(tcp)),
+            Some(tls) => tls_connect(tcp, tls, &self.host).await,
         }
     }
 }
 
 async fn connect_io(pool: &EndpointPool, upstream: &Upstream) -> Result<UpstreamIo, ConnectError> {
-    let fut = async {
-        let tcp = match pool.addr {
-            Some(a) => TcpStream::connect(a).await?,
-            None => TcpStream::connect(&*pool.address).await?,
-        };
-        let _ = tcp.set_nodelay(true);
-        match &upstream.tls {
-            None => Ok(UpstreamIo::Tcp(tcp)),
-            Some(tls) => tls_connect(tcp, tls, &pool.host).await,
-        }
-    };
-    match tokio::time::timeout(upstream.timeouts.connect, fut).await {
+    match tokio::time::timeout(upstream.timeouts.connect, pool.dial(upstream)).await {
         Ok(Ok(io)) => Ok(io),
         Ok(Err(e)) => {
             pool.connect_errors.inc();

@@ -190,12 +190,9 @@ impl ListenerCtx {
         let _ = tcp.set_nodelay(true);
         self.active.inc();
         let info = Arc::new(ConnInfo {
-            listener_id: self.spec.id,
+            listener: self.spec.clone(),
             client: peer,
             client_ip: ip_header(peer.ip()),
-            tls: self.spec.tls.is_some(),
-            max_request_body: self.spec.limits.max_request_body,
-            max_request_line: self.spec.limits.max_request_line,
             h1: H1Shared::default(),
         });
         if self.spec.tls.is_some() {
