@@ -82,6 +82,13 @@ pub fn parse(source: &str, text: &str, base_dir: Option<&Path>) -> Result<Loaded
 
 /// Reads and parses the config file at `path`, resolving relative paths against its directory.
 pub fn load_file(path: &Path) -> Result<Loaded, Errors> {
+    let text = read_file(path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&path.display().to_string(), &text, Some(base))
+}
+
+/// Reads the config file at `path` as text, bounded by [`MAX_CONFIG_BYTES`].
+pub fn read_file(path: &Path) -> Result<String, Errors> {
     let source = path.display().to_string();
     let io_err = |e: std::io::Error| {
         Errors(vec![Diagnostic::new(
@@ -103,15 +110,13 @@ pub fn load_file(path: &Path) -> Result<Loaded, Errors> {
             format!("config is larger than {MAX_CONFIG_BYTES} bytes"),
         )]));
     }
-    let text = String::from_utf8(bytes).map_err(|_| {
+    String::from_utf8(bytes).map_err(|_| {
         Errors(vec![Diagnostic::new(
             source.clone(),
             (0, 0),
             "config is not valid UTF-8",
         )])
-    })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    parse(&source, &text, Some(base))
+    })
 }
 
 fn options() -> serde_saphyr::Options {

@@ -3,8 +3,10 @@
 
 pub mod compile;
 pub mod control;
+pub mod provider;
 pub mod shadow;
 pub mod watch;
 
 pub use compile::compile;
 pub use control::Control;
+pub use provider::{Document, Embedded, FileProvider, Provider};

@@ -1,0 +1,144 @@
+//! Configuration providers: where the configuration document comes from, how changes are noticed, and where admin writes go.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use strait_config::{Diagnostic, Errors};
+use tokio::sync::mpsc;
+
+/// One configuration document as a provider holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document {
+    /// Names the document in diagnostics (a file path, `etcd:/strait/`, `admin`).
+    pub source: String,
+    /// YAML (or JSON) text.
+    pub text: String,
+    /// Directory relative certificate paths resolve against; `None` keeps them as written.
+    pub base_dir: Option<PathBuf>,
+}
+
+/// A source of configuration documents; the single source of truth that admin writes also go to.
+pub trait Provider: Send + Sync + 'static {
+    /// Short name recorded with each version: `file`, `etcd`, `embedded`.
+    fn kind(&self) -> &'static str;
+    /// Reads the current document. May block: callers run it off the runtime's worker threads.
+    fn load(&self) -> Result<Document, Errors>;
+    /// Makes `text` the new source of truth (the file rewritten atomically, the etcd keys put).
+    /// May block. The provider's own change notification for this write is expected and harmless:
+    /// the control plane skips a document equal to the one it serves.
+    fn store(&self, text: &str) -> Result<(), String>;
+    /// Notifications of changes made outside this process; `None` when the source cannot change.
+    /// Called once, at start.
+    fn subscribe(&self) -> Option<mpsc::Receiver<()>>;
+}
+
+/// The embedded default: read-only, never changes.
+pub struct Embedded;
+
+impl Provider for Embedded {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn load(&self) -> Result<Document, Errors> {
+        Ok(Document {
+            source: "<embedded default>".into(),
+            text: strait_config::DEFAULT_CONFIG.into(),
+            base_dir: None,
+        })
+    }
+
+    fn store(&self, _text: &str) -> Result<(), String> {
+        Err("the embedded default configuration is read-only; start strait with -c FILE to change it".into())
+    }
+
+    fn subscribe(&self) -> Option<mpsc::Receiver<()>> {
+        None
+    }
+}
+
+/// A YAML file, watched for changes (and reloaded on SIGHUP by the binary).
+pub struct FileProvider {
+    path: PathBuf,
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+}
+
+impl FileProvider {
+    /// A provider over `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileProvider {
+            path: path.into(),
+            watcher: Mutex::new(None),
+        }
+    }
+
+    /// The watched file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Provider for FileProvider {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    fn load(&self) -> Result<Document, Errors> {
+        let text = strait_config::read_file(&self.path)?;
+        Ok(Document {
+            source: self.path.display().to_string(),
+            text,
+            base_dir: Some(self.path.parent().unwrap_or(Path::new(".")).to_path_buf()),
+        })
+    }
+
+    fn store(&self, text: &str) -> Result<(), String> {
+        write_atomically(&self.path, text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    fn subscribe(&self) -> Option<mpsc::Receiver<()>> {
+        match crate::watch::watch_file(&self.path) {
+            Ok((w, rx)) => {
+                *self.watcher.lock().expect("watcher lock") = Some(w);
+                Some(rx)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the configuration file; reload with SIGHUP");
+                None
+            }
+        }
+    }
+}
+
+/// Replaces `path` with `bytes` so readers see the old or the new file, never a torn one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.strait-{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        // Keep the file's permissions: configs may hold tokens.
+        if let Ok(meta) = std::fs::metadata(path) {
+            std::fs::set_permissions(&tmp, meta.permissions())?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A diagnostic-carrying error for a document that is not even YAML.
+pub(crate) fn doc_error(source: &str, msg: impl Into<String>) -> Errors {
+    Errors(vec![Diagnostic::new(source, (0, 0), msg)])
+}
