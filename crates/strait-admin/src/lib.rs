@@ -1,4 +1,4 @@
-//! Admin HTTP listener: `/healthz`, `/readyz`, `/metrics` (Prometheus text), and later the admin API under `/api/`.
+//! Admin HTTP listener: `/healthz`, `/readyz`, `/metrics` (open), and the token-protected admin API under `/api/`.
 #![forbid(unsafe_code)]
 
 use std::sync::{
@@ -13,22 +13,27 @@ use axum::{
     routing::get,
     Router,
 };
-use strait_observe::Metrics;
+use strait_control::Control;
 use tokio::net::TcpListener;
+
+mod api;
 
 /// What the admin endpoints read.
 pub struct AdminState {
-    /// Metric families.
-    pub metrics: Arc<Metrics>,
+    /// The control plane the API reads and writes through.
+    pub control: Arc<Control>,
+    /// Bearer token for `/api/`; `None` answers every API call with 401.
+    pub token: Option<String>,
     /// False once draining: `/readyz` answers 503 so orchestrators stop sending traffic.
     pub ready: AtomicBool,
 }
 
 impl AdminState {
-    /// A ready admin state over `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+    /// A ready admin state over `control`.
+    pub fn new(control: Arc<Control>, token: Option<String>) -> Arc<Self> {
         Arc::new(AdminState {
-            metrics,
+            control,
+            token,
             ready: AtomicBool::new(true),
         })
     }
@@ -40,6 +45,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .nest("/api", api::router(state.clone()))
         .with_state(state)
 }
 
@@ -57,7 +63,7 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render_text(),
+        s.control.metrics.render_text(),
     )
 }
 

@@ -158,3 +158,17 @@ fn is_blank(text: &str) -> bool {
         t.is_empty() || t.starts_with('#') || t == "---"
     })
 }
+
+/// The document as a generic tree (for the admin API's per-resource edits), read with the
+/// same YAML rules as [`parse`] so values keep their meaning (`010` stays a string).
+pub fn to_value(source: &str, text: &str) -> Result<serde_json::Value, Errors> {
+    serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
+        let at = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        Errors(vec![Diagnostic::new(source, at, yaml_message(&e))])
+    })
+}
+
+/// Writes a document tree back as YAML text (comments of the original are not kept).
+pub fn to_yaml(value: &serde_json::Value) -> String {
+    serde_saphyr::to_string(value).unwrap_or_default()
+}

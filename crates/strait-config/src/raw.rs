@@ -36,6 +36,7 @@ pub(crate) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub listen: Option<S>,
+    pub token: Option<S>,
 }
 
 #[derive(Deserialize)]

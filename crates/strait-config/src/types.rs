@@ -43,6 +43,8 @@ pub struct Server {
 pub struct Admin {
     /// Address of the admin API and `/metrics` (default 127.0.0.1:9901).
     pub listen: SocketAddr,
+    /// Bearer token for the admin API under `/api/` (also `STRAIT_ADMIN_TOKEN`); none disables it.
+    pub token: Option<String>,
 }
 
 /// A traffic listener.

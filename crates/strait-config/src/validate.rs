@@ -146,12 +146,25 @@ fn server(cx: &mut Ctx, raw: Option<&crate::raw::RawServer>) -> Server {
 
 fn admin(cx: &mut Ctx, raw: Option<&crate::raw::RawAdmin>, locs: &mut Locations) -> Admin {
     let default = SocketAddr::from(([127, 0, 0, 1], 9901));
+    let token = raw.and_then(|a| a.token.as_ref()).and_then(|t| {
+        // A short token is guessable; the admin API can rewrite the whole configuration.
+        if t.value.len() < 16 {
+            cx.err(pos(t), "admin.token must be at least 16 characters");
+            None
+        } else {
+            Some(t.value.clone())
+        }
+    });
     let Some(listen) = raw.and_then(|a| a.listen.as_ref()) else {
-        return Admin { listen: default };
+        return Admin {
+            listen: default,
+            token,
+        };
     };
     locs.admin = pos(listen);
     Admin {
         listen: cx.socket_addr(listen, "admin.listen").unwrap_or(default),
+        token,
     }
 }
 

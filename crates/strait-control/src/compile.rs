@@ -370,3 +370,22 @@ fn listener(l: &cfg::Listener, live: &LiveState) -> Result<ListenerSpec, String>
         },
     })
 }
+
+/// Every certificate, key and CA file `config` reads: watched so rotation on disk reloads them.
+pub fn certificate_files(config: &cfg::Config) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for l in &config.listeners {
+        for c in l.tls.iter().flat_map(|t| &t.certificates) {
+            files.push(c.cert.clone());
+            files.push(c.key.clone());
+        }
+    }
+    for u in &config.upstreams {
+        if let Some(ca) = u.tls.as_ref().and_then(|t| t.ca.clone()) {
+            files.push(ca);
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+}

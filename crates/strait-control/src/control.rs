@@ -1,64 +1,143 @@
-//! Publishing snapshots: compile off the request path, swap atomically, keep the running one on any error.
+//! Publishing snapshots: documents from the provider are parsed, compiled and checked off the request path, then swapped in atomically; on any error the running one stays.
 
 use std::{
-    path::PathBuf,
-    sync::{Arc, Mutex},
+    collections::VecDeque,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-use strait_config::{Config, Errors};
+use strait_config::{Config, Diagnostic, Errors};
 use strait_core::{LiveState, Snapshot};
 use strait_observe::Metrics;
-use strait_proxy::{health::HealthCheckers, Shared};
+use strait_proxy::{health::HealthCheckers, server::Tracker, Shared};
+use tokio::runtime::Handle;
 
-use crate::compile::compile;
+use crate::{
+    compile::compile,
+    listeners::ListenerSet,
+    provider::{Document, Provider},
+};
 
-/// Where the configuration comes from.
+/// How many applied versions are kept for `GET /api/versions` and rollback.
+pub const HISTORY: usize = 32;
+
+/// One applied configuration.
 #[derive(Clone, Debug)]
-pub enum Source {
-    /// A file, reloaded on SIGHUP.
-    File(PathBuf),
-    /// The embedded default (nothing to reload).
-    Embedded,
+pub struct Version {
+    /// Monotonic version number of this process (also `strait_config_version`).
+    pub version: u64,
+    /// When it was applied, in seconds since the Unix epoch.
+    pub applied_at: f64,
+    /// What brought it: `file`, `etcd`, `embedded`, `admin`, `rollback`, `certificates`.
+    pub origin: String,
+    /// The document text.
+    pub text: Arc<str>,
 }
 
-/// The control plane of one process: owns live state and publishes snapshots into the shared data plane.
+/// Why a write was refused.
+#[derive(Debug)]
+pub enum WriteError {
+    /// `If-Match` named a version other than the running one.
+    Conflict {
+        /// The running version.
+        current: u64,
+    },
+    /// The document is invalid; nothing changed.
+    Invalid(Errors),
+    /// The provider could not store it (read-only source, I/O error, a concurrent etcd write
+    /// when the message starts with `conflict:`).
+    Store(String),
+    /// No such version in the history.
+    UnknownVersion(u64),
+}
+
+/// The control plane of one process: owns live state and listeners, publishes snapshots.
 pub struct Control {
     /// Data-plane state the snapshots are published into.
     pub shared: Arc<Shared>,
     /// Metric families.
     pub metrics: Arc<Metrics>,
+    /// Open downstream connections (drain waits on it).
+    pub tracker: Arc<Tracker>,
     live: Arc<LiveState>,
     health: Mutex<HealthCheckers>,
+    listeners: Mutex<ListenerSet>,
     state: Mutex<State>,
-    source: Source,
+    provider: Arc<dyn Provider>,
 }
 
 struct State {
     version: u64,
     config: Config,
+    doc: Document,
+    tree: serde_json::Value,
+    history: VecDeque<Version>,
+    last_error: Option<Vec<String>>,
 }
 
 impl Control {
-    /// Compiles the first snapshot; the caller starts listeners and health checks from it.
-    pub fn new(config: Config, source: Source) -> Result<Arc<Self>, Errors> {
+    /// Compiles the first document of `provider`, binds its listeners and publishes it; the
+    /// caller then starts health checks. Must run inside a Tokio runtime (off its workers is fine).
+    pub fn start(
+        provider: Arc<dyn Provider>,
+        handle: Handle,
+        inherited: Vec<(std::net::SocketAddr, std::net::TcpListener)>,
+    ) -> Result<Arc<Self>, Errors> {
+        let doc = provider.load()?;
+        let loaded = strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref())?;
+        let tree = strait_config::to_value(&doc.source, &doc.text)?;
+        for w in loaded
+            .warnings
+            .iter()
+            .chain(&crate::shadow::shadow_warnings(&loaded.config))
+        {
+            tracing::warn!(%w, "configuration warning");
+        }
         let metrics = Arc::new(Metrics::new());
         let live = Arc::new(LiveState::new());
-        let snap = Arc::new(compile(&config, 1, &live, &metrics)?);
+        let snap = Arc::new(compile(&loaded.config, 1, &live, &metrics)?);
+        let tracker = Arc::new(Tracker::default());
+        let mut listeners = ListenerSet::new(handle, tracker.clone());
+        listeners.inherit(inherited);
+        let prepared = listeners
+            .prepare(&snap)
+            .map_err(|(i, msg)| bind_error(&loaded.config, i, msg))?;
+        let shared = Arc::new(Shared::new(snap.clone(), metrics.clone()));
+        listeners.commit(&shared, &snap, prepared);
         metrics.config_applied(1);
-        let shared = Arc::new(Shared::new(snap, metrics.clone()));
+        let origin = provider.kind().to_string();
         Ok(Arc::new(Control {
             shared,
             metrics,
+            tracker,
             live,
             health: Mutex::new(HealthCheckers::default()),
-            state: Mutex::new(State { version: 1, config }),
-            source,
+            listeners: Mutex::new(listeners),
+            state: Mutex::new(State {
+                version: 1,
+                history: VecDeque::from([Version {
+                    version: 1,
+                    applied_at: now(),
+                    origin,
+                    text: doc.text.as_str().into(),
+                }]),
+                config: loaded.config,
+                doc,
+                tree,
+                last_error: None,
+            }),
+            provider,
         }))
     }
 
     /// The snapshot being served.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snapshot.load_full()
+    }
+
+    /// The provider behind this process.
+    pub fn provider(&self) -> &Arc<dyn Provider> {
+        &self.provider
     }
 
     /// Starts the health checks of the current snapshot (needs a Tokio runtime).
@@ -70,49 +149,202 @@ impl Control {
             .update(&self.shared, &snap);
     }
 
-    /// Stops every background check (shutdown).
-    pub fn stop_health_checks(&self) {
+    /// Stops accepting and every background check (shutdown); open connections drain.
+    pub fn stop(&self) {
         self.health.lock().expect("health lock").stop();
+        self.listeners.lock().expect("listeners lock").stop_all();
     }
 
-    /// Reloads from the source; on error the running snapshot stays and the errors are returned.
-    pub fn reload(&self) -> Result<u64, Errors> {
-        let result = match &self.source {
-            Source::File(path) => strait_config::load_file(path).and_then(|l| self.apply(l.config)),
-            Source::Embedded => Ok(self.state.lock().expect("state lock").version),
+    /// Runs `f` over the listener set (socket hand-off, addresses).
+    pub fn with_listeners<R>(&self, f: impl FnOnce(&ListenerSet) -> R) -> R {
+        f(&self.listeners.lock().expect("listeners lock"))
+    }
+
+    /// Reloads from the provider. A document equal to the running one is skipped unless
+    /// `force` (certificate files changed underneath an unchanged document). Blocking.
+    pub fn reload(&self, force: bool) -> Result<u64, Errors> {
+        let result = self.provider.load().and_then(|doc| {
+            let mut state = self.lock();
+            let origin = if force {
+                "certificates"
+            } else {
+                self.provider.kind()
+            };
+            self.apply_locked(&mut state, doc, origin, force)
+        });
+        self.count(&result);
+        result
+    }
+
+    /// Validates `text` and, unless `dry_run`, stores it through the provider and applies it.
+    /// `base` is the version the writer read (`If-Match`); a different running version is a
+    /// conflict. Returns the version now running. Blocking.
+    pub fn write(
+        &self,
+        text: &str,
+        base: Option<u64>,
+        origin: &str,
+        dry_run: bool,
+    ) -> Result<u64, WriteError> {
+        let mut state = self.lock();
+        if let Some(b) = base {
+            if b != state.version {
+                return Err(WriteError::Conflict {
+                    current: state.version,
+                });
+            }
+        }
+        let doc = Document {
+            source: origin.to_string(),
+            text: text.to_string(),
+            base_dir: state.doc.base_dir.clone(),
         };
+        // Check everything, including compiling (certificates) and binding (ports), before
+        // the provider stores it: an invalid document must not become the source of truth.
+        let loaded = strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref())
+            .map_err(WriteError::Invalid)?;
+        let scratch = Arc::new(Metrics::new());
+        compile(&loaded.config, 0, &LiveState::new(), &scratch).map_err(WriteError::Invalid)?;
+        if dry_run {
+            return Ok(state.version);
+        }
+        self.provider.store(text).map_err(WriteError::Store)?;
+        let result = self.apply_locked(&mut state, doc, origin, false);
+        self.count(&result);
+        result.map_err(WriteError::Invalid)
+    }
+
+    /// Re-applies the document of an earlier `version` through the provider.
+    pub fn rollback(&self, version: u64, base: Option<u64>) -> Result<u64, WriteError> {
+        let text = {
+            let state = self.lock();
+            state
+                .history
+                .iter()
+                .find(|v| v.version == version)
+                .map(|v| v.text.clone())
+                .ok_or(WriteError::UnknownVersion(version))?
+        };
+        self.write(&text, base, "rollback", false)
+    }
+
+    /// The running version, its document and its tree.
+    pub fn current(&self) -> (u64, Document, serde_json::Value) {
+        let s = self.lock();
+        (s.version, s.doc.clone(), s.tree.clone())
+    }
+
+    /// Recent versions, oldest first.
+    pub fn versions(&self) -> Vec<Version> {
+        self.lock().history.iter().cloned().collect()
+    }
+
+    /// The errors of the last rejected reload, if the last reload was rejected.
+    pub fn last_error(&self) -> Option<Vec<String>> {
+        self.lock().last_error.clone()
+    }
+
+    /// Certificate and key files the running configuration reads (watched for rotation).
+    pub fn certificate_files(&self) -> Vec<std::path::PathBuf> {
+        let s = self.lock();
+        crate::compile::certificate_files(&s.config)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("state lock")
+    }
+
+    fn count(&self, result: &Result<u64, Errors>) {
         let label = if result.is_ok() { "success" } else { "error" };
         self.metrics
             .config_reloads
             .with_label_values(&[label])
             .inc();
+    }
+
+    fn apply_locked(
+        &self,
+        state: &mut State,
+        doc: Document,
+        origin: &str,
+        force: bool,
+    ) -> Result<u64, Errors> {
+        let result = self.try_apply(state, doc, origin, force);
+        state.last_error = result
+            .as_ref()
+            .err()
+            .map(|e| e.0.iter().map(ToString::to_string).collect());
         result
     }
 
-    /// Compiles `config` and swaps it in.
-    pub fn apply(&self, config: Config) -> Result<u64, Errors> {
-        let mut state = self.state.lock().expect("state lock");
-        let version = state.version + 1;
-        let snap = Arc::new(compile(&config, version, &self.live, &self.metrics)?);
-        let old = self.snapshot();
-        for l in &snap.listeners {
-            let same = old
-                .listeners
-                .iter()
-                .any(|o| o.name == l.name && o.addr == l.addr);
-            if !same {
-                tracing::warn!(listener = %l.name, "listener added or moved: takes effect after a restart");
-            }
+    fn try_apply(
+        &self,
+        state: &mut State,
+        doc: Document,
+        origin: &str,
+        force: bool,
+    ) -> Result<u64, Errors> {
+        if !force && doc.text == state.doc.text {
+            return Ok(state.version);
         }
+        let tree = strait_config::to_value(&doc.source, &doc.text)?;
+        // The same document re-read (our own write echoed by the watcher, or reformatted
+        // by etcd) must not create a version.
+        if !force && tree == state.tree {
+            state.doc = doc;
+            return Ok(state.version);
+        }
+        let loaded = strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref())?;
+        for w in loaded
+            .warnings
+            .iter()
+            .chain(&crate::shadow::shadow_warnings(&loaded.config))
+        {
+            tracing::warn!(%w, "configuration warning");
+        }
+        let version = state.version + 1;
+        let snap = Arc::new(compile(&loaded.config, version, &self.live, &self.metrics)?);
+        let mut listeners = self.listeners.lock().expect("listeners lock");
+        let prepared = listeners
+            .prepare(&snap)
+            .map_err(|(i, msg)| bind_error(&loaded.config, i, msg))?;
         self.shared.snapshot.store(snap.clone());
+        listeners.commit(&self.shared, &snap, prepared);
+        drop(listeners);
         self.health
             .lock()
             .expect("health lock")
             .update(&self.shared, &snap);
         self.metrics.config_applied(version);
+        state.history.push_back(Version {
+            version,
+            applied_at: now(),
+            origin: origin.to_string(),
+            text: doc.text.as_str().into(),
+        });
+        while state.history.len() > HISTORY {
+            state.history.pop_front();
+        }
         state.version = version;
-        state.config = config;
-        tracing::info!(version, "configuration reloaded");
+        state.config = loaded.config;
+        state.doc = doc;
+        state.tree = tree;
+        tracing::info!(version, origin, "configuration applied");
         Ok(version)
     }
+}
+
+fn bind_error(config: &Config, i: usize, msg: String) -> Errors {
+    let loc = &config.locations;
+    Errors(vec![Diagnostic::new(
+        loc.source(),
+        loc.listener_listen(i),
+        msg,
+    )])
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

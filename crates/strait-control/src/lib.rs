@@ -3,6 +3,7 @@
 
 pub mod compile;
 pub mod control;
+pub mod listeners;
 pub mod provider;
 pub mod shadow;
 pub mod watch;

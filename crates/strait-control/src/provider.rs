@@ -6,7 +6,7 @@ use std::{
     sync::Mutex,
 };
 
-use strait_config::{Diagnostic, Errors};
+use strait_config::Errors;
 use tokio::sync::mpsc;
 
 /// One configuration document as a provider holds it.
@@ -136,9 +136,4 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-/// A diagnostic-carrying error for a document that is not even YAML.
-pub(crate) fn doc_error(source: &str, msg: impl Into<String>) -> Errors {
-    Errors(vec![Diagnostic::new(source, (0, 0), msg)])
 }

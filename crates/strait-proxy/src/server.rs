@@ -93,12 +93,12 @@ pub async fn serve_listener(
     stop: watch::Receiver<bool>,
     tracker: Arc<Tracker>,
 ) {
-    let slots = Arc::new(Semaphore::new(spec.limits.max_connections.max(1)));
+    let mut slots = Arc::new(Semaphore::new(spec.limits.max_connections.max(1)));
     let accepted = shared
         .metrics
         .connections_total
         .with_label_values(&[&spec.name]);
-    let ctx = Arc::new(ListenerCtx::new(shared, spec));
+    let mut ctx = Arc::new(ListenerCtx::new(shared, spec));
     let mut stop_accept = stop.clone();
     loop {
         // Waiting for a slot before accepting leaves excess connections in the kernel backlog.
@@ -119,9 +119,26 @@ pub async fn serve_listener(
             _ = stopped(&mut stop_accept) => break,
         };
         accepted.inc();
+        // A reload may change this listener's certificates, limits or protocols: new
+        // connections take the current spec; established ones keep theirs.
+        let current = ctx
+            .shared
+            .snapshot
+            .load()
+            .listeners
+            .iter()
+            .find(|l| l.id == ctx.spec.id)
+            .cloned();
+        if let Some(cur) = current.filter(|c| !Arc::ptr_eq(c, &ctx.spec)) {
+            if cur.limits.max_connections != ctx.spec.limits.max_connections {
+                slots = Arc::new(Semaphore::new(cur.limits.max_connections.max(1)));
+            }
+            ctx = Arc::new(ListenerCtx::new(ctx.shared.clone(), cur));
+        }
         let held = (permit, tracker.enter());
         tokio::spawn(ctx.clone().serve(tcp, peer, stop.clone(), held));
     }
+    tracing::debug!(listener = %ctx.spec.name, "listener closed");
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).

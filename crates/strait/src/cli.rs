@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// Process log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// Unix socket for zero-downtime upgrades: a new process started with the same path takes
+    /// over the listening sockets of the one serving there, which then drains and exits.
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_socket: Option<PathBuf>,
 }
 
 /// Process log formats.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod run;
+mod upgrade;
 
 use std::process::ExitCode;
 

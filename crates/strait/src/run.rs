@@ -1,45 +1,39 @@
-//! `strait run`: build the runtime, compile the first snapshot, bind listeners and admin, handle signals, drain.
+//! `strait run`: build the runtime, start the control plane from its provider, bind admin, handle signals, file watches and upgrades, drain.
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use strait_admin::AdminState;
-use strait_config::Config;
-use strait_control::{control::Source, Control};
-use strait_proxy::server::{self, Tracker};
+use strait_control::{Control, Embedded, FileProvider, Provider};
+use strait_proxy::server;
 use tokio::{
     signal::unix::{signal, SignalKind},
-    sync::watch,
+    sync::mpsc,
 };
 
-use crate::cli::{LogFormat, RunArgs};
+use crate::{
+    cli::{LogFormat, RunArgs},
+    upgrade,
+};
 
-/// Runs the gateway until SIGTERM/SIGINT, then drains and exits 0.
+/// Runs the gateway until SIGTERM/SIGINT (or an upgrade hand-off), then drains and exits 0.
 pub fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_format);
-    let (config, source) = match &args.config {
-        Some(path) => match strait_config::load_file(path) {
-            Ok(l) => {
-                let shadowed = strait_control::shadow::shadow_warnings(&l.config);
-                for w in l.warnings.iter().chain(&shadowed) {
-                    tracing::warn!(%w, "configuration warning");
-                }
-                (l.config, Source::File(path.clone()))
+    // Read the configuration once before the runtime exists: its errors end the process with
+    // diagnostics, and it says how many worker threads to start.
+    let provider: Arc<dyn Provider> = match &args.config {
+        Some(path) => Arc::new(FileProvider::new(path)),
+        None => Arc::new(Embedded),
+    };
+    let first = provider
+        .load()
+        .and_then(|doc| strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref()));
+    let config = match first {
+        Ok(l) => l.config,
+        Err(errors) => {
+            for d in &errors.0 {
+                eprintln!("{d}");
             }
-            Err(errors) => {
-                for d in &errors.0 {
-                    eprintln!("{d}");
-                }
-                return ExitCode::from(1);
-            }
-        },
-        None => {
-            match strait_config::parse("<embedded default>", strait_config::DEFAULT_CONFIG, None) {
-                Ok(l) => (l.config, Source::Embedded),
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return ExitCode::from(1);
-                }
-            }
+            return ExitCode::from(1);
         }
     };
     let threads = match config.server.worker_threads {
@@ -55,66 +49,79 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    rt.block_on(serve(config, source))
+    rt.block_on(serve(provider, args.upgrade_socket))
 }
 
-async fn serve(config: Config, source: Source) -> ExitCode {
-    let admin_addr = config.admin.listen;
-    let watched = match &source {
-        Source::File(p) => Some(p.clone()),
-        Source::Embedded => None,
+async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> ExitCode {
+    let inherited = match &upgrade_socket {
+        Some(path) => match upgrade::receive(path) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "socket hand-off from the running process failed");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
     };
-    let control = match Control::new(config, source) {
-        Ok(c) => c,
-        Err(errors) => {
+    let handle = tokio::runtime::Handle::current();
+    let p = provider.clone();
+    let traffic = inherited
+        .as_ref()
+        .map_or_else(Vec::new, |i| clone_all(&i.sockets));
+    let admin_sockets = clone_all(&traffic);
+    // Compiling reads certificate files: keep it off the runtime's worker threads.
+    let started = tokio::task::spawn_blocking(move || Control::start(p, handle, traffic)).await;
+    let control = match started {
+        Ok(Ok(c)) => c,
+        Ok(Err(errors)) => {
             for d in &errors.0 {
                 eprintln!("{d}");
             }
             return ExitCode::from(1);
         }
-    };
-    let snap = control.snapshot();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let tracker = Arc::new(Tracker::default());
-
-    let mut bound = Vec::new();
-    for spec in &snap.listeners {
-        match server::bind(spec.addr) {
-            Ok(l) => {
-                let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                tracing::info!(listener = %spec.name, address = %addr, "listener bound");
-                bound.push((spec.clone(), l));
-            }
-            Err(e) => {
-                tracing::error!(listener = %spec.name, address = %spec.addr, error = %e, "cannot bind listener");
-                return ExitCode::from(1);
-            }
+        Err(e) => {
+            eprintln!("start failed: {e}");
+            return ExitCode::from(1);
         }
-    }
-    let admin_state = AdminState::new(control.metrics.clone());
-    let admin = match server::bind(admin_addr) {
+    };
+
+    let (_, doc_cfg, _) = control.current();
+    let admin_cfg = strait_config::parse(&doc_cfg.source, &doc_cfg.text, None)
+        .map(|l| l.config.admin)
+        .unwrap_or_else(|_| strait_config::Admin {
+            listen: ([127, 0, 0, 1], 9901).into(),
+            token: None,
+        });
+    let admin_addr = admin_cfg.listen;
+    let admin = match admin_sockets.into_iter().find(|(a, _)| *a == admin_addr) {
+        Some((_, std)) => std
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(std)),
+        None => server::bind(admin_addr),
+    };
+    let admin = match admin {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(address = %admin_addr, error = %e, "cannot bind admin listener");
             return ExitCode::from(1);
         }
     };
+    let admin_dup = socket2::SockRef::from(&admin)
+        .try_clone()
+        .ok()
+        .map(std::net::TcpListener::from);
     let addr = admin
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(address = %addr, "admin bound");
+    let token = std::env::var("STRAIT_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or(admin_cfg.token);
+    let admin_state = AdminState::new(control.clone(), token);
     tokio::spawn(strait_admin::serve(admin, admin_state.clone()));
 
-    for (spec, l) in bound {
-        tokio::spawn(server::serve_listener(
-            control.shared.clone(),
-            spec,
-            l,
-            stop_rx.clone(),
-            tracker.clone(),
-        ));
-    }
     control.start_health_checks();
     let shared = control.shared.clone();
     tokio::spawn(async move {
@@ -125,6 +132,27 @@ async fn serve(config: Config, source: Source) -> ExitCode {
         }
     });
 
+    let (upgraded_tx, mut upgraded) = mpsc::channel(1);
+    if let Some(i) = inherited {
+        i.ready();
+    }
+    if let Some(path) = upgrade_socket {
+        let c = control.clone();
+        let sockets = move || {
+            let mut v: Vec<_> = c.with_listeners(|l| {
+                l.sockets()
+                    .into_iter()
+                    .filter_map(|(n, a, s)| s.try_clone().ok().map(|s| (n, a, s)))
+                    .collect()
+            });
+            if let Some(s) = admin_dup.as_ref().and_then(|s| s.try_clone().ok()) {
+                v.push(("admin".to_string(), admin_addr, s));
+            }
+            v
+        };
+        tokio::spawn(upgrade::serve(path, sockets, upgraded_tx));
+    }
+
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
@@ -133,18 +161,13 @@ async fn serve(config: Config, source: Source) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::from(1);
     };
-    let (_watcher, mut changed) = match &watched {
-        Some(path) => match strait_control::watch::watch_file(path) {
-            Ok((w, rx)) => (Some(w), rx),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the configuration file; reload with SIGHUP");
-                (None, tokio::sync::mpsc::channel(1).1)
-            }
-        },
-        None => (None, tokio::sync::mpsc::channel(1).1),
-    };
+    let mut changed = control
+        .provider()
+        .subscribe()
+        .unwrap_or_else(|| mpsc::channel(1).1);
+    let mut certs = CertWatch::new(&control);
     loop {
-        let reload = tokio::select! {
+        let force = tokio::select! {
             _ = hup.recv() => true,
             Some(()) = changed.recv() => {
                 // Let a burst of writes settle briefly, then reload once; a SIGHUP cuts the wait.
@@ -153,19 +176,22 @@ async fn serve(config: Config, source: Source) -> ExitCode {
                     _ = hup.recv() => {}
                 }
                 while changed.try_recv().is_ok() {}
+                false
+            }
+            Some(()) = certs.rx.recv() => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while certs.rx.try_recv().is_ok() {}
                 true
             }
-            _ = term.recv() => false,
-            _ = int.recv() => false,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            Some(()) = upgraded.recv() => break,
         };
-        if !reload {
-            break;
-        }
         let c = control.clone();
         // Compiling may read certificate files: keep it off the runtime's worker threads.
-        let r = tokio::task::spawn_blocking(move || c.reload()).await;
+        let r = tokio::task::spawn_blocking(move || c.reload(force)).await;
         match r {
-            Ok(Ok(v)) => tracing::info!(version = v, "reload applied"),
+            Ok(Ok(v)) => tracing::debug!(version = v, "reload done"),
             Ok(Err(errors)) => {
                 for d in &errors.0 {
                     tracing::error!(error = %d, "reload rejected; keeping the running configuration");
@@ -173,26 +199,81 @@ async fn serve(config: Config, source: Source) -> ExitCode {
             }
             Err(e) => tracing::error!(error = %e, "reload task failed"),
         }
+        certs.refresh(&control);
     }
 
     let drain = control.snapshot().drain_timeout;
-    tracing::info!(open = tracker.open(), timeout = ?drain, "draining");
+    tracing::info!(open = control.tracker.open(), timeout = ?drain, "draining");
     admin_state
         .ready
         .store(false, std::sync::atomic::Ordering::Release);
-    let _ = stop_tx.send(true);
-    control.stop_health_checks();
-    if tokio::time::timeout(drain, tracker.drained())
+    control.stop();
+    if tokio::time::timeout(drain, control.tracker.drained())
         .await
         .is_err()
     {
         tracing::warn!(
-            open = tracker.open(),
+            open = control.tracker.open(),
             "drain timeout reached; closing remaining connections"
         );
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Watches the certificate files the running configuration reads; re-created when that set changes.
+struct CertWatch {
+    files: Vec<PathBuf>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    rx: mpsc::Receiver<()>,
+}
+
+impl CertWatch {
+    fn new(control: &Control) -> Self {
+        let files = control.certificate_files();
+        Self::watch(files)
+    }
+
+    fn watch(files: Vec<PathBuf>) -> Self {
+        if files.is_empty() {
+            return CertWatch {
+                files,
+                _watcher: None,
+                rx: mpsc::channel(1).1,
+            };
+        }
+        match strait_control::watch::watch_files(&files) {
+            Ok((w, rx)) => CertWatch {
+                files,
+                _watcher: Some(w),
+                rx,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch certificate files; reload with SIGHUP after rotating them");
+                CertWatch {
+                    files,
+                    _watcher: None,
+                    rx: mpsc::channel(1).1,
+                }
+            }
+        }
+    }
+
+    fn refresh(&mut self, control: &Control) {
+        let files = control.certificate_files();
+        if files != self.files {
+            *self = Self::watch(files);
+        }
+    }
+}
+
+fn clone_all(
+    sockets: &[(std::net::SocketAddr, std::net::TcpListener)],
+) -> Vec<(std::net::SocketAddr, std::net::TcpListener)> {
+    sockets
+        .iter()
+        .filter_map(|(a, s)| s.try_clone().ok().map(|s| (*a, s)))
+        .collect()
 }
 
 fn init_logging(format: LogFormat) {

@@ -1,0 +1,172 @@
+//! Live listeners: bind what a new snapshot adds or moves before it is published, stop what it removes, adopt sockets handed over by an upgrading process.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use strait_core::{snapshot::ListenerSpec, Snapshot};
+use strait_proxy::{
+    server::{self, Tracker},
+    Shared,
+};
+use tokio::{net::TcpListener, runtime::Handle, sync::watch};
+
+/// Accept loops keyed by listener name.
+pub struct ListenerSet {
+    handle: Handle,
+    tracker: Arc<Tracker>,
+    running: HashMap<Arc<str>, Running>,
+    /// Sockets inherited from the previous process, by configured address, until claimed.
+    inherited: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
+}
+
+struct Running {
+    /// The address as configured (port 0 stays 0, so an unchanged listener is not re-bound).
+    configured: SocketAddr,
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
+    /// A duplicate of the listening socket, for handing over to a new process.
+    socket: Option<std::net::TcpListener>,
+}
+
+/// Listeners bound for a snapshot that is not published yet.
+pub struct Prepared {
+    bound: Vec<(Arc<ListenerSpec>, TcpListener)>,
+}
+
+impl ListenerSet {
+    /// An empty set spawning accept loops on `handle`.
+    pub fn new(handle: Handle, tracker: Arc<Tracker>) -> Self {
+        ListenerSet {
+            handle,
+            tracker,
+            running: HashMap::new(),
+            inherited: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Offers sockets handed over by the process being replaced; they are used for listeners
+    /// configured on the same address instead of binding anew.
+    pub fn inherit(&mut self, sockets: Vec<(SocketAddr, std::net::TcpListener)>) {
+        self.inherited
+            .get_mut()
+            .expect("inherited lock")
+            .extend(sockets);
+    }
+
+    /// Binds every listener of `snap` that is new or moved; the error names the listener.
+    pub fn prepare(&self, snap: &Snapshot) -> Result<Prepared, (usize, String)> {
+        let mut bound = Vec::new();
+        for (i, spec) in snap.listeners.iter().enumerate() {
+            if let Some(r) = self.running.get(&spec.name) {
+                if r.configured == spec.addr {
+                    continue;
+                }
+            }
+            let inherited = self
+                .inherited
+                .lock()
+                .expect("inherited lock")
+                .remove(&spec.addr);
+            let listener = match inherited {
+                Some(std) => {
+                    let _guard = self.handle.enter();
+                    std.set_nonblocking(true)
+                        .and_then(|()| TcpListener::from_std(std))
+                }
+                None => {
+                    let _guard = self.handle.enter();
+                    server::bind(spec.addr)
+                }
+            };
+            match listener {
+                Ok(l) => bound.push((spec.clone(), l)),
+                Err(e) => {
+                    return Err((
+                        i,
+                        format!("listener {}: cannot bind {}: {e}", spec.name, spec.addr),
+                    ))
+                }
+            }
+        }
+        Ok(Prepared { bound })
+    }
+
+    /// Starts the prepared accept loops and stops those `snap` no longer has (their
+    /// connections drain: in-flight requests finish, idle connections close).
+    pub fn commit(&mut self, shared: &Arc<Shared>, snap: &Snapshot, prepared: Prepared) {
+        // Inherited sockets no listener claimed are closed (the old process still holds them).
+        self.inherited.get_mut().expect("inherited lock").clear();
+        for (spec, listener) in prepared.bound {
+            let local = listener.local_addr().unwrap_or(spec.addr);
+            let socket = dup(&listener);
+            let (stop, stop_rx) = watch::channel(false);
+            tracing::info!(listener = %spec.name, address = %local, "listener bound");
+            if let Some(old) = self.running.insert(
+                spec.name.clone(),
+                Running {
+                    configured: spec.addr,
+                    local,
+                    stop,
+                    socket,
+                },
+            ) {
+                tracing::info!(listener = %spec.name, address = %old.local, "listener moved; old address closed");
+                let _ = old.stop.send(true);
+            }
+            self.handle.spawn(server::serve_listener(
+                shared.clone(),
+                spec,
+                listener,
+                stop_rx,
+                self.tracker.clone(),
+            ));
+        }
+        let names: Vec<Arc<str>> = self.running.keys().cloned().collect();
+        for name in names {
+            if !snap.listeners.iter().any(|l| l.name == name) {
+                if let Some(old) = self.running.remove(&name) {
+                    tracing::info!(listener = %name, address = %old.local, "listener removed");
+                    let _ = old.stop.send(true);
+                }
+            }
+        }
+    }
+
+    /// Stops accepting everywhere (shutdown); open connections drain.
+    pub fn stop_all(&mut self) {
+        // Dropping the entries also closes the duplicates kept for hand-off, so the kernel
+        // refuses new connections instead of queueing them on a socket nobody accepts from.
+        for (name, r) in self.running.drain() {
+            let sent = r.stop.send(true);
+            tracing::debug!(listener = %name, ok = sent.is_ok(), "listener stopping");
+        }
+    }
+
+    /// Duplicates of the listening sockets with their configured addresses, for a new process.
+    pub fn sockets(&self) -> Vec<(String, SocketAddr, &std::net::TcpListener)> {
+        self.running
+            .iter()
+            .filter_map(|(name, r)| {
+                r.socket
+                    .as_ref()
+                    .map(|s| (name.to_string(), r.configured, s))
+            })
+            .collect()
+    }
+
+    /// Bound addresses by listener name.
+    pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
+        self.running
+            .iter()
+            .map(|(n, r)| (n.to_string(), r.local))
+            .collect()
+    }
+}
+
+fn dup(l: &TcpListener) -> Option<std::net::TcpListener> {
+    let sock = socket2::SockRef::from(l);
+    sock.try_clone().ok().map(Into::into)
+}
