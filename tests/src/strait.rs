@@ -79,7 +79,8 @@ pub fn run_cli(args: &[&str]) -> Output {
 /// A running strait process.
 pub struct Strait {
     child: Option<Child>,
-    dir: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
+    dir: PathBuf,
     config: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
     admin: SocketAddr,
@@ -97,6 +98,16 @@ impl Strait {
     /// Like [`Strait::start`], also writing `files` (relative name, contents)
     /// next to the config.
     pub async fn start_with_files(yaml: &str, files: &[(&str, &[u8])]) -> Strait {
+        Self::start_opts(yaml, files, &[], &[]).await
+    }
+
+    /// Like [`Strait::start_with_files`], with extra `run` arguments and environment variables.
+    pub async fn start_opts(
+        yaml: &str,
+        files: &[(&str, &[u8])],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Strait {
         let dir = tempfile::tempdir().expect("tempdir");
         for (name, contents) in files {
             std::fs::write(dir.path().join(name), contents).expect("write file");
@@ -108,12 +119,31 @@ impl Strait {
         text.push_str(yaml);
         let config = dir.path().join("strait.yaml");
         std::fs::write(&config, &text).expect("write config");
+        let path = dir.path().to_path_buf();
+        Self::launch(Some(dir), path, config, args, env).await
+    }
 
+    /// Starts another process on the config of `self` (same file, same directory), for
+    /// upgrades: the caller keeps `self` alive as long as it needs the directory.
+    pub async fn start_next(&self, args: &[&str], env: &[(&str, &str)]) -> Strait {
+        Self::launch(None, self.dir.clone(), self.config.clone(), args, env).await
+    }
+
+    async fn launch(
+        tmp: Option<tempfile::TempDir>,
+        dir: PathBuf,
+        config: PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Strait {
+        let text = std::fs::read_to_string(&config).expect("read config");
         let bin = strait_bin();
         let mut child = Command::new(&bin)
             .arg("run")
             .arg("-c")
             .arg(&config)
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -130,6 +160,7 @@ impl Strait {
         });
         let mut s = Strait {
             child: Some(child),
+            _tmp: tmp,
             dir,
             config,
             logs,
@@ -243,7 +274,7 @@ impl Strait {
 
     /// The temp dir holding the config.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     /// All stderr lines so far.

@@ -81,7 +81,7 @@ impl Control {
     pub fn start(
         provider: Arc<dyn Provider>,
         handle: Handle,
-        inherited: Vec<(std::net::SocketAddr, std::net::TcpListener)>,
+        inherited: Vec<(String, std::net::SocketAddr, std::net::TcpListener)>,
     ) -> Result<Arc<Self>, Errors> {
         let doc = provider.load()?;
         let loaded = strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref())?;

@@ -18,8 +18,9 @@ pub struct ListenerSet {
     handle: Handle,
     tracker: Arc<Tracker>,
     running: HashMap<Arc<str>, Running>,
-    /// Sockets inherited from the previous process, by configured address, until claimed.
-    inherited: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
+    /// Sockets inherited from the previous process, by listener name and configured address
+    /// (several listeners may be configured on port 0), until claimed.
+    inherited: Mutex<HashMap<(String, SocketAddr), std::net::TcpListener>>,
 }
 
 struct Running {
@@ -49,11 +50,11 @@ impl ListenerSet {
 
     /// Offers sockets handed over by the process being replaced; they are used for listeners
     /// configured on the same address instead of binding anew.
-    pub fn inherit(&mut self, sockets: Vec<(SocketAddr, std::net::TcpListener)>) {
+    pub fn inherit(&mut self, sockets: Vec<(String, SocketAddr, std::net::TcpListener)>) {
         self.inherited
             .get_mut()
             .expect("inherited lock")
-            .extend(sockets);
+            .extend(sockets.into_iter().map(|(n, a, s)| ((n, a), s)));
     }
 
     /// Binds every listener of `snap` that is new or moved; the error names the listener.
@@ -69,7 +70,7 @@ impl ListenerSet {
                 .inherited
                 .lock()
                 .expect("inherited lock")
-                .remove(&spec.addr);
+                .remove(&(spec.name.to_string(), spec.addr));
             let listener = match inherited {
                 Some(std) => {
                     let _guard = self.handle.enter();

@@ -93,8 +93,11 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
             token: None,
         });
     let admin_addr = admin_cfg.listen;
-    let admin = match admin_sockets.into_iter().find(|(a, _)| *a == admin_addr) {
-        Some((_, std)) => std
+    let admin = match admin_sockets
+        .into_iter()
+        .find(|(n, a, _)| n == upgrade::ADMIN && *a == admin_addr)
+    {
+        Some((_, _, std)) => std
             .set_nonblocking(true)
             .and_then(|()| tokio::net::TcpListener::from_std(std)),
         None => server::bind(admin_addr),
@@ -146,7 +149,7 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
                     .collect()
             });
             if let Some(s) = admin_dup.as_ref().and_then(|s| s.try_clone().ok()) {
-                v.push(("admin".to_string(), admin_addr, s));
+                v.push((upgrade::ADMIN.to_string(), admin_addr, s));
             }
             v
         };
@@ -267,12 +270,12 @@ impl CertWatch {
     }
 }
 
-fn clone_all(
-    sockets: &[(std::net::SocketAddr, std::net::TcpListener)],
-) -> Vec<(std::net::SocketAddr, std::net::TcpListener)> {
+type Sockets = Vec<(String, std::net::SocketAddr, std::net::TcpListener)>;
+
+fn clone_all(sockets: &Sockets) -> Sockets {
     sockets
         .iter()
-        .filter_map(|(a, s)| s.try_clone().ok().map(|s| (*a, s)))
+        .filter_map(|(n, a, s)| s.try_clone().ok().map(|s| (n.clone(), *a, s)))
         .collect()
 }
 

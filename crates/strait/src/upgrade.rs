@@ -16,6 +16,9 @@ use rustix::net::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+/// The admin listener's name in a hand-off (not a valid listener name, so it cannot clash).
+pub const ADMIN: &str = "<admin>";
+
 /// The most sockets handed over at once (the kernel's SCM_MAX_FD is 253).
 const MAX_FDS: usize = 200;
 const MAX_HEADER: usize = 64 * 1024;
@@ -29,8 +32,9 @@ struct Entry {
 
 /// Sockets received from the old process, and the connection to tell it we are serving.
 pub struct Inherited {
-    /// Listening sockets by configured address (traffic listeners and the admin listener).
-    pub sockets: Vec<(SocketAddr, std::net::TcpListener)>,
+    /// Listening sockets by listener name and configured address (the admin listener is
+    /// named [`ADMIN`]).
+    pub sockets: Vec<(String, SocketAddr, std::net::TcpListener)>,
     old: UnixStream,
 }
 
@@ -92,7 +96,7 @@ pub fn receive(path: &Path) -> std::io::Result<Option<Inherited>> {
         .zip(fds)
         .map(|(e, fd)| {
             tracing::info!(listener = %e.name, address = %e.addr, "socket inherited from the previous process");
-            (e.addr, std::net::TcpListener::from(fd))
+            (e.name, e.addr, std::net::TcpListener::from(fd))
         })
         .collect();
     Ok(Some(Inherited {
