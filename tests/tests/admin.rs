@@ -42,7 +42,11 @@ impl Admin {
             .get("etag")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
-        (status, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null), etag)
+        (
+            status,
+            serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+            etag,
+        )
     }
 
     async fn write(
@@ -58,7 +62,10 @@ impl Admin {
         }
         let r = b.send().await.unwrap();
         let status = r.status().as_u16();
-        (status, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+        )
     }
 }
 
@@ -143,7 +150,12 @@ async fn config_read_replace_dry_run_and_optimistic_concurrency() {
 
     // A write must say which version it is based on.
     let (status, _) = admin
-        .write(reqwest::Method::PUT, "/api/config", None, &config("two", &up))
+        .write(
+            reqwest::Method::PUT,
+            "/api/config",
+            None,
+            &config("two", &up),
+        )
         .await;
     assert_eq!(status, 428);
     let keep_admin = format!("admin:\n  listen: {}\n", s.admin());
@@ -156,7 +168,10 @@ async fn config_read_replace_dry_run_and_optimistic_concurrency() {
     assert_eq!(body(&s, "/").await, "two");
     // One source of truth: the file now holds what the API wrote.
     let on_disk = std::fs::read_to_string(s.config_path()).unwrap();
-    assert!(on_disk.contains("\"two\"") || on_disk.contains("two"), "{on_disk}");
+    assert!(
+        on_disk.contains("\"two\"") || on_disk.contains("two"),
+        "{on_disk}"
+    );
 
     // A stale writer gets 409, never a silent overwrite.
     let three = format!("{keep_admin}{}", config("three", &up));
@@ -180,7 +195,10 @@ async fn config_read_replace_dry_run_and_optimistic_concurrency() {
     })
     .await;
     assert!(
-        st["last_error"][0].as_str().unwrap().contains("strait.yaml:8:"),
+        st["last_error"][0]
+            .as_str()
+            .unwrap()
+            .contains("strait.yaml:8:"),
         "{st}"
     );
     assert_eq!(body(&s, "/").await, "two");
@@ -190,7 +208,10 @@ async fn config_read_replace_dry_run_and_optimistic_concurrency() {
 async fn per_resource_edits_versions_rollback_and_health() {
     let up = Upstream::start("up").await;
     let s = Strait::start_opts(
-        &format!("admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n{}", config("one", &up)),
+        &format!(
+            "admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n{}",
+            config("one", &up)
+        ),
         &[],
         &[],
         &[],
@@ -240,14 +261,24 @@ async fn per_resource_edits_versions_rollback_and_health() {
 
     // An edit that breaks a reference is refused with the reason.
     let (status, v) = admin
-        .write(reqwest::Method::DELETE, "/api/upstreams/up", Some("\"3\""), "")
+        .write(
+            reqwest::Method::DELETE,
+            "/api/upstreams/up",
+            Some("\"3\""),
+            "",
+        )
         .await;
     assert_eq!(status, 400, "{v}");
     assert!(v["errors"].to_string().contains("up"), "{v}");
 
     // Delete the route: the catch-all answers again.
     let (status, v) = admin
-        .write(reqwest::Method::DELETE, "/api/routes/hello", Some("\"3\""), "")
+        .write(
+            reqwest::Method::DELETE,
+            "/api/routes/hello",
+            Some("\"3\""),
+            "",
+        )
         .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(body(&s, "/hello").await, "one");

@@ -163,15 +163,19 @@ impl Control {
     /// Reloads from the provider. A document equal to the running one is skipped unless
     /// `force` (certificate files changed underneath an unchanged document). Blocking.
     pub fn reload(&self, force: bool) -> Result<u64, Errors> {
-        let result = self.provider.load().and_then(|doc| {
-            let mut state = self.lock();
-            let origin = if force {
-                "certificates"
-            } else {
-                self.provider.kind()
-            };
-            self.apply_locked(&mut state, doc, origin, force)
-        });
+        // Read under the lock: admin writes store and apply under it too, so a document read
+        // here can never be older than one already applied.
+        let mut state = self.lock();
+        let origin = if force {
+            "certificates"
+        } else {
+            self.provider.kind()
+        };
+        let result = self
+            .provider
+            .load()
+            .and_then(|doc| self.apply_locked(&mut state, doc, origin, force));
+        drop(state);
         self.count(&result);
         result
     }
