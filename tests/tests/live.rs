@@ -377,3 +377,31 @@ async fn reload_latency_from_file_write_and_admin_put() {
     // Functional bound only; the figures are reported from the release build.
     assert!(f99 < Duration::from_secs(2) && a99 < Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn an_unchanged_upstream_keeps_its_balancer_position_across_a_reload() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let doc = |body: &str| {
+        format!(
+            "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: other\n    match: {{ path_prefix: /other }}\n    respond: {{ status: 200, body: \"{body}\" }}\n  - name: main\n    upstream: ab\n\
+             upstreams:\n  - name: ab\n    endpoints: [\"{}\", \"{}\"]\n",
+            a.addr(),
+            b.addr()
+        )
+    };
+    let s = Strait::start(&format!(
+        "admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n{}",
+        doc("x")
+    ))
+    .await;
+    assert_eq!(served(s.web(), "/").await.unwrap(), "a");
+    rewrite(&s, &doc("y"));
+    poll_until(Duration::from_secs(3), "reload applied", || async {
+        (served(s.web(), "/other").await.as_deref() == Some("y")).then_some(())
+    })
+    .await;
+    // Round robin continues where it was (a, then b), instead of starting over at a.
+    assert_eq!(served(s.web(), "/").await.unwrap(), "b");
+    assert_eq!(served(s.web(), "/").await.unwrap(), "a");
+}

@@ -55,9 +55,7 @@ async fn upgrade_hands_over_sockets_and_loses_no_request() {
     let slow = tokio::spawn(async move { client::get(web, "/slow").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let new = old
-        .start_next(&["--upgrade-socket", &sock_arg], &[])
-        .await;
+    let new = old.start_next(&["--upgrade-socket", &sock_arg], &[]).await;
     assert_eq!(new.web(), web, "the new process serves the same address");
     assert_eq!(new.addr("second"), second);
     assert_eq!(new.admin(), admin, "the admin socket is handed over too");
@@ -79,7 +77,10 @@ async fn upgrade_hands_over_sockets_and_loses_no_request() {
         ok += o;
         failed.extend(f);
     }
-    eprintln!("upgrade under load: {ok} requests succeeded, {} failed", failed.len());
+    eprintln!(
+        "upgrade under load: {ok} requests succeeded, {} failed",
+        failed.len()
+    );
     assert!(failed.is_empty(), "failed requests: {failed:?}");
     assert!(ok > 50, "too little load: {ok}");
 

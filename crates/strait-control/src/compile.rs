@@ -26,12 +26,54 @@ pub fn compile(
     live: &LiveState,
     metrics: &Arc<Metrics>,
 ) -> Result<Snapshot, Errors> {
+    compile_after(config, version, live, metrics, None)
+}
+
+/// The snapshot that replaces `previous`.
+pub struct Previous<'a> {
+    /// The configuration `snapshot` was compiled from.
+    pub config: &'a cfg::Config,
+    /// The running snapshot.
+    pub snapshot: &'a Snapshot,
+    /// Files changed on disk (certificate rotation): nothing that reads files is reused.
+    pub files_changed: bool,
+}
+
+/// Like [`compile`], reusing from `previous` every upstream whose configuration did not change,
+/// so its balancer state (round-robin position, hash ring) survives the reload.
+pub fn compile_after(
+    config: &cfg::Config,
+    version: u64,
+    live: &LiveState,
+    metrics: &Arc<Metrics>,
+    previous: Option<Previous<'_>>,
+) -> Result<Snapshot, Errors> {
     let loc = &config.locations;
     let mut errors: Vec<Diagnostic> = Vec::new();
 
+    let reuse = |u: &cfg::Upstream| -> Option<Arc<Upstream>> {
+        let p = previous.as_ref()?;
+        if p.files_changed && u.tls.is_some() {
+            return None;
+        }
+        p.config
+            .upstreams
+            .iter()
+            .find(|o| o.name == u.name && *o == u)?;
+        p.snapshot
+            .upstreams
+            .iter()
+            .find(|o| *o.name == *u.name)
+            .cloned()
+    };
     let mut upstreams = Vec::with_capacity(config.upstreams.len());
     let mut by_name: HashMap<&str, Arc<Upstream>> = HashMap::new();
     for (i, u) in config.upstreams.iter().enumerate() {
+        if let Some(up) = reuse(u) {
+            by_name.insert(&u.name, up.clone());
+            upstreams.push(up);
+            continue;
+        }
         match upstream(u, live) {
             Ok(up) => {
                 let up = Arc::new(up);

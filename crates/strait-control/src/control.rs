@@ -13,7 +13,7 @@ use strait_proxy::{health::HealthCheckers, server::Tracker, Shared};
 use tokio::runtime::Handle;
 
 use crate::{
-    compile::compile,
+    compile::{compile, compile_after, Previous},
     listeners::ListenerSet,
     provider::{Document, Provider},
 };
@@ -307,7 +307,20 @@ impl Control {
             tracing::warn!(%w, "configuration warning");
         }
         let version = state.version + 1;
-        let snap = Arc::new(compile(&loaded.config, version, &self.live, &self.metrics)?);
+        let running = self.snapshot();
+        let previous = Previous {
+            config: &state.config,
+            snapshot: &running,
+            files_changed: force,
+        };
+        let snap = Arc::new(compile_after(
+            &loaded.config,
+            version,
+            &self.live,
+            &self.metrics,
+            Some(previous),
+        )?);
+        drop(running);
         let mut listeners = self.listeners.lock().expect("listeners lock");
         let prepared = listeners
             .prepare(&snap)

@@ -13,30 +13,46 @@ use tokio::task::JoinHandle;
 
 use crate::{body::ProxyBody, pool::EndpointPool, Shared};
 
-/// The running health-check tasks; replaced as a whole when a new snapshot is published.
+/// The running health-check tasks, per upstream; checks of an upstream a reload kept unchanged
+/// keep running (no probe burst, thresholds keep counting), the others are replaced.
 #[derive(Default)]
 pub struct HealthCheckers {
-    tasks: Vec<JoinHandle<()>>,
+    running: Vec<(Arc<Upstream>, Vec<JoinHandle<()>>)>,
 }
 
 impl HealthCheckers {
-    /// Stops the current checks and starts those of `snap`. Health already learned stays in live state.
+    /// Starts the checks of `snap`'s upstreams that are new or changed and stops those of
+    /// upstreams it no longer has. Health already learned stays in live state.
     pub fn update(&mut self, shared: &Arc<Shared>, snap: &Snapshot) {
-        self.stop();
+        let mut old = std::mem::take(&mut self.running);
         for up in &snap.upstreams {
+            if let Some(i) = old.iter().position(|(u, _)| Arc::ptr_eq(u, up)) {
+                self.running.push(old.swap_remove(i));
+                continue;
+            }
             let Some(hc) = up.health_check.clone() else {
                 continue;
             };
-            for ep in &up.endpoints {
-                let task = probe_loop(shared.clone(), up.clone(), ep.clone(), hc.clone());
-                self.tasks.push(tokio::spawn(task));
+            let tasks = up
+                .endpoints
+                .iter()
+                .map(|ep| {
+                    let task = probe_loop(shared.clone(), up.clone(), ep.clone(), hc.clone());
+                    tokio::spawn(task)
+                })
+                .collect();
+            self.running.push((up.clone(), tasks));
+        }
+        for (_, tasks) in old {
+            for t in tasks {
+                t.abort();
             }
         }
     }
 
     /// Stops every check.
     pub fn stop(&mut self) {
-        for t in self.tasks.drain(..) {
+        for t in self.running.drain(..).flat_map(|(_, t)| t) {
             t.abort();
         }
     }
