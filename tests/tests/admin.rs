@@ -166,6 +166,23 @@ async fn config_read_replace_dry_run_and_optimistic_concurrency() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["version"], 2);
     assert_eq!(body(&s, "/").await, "two");
+    // A document without `admin` keeps the running admin section (its token and address).
+    let (status, v) = admin
+        .write(
+            reqwest::Method::PUT,
+            "/api/config",
+            Some("\"2\""),
+            &config("two-b", &up),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(body(&s, "/").await, "two-b");
+    let on_disk = std::fs::read_to_string(s.config_path()).unwrap();
+    assert!(on_disk.contains(&s.admin().to_string()), "{on_disk}");
+    let (status, v) = admin
+        .write(reqwest::Method::PUT, "/api/config", Some("\"3\""), &two)
+        .await;
+    assert_eq!(status, 200, "{v}");
     // One source of truth: the file now holds what the API wrote.
     let on_disk = std::fs::read_to_string(s.config_path()).unwrap();
     assert!(
@@ -179,13 +196,13 @@ async fn config_read_replace_dry_run_and_optimistic_concurrency() {
         .write(reqwest::Method::PUT, "/api/config", Some("\"1\""), &three)
         .await;
     assert_eq!(status, 409, "{v}");
-    assert_eq!(v["current_version"], 2);
+    assert_eq!(v["current_version"], 4);
     assert_eq!(body(&s, "/").await, "two");
 
     // The file watcher sees our own write: no new version for the same document.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, cfg, _) = admin.json("/api/config").await;
-    assert_eq!(cfg["version"], 2);
+    assert_eq!(cfg["version"], 4);
 
     // An invalid file is reported by the API and the running config stays.
     std::fs::write(s.config_path(), format!("{keep_admin}{bad}")).unwrap();

@@ -109,9 +109,30 @@ async fn put_config(
         Ok(b) => b,
         Err((status, msg)) => return error(status, msg),
     };
-    let Ok(text) = String::from_utf8(body.to_vec()) else {
+    let Ok(mut text) = String::from_utf8(body.to_vec()) else {
         return error(StatusCode::BAD_REQUEST, "the body is not UTF-8");
     };
+    // The admin section is read at start only; a document without it would lose the token and
+    // address at the next restart, so the running one is kept.
+    let (_, _, running) = s.control.current();
+    if let (Some(admin), Ok(Value::Object(mut doc))) = (
+        running.get("admin"),
+        strait_config::to_value("request body", &text),
+    ) {
+        if !doc.contains_key("admin") {
+            if text.trim_start().starts_with('{') {
+                doc.insert("admin".into(), admin.clone());
+                text = strait_config::to_yaml(&Value::Object(doc));
+            } else {
+                // Appended, so errors keep pointing at the lines the writer sent.
+                let section = strait_config::to_yaml(&serde_json::json!({ "admin": admin }));
+                if !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&section);
+            }
+        }
+    }
     write(&s, text, base, dry_run, StatusCode::OK).await
 }
 
