@@ -101,7 +101,11 @@ pub struct Bootstrap {
 /// Reads `text` far enough to tell whether it is an etcd bootstrap: `Ok(None)` for an
 /// ordinary config (parse it with [`crate::parse`]), `Ok(Some(..))` for a bootstrap, or
 /// the errors of its `config:` section (and any shared section it should not hold).
-pub fn bootstrap(source: &str, text: &str, base_dir: Option<&Path>) -> Result<Option<Bootstrap>, Errors> {
+pub fn bootstrap(
+    source: &str,
+    text: &str,
+    base_dir: Option<&Path>,
+) -> Result<Option<Bootstrap>, Errors> {
     let raw = crate::read_raw(source, text)?;
     let settings = crate::validate::provider_section(&raw, source, base_dir).map_err(Errors)?;
     let Some(etcd) = settings.etcd else {
@@ -201,7 +205,10 @@ pub(crate) fn validate(cx: &mut Ctx, raw: Option<&Spanned<RawProvider>>) -> Prov
         ];
         for (field, at) in etcd_only {
             if let Some(at) = at {
-                cx.err(at, format!("config.{field} applies only with `provider: etcd`"));
+                cx.err(
+                    at,
+                    format!("config.{field} applies only with `provider: etcd`"),
+                );
             }
         }
         return ProviderSettings { kind, etcd: None };
@@ -212,7 +219,10 @@ pub(crate) fn validate(cx: &mut Ctx, raw: Option<&Spanned<RawProvider>>) -> Prov
         None => endpoints.push("http://127.0.0.1:2379".to_string()),
         Some(list) => {
             if list.value.is_empty() {
-                cx.err(pos(list), "config.endpoints must list at least one etcd URL");
+                cx.err(
+                    pos(list),
+                    "config.endpoints must list at least one etcd URL",
+                );
             }
             for e in &list.value {
                 if let Some(url) = endpoint(cx, e) {
@@ -237,12 +247,17 @@ pub(crate) fn validate(cx: &mut Ctx, raw: Option<&Spanned<RawProvider>>) -> Prov
     let username = r.username.as_ref().map(|u| u.value.clone());
     let password = match (&r.password, &r.password_env) {
         (Some(p), Some(_)) => {
-            cx.err(pos(p), "set either config.password or config.password_env, not both");
+            cx.err(
+                pos(p),
+                "set either config.password or config.password_env, not both",
+            );
             None
         }
         (Some(p), None) => Some(Password::Literal(p.value.clone())),
         (None, Some(e)) => Some(Password::Env(e.value.clone())),
-        (None, None) => username.as_ref().map(|_| Password::Env(PASSWORD_ENV.into())),
+        (None, None) => username
+            .as_ref()
+            .map(|_| Password::Env(PASSWORD_ENV.into())),
     };
     if username.is_none() {
         if let Some(at) = r.password.as_ref().or(r.password_env.as_ref()).map(pos) {
@@ -252,7 +267,10 @@ pub(crate) fn validate(cx: &mut Ctx, raw: Option<&Spanned<RawProvider>>) -> Prov
     let tls = r.tls.as_ref().map(|t| {
         let tv = &t.value;
         if tv.cert.is_some() != tv.key.is_some() {
-            cx.err(pos(t), "config.tls: `cert` and `key` go together (a client certificate and its key)");
+            cx.err(
+                pos(t),
+                "config.tls: `cert` and `key` go together (a client certificate and its key)",
+            );
         }
         EtcdTls {
             ca: tv.ca.as_ref().map(|s| cx.file(s, "config.tls.ca")),
@@ -299,11 +317,15 @@ pub(crate) fn validate(cx: &mut Ctx, raw: Option<&Spanned<RawProvider>>) -> Prov
 /// An etcd client URL: `http://` or `https://`, a host and a port, nothing else.
 fn endpoint(cx: &mut Ctx, s: &S) -> Option<String> {
     let v = s.value.trim();
-    let rest = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://"));
+    let rest = v
+        .strip_prefix("http://")
+        .or_else(|| v.strip_prefix("https://"));
     let ok = rest.is_some_and(|hp| {
         let hp = hp.strip_suffix('/').unwrap_or(hp);
         match hp.rsplit_once(':') {
-            Some((host, port)) => !host.is_empty() && !hp.contains('/') && port.parse::<u16>().is_ok_and(|p| p != 0),
+            Some((host, port)) => {
+                !host.is_empty() && !hp.contains('/') && port.parse::<u16>().is_ok_and(|p| p != 0)
+            }
             None => false,
         }
     });

@@ -1,12 +1,14 @@
-//! Control plane: compile configuration into snapshots, publish them, and reload from the file provider.
+//! Control plane: compile configuration into snapshots, publish them, and reload from a provider (file or etcd).
 #![forbid(unsafe_code)]
 
 pub mod compile;
 pub mod control;
+pub mod etcd;
 pub mod provider;
 pub mod shadow;
 pub mod watch;
 
 pub use compile::compile;
 pub use control::Control;
+pub use etcd::EtcdProvider;
 pub use provider::{Document, Embedded, FileProvider, Provider};

@@ -1,0 +1,671 @@
+//! The etcd provider: the configuration of a fleet as keys under a prefix, watched, cached on disk, written with optimistic concurrency.
+//!
+//! One task on the Tokio runtime owns the etcd client. It reads every key under the prefix
+//! (a range), then watches the prefix from the revision after the one it read. Each batch of
+//! events updates the in-memory [`State`], reassembles the document (see [`layout`]) and
+//! notifies the control plane, which calls [`Provider::load`]: that only reads the state, so
+//! it is cheap and works while etcd is unreachable (the last document stays). When the watch
+//! breaks, the task reconnects with backoff and resumes from the last revision it applied
+//! plus one, so no event is missed or applied twice; if that revision was compacted away, it
+//! reads the whole prefix again. Every valid document is also written to a cache file, from
+//! which an instance starts when etcd cannot be reached at start.
+//!
+//! Writes ([`Provider::store`]) go out as one etcd transaction that compares every touched
+//! key's `mod_revision` with the one in the document the control plane last loaded, so a
+//! concurrent change by another instance fails the write (`conflict: ...`) instead of being
+//! overwritten.
+
+pub mod layout;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    TlsOptions, Txn, TxnOp, WatchOptions,
+};
+use strait_config::provider::{Bootstrap, EtcdSettings, Password};
+use strait_config::Errors;
+use tokio::sync::mpsc;
+
+use crate::provider::{write_atomically, Document, Provider};
+use layout::Values;
+
+/// How long one etcd request (range, transaction) may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnection backoff: starts small so a leader change costs little, capped so a long
+/// outage costs a request every few seconds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
+
+/// A key's value and the revision it was last modified at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Kv {
+    value: String,
+    mod_revision: i64,
+}
+
+/// The configuration under the prefix as this instance last saw it.
+struct State {
+    /// Keys relative to the prefix.
+    keys: BTreeMap<String, Kv>,
+    /// The etcd revision the keys reflect; the watch resumes after it.
+    revision: i64,
+    /// The assembled document, or why it is invalid.
+    current: Result<Document, Errors>,
+    /// The keys as of the document the control plane last loaded or stored: writes compare
+    /// against these, so a change made since by someone else is a conflict.
+    base: BTreeMap<String, Kv>,
+}
+
+/// Configuration from etcd (see the module docs).
+pub struct EtcdProvider {
+    inner: Arc<Inner>,
+    rx: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+struct Inner {
+    settings: EtcdSettings,
+    bootstrap: Bootstrap,
+    bootstrap_source: String,
+    base_dir: PathBuf,
+    cache: PathBuf,
+    state: Mutex<State>,
+    client: Mutex<Option<Client>>,
+    changed: mpsc::Sender<()>,
+    runtime: tokio::runtime::Handle,
+    /// The revision last written to the cache; also serializes cache writes.
+    cached: Arc<Mutex<i64>>,
+}
+
+/// The cache file's contents: the raw values, so an instance restores exactly what it had.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cache {
+    prefix: String,
+    revision: i64,
+    keys: BTreeMap<String, String>,
+}
+
+/// Where the cache goes when `config.cache` is not set: beside the bootstrap file, named after it.
+pub fn default_cache_path(bootstrap_path: &Path) -> PathBuf {
+    let name = bootstrap_path
+        .file_name()
+        .map_or_else(|| "strait".into(), |n| n.to_string_lossy().into_owned());
+    bootstrap_path.with_file_name(format!(".{name}.etcd-cache.json"))
+}
+
+// === impl EtcdProvider ===
+
+impl EtcdProvider {
+    /// Connects to etcd and reads the prefix; when etcd does not answer within
+    /// `dial_timeout`, starts from the cache file (and keeps connecting in the background).
+    /// Must be called on the Tokio runtime that will run the watch.
+    pub async fn connect(bootstrap: Bootstrap, bootstrap_path: &Path) -> Result<Arc<Self>, String> {
+        let settings = bootstrap.etcd.clone();
+        let cache = settings
+            .cache
+            .clone()
+            .unwrap_or_else(|| default_cache_path(bootstrap_path));
+        let base_dir = bootstrap_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let (tx, rx) = mpsc::channel(1);
+        let inner = Arc::new(Inner {
+            settings,
+            bootstrap,
+            bootstrap_source: bootstrap_path.display().to_string(),
+            base_dir,
+            cache,
+            state: Mutex::new(State {
+                keys: BTreeMap::new(),
+                revision: 0,
+                current: Err(crate::provider::doc_error(
+                    "etcd",
+                    "the configuration has not been read from etcd yet",
+                )),
+                base: BTreeMap::new(),
+            }),
+            client: Mutex::new(None),
+            changed: tx,
+            runtime: tokio::runtime::Handle::current(),
+            cached: Arc::new(Mutex::new(-1)),
+        });
+
+        let dial = inner.settings.dial_timeout;
+        let first = tokio::time::timeout(dial, async {
+            let client = client(&inner.settings).await?;
+            let (keys, revision) = range(&client, &inner.settings.prefix).await?;
+            Ok::<_, String>((client, keys, revision))
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {dial:?}")));
+        let need_range = match first {
+            Ok((client, keys, revision)) => {
+                *lock(&inner.client) = Some(client);
+                inner.replace(keys, revision);
+                false
+            }
+            Err(e) => {
+                let endpoints = inner.settings.endpoints.join(",");
+                let cached = read_cache(&inner.cache, &inner.settings.prefix).map_err(|c| {
+                    format!("etcd at {endpoints} is unreachable ({e}) and there is no usable cache: {c}")
+                })?;
+                tracing::warn!(
+                    endpoints = %endpoints, error = %e, cache = %inner.cache.display(),
+                    "etcd is unreachable; serving the cached configuration until it answers"
+                );
+                inner.replace(cached.0, cached.1);
+                true
+            }
+        };
+        let task = inner.clone();
+        tokio::spawn(async move { task.run(need_range).await });
+        Ok(Arc::new(EtcdProvider {
+            inner,
+            rx: Mutex::new(Some(rx)),
+        }))
+    }
+
+    /// The etcd revision the current document reflects.
+    pub fn revision(&self) -> i64 {
+        lock(&self.inner.state).revision
+    }
+}
+
+impl Provider for EtcdProvider {
+    fn kind(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn load(&self) -> Result<Document, Errors> {
+        let mut state = lock(&self.inner.state);
+        state.base = state.keys.clone();
+        state.current.clone()
+    }
+
+    fn store(&self, text: &str) -> Result<(), String> {
+        let desired = layout::split(text)?;
+        let inner = self.inner.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The client is async; run the transaction on the runtime and wait for it here
+        // (callers run `store` off the runtime's worker threads).
+        self.inner.runtime.spawn(async move {
+            let _ = tx.send(inner.store(desired).await);
+        });
+        rx.recv_timeout(REQUEST_TIMEOUT + Duration::from_secs(1))
+            .unwrap_or_else(|_| Err("etcd did not answer the write in time".into()))
+    }
+
+    fn subscribe(&self) -> Option<mpsc::Receiver<()>> {
+        lock(&self.rx).take()
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    /// Replaces every key (after a range or from the cache) and reassembles.
+    fn replace(&self, keys: BTreeMap<String, Kv>, revision: i64) {
+        let mut state = lock(&self.state);
+        state.keys = keys;
+        state.revision = revision;
+        self.reassemble(&mut state);
+    }
+
+    /// Rebuilds the document from the keys; a valid one is written to the cache.
+    fn reassemble(&self, state: &mut State) {
+        let prefix = &self.settings.prefix;
+        let values: Values = state
+            .keys
+            .iter()
+            .map(|(k, kv)| (k.clone(), kv.value.clone()))
+            .collect();
+        let assembled = match layout::assemble(prefix, &self.bootstrap.text, &values) {
+            Ok(a) => a,
+            Err(errors) => {
+                state.current = Err(Errors(errors));
+                return;
+            }
+        };
+        let source = format!("etcd:{prefix}");
+        // Validate here, so errors name the key they are in rather than a line of the assembled text.
+        if let Err(errors) = strait_config::parse(&source, &assembled.text, Some(&self.base_dir)) {
+            let mapped = errors
+                .0
+                .into_iter()
+                .map(|d| assembled.map_diagnostic(d, prefix, &self.bootstrap_source))
+                .collect();
+            state.current = Err(Errors(mapped));
+            return;
+        }
+        state.current = Ok(Document {
+            source,
+            text: assembled.text,
+            base_dir: Some(self.base_dir.clone()),
+        });
+        let cache = Cache {
+            prefix: prefix.clone(),
+            revision: state.revision,
+            keys: values,
+        };
+        let path = self.cache.clone();
+        let cached = self.cached.clone();
+        // Off the watch task: the write syncs to disk.
+        self.runtime.spawn_blocking(move || {
+            let mut last = lock(&cached);
+            // Writes may run out of order; an older document never replaces a newer one.
+            if cache.revision >= *last {
+                write_cache(&path, &cache);
+                *last = cache.revision;
+            }
+        });
+    }
+
+    /// Applies one watch batch; returns whether anything changed.
+    fn apply(&self, events: &[etcd_client::Event]) -> bool {
+        let prefix = self.settings.prefix.as_bytes();
+        let mut state = lock(&self.state);
+        let mut changed = false;
+        for ev in events {
+            let Some(kv) = ev.kv() else { continue };
+            let Some(rel) = kv.key().strip_prefix(prefix) else {
+                continue;
+            };
+            let rel = String::from_utf8_lossy(rel).into_owned();
+            state.revision = state.revision.max(kv.mod_revision());
+            match ev.event_type() {
+                EventType::Put => {
+                    let value = String::from_utf8_lossy(kv.value()).into_owned();
+                    state.keys.insert(
+                        rel,
+                        Kv {
+                            value,
+                            mod_revision: kv.mod_revision(),
+                        },
+                    );
+                }
+                EventType::Delete => {
+                    state.keys.remove(&rel);
+                }
+            }
+            changed = true;
+        }
+        if changed {
+            self.reassemble(&mut state);
+        }
+        changed
+    }
+
+    fn notify(&self) {
+        // A full channel already means "reload pending": bursts coalesce.
+        let _ = self.changed.try_send(());
+    }
+
+    /// The background task: keep a client, range when needed, watch, resume after breaks.
+    async fn run(self: Arc<Self>, mut need_range: bool) {
+        let prefix = self.settings.prefix.clone();
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let existing = lock(&self.client).clone();
+            let mut c = match existing {
+                Some(c) => c,
+                None => match client(&self.settings).await {
+                    Ok(c) => {
+                        *lock(&self.client) = Some(c.clone());
+                        c
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "cannot connect to etcd");
+                        backoff = sleep_backoff(backoff).await;
+                        continue;
+                    }
+                },
+            };
+            if need_range {
+                match range(&c, &prefix).await {
+                    Ok((keys, revision)) => {
+                        tracing::info!(revision, "read the configuration from etcd");
+                        self.replace(keys, revision);
+                        self.notify();
+                        need_range = false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the configuration from etcd");
+                        backoff = sleep_backoff(backoff).await;
+                        continue;
+                    }
+                }
+            }
+            let from = lock(&self.state).revision + 1;
+            let opts = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(from)
+                .with_progress_notify();
+            let mut stream = match tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                c.watch(prefix.as_str(), Some(opts)),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot watch etcd");
+                    backoff = sleep_backoff(backoff).await;
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(retry_in = ?backoff, "etcd did not accept the watch in time");
+                    backoff = sleep_backoff(backoff).await;
+                    continue;
+                }
+            };
+            tracing::debug!(from, "watching etcd");
+            loop {
+                match stream.message().await {
+                    Ok(Some(resp)) => {
+                        backoff = BACKOFF_MIN;
+                        if resp.compact_revision() > 0 {
+                            tracing::warn!(
+                                compacted = resp.compact_revision(),
+                                "etcd compacted past the last revision seen; reading the prefix again"
+                            );
+                            need_range = true;
+                            break;
+                        }
+                        if resp.canceled() {
+                            tracing::warn!(
+                                reason = resp.cancel_reason(),
+                                "etcd canceled the watch; resuming"
+                            );
+                            break;
+                        }
+                        if self.apply(resp.events()) {
+                            self.notify();
+                        }
+                    }
+                    Ok(None) => {
+                        tracing::warn!("etcd closed the watch; resuming");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "etcd watch failed; resuming");
+                        break;
+                    }
+                }
+            }
+            backoff = sleep_backoff(backoff).await;
+        }
+    }
+
+    /// One transaction: the keys that differ from what was loaded, each compared with the
+    /// revision it had then.
+    async fn store(&self, desired: Values) -> Result<(), String> {
+        let prefix = &self.settings.prefix;
+        let (compares, ops, touched) = {
+            let state = lock(&self.state);
+            plan(prefix, &state.base, &desired)
+        };
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let Some(mut c) = lock(&self.client).clone() else {
+            return Err(
+                "etcd is unreachable (serving the cached configuration); try again when it answers"
+                    .into(),
+            );
+        };
+        let txn = Txn::new().when(compares).and_then(ops);
+        let resp = match tokio::time::timeout(REQUEST_TIMEOUT, c.txn(txn)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(format!("etcd write failed: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "etcd did not answer the write within {REQUEST_TIMEOUT:?}"
+                ))
+            }
+        };
+        if !resp.succeeded() {
+            return Err(format!(
+                "conflict: {} changed in etcd since this configuration was loaded; reload and apply the change again",
+                touched.join(", ")
+            ));
+        }
+        let revision = resp.header().map_or(0, |h| h.revision());
+        let mut state = lock(&self.state);
+        for rel in &touched {
+            match desired.get(rel) {
+                Some(value) => {
+                    let kv = Kv {
+                        value: value.clone(),
+                        mod_revision: revision,
+                    };
+                    state.base.insert(rel.clone(), kv.clone());
+                    // The watch will bring the same event; never let this step back over a newer one.
+                    if state
+                        .keys
+                        .get(rel)
+                        .is_none_or(|k| k.mod_revision < revision)
+                    {
+                        state.keys.insert(rel.clone(), kv);
+                    }
+                }
+                None => {
+                    state.base.remove(rel);
+                    if state
+                        .keys
+                        .get(rel)
+                        .is_some_and(|k| k.mod_revision < revision)
+                    {
+                        state.keys.remove(rel);
+                    }
+                }
+            }
+        }
+        self.reassemble(&mut state);
+        Ok(())
+    }
+}
+
+/// The compares and operations that turn `base` into `desired`, and the keys they touch.
+fn plan(
+    prefix: &str,
+    base: &BTreeMap<String, Kv>,
+    desired: &Values,
+) -> (Vec<Compare>, Vec<TxnOp>, Vec<String>) {
+    let mut compares = Vec::new();
+    let mut ops = Vec::new();
+    let mut touched = Vec::new();
+    for (rel, value) in desired {
+        let key = format!("{prefix}{rel}");
+        match base.get(rel) {
+            Some(old) if layout::same(rel, &old.value, value) => continue,
+            Some(old) => compares.push(Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                old.mod_revision,
+            )),
+            None => compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0)),
+        }
+        ops.push(TxnOp::put(key, value.clone(), None));
+        touched.push(rel.clone());
+    }
+    for (rel, old) in base {
+        if !desired.contains_key(rel) {
+            let key = format!("{prefix}{rel}");
+            compares.push(Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                old.mod_revision,
+            ));
+            ops.push(TxnOp::delete(key, None));
+            touched.push(rel.clone());
+        }
+    }
+    (compares, ops, touched)
+}
+
+async fn sleep_backoff(current: Duration) -> Duration {
+    tokio::time::sleep(current).await;
+    (current * 2).min(BACKOFF_MAX)
+}
+
+/// A client for `settings`: authentication, TLS, and keep-alives that notice a dead member.
+pub async fn client(settings: &EtcdSettings) -> Result<Client, String> {
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(settings.dial_timeout)
+        // HTTP/2 pings find a member that stopped answering without closing the connection.
+        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+        .with_keep_alive_while_idle(true)
+        // A member cut off from the cluster fails requests instead of serving stale reads and
+        // holding watches that never fire; the client then moves on to another member.
+        .with_require_leader(true);
+    if let Some(user) = &settings.username {
+        let password = match &settings.password {
+            Some(Password::Literal(p)) => p.clone(),
+            Some(Password::Env(var)) => std::env::var(var)
+                .map_err(|_| format!("config.username is set but the environment variable {var} (the etcd password) is not"))?,
+            None => String::new(),
+        };
+        opts = opts.with_user(user.clone(), password);
+    }
+    if let Some(tls) = &settings.tls {
+        let mut t = TlsOptions::new();
+        if let Some(ca) = &tls.ca {
+            let pem =
+                std::fs::read(ca).map_err(|e| format!("config.tls.ca {}: {e}", ca.display()))?;
+            t = t.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            let c = std::fs::read(cert)
+                .map_err(|e| format!("config.tls.cert {}: {e}", cert.display()))?;
+            let k =
+                std::fs::read(key).map_err(|e| format!("config.tls.key {}: {e}", key.display()))?;
+            t = t.identity(Identity::from_pem(c, k));
+        }
+        opts = opts.with_tls(t);
+    }
+    Client::connect(&settings.endpoints, Some(opts))
+        .await
+        .map_err(|e| format!("cannot connect to etcd: {e}"))
+}
+
+/// Every key under `prefix` (relative) and the revision they were read at.
+async fn range(client: &Client, prefix: &str) -> Result<(BTreeMap<String, Kv>, i64), String> {
+    let mut kv = client.kv_client();
+    let resp = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        kv.get(prefix, Some(GetOptions::new().with_prefix())),
+    )
+    .await
+    .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
+    .map_err(|e| e.to_string())?;
+    let revision = resp.header().map_or(0, |h| h.revision());
+    let mut keys = BTreeMap::new();
+    for item in resp.kvs() {
+        let Some(rel) = item.key().strip_prefix(prefix.as_bytes()) else {
+            continue;
+        };
+        keys.insert(
+            String::from_utf8_lossy(rel).into_owned(),
+            Kv {
+                value: String::from_utf8_lossy(item.value()).into_owned(),
+                mod_revision: item.mod_revision(),
+            },
+        );
+    }
+    Ok((keys, revision))
+}
+
+/// Reads the values under `prefix` (for `strait config pull`).
+pub async fn read(client: &Client, prefix: &str) -> Result<(Values, i64), String> {
+    let (keys, revision) = range(client, prefix).await?;
+    Ok((
+        keys.into_iter().map(|(k, kv)| (k, kv.value)).collect(),
+        revision,
+    ))
+}
+
+/// Writes `values` under `prefix` in one transaction (for `strait config push`); with
+/// `replace`, keys under the prefix that `values` lacks are deleted in the same transaction.
+/// Returns the revision written and the number of keys put and deleted.
+pub async fn push(
+    client: &Client,
+    prefix: &str,
+    values: &Values,
+    replace: bool,
+) -> Result<(i64, usize, usize), String> {
+    let (existing, _) = read(client, prefix).await?;
+    let mut ops: Vec<TxnOp> = values
+        .iter()
+        .filter(|(k, v)| existing.get(*k).is_none_or(|old| !layout::same(k, old, v)))
+        .map(|(k, v)| TxnOp::put(format!("{prefix}{k}"), v.clone(), None))
+        .collect();
+    let puts = ops.len();
+    let mut deletes = 0;
+    if replace {
+        for k in existing.keys().filter(|k| !values.contains_key(*k)) {
+            ops.push(TxnOp::delete(format!("{prefix}{k}"), None));
+            deletes += 1;
+        }
+    }
+    if ops.is_empty() {
+        return Ok((0, 0, 0));
+    }
+    let mut c = client.clone();
+    let resp = tokio::time::timeout(REQUEST_TIMEOUT, c.txn(Txn::new().and_then(ops)))
+        .await
+        .map_err(|_| format!("etcd did not answer within {REQUEST_TIMEOUT:?}"))?
+        .map_err(|e| format!("etcd write failed: {e}"))?;
+    Ok((resp.header().map_or(0, |h| h.revision()), puts, deletes))
+}
+
+fn read_cache(path: &Path, prefix: &str) -> Result<(BTreeMap<String, Kv>, i64), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cache: Cache =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if cache.prefix != prefix {
+        return Err(format!(
+            "{} holds prefix {}, not {prefix}",
+            path.display(),
+            cache.prefix
+        ));
+    }
+    let keys = cache
+        .keys
+        .into_iter()
+        .map(|(k, value)| {
+            (
+                k,
+                Kv {
+                    value,
+                    mod_revision: 0,
+                },
+            )
+        })
+        .collect();
+    Ok((keys, cache.revision))
+}
+
+fn write_cache(path: &Path, cache: &Cache) {
+    let result = (|| {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let bytes = serde_json::to_vec_pretty(cache).map_err(std::io::Error::other)?;
+        write_atomically(path, &bytes)
+    })();
+    if let Err(e) = result {
+        tracing::warn!(cache = %path.display(), error = %e, "cannot write the etcd configuration cache");
+    }
+}
+
+/// Locks `m`, recovering the data if a panicking thread poisoned it (the state stays usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
