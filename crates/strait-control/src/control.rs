@@ -13,12 +13,14 @@ use strait_proxy::{health::HealthCheckers, Shared};
 use crate::compile::compile;
 
 /// Where the configuration comes from.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Source {
     /// A file, reloaded on SIGHUP.
     File(PathBuf),
     /// The embedded default (nothing to reload).
     Embedded,
+    /// A provider (etcd); reloads read its current document.
+    Provider(Arc<dyn crate::Provider>),
 }
 
 /// The control plane of one process: owns live state and publishes snapshots into the shared data plane.
@@ -80,6 +82,18 @@ impl Control {
         let result = match &self.source {
             Source::File(path) => strait_config::load_file(path).and_then(|l| self.apply(l.config)),
             Source::Embedded => Ok(self.state.lock().expect("state lock").version),
+            Source::Provider(p) => p
+                .load()
+                .and_then(|d| strait_config::parse(&d.source, &d.text, d.base_dir.as_deref()))
+                .and_then(|l| {
+                    let state = self.state.lock().expect("state lock");
+                    // The provider's own writes and repeated notifications come back unchanged.
+                    if l.config == state.config {
+                        return Ok(state.version);
+                    }
+                    drop(state);
+                    self.apply(l.config)
+                }),
         };
         let label = if result.is_ok() { "success" } else { "error" };
         self.metrics

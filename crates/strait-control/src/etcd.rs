@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    TlsOptions, Txn, TxnOp, WatchOptions,
+    Certificate, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, TlsOptions,
+    Txn, TxnOp, WatchOptions,
 };
 use strait_config::provider::{Bootstrap, EtcdSettings, Password};
 use strait_config::Errors;
@@ -34,6 +34,9 @@ use tokio::sync::mpsc;
 
 use crate::provider::{write_atomically, Document, Provider};
 use layout::Values;
+
+/// The etcd client type (for `strait config push` and `pull`).
+pub use etcd_client::Client;
 
 /// How long one etcd request (range, transaction) may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

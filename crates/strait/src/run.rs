@@ -16,6 +16,15 @@ use crate::cli::{LogFormat, RunArgs};
 /// Runs the gateway until SIGTERM/SIGINT, then drains and exits 0.
 pub fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_format);
+    // === etcd provider (issue 4): a bootstrap file with `config: { provider: etcd }` ===
+    if let Some(path) = &args.config {
+        match crate::providers::bootstrap_of(path) {
+            Ok(Some(bootstrap)) => return run_etcd(path, bootstrap),
+            Ok(None) => {}
+            Err(code) => return code,
+        }
+    }
+    // === end etcd provider ===
     let (config, source) = match &args.config {
         Some(path) => match strait_config::load_file(path) {
             Ok(l) => {
@@ -58,11 +67,51 @@ pub fn run(args: RunArgs) -> ExitCode {
     rt.block_on(serve(config, source))
 }
 
+/// `strait run -c BOOTSTRAP` with `provider: etcd`: the configuration comes from etcd.
+/// `server.worker_threads` is not known before etcd answers, so the runtime uses one worker per core.
+fn run_etcd(path: &std::path::Path, bootstrap: strait_config::Bootstrap) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async {
+        let provider = match crate::providers::etcd_provider(path, bootstrap).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+        };
+        let loaded = provider
+            .load()
+            .and_then(|d| strait_config::parse(&d.source, &d.text, d.base_dir.as_deref()));
+        match loaded {
+            Ok(l) => serve(l.config, Source::Provider(provider)).await,
+            Err(errors) => {
+                for d in &errors.0 {
+                    eprintln!("{d}");
+                }
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
 async fn serve(config: Config, source: Source) -> ExitCode {
     let admin_addr = config.admin.listen;
     let watched = match &source {
         Source::File(p) => Some(p.clone()),
-        Source::Embedded => None,
+        Source::Embedded | Source::Provider(_) => None,
+    };
+    let provider_changes = match &source {
+        Source::Provider(p) => p.subscribe(),
+        _ => None,
     };
     let control = match Control::new(config, source) {
         Ok(c) => c,
@@ -141,7 +190,10 @@ async fn serve(config: Config, source: Source) -> ExitCode {
                 (None, tokio::sync::mpsc::channel(1).1)
             }
         },
-        None => (None, tokio::sync::mpsc::channel(1).1),
+        None => (
+            None,
+            provider_changes.unwrap_or_else(|| tokio::sync::mpsc::channel(1).1),
+        ),
     };
     loop {
         let reload = tokio::select! {
