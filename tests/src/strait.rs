@@ -109,25 +109,7 @@ impl Strait {
         let config = dir.path().join("strait.yaml");
         std::fs::write(&config, &text).expect("write config");
 
-        let bin = strait_bin();
-        let mut child = Command::new(&bin)
-            .arg("run")
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let stderr = child.stderr.take().expect("stderr piped");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (child, logs) = spawn(&config);
         let mut s = Strait {
             child: Some(child),
             dir,
@@ -138,6 +120,21 @@ impl Strait {
         s.admin = s.wait_for_admin(&text).await;
         s.wait_ready().await;
         s
+    }
+
+    /// Kills the process and starts it again on the same config file and directory (new
+    /// ports where the config says port 0); waits until it is ready.
+    pub async fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let (child, logs) = spawn(&self.config);
+        self.child = Some(child);
+        self.logs = logs;
+        let text = std::fs::read_to_string(&self.config).unwrap_or_default();
+        self.admin = self.wait_for_admin(&text).await;
+        self.wait_ready().await;
     }
 
     async fn wait_for_admin(&mut self, config: &str) -> SocketAddr {
@@ -303,6 +300,30 @@ impl Strait {
         assert_eq!(resp.status(), 200, "GET /metrics status");
         String::from_utf8(resp.into_body().to_vec()).expect("metrics are utf-8")
     }
+}
+
+/// Starts `strait run -c config`, collecting its stderr lines.
+fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let bin = strait_bin();
+    let mut child = Command::new(&bin)
+        .arg("run")
+        .arg("-c")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let stderr = child.stderr.take().expect("stderr piped");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, logs)
 }
 
 impl Drop for Strait {

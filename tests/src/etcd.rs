@@ -1,0 +1,249 @@
+//! A real etcd (Debian's `etcd-server`, /usr/bin/etcd): one member or a cluster on free
+//! loopback ports with temp data dirs, members stopped and restarted on the same ports and
+//! data, the leader found by asking each member, every process killed on drop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use etcd_client::Client;
+
+/// How long a member (or the whole cluster) may take to elect a leader and answer.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Member {
+    name: String,
+    client: SocketAddr,
+    peer: SocketAddr,
+    data: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running etcd cluster (possibly of one member).
+pub struct Etcd {
+    members: Vec<Member>,
+    cluster: String,
+    token: String,
+    // Kept for its Drop: removes data dirs and logs.
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// One member.
+    pub async fn single() -> Etcd {
+        Self::cluster(1).await
+    }
+
+    /// `n` members. Heartbeat and election timeouts are raised well above etcd's defaults
+    /// (100 ms / 1 s) so that a loaded two-core machine does not make members miss heartbeats
+    /// and hold elections the tests did not ask for.
+    pub async fn cluster(n: usize) -> Etcd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let members: Vec<Member> = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: SocketAddr::from(([127, 0, 0, 1], crate::free_port())),
+                peer: SocketAddr::from(([127, 0, 0, 1], crate::free_port())),
+                data: dir.path().join(format!("m{i}.etcd")),
+                log: dir.path().join(format!("m{i}.log")),
+                child: None,
+            })
+            .collect();
+        let cluster = members
+            .iter()
+            .map(|m| format!("{}=http://{}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!("strait-test-{}", members[0].client.port());
+        let mut etcd = Etcd {
+            members,
+            cluster,
+            token,
+            _dir: dir,
+        };
+        for i in 0..n {
+            etcd.start_member(i);
+        }
+        etcd.wait_healthy().await;
+        etcd
+    }
+
+    fn start_member(&mut self, i: usize) {
+        let bin = crate::tool("etcd", &["/usr/bin/etcd"]);
+        let m = &mut self.members[i];
+        assert!(m.child.is_none(), "member {} already running", m.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("open etcd log");
+        let client_url = format!("http://{}", m.client);
+        let peer_url = format!("http://{}", m.peer);
+        let child = Command::new(&bin)
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.data)
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &self.cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", &self.token])
+            .args(["--heartbeat-interval", "250", "--election-timeout", "2500"])
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        m.child = Some(child);
+    }
+
+    /// Client URLs of every member, for `config.endpoints`.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://{}", m.client))
+            .collect()
+    }
+
+    /// `[url, url, ...]` as YAML flow list.
+    pub fn endpoints_yaml(&self) -> String {
+        format!("[{}]", self.endpoints().join(", "))
+    }
+
+    /// A client over every member.
+    pub async fn client(&self) -> Client {
+        crate::within(
+            Duration::from_secs(5),
+            "etcd client",
+            Client::connect(self.endpoints(), None),
+        )
+        .await
+        .expect("connect to etcd")
+    }
+
+    /// Puts `key` = `value`, retrying (bounded) while the cluster has no leader; returns the revision.
+    pub async fn put(&self, client: &mut Client, key: &str, value: &str) -> i64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let attempt =
+                tokio::time::timeout(Duration::from_secs(3), client.put(key, value, None)).await;
+            match attempt {
+                Ok(Ok(r)) => return r.header().map_or(0, |h| h.revision()),
+                failure => {
+                    if tokio::time::Instant::now() >= deadline {
+                        panic!("put {key} failed for 20s: {failure:?}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// The index of the member that is leader now (asks each running member).
+    pub async fn leader(&self) -> usize {
+        crate::poll_until(Duration::from_secs(15), "an etcd leader", || async {
+            for (i, m) in self.members.iter().enumerate() {
+                if m.child.is_none() {
+                    continue;
+                }
+                let Ok(Ok(mut c)) = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    Client::connect([format!("http://{}", m.client)], None),
+                )
+                .await
+                else {
+                    continue;
+                };
+                if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(2), c.status()).await {
+                    let id = s.header().map_or(0, |h| h.member_id());
+                    if id != 0 && s.leader() == id {
+                        return Some(i);
+                    }
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    /// Kills member `i` (SIGKILL: a crash, no leadership hand-over).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills every member.
+    pub fn stop_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+
+    /// Restarts every stopped member on its ports and data, and waits until the cluster answers.
+    pub async fn start_all(&mut self) {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                self.start_member(i);
+            }
+        }
+        self.wait_healthy().await;
+    }
+
+    /// The members' logs (for failure messages).
+    pub fn logs(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| {
+                let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+                format!("--- {} ---\n{text}", m.name)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let mut ok = true;
+            for m in self.members.iter().filter(|m| m.child.is_some()) {
+                let up = async {
+                    let mut c = Client::connect([format!("http://{}", m.client)], None)
+                        .await
+                        .ok()?;
+                    let s = c.status().await.ok()?;
+                    (s.leader() != 0).then_some(())
+                };
+                if !matches!(
+                    tokio::time::timeout(Duration::from_secs(2), up).await,
+                    Ok(Some(()))
+                ) {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "etcd not healthy within {START_TIMEOUT:?}; logs:\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
