@@ -18,6 +18,9 @@ use crate::diag::{Diagnostic, Errors};
 use crate::raw::S;
 use crate::validate::{pos, Ctx};
 
+#[cfg(test)]
+mod tests;
+
 /// Where the configuration comes from (`config:`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProviderSettings {

@@ -102,7 +102,7 @@ impl Assembled {
                 return Origin::Key(s.key.clone(), (0, 0));
             }
             let rel = line - s.start + 1 - u64::from(s.name_line);
-            let col = if col > s.indent { col - s.indent } else { 0 };
+            let col = col.saturating_sub(s.indent);
             return Origin::Key(s.key.clone(), (rel, col));
         }
         Origin::Assembly
