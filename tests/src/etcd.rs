@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use etcd_client::Client;
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+
+use crate::certs::Ca;
 
 /// How long a member (or the whole cluster) may take to elect a leader and answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,11 +23,48 @@ struct Member {
     child: Option<Child>,
 }
 
+/// PEM files for an etcd that serves clients over TLS and requires client certificates.
+pub struct TlsFiles {
+    /// The CA that signed both the server's and the client's certificate.
+    pub ca: PathBuf,
+    /// etcd's server certificate (SAN 127.0.0.1) and key.
+    pub server: (PathBuf, PathBuf),
+    /// A client certificate and key, for Strait and the test's own client.
+    pub client: (PathBuf, PathBuf),
+}
+
+impl TlsFiles {
+    /// A fresh CA, server and client certificate, written into `dir`.
+    pub fn generate(dir: &std::path::Path) -> TlsFiles {
+        let ca = Ca::new("etcd");
+        TlsFiles {
+            ca: ca.write(dir, "etcd-ca.pem"),
+            server: ca.leaf(&["127.0.0.1"]).write(dir, "etcd-server"),
+            client: ca.leaf(&["strait-client"]).write(dir, "etcd-client"),
+        }
+    }
+
+    fn client_options(&self) -> ConnectOptions {
+        let read = |p: &PathBuf| std::fs::read(p).expect("read pem");
+        ConnectOptions::new().with_tls(
+            TlsOptions::new()
+                .ca_certificate(Certificate::from_pem(read(&self.ca)))
+                .identity(Identity::from_pem(
+                    read(&self.client.0),
+                    read(&self.client.1),
+                )),
+        )
+    }
+}
+
 /// A running etcd cluster (possibly of one member).
 pub struct Etcd {
     members: Vec<Member>,
     cluster: String,
     token: String,
+    tls: Option<TlsFiles>,
+    /// Authentication for the fixture's own clients once `enable_auth` ran.
+    user: Option<(String, String)>,
     // Kept for its Drop: removes data dirs and logs.
     _dir: tempfile::TempDir,
 }
@@ -40,6 +79,15 @@ impl Etcd {
     /// (100 ms / 1 s) so that a loaded two-core machine does not make members miss heartbeats
     /// and hold elections the tests did not ask for.
     pub async fn cluster(n: usize) -> Etcd {
+        Self::start(n, None).await
+    }
+
+    /// One member serving clients over TLS (https://) and requiring a client certificate.
+    pub async fn single_tls(tls: TlsFiles) -> Etcd {
+        Self::start(1, Some(tls)).await
+    }
+
+    async fn start(n: usize, tls: Option<TlsFiles>) -> Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -61,6 +109,8 @@ impl Etcd {
             members,
             cluster,
             token,
+            tls,
+            user: None,
             _dir: dir,
         };
         for i in 0..n {
@@ -79,9 +129,20 @@ impl Etcd {
             .append(true)
             .open(&m.log)
             .expect("open etcd log");
-        let client_url = format!("http://{}", m.client);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://{}", m.client);
         let peer_url = format!("http://{}", m.peer);
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.server.0)
+                .arg("--key-file")
+                .arg(&t.server.1)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&m.data)
@@ -104,10 +165,30 @@ impl Etcd {
 
     /// Client URLs of every member, for `config.endpoints`.
     pub fn endpoints(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .map(|m| format!("http://{}", m.client))
-            .collect()
+        (0..self.members.len()).map(|i| self.url(i)).collect()
+    }
+
+    fn url(&self, i: usize) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.members[i].client)
+    }
+
+    fn options(&self) -> Option<ConnectOptions> {
+        let mut o = self.tls.as_ref().map(TlsFiles::client_options);
+        if let Some((user, password)) = &self.user {
+            o = Some(o.unwrap_or_default().with_user(user, password));
+        }
+        o
+    }
+
+    /// Turns on etcd's user authentication with user `root` / `password`; later fixture
+    /// clients log in as root.
+    pub async fn enable_auth(&mut self, password: &str) {
+        let mut c = self.client().await;
+        c.user_add("root", password, None).await.expect("user add");
+        c.user_grant_role("root", "root").await.expect("grant root");
+        c.auth_enable().await.expect("auth enable");
+        self.user = Some(("root".into(), password.into()));
     }
 
     /// `[url, url, ...]` as YAML flow list.
@@ -120,7 +201,7 @@ impl Etcd {
         crate::within(
             Duration::from_secs(5),
             "etcd client",
-            Client::connect(self.endpoints(), None),
+            Client::connect(self.endpoints(), self.options()),
         )
         .await
         .expect("connect to etcd")
@@ -153,7 +234,7 @@ impl Etcd {
                 }
                 let Ok(Ok(mut c)) = tokio::time::timeout(
                     Duration::from_secs(2),
-                    Client::connect([format!("http://{}", m.client)], None),
+                    Client::connect([self.url(i)], self.options()),
                 )
                 .await
                 else {
@@ -212,11 +293,12 @@ impl Etcd {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
             let mut ok = true;
-            for m in self.members.iter().filter(|m| m.child.is_some()) {
+            for (i, m) in self.members.iter().enumerate() {
+                if m.child.is_none() {
+                    continue;
+                }
                 let up = async {
-                    let mut c = Client::connect([format!("http://{}", m.client)], None)
-                        .await
-                        .ok()?;
+                    let mut c = Client::connect([self.url(i)], self.options()).await.ok()?;
                     let s = c.status().await.ok()?;
                     (s.leader() != 0).then_some(())
                 };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::Client;
 use strait_e2e::client;
-use strait_e2e::etcd::Etcd;
+use strait_e2e::etcd::{Etcd, TlsFiles};
 use strait_e2e::strait::run_cli;
 use strait_e2e::{metrics, poll_until, Strait};
 
@@ -329,4 +329,48 @@ async fn a_stale_write_is_a_conflict_not_an_overwrite() {
     let got = c.get("/strait/routes/root", None).await.unwrap();
     let value = String::from_utf8_lossy(got.kvs()[0].value()).into_owned();
     assert!(value.contains("from-b"), "{value}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_with_a_client_certificate() {
+    let _serial = SERIAL.lock().await;
+    let certs = tempfile::tempdir().unwrap();
+    let tls = TlsFiles::generate(certs.path());
+    let files = format!(
+        "  tls: {{ ca: {}, cert: {}, key: {} }}\n",
+        tls.ca.display(),
+        tls.client.0.display(),
+        tls.client.1.display()
+    );
+    let etcd = Etcd::single_tls(tls).await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    assert!(etcd.endpoints()[0].starts_with("https://"));
+    let s = Strait::start(&format!("{}{files}", bootstrap(&etcd))).await;
+    assert!(served(&s, "/", "v0").await, "{}", s.logs_text());
+    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
+        .await;
+    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_with_user_authentication() {
+    let _serial = SERIAL.lock().await;
+    let mut etcd = Etcd::single().await;
+    etcd.enable_auth("s3cret-pw").await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    let boot = format!(
+        "{}  username: root\n  password: s3cret-pw\n",
+        bootstrap(&etcd)
+    );
+    let s = Strait::start(&boot).await;
+    assert!(served(&s, "/", "v0").await, "{}", s.logs_text());
+    assert!(
+        !s.logs_text().contains("s3cret-pw"),
+        "the password is never logged"
+    );
+    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
+        .await;
+    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
 }

@@ -535,7 +535,10 @@ pub async fn client(settings: &EtcdSettings) -> Result<Client, String> {
                 .map_err(|_| format!("config.username is set but the environment variable {var} (the etcd password) is not"))?,
             None => String::new(),
         };
-        opts = opts.with_user(user.clone(), password);
+        // etcd's tokens expire (5 minutes idle by default); a long-running watcher must renew them.
+        opts = opts
+            .with_user(user.clone(), password)
+            .with_auto_token_refresh(true);
     }
     if let Some(tls) = &settings.tls {
         let mut t = TlsOptions::new();
