@@ -225,6 +225,24 @@ impl Etcd {
         }
     }
 
+    /// Compacts the history up to `revision`, retrying (bounded) like [`Etcd::put`].
+    pub async fn compact(&self, client: &mut Client, revision: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let attempt =
+                tokio::time::timeout(Duration::from_secs(3), client.compact(revision, None)).await;
+            match attempt {
+                Ok(Ok(_)) => return,
+                failure => {
+                    if tokio::time::Instant::now() >= deadline {
+                        panic!("compact {revision} failed for 20s: {failure:?}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
     /// The index of the member that is leader now (asks each running member).
     pub async fn leader(&self) -> usize {
         crate::poll_until(Duration::from_secs(15), "an etcd leader", || async {

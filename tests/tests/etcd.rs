@@ -374,3 +374,41 @@ async fn etcd_with_user_authentication() {
         .await;
     wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_after_its_member_returns_and_rereads_after_compaction() {
+    let _serial = SERIAL.lock().await;
+    let mut etcd = Etcd::cluster(3).await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    // Strait knows one member only, a follower, so that member's absence cuts its watch
+    // while the cluster keeps taking writes.
+    let a = (etcd.leader().await + 1) % 3;
+    let boot = format!(
+        "config:\n  provider: etcd\n  endpoints: [{}]\n  dial_timeout: 1s\n",
+        etcd.endpoints()[a]
+    );
+    let s = Strait::start(&boot).await;
+
+    etcd.kill(a);
+    etcd.put(&mut c, "/strait/routes/x", &respond("/x", "x1"))
+        .await;
+    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
+        .await;
+    assert!(served(&s, "/", "v0").await, "still serving while cut off");
+    etcd.start_all().await;
+    wait_served(&s, "/x", "x1", Duration::from_secs(10)).await;
+    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
+
+    etcd.kill(a);
+    etcd.put(&mut c, "/strait/routes/y", &respond("/y", "y1"))
+        .await;
+    let rev = etcd
+        .put(&mut c, "/strait/routes/x", &respond("/x", "x2"))
+        .await;
+    etcd.compact(&mut c, rev).await;
+    etcd.start_all().await;
+    wait_served(&s, "/x", "x2", Duration::from_secs(10)).await;
+    wait_served(&s, "/y", "y1", Duration::from_secs(3)).await;
+    assert!(s.logs_text().contains("compacted"), "{}", s.logs_text());
+}
