@@ -44,6 +44,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// outage costs a request every few seconds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
+/// A watch that lived this long resets the backoff.
+const WATCH_HEALTHY: Duration = Duration::from_secs(5);
 
 /// A key's value and the revision it was last modified at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,10 +371,10 @@ impl Inner {
                 }
             };
             tracing::debug!(from, "watching etcd");
+            let watching = tokio::time::Instant::now();
             loop {
                 match stream.message().await {
                     Ok(Some(resp)) => {
-                        backoff = BACKOFF_MIN;
                         if resp.compact_revision() > 0 {
                             tracing::warn!(
                                 compacted = resp.compact_revision(),
@@ -401,6 +403,11 @@ impl Inner {
                         break;
                     }
                 }
+            }
+            // A watch that lasted was a success: retry quickly. One that keeps failing at once
+            // (no leader during an election) backs off instead of spinning.
+            if watching.elapsed() > WATCH_HEALTHY {
+                backoff = BACKOFF_MIN;
             }
             backoff = sleep_backoff(backoff).await;
         }

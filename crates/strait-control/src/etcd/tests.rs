@@ -1,6 +1,9 @@
 //! Unit tests of the etcd key layout: assembling keys into a document, mapping errors back to keys, splitting documents.
 
+use std::collections::BTreeMap;
+
 use super::layout::{assemble, classify, same, split, Key, Origin, Values};
+use super::{plan, Kv};
 
 const BOOT: &str = "admin:\n  listen: 127.0.0.1:0\nconfig:\n  provider: etcd\n";
 
@@ -157,4 +160,29 @@ fn values_compare_by_meaning_not_spelling() {
         "respond: { body: a }",
         "respond: { body: b }"
     ));
+}
+
+#[test]
+fn a_write_touches_only_keys_whose_meaning_changed() {
+    let kv = |value: &str, mod_revision| Kv {
+        value: value.into(),
+        mod_revision,
+    };
+    let base: BTreeMap<String, Kv> = [
+        ("listeners/web".to_string(), kv("listen: 127.0.0.1:0", 3)),
+        ("routes/a".to_string(), kv("respond: { body: a }", 4)),
+        ("routes/gone".to_string(), kv("respond: { body: g }", 5)),
+    ]
+    .into();
+    let desired = values(&[
+        (
+            "listeners/web",
+            "{\"listen\":\"127.0.0.1:0\",\"name\":\"web\"}",
+        ),
+        ("routes/a", "respond: { body: changed }"),
+        ("routes/new", "respond: { body: n }"),
+    ]);
+    let (compares, ops, touched) = plan("/strait/", &base, &desired);
+    assert_eq!(touched, ["routes/a", "routes/new", "routes/gone"]);
+    assert_eq!((compares.len(), ops.len()), (3, 3));
 }
