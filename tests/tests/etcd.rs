@@ -326,9 +326,35 @@ async fn a_stale_write_is_a_conflict_not_an_overwrite() {
         .await
         .unwrap()
         .expect("fresh write");
-    let got = c.get("/strait/routes/root", None).await.unwrap();
-    let value = String::from_utf8_lossy(got.kvs()[0].value()).into_owned();
-    assert!(value.contains("from-b"), "{value}");
+    assert!(value_of(&c, "/strait/routes/root")
+        .await
+        .unwrap()
+        .contains("from-b"));
+
+    // a, still on its older view, adds another route: it touches no key b changed, so it
+    // goes through, and b's change to `root` stays.
+    let mut with_other = doc("from-a");
+    with_other.push_str("  - name: other\n    match: { path: /other }\n    respond: { body: o }\n");
+    store(a.clone(), with_other)
+        .await
+        .unwrap()
+        .expect("a change to another key is no conflict");
+    assert!(
+        value_of(&c, "/strait/routes/root")
+            .await
+            .unwrap()
+            .contains("from-b"),
+        "b's change is not reverted"
+    );
+    assert!(value_of(&c, "/strait/routes/other").await.is_some());
+}
+
+/// The value of `key` in etcd, if it exists.
+async fn value_of(c: &Client, key: &str) -> Option<String> {
+    let got = c.clone().get(key, None).await.expect("etcd get");
+    got.kvs()
+        .first()
+        .map(|k| String::from_utf8_lossy(k.value()).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

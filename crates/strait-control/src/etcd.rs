@@ -66,8 +66,8 @@ struct State {
     revision: i64,
     /// The assembled document, or why it is invalid.
     current: Result<Document, Errors>,
-    /// The keys as of the document the control plane last loaded or stored: writes compare
-    /// against these, so a change made since by someone else is a conflict.
+    /// The keys as of the last valid document the control plane loaded, or of its last
+    /// write: writes compare against these, so a change made since by someone else is a conflict.
     base: BTreeMap<String, Kv>,
 }
 
@@ -177,7 +177,12 @@ impl Provider for EtcdProvider {
 
     fn load(&self) -> Result<Document, Errors> {
         let mut state = lock(&self.inner.state);
-        state.base = state.keys.clone();
+        // Writes compare against the document the control plane runs. An invalid one is
+        // not run, so it does not become the base: a write never silently reverts a change
+        // it was not built on.
+        if state.current.is_ok() {
+            state.base = state.keys.clone();
+        }
         state.current.clone()
     }
 
