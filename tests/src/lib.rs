@@ -2,12 +2,14 @@
 //!
 //! Every test drives the real `strait` binary (located by [`strait_bin`]) over
 //! loopback sockets. Upstreams are real servers: hyper servers started in this
-//! process ([`upstream`], [`grpc`], [`ws`]) and a real nginx ([`nginx`]).
+//! process ([`upstream`], [`grpc`], [`ws`]), a real nginx ([`nginx`]) and a real etcd
+//! ([`etcd`]).
 //! Clients are hyper/reqwest ([`client`]), raw TCP for malformed input, and
 //! external tools (curl, h2load) found by [`tool`]. All waits are bounded.
 
 pub mod certs;
 pub mod client;
+pub mod etcd;
 pub mod grpc;
 pub mod metrics;
 pub mod nginx;

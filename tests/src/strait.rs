@@ -137,27 +137,7 @@ impl Strait {
         env: &[(&str, &str)],
     ) -> Strait {
         let text = std::fs::read_to_string(&config).expect("read config");
-        let bin = strait_bin();
-        let mut child = Command::new(&bin)
-            .arg("run")
-            .arg("-c")
-            .arg(&config)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let stderr = child.stderr.take().expect("stderr piped");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (child, logs) = spawn(&config, args, env);
         let mut s = Strait {
             child: Some(child),
             _tmp: tmp,
@@ -169,6 +149,21 @@ impl Strait {
         s.admin = s.wait_for_admin(&text).await;
         s.wait_ready().await;
         s
+    }
+
+    /// Kills the process and starts it again on the same config file and directory (new
+    /// ports where the config says port 0); waits until it is ready.
+    pub async fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let (child, logs) = spawn(&self.config, &[], &[]);
+        self.child = Some(child);
+        self.logs = logs;
+        let text = std::fs::read_to_string(&self.config).unwrap_or_default();
+        self.admin = self.wait_for_admin(&text).await;
+        self.wait_ready().await;
     }
 
     async fn wait_for_admin(&mut self, config: &str) -> SocketAddr {
@@ -334,6 +329,32 @@ impl Strait {
         assert_eq!(resp.status(), 200, "GET /metrics status");
         String::from_utf8(resp.into_body().to_vec()).expect("metrics are utf-8")
     }
+}
+
+/// Starts `strait run -c config`, collecting its stderr lines.
+fn spawn(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let bin = strait_bin();
+    let mut child = Command::new(&bin)
+        .arg("run")
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let stderr = child.stderr.take().expect("stderr piped");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, logs)
 }
 
 impl Drop for Strait {

@@ -18,6 +18,7 @@ use std::path::Path;
 use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
 mod diag;
+pub mod provider;
 mod raw;
 mod types;
 mod units;
@@ -27,6 +28,7 @@ mod validate;
 mod tests;
 
 pub use diag::{Diagnostic, Errors, Locations, Pos};
+pub use provider::{Bootstrap, EtcdSettings, ProviderKind, ProviderSettings};
 pub use types::*;
 pub use units::{duration_to_string, parse_duration, parse_size};
 
@@ -50,6 +52,19 @@ pub struct Loaded {
 /// Relative file paths (TLS certificates, CAs) are resolved against `base_dir` and checked
 /// to exist; with `None` they are kept as written and not checked.
 pub fn parse(source: &str, text: &str, base_dir: Option<&Path>) -> Result<Loaded, Errors> {
+    let raw = read_raw(source, text)?;
+    match validate::validate(raw, source, base_dir) {
+        Ok((config, warnings)) => Ok(Loaded { config, warnings }),
+        Err(mut errors) => {
+            // Stable sort: errors at one node keep the order they were found in.
+            errors.sort_by_key(|d| (d.line, d.column));
+            Err(Errors(errors))
+        }
+    }
+}
+
+/// Reads `text` into the raw shape: size, emptiness, YAML syntax and unknown fields.
+pub(crate) fn read_raw(source: &str, text: &str) -> Result<raw::RawConfig, Errors> {
     let fail = |at, msg: String| Err(Errors(vec![Diagnostic::new(source, at, msg)]));
     if text.len() > MAX_CONFIG_BYTES {
         return fail(
@@ -63,19 +78,11 @@ pub fn parse(source: &str, text: &str, base_dir: Option<&Path>) -> Result<Loaded
             "config is empty: at least one listener is required".into(),
         );
     }
-    let raw = match serde_saphyr::from_str_with_options::<raw::RawConfig>(text, options()) {
-        Ok(raw) => raw,
+    match serde_saphyr::from_str_with_options::<raw::RawConfig>(text, yaml_options()) {
+        Ok(raw) => Ok(raw),
         Err(e) => {
             let at = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-            return fail(at, yaml_message(&e));
-        }
-    };
-    match validate::validate(raw, source, base_dir) {
-        Ok((config, warnings)) => Ok(Loaded { config, warnings }),
-        Err(mut errors) => {
-            // Stable sort: errors at one node keep the order they were found in.
-            errors.sort_by_key(|d| (d.line, d.column));
-            Err(Errors(errors))
+            fail(at, yaml_message(&e))
         }
     }
 }
@@ -119,7 +126,8 @@ pub fn read_file(path: &Path) -> Result<String, Errors> {
     })
 }
 
-fn options() -> serde_saphyr::Options {
+/// The YAML reading options every config document is read with (also for values stored in etcd).
+pub fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         // Configs are small; these bound hostile input (alias bombs, deep nesting).
         budget: serde_saphyr::budget! {
@@ -139,7 +147,7 @@ fn options() -> serde_saphyr::Options {
 }
 
 /// The YAML error's reason without the location suffix (the diagnostic carries it).
-fn yaml_message(e: &serde_saphyr::Error) -> String {
+pub fn yaml_message(e: &serde_saphyr::Error) -> String {
     let msg = DefaultMessageFormatter.format_message(e.without_snippet());
     // Drop advice addressed to the programmer rather than the config's author.
     let msg = msg
@@ -162,7 +170,7 @@ fn is_blank(text: &str) -> bool {
 /// The document as a generic tree (for the admin API's per-resource edits), read with the
 /// same YAML rules as [`parse`] so values keep their meaning (`010` stays a string).
 pub fn to_value(source: &str, text: &str) -> Result<serde_json::Value, Errors> {
-    serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
+    serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| {
         let at = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         Errors(vec![Diagnostic::new(source, at, yaml_message(&e))])
     })

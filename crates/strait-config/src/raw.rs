@@ -23,6 +23,7 @@ pub(crate) struct RawConfig {
     pub listeners: Option<Spanned<Vec<Spanned<RawListener>>>>,
     pub routes: Option<Vec<Spanned<RawRoute>>>,
     pub upstreams: Option<Vec<Spanned<RawUpstream>>>,
+    pub config: Option<Spanned<crate::provider::RawProvider>>,
 }
 
 #[derive(Deserialize)]

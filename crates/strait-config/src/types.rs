@@ -25,6 +25,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Upstreams in written order.
     pub upstreams: Vec<Upstream>,
+    /// Where the configuration comes from (`config:`).
+    pub provider: crate::provider::ProviderSettings,
     /// Source positions of the items above, for errors found after parsing.
     pub locations: Locations,
 }

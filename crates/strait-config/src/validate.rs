@@ -66,6 +66,7 @@ pub(crate) fn validate(
     };
 
     let server = server(&mut cx, raw.server.as_ref());
+    let provider = crate::provider::validate(&mut cx, raw.config.as_ref());
     let admin = admin(&mut cx, raw.admin.as_ref(), &mut locations);
     let listeners = listeners(&mut cx, raw.listeners.as_ref(), &admin, &mut locations);
 
@@ -107,6 +108,7 @@ pub(crate) fn validate(
         listeners,
         routes,
         upstreams,
+        provider,
         locations,
     };
     if !cx.errors.is_empty() {
@@ -115,6 +117,26 @@ pub(crate) fn validate(
     warn_unused_upstreams(&mut cx, &config);
     cx.warnings.sort_by_key(|d| (d.line, d.column));
     Ok((config, cx.warnings))
+}
+
+/// Validates only the `config:` section of `raw` (reading a bootstrap file).
+pub(crate) fn provider_section(
+    raw: &RawConfig,
+    source: &str,
+    base_dir: Option<&Path>,
+) -> Result<crate::provider::ProviderSettings, Vec<Diagnostic>> {
+    let mut cx = Ctx {
+        source,
+        base_dir,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let settings = crate::provider::validate(&mut cx, raw.config.as_ref());
+    if cx.errors.is_empty() {
+        Ok(settings)
+    } else {
+        Err(cx.errors)
+    }
 }
 
 /// Names routes may refer to.
@@ -372,6 +394,11 @@ fn warn_unused_upstreams(cx: &mut Ctx, config: &Config) {
 impl Ctx<'_> {
     pub(crate) fn err(&mut self, at: Pos, message: impl Into<String>) {
         self.errors.push(Diagnostic::new(self.source, at, message));
+    }
+
+    /// The directory relative paths resolve against, when known.
+    pub(crate) fn base_dir(&self) -> Option<&Path> {
+        self.base_dir
     }
 
     pub(crate) fn warn(&mut self, at: Pos, message: impl Into<String>) {

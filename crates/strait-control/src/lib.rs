@@ -1,8 +1,9 @@
-//! Control plane: compile configuration into snapshots, publish them, and reload from the file provider.
+//! Control plane: compile configuration into snapshots, publish them, and reload from a provider (file or etcd).
 #![forbid(unsafe_code)]
 
 pub mod compile;
 pub mod control;
+pub mod etcd;
 pub mod listeners;
 pub mod provider;
 pub mod shadow;
@@ -10,4 +11,5 @@ pub mod watch;
 
 pub use compile::compile;
 pub use control::Control;
+pub use etcd::EtcdProvider;
 pub use provider::{Document, Embedded, FileProvider, Provider};

@@ -137,3 +137,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+/// A diagnostic-carrying error for a document that cannot be read at all.
+pub(crate) fn doc_error(source: &str, msg: impl Into<String>) -> Errors {
+    Errors(vec![strait_config::Diagnostic::new(source, (0, 0), msg)])
+}

@@ -23,8 +23,57 @@ pub enum Command {
     Validate(FileArgs),
     /// Print the compiled route table in match order.
     Routes(FileArgs),
+    /// Work with a configuration stored in etcd (`config push`, `config pull`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print the version.
     Version,
+}
+
+/// `strait config ...`: move a configuration between a file and etcd.
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Validate FILE (as `strait validate` does) and write its resources to etcd, one key each.
+    Push(PushArgs),
+    /// Print the configuration stored in etcd as one YAML document.
+    Pull(EtcdArgs),
+}
+
+/// Arguments of `config push`.
+#[derive(clap::Args)]
+pub struct PushArgs {
+    /// Configuration file to push (its `admin:` and `config:` sections stay local and are not pushed).
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// Also delete keys under the prefix that FILE does not have (in the same transaction).
+    #[arg(long)]
+    pub replace: bool,
+    /// Where etcd is.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+/// How to reach etcd from the command line.
+#[derive(clap::Args)]
+pub struct EtcdArgs {
+    /// etcd client URL; repeat for several members.
+    #[arg(long = "etcd", required = true, value_name = "URL")]
+    pub endpoints: Vec<String>,
+    /// Key prefix the configuration lives under.
+    #[arg(long, default_value = "/strait/")]
+    pub prefix: String,
+    /// etcd user; the password is read from $STRAIT_ETCD_PASSWORD.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// CA bundle (PEM) for https:// endpoints.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), with --key.
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client certificate's private key (PEM), with --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 /// Arguments of `run`.
@@ -93,6 +142,20 @@ pub fn load_checked(path: &std::path::Path) -> Option<Config> {
 
 /// `strait validate`.
 pub fn validate(path: &std::path::Path) -> ExitCode {
+    // An etcd bootstrap holds no listeners or routes; those are checked when they are pushed.
+    match crate::providers::bootstrap_of(path) {
+        Ok(Some(b)) => {
+            println!(
+                "{}: ok (etcd bootstrap: the configuration is read from {} under {})",
+                path.display(),
+                b.etcd.endpoints.join(","),
+                b.etcd.prefix
+            );
+            return ExitCode::SUCCESS;
+        }
+        Ok(None) => {}
+        Err(code) => return code,
+    }
     match load_checked(path) {
         Some(_) => {
             println!("{}: ok", path.display());

@@ -1,7 +1,9 @@
-//! The strait binary: CLI (run, validate, routes, version), process wiring and signals.
+//! The strait binary: CLI (run, validate, routes, config push/pull, version), process wiring and signals.
 #![forbid(unsafe_code)]
 
 mod cli;
+mod providers;
+mod push;
 mod run;
 mod upgrade;
 
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         cli::Command::Run(a) => run::run(a),
         cli::Command::Validate(a) => cli::validate(&a.config),
         cli::Command::Routes(a) => cli::routes(&a.config),
+        cli::Command::Config(c) => push::config(c),
         cli::Command::Version => {
             println!("strait {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

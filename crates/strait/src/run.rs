@@ -18,6 +18,14 @@ use crate::{
 /// Runs the gateway until SIGTERM/SIGINT (or an upgrade hand-off), then drains and exits 0.
 pub fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_format);
+    // A bootstrap file with `config: { provider: etcd }`: the configuration comes from etcd.
+    if let Some(path) = &args.config {
+        match crate::providers::bootstrap_of(path) {
+            Ok(Some(bootstrap)) => return run_etcd(path, bootstrap, args.upgrade_socket),
+            Ok(None) => {}
+            Err(code) => return code,
+        }
+    }
     // Read the configuration once before the runtime exists: its errors end the process with
     // diagnostics, and it says how many worker threads to start.
     let provider: Arc<dyn Provider> = match &args.config {
@@ -50,6 +58,35 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     rt.block_on(serve(provider, args.upgrade_socket))
+}
+
+/// `strait run -c BOOTSTRAP` with `provider: etcd`. `server.worker_threads` is not known before
+/// etcd answers, so the runtime uses one worker per core.
+fn run_etcd(
+    path: &std::path::Path,
+    bootstrap: strait_config::Bootstrap,
+    upgrade_socket: Option<PathBuf>,
+) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async {
+        // The client lives on this runtime: its watch task keeps the provider current.
+        match crate::providers::etcd_provider(path, bootstrap).await {
+            Ok(provider) => serve(provider, upgrade_socket).await,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                ExitCode::from(1)
+            }
+        }
+    })
 }
 
 async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> ExitCode {
@@ -168,15 +205,19 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
         .provider()
         .subscribe()
         .unwrap_or_else(|| mpsc::channel(1).1);
+    let settle = control.provider().kind() == "file";
     let mut certs = CertWatch::new(&control);
     loop {
         let force = tokio::select! {
             _ = hup.recv() => true,
             Some(()) = changed.recv() => {
-                // Let a burst of writes settle briefly, then reload once; a SIGHUP cuts the wait.
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-                    _ = hup.recv() => {}
+                // Let a burst of file writes settle briefly, then reload once; a SIGHUP cuts the
+                // wait. Other providers notify once per complete change (an etcd watch batch).
+                if settle {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                        _ = hup.recv() => {}
+                    }
                 }
                 while changed.try_recv().is_ok() {}
                 false

@@ -1,0 +1,522 @@
+//! The etcd provider: the configuration of a fleet as keys under a prefix, watched, cached on disk, written with optimistic concurrency.
+//!
+//! One task on the Tokio runtime owns the etcd client. It reads every key under the prefix
+//! (a range), then watches the prefix from the revision after the one it read. Each batch of
+//! events updates the in-memory [`State`], reassembles the document (see [`layout`]) and
+//! notifies the control plane, which calls [`Provider::load`]: that only reads the state, so
+//! it is cheap and works while etcd is unreachable (the last document stays). When the watch
+//! breaks, the task reconnects with backoff and resumes from the last revision it applied
+//! plus one, so no event is missed or applied twice; if that revision was compacted away, it
+//! reads the whole prefix again. Every valid document is also written to a cache file, from
+//! which an instance starts when etcd cannot be reached at start.
+//!
+//! Writes ([`Provider::store`]) go out as one etcd transaction that compares every touched
+//! key's `mod_revision` with the one in the document the control plane last loaded, so a
+//! concurrent change by another instance fails the write (`conflict: ...`) instead of being
+//! overwritten.
+
+mod cache;
+pub mod layout;
+mod remote;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, EventType, Txn, TxnOp, WatchOptions};
+use strait_config::provider::{Bootstrap, EtcdSettings};
+use strait_config::Errors;
+use tokio::sync::mpsc;
+
+use crate::provider::{Document, Provider};
+use layout::Values;
+
+pub use cache::default_cache_path;
+/// The etcd client type (for `strait config push` and `pull`).
+pub use etcd_client::Client;
+pub use remote::{client, push, read};
+
+use cache::{read_cache, write_cache, Cache};
+use remote::range;
+
+/// How long one etcd request (range, transaction) may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnection backoff: starts small so a leader change costs little, capped so a long
+/// outage costs a request every few seconds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
+/// A watch that lived this long resets the backoff.
+const WATCH_HEALTHY: Duration = Duration::from_secs(5);
+
+/// A key's value and the revision it was last modified at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Kv {
+    value: String,
+    mod_revision: i64,
+}
+
+/// The configuration under the prefix as this instance last saw it.
+struct State {
+    /// Keys relative to the prefix.
+    keys: BTreeMap<String, Kv>,
+    /// The etcd revision the keys reflect; the watch resumes after it.
+    revision: i64,
+    /// The assembled document, or why it is invalid.
+    current: Result<Document, Errors>,
+    /// The keys as of the last valid document the control plane loaded, or of its last
+    /// write: writes compare against these, so a change made since by someone else is a conflict.
+    base: BTreeMap<String, Kv>,
+}
+
+/// Configuration from etcd (see the module docs).
+pub struct EtcdProvider {
+    inner: Arc<Inner>,
+    rx: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+struct Inner {
+    settings: EtcdSettings,
+    bootstrap: Bootstrap,
+    bootstrap_source: String,
+    base_dir: PathBuf,
+    cache: PathBuf,
+    state: Mutex<State>,
+    client: Mutex<Option<Client>>,
+    changed: mpsc::Sender<()>,
+    runtime: tokio::runtime::Handle,
+    /// The revision last written to the cache; also serializes cache writes.
+    cached: Arc<Mutex<i64>>,
+}
+// === impl EtcdProvider ===
+
+impl EtcdProvider {
+    /// Connects to etcd and reads the prefix; when etcd does not answer within
+    /// `dial_timeout`, starts from the cache file (and keeps connecting in the background).
+    /// Must be called on the Tokio runtime that will run the watch.
+    pub async fn connect(bootstrap: Bootstrap, bootstrap_path: &Path) -> Result<Arc<Self>, String> {
+        let settings = bootstrap.etcd.clone();
+        let cache = settings
+            .cache
+            .clone()
+            .unwrap_or_else(|| default_cache_path(bootstrap_path));
+        let base_dir = bootstrap_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let (tx, rx) = mpsc::channel(1);
+        let inner = Arc::new(Inner {
+            settings,
+            bootstrap,
+            bootstrap_source: bootstrap_path.display().to_string(),
+            base_dir,
+            cache,
+            state: Mutex::new(State {
+                keys: BTreeMap::new(),
+                revision: 0,
+                current: Err(crate::provider::doc_error(
+                    "etcd",
+                    "the configuration has not been read from etcd yet",
+                )),
+                base: BTreeMap::new(),
+            }),
+            client: Mutex::new(None),
+            changed: tx,
+            runtime: tokio::runtime::Handle::current(),
+            cached: Arc::new(Mutex::new(-1)),
+        });
+
+        let dial = inner.settings.dial_timeout;
+        let first = tokio::time::timeout(dial, async {
+            let client = client(&inner.settings).await?;
+            let (keys, revision) = range(&client, &inner.settings.prefix).await?;
+            Ok::<_, String>((client, keys, revision))
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {dial:?}")));
+        let need_range = match first {
+            Ok((client, keys, revision)) => {
+                *lock(&inner.client) = Some(client);
+                inner.replace(keys, revision);
+                false
+            }
+            Err(e) => {
+                let endpoints = inner.settings.endpoints.join(",");
+                let cached = read_cache(&inner.cache, &inner.settings.prefix).map_err(|c| {
+                    format!("etcd at {endpoints} is unreachable ({e}) and there is no usable cache: {c}")
+                })?;
+                tracing::warn!(
+                    endpoints = %endpoints, error = %e, cache = %inner.cache.display(),
+                    "etcd is unreachable; serving the cached configuration until it answers"
+                );
+                inner.replace(cached.0, cached.1);
+                true
+            }
+        };
+        let task = inner.clone();
+        tokio::spawn(async move { task.run(need_range).await });
+        Ok(Arc::new(EtcdProvider {
+            inner,
+            rx: Mutex::new(Some(rx)),
+        }))
+    }
+
+    /// The etcd revision the current document reflects.
+    pub fn revision(&self) -> i64 {
+        lock(&self.inner.state).revision
+    }
+}
+
+impl Provider for EtcdProvider {
+    fn kind(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn load(&self) -> Result<Document, Errors> {
+        let mut state = lock(&self.inner.state);
+        // Writes compare against the document the control plane runs. An invalid one is
+        // not run, so it does not become the base: a write never silently reverts a change
+        // it was not built on.
+        if state.current.is_ok() {
+            state.base = state.keys.clone();
+        }
+        state.current.clone()
+    }
+
+    fn store(&self, text: &str) -> Result<(), String> {
+        let desired = layout::split(text)?;
+        let inner = self.inner.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The client is async; run the transaction on the runtime and wait for it here
+        // (callers run `store` off the runtime's worker threads).
+        self.inner.runtime.spawn(async move {
+            let _ = tx.send(inner.store(desired).await);
+        });
+        rx.recv_timeout(REQUEST_TIMEOUT + Duration::from_secs(1))
+            .unwrap_or_else(|_| Err("etcd did not answer the write in time".into()))
+    }
+
+    fn subscribe(&self) -> Option<mpsc::Receiver<()>> {
+        lock(&self.rx).take()
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    /// Replaces every key (after a range or from the cache) and reassembles.
+    fn replace(&self, keys: BTreeMap<String, Kv>, revision: i64) {
+        let mut state = lock(&self.state);
+        state.keys = keys;
+        state.revision = revision;
+        self.reassemble(&mut state);
+    }
+
+    /// Rebuilds the document from the keys; a valid one is written to the cache.
+    fn reassemble(&self, state: &mut State) {
+        let prefix = &self.settings.prefix;
+        let values: Values = state
+            .keys
+            .iter()
+            .map(|(k, kv)| (k.clone(), kv.value.clone()))
+            .collect();
+        let assembled = match layout::assemble(prefix, &self.bootstrap.text, &values) {
+            Ok(a) => a,
+            Err(errors) => {
+                state.current = Err(Errors(errors));
+                return;
+            }
+        };
+        let source = format!("etcd:{prefix}");
+        // Validate here, so errors name the key they are in rather than a line of the assembled text.
+        if let Err(errors) = strait_config::parse(&source, &assembled.text, Some(&self.base_dir)) {
+            let mapped = errors
+                .0
+                .into_iter()
+                .map(|d| assembled.map_diagnostic(d, prefix, &self.bootstrap_source))
+                .collect();
+            state.current = Err(Errors(mapped));
+            return;
+        }
+        state.current = Ok(Document {
+            source,
+            text: assembled.text,
+            base_dir: Some(self.base_dir.clone()),
+        });
+        let cache = Cache {
+            prefix: prefix.clone(),
+            revision: state.revision,
+            keys: values,
+        };
+        let path = self.cache.clone();
+        let cached = self.cached.clone();
+        // Off the watch task: the write syncs to disk.
+        self.runtime.spawn_blocking(move || {
+            let mut last = lock(&cached);
+            // Writes may run out of order; an older document never replaces a newer one.
+            if cache.revision >= *last {
+                write_cache(&path, &cache);
+                *last = cache.revision;
+            }
+        });
+    }
+
+    /// Applies one watch batch; returns whether anything changed.
+    fn apply(&self, events: &[etcd_client::Event]) -> bool {
+        let prefix = self.settings.prefix.as_bytes();
+        let mut state = lock(&self.state);
+        let mut changed = false;
+        for ev in events {
+            let Some(kv) = ev.kv() else { continue };
+            let Some(rel) = kv.key().strip_prefix(prefix) else {
+                continue;
+            };
+            let rel = String::from_utf8_lossy(rel).into_owned();
+            state.revision = state.revision.max(kv.mod_revision());
+            match ev.event_type() {
+                EventType::Put => {
+                    let value = String::from_utf8_lossy(kv.value()).into_owned();
+                    state.keys.insert(
+                        rel,
+                        Kv {
+                            value,
+                            mod_revision: kv.mod_revision(),
+                        },
+                    );
+                }
+                EventType::Delete => {
+                    state.keys.remove(&rel);
+                }
+            }
+            changed = true;
+        }
+        if changed {
+            self.reassemble(&mut state);
+        }
+        changed
+    }
+
+    fn notify(&self) {
+        // A full channel already means "reload pending": bursts coalesce.
+        let _ = self.changed.try_send(());
+    }
+
+    /// The background task: keep a client, range when needed, watch, resume after breaks.
+    async fn run(self: Arc<Self>, mut need_range: bool) {
+        let prefix = self.settings.prefix.clone();
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let existing = lock(&self.client).clone();
+            let mut c = match existing {
+                Some(c) => c,
+                None => match client(&self.settings).await {
+                    Ok(c) => {
+                        *lock(&self.client) = Some(c.clone());
+                        c
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "cannot connect to etcd");
+                        backoff = sleep_backoff(backoff).await;
+                        continue;
+                    }
+                },
+            };
+            if need_range {
+                match range(&c, &prefix).await {
+                    Ok((keys, revision)) => {
+                        tracing::info!(revision, "read the configuration from etcd");
+                        self.replace(keys, revision);
+                        self.notify();
+                        need_range = false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the configuration from etcd");
+                        backoff = sleep_backoff(backoff).await;
+                        continue;
+                    }
+                }
+            }
+            let from = lock(&self.state).revision + 1;
+            let opts = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(from)
+                .with_progress_notify();
+            let mut stream = match tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                c.watch(prefix.as_str(), Some(opts)),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot watch etcd");
+                    backoff = sleep_backoff(backoff).await;
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(retry_in = ?backoff, "etcd did not accept the watch in time");
+                    backoff = sleep_backoff(backoff).await;
+                    continue;
+                }
+            };
+            tracing::debug!(from, "watching etcd");
+            let watching = tokio::time::Instant::now();
+            loop {
+                match stream.message().await {
+                    Ok(Some(resp)) => {
+                        if resp.compact_revision() > 0 {
+                            tracing::warn!(
+                                compacted = resp.compact_revision(),
+                                "etcd compacted past the last revision seen; reading the prefix again"
+                            );
+                            need_range = true;
+                            break;
+                        }
+                        if resp.canceled() {
+                            tracing::warn!(
+                                reason = resp.cancel_reason(),
+                                "etcd canceled the watch; resuming"
+                            );
+                            break;
+                        }
+                        if self.apply(resp.events()) {
+                            self.notify();
+                        }
+                    }
+                    Ok(None) => {
+                        tracing::warn!("etcd closed the watch; resuming");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "etcd watch failed; resuming");
+                        break;
+                    }
+                }
+            }
+            // A watch that lasted was a success: retry quickly. One that keeps failing at once
+            // (no leader during an election) backs off instead of spinning.
+            if watching.elapsed() > WATCH_HEALTHY {
+                backoff = BACKOFF_MIN;
+            }
+            backoff = sleep_backoff(backoff).await;
+        }
+    }
+
+    /// One transaction: the keys that differ from what was loaded, each compared with the
+    /// revision it had then.
+    async fn store(&self, desired: Values) -> Result<(), String> {
+        let prefix = &self.settings.prefix;
+        let (compares, ops, touched) = {
+            let state = lock(&self.state);
+            plan(prefix, &state.base, &desired)
+        };
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let Some(mut c) = lock(&self.client).clone() else {
+            return Err(
+                "etcd is unreachable (serving the cached configuration); try again when it answers"
+                    .into(),
+            );
+        };
+        let txn = Txn::new().when(compares).and_then(ops);
+        let resp = match tokio::time::timeout(REQUEST_TIMEOUT, c.txn(txn)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(format!("etcd write failed: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "etcd did not answer the write within {REQUEST_TIMEOUT:?}"
+                ))
+            }
+        };
+        if !resp.succeeded() {
+            return Err(format!(
+                "conflict: {} changed in etcd since this configuration was loaded; reload and apply the change again",
+                touched.join(", ")
+            ));
+        }
+        let revision = resp.header().map_or(0, |h| h.revision());
+        let mut state = lock(&self.state);
+        for rel in &touched {
+            match desired.get(rel) {
+                Some(value) => {
+                    let kv = Kv {
+                        value: value.clone(),
+                        mod_revision: revision,
+                    };
+                    state.base.insert(rel.clone(), kv.clone());
+                    // The watch will bring the same event; never let this step back over a newer one.
+                    if state
+                        .keys
+                        .get(rel)
+                        .is_none_or(|k| k.mod_revision < revision)
+                    {
+                        state.keys.insert(rel.clone(), kv);
+                    }
+                }
+                None => {
+                    state.base.remove(rel);
+                    if state
+                        .keys
+                        .get(rel)
+                        .is_some_and(|k| k.mod_revision < revision)
+                    {
+                        state.keys.remove(rel);
+                    }
+                }
+            }
+        }
+        self.reassemble(&mut state);
+        Ok(())
+    }
+}
+
+/// The compares and operations that turn `base` into `desired`, and the keys they touch.
+fn plan(
+    prefix: &str,
+    base: &BTreeMap<String, Kv>,
+    desired: &Values,
+) -> (Vec<Compare>, Vec<TxnOp>, Vec<String>) {
+    let mut compares = Vec::new();
+    let mut ops = Vec::new();
+    let mut touched = Vec::new();
+    for (rel, value) in desired {
+        let key = format!("{prefix}{rel}");
+        match base.get(rel) {
+            Some(old) if layout::same(rel, &old.value, value) => continue,
+            Some(old) => compares.push(Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                old.mod_revision,
+            )),
+            None => compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0)),
+        }
+        ops.push(TxnOp::put(key, value.clone(), None));
+        touched.push(rel.clone());
+    }
+    for (rel, old) in base {
+        if !desired.contains_key(rel) {
+            let key = format!("{prefix}{rel}");
+            compares.push(Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                old.mod_revision,
+            ));
+            ops.push(TxnOp::delete(key, None));
+            touched.push(rel.clone());
+        }
+    }
+    (compares, ops, touched)
+}
+
+async fn sleep_backoff(current: Duration) -> Duration {
+    tokio::time::sleep(current).await;
+    (current * 2).min(BACKOFF_MAX)
+}
+/// Locks `m`, recovering the data if a panicking thread poisoned it (the state stays usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,188 @@
+//! Unit tests of the etcd key layout: assembling keys into a document, mapping errors back to keys, splitting documents.
+
+use std::collections::BTreeMap;
+
+use super::layout::{assemble, classify, same, split, Key, Origin, Values};
+use super::{plan, Kv};
+
+const BOOT: &str = "admin:\n  listen: 127.0.0.1:0\nconfig:\n  provider: etcd\n";
+
+fn values(pairs: &[(&str, &str)]) -> Values {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn base() -> Values {
+    values(&[
+        ("listeners/web", "listen: 127.0.0.1:0"),
+        (
+            "routes/b",
+            "match: { path_prefix: /b }\nrespond: { body: b }",
+        ),
+        ("routes/a", "{\"respond\": {\"body\": \"a\"}}"),
+    ])
+}
+
+#[test]
+fn keys_are_classified_by_layout() {
+    assert_eq!(classify("server"), Some(Key::Server));
+    assert_eq!(classify("route_order"), Some(Key::RouteOrder));
+    assert_eq!(classify("routes/api"), Some(Key::Item("routes", "api")));
+    assert_eq!(classify("routes/"), None);
+    assert_eq!(classify("routes/a/b"), None);
+    assert_eq!(classify("filters/x"), None);
+}
+
+#[test]
+fn assembled_document_is_a_valid_config_with_names_from_keys() {
+    let a = assemble("/strait/", BOOT, &base()).expect("assembles");
+    let loaded =
+        strait_config::parse("etcd", &a.text, None).unwrap_or_else(|e| panic!("{e}\n{}", a.text));
+    let names: Vec<&str> = loaded
+        .config
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    // No route_order key: name order.
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(loaded.config.listeners[0].name, "web");
+    assert_eq!(
+        loaded.config.provider.kind,
+        strait_config::ProviderKind::Etcd
+    );
+}
+
+#[test]
+fn route_order_key_decides_written_order_and_unlisted_routes_follow() {
+    let mut v = base();
+    v.insert("routes/c".into(), "respond: { body: c }".into());
+    v.insert("route_order".into(), "[b, ghost, a]".into());
+    let a = assemble("/strait/", BOOT, &v).expect("assembles");
+    let loaded = strait_config::parse("etcd", &a.text, None).expect("valid");
+    let names: Vec<&str> = loaded
+        .config
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["b", "a", "c"]);
+}
+
+#[test]
+fn errors_name_the_key_and_the_position_inside_its_value() {
+    let mut v = base();
+    v.insert(
+        "routes/bad".into(),
+        "match: { path_prefix: /x }\nupstream: nowhere".into(),
+    );
+    let a = assemble("/strait/", BOOT, &v).expect("assembles");
+    let errors =
+        strait_config::parse("etcd:/strait/", &a.text, None).expect_err("unknown upstream");
+    let d = a.map_diagnostic(errors.0[0].clone(), "/strait/", "boot.yaml");
+    assert_eq!(d.source, "etcd:/strait/routes/bad");
+    assert_eq!((d.line, d.column), (2, 11), "{d}");
+    assert!(d.message.contains("nowhere"), "{d}");
+}
+
+#[test]
+fn bootstrap_lines_map_to_the_bootstrap_file() {
+    let a = assemble("/strait/", BOOT, &base()).expect("assembles");
+    assert_eq!(a.locate((2, 3)), Origin::Bootstrap((2, 3)));
+}
+
+#[test]
+fn malformed_values_are_rejected_with_the_key() {
+    let mut v = base();
+    v.insert("routes/x".into(), "respond: [".into());
+    v.insert("routes/y".into(), "name: z\nrespond: {}".into());
+    v.insert("upstreams/u".into(), "- a".into());
+    v.insert("nonsense".into(), "1".into());
+    let errors = assemble("/strait/", BOOT, &v).expect_err("invalid");
+    let sources: Vec<&str> = errors.iter().map(|d| d.source.as_str()).collect();
+    for key in ["routes/x", "routes/y", "upstreams/u", "nonsense"] {
+        assert!(
+            sources.contains(&format!("etcd:/strait/{key}").as_str()),
+            "{key} in {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn no_listeners_is_an_error_that_says_how_to_seed() {
+    let errors = assemble("/strait/", BOOT, &Values::new()).expect_err("no listeners");
+    assert!(
+        errors[0].message.contains("strait config push"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn split_then_assemble_round_trips_order_and_content() {
+    let doc = "admin:\n  listen: 127.0.0.1:0\nserver: { drain_timeout: 1s }\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: z\n    match: { headers: { x-v: \"010\" } }\n    respond: { body: z }\n  - name: a\n    respond: { body: a }\n";
+    let v = split(doc).expect("splits");
+    assert!(!v.contains_key("admin"), "local sections stay local");
+    assert_eq!(v["route_order"], "[\"z\",\"a\"]");
+    let a = assemble("/strait/", BOOT, &v).expect("assembles");
+    let loaded = strait_config::parse("etcd", &a.text, None).expect("valid");
+    let names: Vec<&str> = loaded
+        .config
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["z", "a"]);
+    assert_eq!(
+        loaded.config.server.drain_timeout,
+        std::time::Duration::from_secs(1)
+    );
+    let direct = strait_config::parse("file", doc, None).expect("valid");
+    assert_eq!(direct.config.routes, loaded.config.routes);
+}
+
+#[test]
+fn split_rejects_items_without_names() {
+    let err = split("routes:\n  - respond: { body: x }\n").expect_err("no name");
+    assert!(err.contains("routes[0]"), "{err}");
+}
+
+#[test]
+fn values_compare_by_meaning_not_spelling() {
+    assert!(same(
+        "routes/a",
+        "respond: { body: a }",
+        "{\"name\":\"a\",\"respond\":{\"body\":\"a\"}}"
+    ));
+    assert!(!same(
+        "routes/a",
+        "respond: { body: a }",
+        "respond: { body: b }"
+    ));
+}
+
+#[test]
+fn a_write_touches_only_keys_whose_meaning_changed() {
+    let kv = |value: &str, mod_revision| Kv {
+        value: value.into(),
+        mod_revision,
+    };
+    let base: BTreeMap<String, Kv> = [
+        ("listeners/web".to_string(), kv("listen: 127.0.0.1:0", 3)),
+        ("routes/a".to_string(), kv("respond: { body: a }", 4)),
+        ("routes/gone".to_string(), kv("respond: { body: g }", 5)),
+    ]
+    .into();
+    let desired = values(&[
+        (
+            "listeners/web",
+            "{\"listen\":\"127.0.0.1:0\",\"name\":\"web\"}",
+        ),
+        ("routes/a", "respond: { body: changed }"),
+        ("routes/new", "respond: { body: n }"),
+    ]);
+    let (compares, ops, touched) = plan("/strait/", &base, &desired);
+    assert_eq!(touched, ["routes/a", "routes/new", "routes/gone"]);
+    assert_eq!((compares.len(), ops.len()), (3, 3));
+}

@@ -1,0 +1,440 @@
+//! The etcd provider through the real binaries: a fleet of strait instances converges on puts (with
+//! the put→served latency printed), survives the etcd leader being killed and etcd going away, starts
+//! from its cache, rejects invalid values naming the key, `strait config push` seeds etcd, and a stale
+//! write is a conflict.
+
+use std::time::{Duration, Instant};
+
+use etcd_client::Client;
+use strait_e2e::client;
+use strait_e2e::etcd::{Etcd, TlsFiles};
+use strait_e2e::strait::run_cli;
+use strait_e2e::{metrics, poll_until, Strait};
+
+/// These tests start several etcd and strait processes each; run them one at a time so that
+/// the latency measured is Strait's, not the other tests' CPU use.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn bootstrap(etcd: &Etcd) -> String {
+    format!(
+        "config:\n  provider: etcd\n  endpoints: {}\n  dial_timeout: 1s\n",
+        etcd.endpoints_yaml()
+    )
+}
+
+fn respond(path: &str, body: &str) -> String {
+    format!("match: {{ path: {path} }}\nrespond: {{ body: \"{body}\" }}\n")
+}
+
+/// A listener on a port of its own in every instance, and `/` answering `body`.
+async fn seed(etcd: &Etcd, c: &mut Client, body: &str) {
+    etcd.put(c, "/strait/listeners/web", "listen: 127.0.0.1:0")
+        .await;
+    etcd.put(c, "/strait/routes/root", &respond("/", body))
+        .await;
+}
+
+/// `(status, body)` of GET `path`, or `None` when the request fails.
+async fn get(s: &Strait, path: &str) -> Option<(u16, String)> {
+    let r = tokio::time::timeout(Duration::from_secs(2), client::get(s.web(), path))
+        .await
+        .ok()?
+        .ok()?;
+    Some((r.status().as_u16(), client::text(&r)))
+}
+
+async fn served(s: &Strait, path: &str, body: &str) -> bool {
+    get(s, path).await == Some((200, body.to_string()))
+}
+
+async fn wait_served(s: &Strait, path: &str, body: &str, limit: Duration) {
+    poll_until(limit, &format!("GET {path} → {body}"), || async {
+        served(s, path, body).await.then_some(())
+    })
+    .await;
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_of_three_serves_each_put_within_a_second() {
+    let _serial = SERIAL.lock().await;
+    let etcd = Etcd::single().await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    let fleet = [
+        Strait::start(&bootstrap(&etcd)).await,
+        Strait::start(&bootstrap(&etcd)).await,
+        Strait::start(&bootstrap(&etcd)).await,
+    ];
+    for s in &fleet {
+        assert!(served(s, "/", "v0").await, "{}", s.logs_text());
+    }
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let path = format!("/r{i}");
+        let body = format!("r{i}");
+        let start = Instant::now();
+        etcd.put(
+            &mut c,
+            &format!("/strait/routes/r{i}"),
+            &respond(&path, &body),
+        )
+        .await;
+        // Poll every 2 ms (not poll_until's 20 ms) so the latency is measured, not quantized.
+        let waits = fleet.iter().map(|s| async {
+            let deadline = start + Duration::from_secs(5);
+            while !served(s, &path, &body).await {
+                assert!(Instant::now() < deadline, "{path} not served within 5 s");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        futures_util::future::join_all(waits).await;
+        latencies.push(start.elapsed());
+    }
+    latencies.sort();
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    eprintln!(
+        "etcd put → route served by all 3 instances, {} puts: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        latencies[latencies.len() - 1].as_secs_f64() * 1e3,
+    );
+    assert!(p99 < Duration::from_secs(1), "p99 {p99:?} is not under 1 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_etcd_leader_mid_stream_loses_no_updates() {
+    let _serial = SERIAL.lock().await;
+    let mut etcd = Etcd::cluster(3).await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    let fleet = [
+        Strait::start(&bootstrap(&etcd)).await,
+        Strait::start(&bootstrap(&etcd)).await,
+        Strait::start(&bootstrap(&etcd)).await,
+    ];
+    for i in 0..10 {
+        if i == 5 {
+            let leader = etcd.leader().await;
+            etcd.kill(leader);
+        }
+        let path = format!("/k{i}");
+        etcd.put(
+            &mut c,
+            &format!("/strait/routes/k{i}"),
+            &respond(&path, &format!("k{i}")),
+        )
+        .await;
+    }
+    for s in &fleet {
+        for i in 0..10 {
+            let limit = Duration::from_secs(15);
+            poll_until(
+                limit,
+                &format!("/k{i} served after the leader died"),
+                || async {
+                    served(s, &format!("/k{i}"), &format!("k{i}"))
+                        .await
+                        .then_some(())
+                },
+            )
+            .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strait_keeps_serving_while_etcd_is_down_and_resumes_when_it_returns() {
+    let _serial = SERIAL.lock().await;
+    let mut etcd = Etcd::single().await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    let s = Strait::start(&bootstrap(&etcd)).await;
+    etcd.stop_all();
+    for _ in 0..10 {
+        assert!(
+            served(&s, "/", "v0").await,
+            "must keep serving with etcd down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    etcd.start_all().await;
+    let mut c = etcd.client().await;
+    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
+        .await;
+    wait_served(&s, "/", "v1", Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_etcd_down_serves_from_the_cache_then_converges() {
+    let _serial = SERIAL.lock().await;
+    let mut etcd = Etcd::single().await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    let mut s = Strait::start(&bootstrap(&etcd)).await;
+    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
+        .await;
+    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
+    etcd.stop_all();
+    s.restart().await;
+    assert!(
+        served(&s, "/", "v1").await,
+        "restarted instance serves the cached config; logs:\n{}",
+        s.logs_text()
+    );
+    assert!(s.logs_text().contains("serving the cached configuration"));
+    etcd.start_all().await;
+    let mut c = etcd.client().await;
+    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v2"))
+        .await;
+    wait_served(&s, "/", "v2", Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_value_keeps_the_running_config_and_names_the_key() {
+    let _serial = SERIAL.lock().await;
+    let etcd = Etcd::single().await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    let s = Strait::start(&bootstrap(&etcd)).await;
+    etcd.put(
+        &mut c,
+        "/strait/routes/bad",
+        "match: { path: /bad }\nupstream: nowhere",
+    )
+    .await;
+    poll_until(Duration::from_secs(3), "reload error counted", || async {
+        let m = s.metrics().await;
+        (metrics::sum(&m, "strait_config_reload_total", &[("result", "error")]) >= 1.0)
+            .then_some(())
+    })
+    .await;
+    let logs = s.logs_text();
+    assert!(
+        logs.contains("etcd:/strait/routes/bad:2:11: unknown upstream `nowhere`"),
+        "{logs}"
+    );
+    assert!(served(&s, "/", "v0").await, "the running config stays");
+    // Fixing the key is enough to move on.
+    c.delete("/strait/routes/bad", None).await.expect("delete");
+    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
+        .await;
+    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_push_seeds_etcd_and_replace_removes_what_the_file_lacks() {
+    let _serial = SERIAL.lock().await;
+    let etcd = Etcd::single().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleet.yaml");
+    let ep = etcd.endpoints()[0].clone();
+    std::fs::write(
+        &file,
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: special\n    match: { path: /x }\n    respond: { body: special }\n  - name: all\n    match: { path_prefix: / }\n    respond: { body: all }\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = run_cli(&["config", "push", "-c", f, "--etcd", &ep]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = Strait::start(&bootstrap(&etcd)).await;
+    // Written order survives: `special` is tried before `all` though it sorts after it.
+    assert!(served(&s, "/x", "special").await, "{}", s.logs_text());
+    assert!(served(&s, "/y", "all").await);
+
+    std::fs::write(
+        &file,
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: all\n    match: { path_prefix: / }\n    respond: { body: all }\n",
+    )
+    .unwrap();
+    let out = run_cli(&["config", "push", "-c", f, "--etcd", &ep, "--replace"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_served(&s, "/x", "all", Duration::from_secs(3)).await;
+
+    // An invalid file is refused before anything is written.
+    std::fs::write(&file, "routes:\n  - name: r\n    upstream: none\n").unwrap();
+    let out = run_cli(&["config", "push", "-c", f, "--etcd", &ep]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fleet.yaml:3:15"), "{err}");
+
+    let out = run_cli(&["config", "pull", "--etcd", &ep]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("\"all\"") && !text.contains("special"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_write_is_a_conflict_not_an_overwrite() {
+    use strait_control::{EtcdProvider, Provider};
+    let _serial = SERIAL.lock().await;
+    let etcd = Etcd::single().await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let boot = format!("admin:\n  listen: 127.0.0.1:0\n{}", bootstrap(&etcd));
+    let connect = |name: &str| {
+        let path = dir.path().join(name);
+        let b = strait_config::provider::bootstrap(name, &boot, None)
+            .expect("valid bootstrap")
+            .expect("an etcd bootstrap");
+        async move { EtcdProvider::connect(b, &path).await.expect("connect") }
+    };
+    let (a, b) = (connect("a.yaml").await, connect("b.yaml").await);
+    a.load().expect("a loads");
+    b.load().expect("b loads");
+    let doc = |body: &str| {
+        format!("listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: root\n    match: {{ path: / }}\n    respond: {{ body: {body} }}\n")
+    };
+    let store = |p: std::sync::Arc<EtcdProvider>, text: String| {
+        tokio::task::spawn_blocking(move || p.store(&text))
+    };
+    store(a.clone(), doc("from-a"))
+        .await
+        .unwrap()
+        .expect("first write wins");
+    let err = store(b.clone(), doc("from-b"))
+        .await
+        .unwrap()
+        .expect_err("b wrote from a stale view");
+    assert!(err.starts_with("conflict:"), "{err}");
+    assert!(err.contains("routes/root"), "{err}");
+    // Once b has seen a's write, its write goes through.
+    poll_until(Duration::from_secs(3), "b sees a's write", || async {
+        b.load()
+            .ok()
+            .filter(|d| d.text.contains("from-a"))
+            .map(|_| ())
+    })
+    .await;
+    store(b.clone(), doc("from-b"))
+        .await
+        .unwrap()
+        .expect("fresh write");
+    assert!(value_of(&c, "/strait/routes/root")
+        .await
+        .unwrap()
+        .contains("from-b"));
+
+    // a, still on its older view, adds another route: it touches no key b changed, so it
+    // goes through, and b's change to `root` stays.
+    let mut with_other = doc("from-a");
+    with_other.push_str("  - name: other\n    match: { path: /other }\n    respond: { body: o }\n");
+    store(a.clone(), with_other)
+        .await
+        .unwrap()
+        .expect("a change to another key is no conflict");
+    assert!(
+        value_of(&c, "/strait/routes/root")
+            .await
+            .unwrap()
+            .contains("from-b"),
+        "b's change is not reverted"
+    );
+    assert!(value_of(&c, "/strait/routes/other").await.is_some());
+}
+
+/// The value of `key` in etcd, if it exists.
+async fn value_of(c: &Client, key: &str) -> Option<String> {
+    let got = c.clone().get(key, None).await.expect("etcd get");
+    got.kvs()
+        .first()
+        .map(|k| String::from_utf8_lossy(k.value()).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_with_a_client_certificate() {
+    let _serial = SERIAL.lock().await;
+    let certs = tempfile::tempdir().unwrap();
+    let tls = TlsFiles::generate(certs.path());
+    let files = format!(
+        "  tls: {{ ca: {}, cert: {}, key: {} }}\n",
+        tls.ca.display(),
+        tls.client.0.display(),
+        tls.client.1.display()
+    );
+    let etcd = Etcd::single_tls(tls).await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    assert!(etcd.endpoints()[0].starts_with("https://"));
+    let s = Strait::start(&format!("{}{files}", bootstrap(&etcd))).await;
+    assert!(served(&s, "/", "v0").await, "{}", s.logs_text());
+    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
+        .await;
+    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_with_user_authentication() {
+    let _serial = SERIAL.lock().await;
+    let mut etcd = Etcd::single().await;
+    etcd.enable_auth("s3cret-pw").await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    let boot = format!(
+        "{}  username: root\n  password: s3cret-pw\n",
+        bootstrap(&etcd)
+    );
+    let s = Strait::start(&boot).await;
+    assert!(served(&s, "/", "v0").await, "{}", s.logs_text());
+    assert!(
+        !s.logs_text().contains("s3cret-pw"),
+        "the password is never logged"
+    );
+    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
+        .await;
+    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_after_its_member_returns_and_rereads_after_compaction() {
+    let _serial = SERIAL.lock().await;
+    let mut etcd = Etcd::cluster(3).await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    // Strait knows one member only, a follower, so that member's absence cuts its watch
+    // while the cluster keeps taking writes.
+    let a = (etcd.leader().await + 1) % 3;
+    let boot = format!(
+        "config:\n  provider: etcd\n  endpoints: [{}]\n  dial_timeout: 1s\n",
+        etcd.endpoints()[a]
+    );
+    let s = Strait::start(&boot).await;
+
+    etcd.kill(a);
+    etcd.put(&mut c, "/strait/routes/x", &respond("/x", "x1"))
+        .await;
+    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
+        .await;
+    assert!(served(&s, "/", "v0").await, "still serving while cut off");
+    etcd.start_all().await;
+    wait_served(&s, "/x", "x1", Duration::from_secs(10)).await;
+    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
+
+    etcd.kill(a);
+    etcd.put(&mut c, "/strait/routes/y", &respond("/y", "y1"))
+        .await;
+    let rev = etcd
+        .put(&mut c, "/strait/routes/x", &respond("/x", "x2"))
+        .await;
+    etcd.compact(&mut c, rev).await;
+    etcd.start_all().await;
+    wait_served(&s, "/x", "x2", Duration::from_secs(10)).await;
+    wait_served(&s, "/y", "y1", Duration::from_secs(3)).await;
+    assert!(s.logs_text().contains("compacted"), "{}", s.logs_text());
+}
