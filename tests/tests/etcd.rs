@@ -438,3 +438,58 @@ async fn watch_resumes_after_its_member_returns_and_rereads_after_compaction() {
     wait_served(&s, "/y", "y1", Duration::from_secs(3)).await;
     assert!(s.logs_text().contains("compacted"), "{}", s.logs_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_writes_go_to_etcd_and_reach_every_instance() {
+    const TOKEN: &str = "etcd-admin-token-0123456789";
+    let _serial = SERIAL.lock().await;
+    let etcd = Etcd::single().await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    let boot = format!(
+        "admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n{}",
+        bootstrap(&etcd)
+    );
+    let a = Strait::start(&boot).await;
+    let b = Strait::start(&boot).await;
+    let http = client::reqwest_client();
+    let version = |s: &Strait| {
+        let req = http
+            .get(format!("http://{}/api/config", s.admin()))
+            .bearer_auth(TOKEN);
+        async move {
+            let r = req.send().await.unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            assert_eq!(v["provider"], "etcd");
+            v["version"].as_u64().unwrap()
+        }
+    };
+    let put = |s: &Strait, base: u64, body: &str| {
+        http.put(format!("http://{}/api/routes/hello", s.admin()))
+            .bearer_auth(TOKEN)
+            .header("if-match", format!("\"{base}\""))
+            .body(body.to_string())
+            .send()
+    };
+
+    let va = version(&a).await;
+    let r = put(&a, va, &respond("/hello", "from-a")).await.unwrap();
+    assert_eq!(r.status(), 201);
+    // One source of truth: the route is a key in etcd, and every instance serves it.
+    assert!(value_of(&c, "/strait/routes/hello")
+        .await
+        .unwrap()
+        .contains("from-a"));
+    wait_served(&a, "/hello", "from-a", Duration::from_secs(1)).await;
+    wait_served(&b, "/hello", "from-a", Duration::from_secs(1)).await;
+
+    // The other instance edits it from its own (converged) view.
+    let vb = version(&b).await;
+    let r = put(&b, vb, &respond("/hello", "from-b")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    wait_served(&a, "/hello", "from-b", Duration::from_secs(1)).await;
+    // A stale version on A (from before B's write reached it) is refused.
+    let r = put(&a, va, &respond("/hello", "stale")).await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(served(&b, "/hello", "from-b").await);
+}
