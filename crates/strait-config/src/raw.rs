@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use forms::Pairs;
+pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
 
 mod forms;
@@ -23,6 +23,7 @@ pub(crate) struct RawConfig {
     pub listeners: Option<Spanned<Vec<Spanned<RawListener>>>>,
     pub routes: Option<Vec<Spanned<RawRoute>>>,
     pub upstreams: Option<Vec<Spanned<RawUpstream>>>,
+    pub observability: Option<crate::observability::RawObservability>,
 }
 
 #[derive(Deserialize)]

@@ -25,6 +25,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Upstreams in written order.
     pub upstreams: Vec<Upstream>,
+    /// Access logs and tracing (`observability:`, see `observability.rs`).
+    pub observability: crate::observability::Observability,
     /// Source positions of the items above, for errors found after parsing.
     pub locations: Locations,
 }

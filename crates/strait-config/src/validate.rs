@@ -19,7 +19,7 @@ use crate::units::{parse_duration, parse_size};
 
 mod route;
 mod upstream;
-mod values;
+pub(crate) mod values;
 
 #[cfg(test)]
 mod tests;
@@ -101,12 +101,14 @@ pub(crate) fn validate(
         .collect();
     cx.unique("route", &named);
 
+    let observability = crate::observability::validate(&mut cx, raw.observability.as_ref());
     let config = Config {
         server,
         admin,
         listeners,
         routes,
         upstreams,
+        observability,
         locations,
     };
     if !cx.errors.is_empty() {
@@ -504,6 +506,14 @@ impl Ctx<'_> {
         CertPair {
             cert: self.file(cert, "cert"),
             key: self.file(key, "key"),
+        }
+    }
+
+    /// A path resolved against the config's directory, not checked (files Strait creates, e.g. logs).
+    pub(crate) fn resolve_path(&self, s: &str) -> PathBuf {
+        match self.base_dir {
+            Some(base) => base.join(s),
+            None => PathBuf::from(s),
         }
     }
 
