@@ -46,10 +46,16 @@ pub struct EndpointPool {
     idle: Mutex<Vec<Idle>>,
     h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
     connect_errors: IntCounter,
+    /// `strait_upstream_request_duration_seconds` for this endpoint, resolved once.
+    pub attempt_duration: prometheus::Histogram,
 }
 
 impl EndpointPool {
-    fn new(endpoint: &Endpoint, connect_errors: IntCounter) -> Self {
+    fn new(
+        endpoint: &Endpoint,
+        connect_errors: IntCounter,
+        attempt_duration: prometheus::Histogram,
+    ) -> Self {
         let (host, _) = strait_core::route::split_host_port(&endpoint.address);
         EndpointPool {
             addr: endpoint.address.parse().ok(),
@@ -61,6 +67,7 @@ impl EndpointPool {
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
             connect_errors,
+            attempt_duration,
         }
     }
 
@@ -86,7 +93,7 @@ impl Pools {
         &self,
         upstream: &Upstream,
         endpoint: &Endpoint,
-        errors: &prometheus::IntCounterVec,
+        metrics: &strait_observe::Metrics,
     ) -> Arc<EndpointPool> {
         if let Some(p) = endpoint.state.ext.get() {
             if let Ok(p) = p.clone().downcast::<EndpointPool>() {
@@ -94,8 +101,12 @@ impl Pools {
             }
         }
         let ext = endpoint.state.ext.get_or_init(|| {
-            let counter = errors.with_label_values(&[&upstream.name, &endpoint.address]);
-            let pool = Arc::new(EndpointPool::new(endpoint, counter));
+            let labels = [&*upstream.name, &*endpoint.address];
+            let pool = Arc::new(EndpointPool::new(
+                endpoint,
+                metrics.upstream_connect_errors.with_label_values(&labels),
+                metrics.upstream_duration.with_label_values(&labels),
+            ));
             self.all
                 .lock()
                 .expect("pools lock")
