@@ -127,6 +127,7 @@ pub fn compile(
         listeners,
         upstreams,
         drain_timeout: config.server.drain_timeout,
+        observe: None,
     })
 }
 

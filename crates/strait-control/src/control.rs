@@ -5,9 +5,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use strait_config::Diagnostic;
 use strait_config::{Config, Errors};
 use strait_core::{LiveState, Snapshot};
-use strait_observe::Metrics;
+use strait_observe::{Metrics, ObserveRuntime};
 use strait_proxy::{health::HealthCheckers, Shared};
 
 use crate::compile::compile;
@@ -27,6 +28,8 @@ pub struct Control {
     pub shared: Arc<Shared>,
     /// Metric families.
     pub metrics: Arc<Metrics>,
+    /// Access log writers and trace exporters shared by snapshots.
+    pub observe: ObserveRuntime,
     live: Arc<LiveState>,
     health: Mutex<HealthCheckers>,
     state: Mutex<State>,
@@ -43,12 +46,16 @@ impl Control {
     pub fn new(config: Config, source: Source) -> Result<Arc<Self>, Errors> {
         let metrics = Arc::new(Metrics::new());
         let live = Arc::new(LiveState::new());
-        let snap = Arc::new(compile(&config, 1, &live, &metrics)?);
+        let observe = ObserveRuntime::new(metrics.clone());
+        let mut snap = compile(&config, 1, &live, &metrics)?;
+        snap.observe = observe_of(&observe, &config)?;
+        let snap = Arc::new(snap);
         metrics.config_applied(1);
         let shared = Arc::new(Shared::new(snap, metrics.clone()));
         Ok(Arc::new(Control {
             shared,
             metrics,
+            observe,
             live,
             health: Mutex::new(HealthCheckers::default()),
             state: Mutex::new(State { version: 1, config }),
@@ -93,7 +100,9 @@ impl Control {
     pub fn apply(&self, config: Config) -> Result<u64, Errors> {
         let mut state = self.state.lock().expect("state lock");
         let version = state.version + 1;
-        let snap = Arc::new(compile(&config, version, &self.live, &self.metrics)?);
+        let mut snap = compile(&config, version, &self.live, &self.metrics)?;
+        snap.observe = observe_of(&self.observe, &config)?;
+        let snap = Arc::new(snap);
         let old = self.snapshot();
         for l in &snap.listeners {
             let same = old
@@ -115,4 +124,13 @@ impl Control {
         tracing::info!(version, "configuration reloaded");
         Ok(version)
     }
+}
+
+/// The snapshot's observer: writers and exporters are reused when their settings did not change.
+fn observe_of(
+    rt: &ObserveRuntime,
+    config: &Config,
+) -> Result<Option<Arc<strait_observe::Observer>>, Errors> {
+    rt.build(&config.observability)
+        .map_err(|e| Errors(vec![Diagnostic::new(config.locations.source(), (0, 0), e)]))
 }

@@ -125,10 +125,11 @@ async fn serve(config: Config, source: Source) -> ExitCode {
         }
     });
 
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return ExitCode::from(1);
@@ -157,6 +158,11 @@ async fn serve(config: Config, source: Source) -> ExitCode {
             }
             _ = term.recv() => false,
             _ = int.recv() => false,
+            _ = usr1.recv() => {
+                // logrotate renamed the access log: the writer opens a fresh file at the path.
+                control.observe.reopen_logs();
+                continue;
+            }
         };
         if !reload {
             break;
