@@ -11,6 +11,8 @@ pub mod client;
 pub mod grpc;
 pub mod metrics;
 pub mod nginx;
+pub mod otlp;
+pub mod prometheus;
 pub mod strait;
 pub mod upstream;
 pub mod ws;
