@@ -240,6 +240,9 @@ impl Metrics {
         for r in ["queue_full", "export_failed"] {
             spans_dropped.with_label_values(&[r]);
         }
+        for r in ["success", "error"] {
+            config_reloads.with_label_values(&[r]);
+        }
         for c in [
             Box::new(upstream_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_bytes.clone()),

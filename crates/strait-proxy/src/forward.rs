@@ -11,7 +11,7 @@ use crate::{
     body::{BodyTooLarge, ProxyBody, Streamed},
     handler::ConnInfo,
     headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID},
-    pool::{self, Conn, PooledBody},
+    pool::{self, Conn, Outcome, PooledBody},
     Shared,
 };
 
@@ -167,6 +167,12 @@ pub async fn forward(
     .await;
     let elapsed = started.elapsed();
     pool.attempt_duration.observe(elapsed.as_secs_f64());
+    pool.count(match &sent {
+        Ok(_) => Outcome::Response,
+        Err(ProxyError::Connect { .. }) => Outcome::ConnectError,
+        Err(ProxyError::Timeout(_)) => Outcome::Timeout,
+        Err(_) => Outcome::Error,
+    });
     if let Some(rec) = f.record {
         rec.attempts.push(Attempt {
             span_id: attempt_span.unwrap_or_default(),

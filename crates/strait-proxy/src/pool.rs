@@ -48,6 +48,25 @@ pub struct EndpointPool {
     connect_errors: IntCounter,
     /// `strait_upstream_request_duration_seconds` for this endpoint, resolved once.
     pub attempt_duration: prometheus::Histogram,
+    /// `strait_upstream_requests_total` for this endpoint by [`Outcome`], resolved once.
+    outcomes: [IntCounter; 4],
+}
+
+/// How an attempt to an endpoint ended (the `outcome` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A response head arrived (any status).
+    Response = 0,
+    /// No connection could be had.
+    ConnectError = 1,
+    /// No response head within `timeouts.request`.
+    Timeout = 2,
+    /// The connection failed or the response was invalid.
+    Error = 3,
+}
+
+impl Outcome {
+    const LABELS: [&'static str; 4] = ["response", "connect_error", "timeout", "error"];
 }
 
 impl EndpointPool {
@@ -55,6 +74,7 @@ impl EndpointPool {
         endpoint: &Endpoint,
         connect_errors: IntCounter,
         attempt_duration: prometheus::Histogram,
+        outcomes: [IntCounter; 4],
     ) -> Self {
         let (host, _) = strait_core::route::split_host_port(&endpoint.address);
         EndpointPool {
@@ -68,7 +88,13 @@ impl EndpointPool {
             h2: Mutex::new(None),
             connect_errors,
             attempt_duration,
+            outcomes,
         }
+    }
+
+    /// Counts one attempt's outcome.
+    pub fn count(&self, outcome: Outcome) {
+        self.outcomes[outcome as usize].inc();
     }
 
     /// Closes idle connections older than `max_age`.
@@ -106,6 +132,11 @@ impl Pools {
                 endpoint,
                 metrics.upstream_connect_errors.with_label_values(&labels),
                 metrics.upstream_duration.with_label_values(&labels),
+                Outcome::LABELS.map(|o| {
+                    metrics
+                        .upstream_requests
+                        .with_label_values(&[labels[0], labels[1], o])
+                }),
             ));
             self.all
                 .lock()
