@@ -90,6 +90,13 @@ fn wants_openmetrics(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Serves the admin router on `listener` until the process exits.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
+    if let Err(e) = axum::serve(listener, router(state)).await {
+        tracing::error!(error = %e, "admin listener failed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,12 +117,5 @@ mod tests {
             "application/openmetrics-text;q=0"
         )));
         assert!(!wants_openmetrics(&HeaderMap::new()));
-    }
-}
-
-/// Serves the admin router on `listener` until the process exits.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
-    if let Err(e) = axum::serve(listener, router(state)).await {
-        tracing::error!(error = %e, "admin listener failed");
     }
 }

@@ -47,14 +47,17 @@ impl ExemplarCell {
     }
 }
 
-/// Exemplar cells by their series' labels (sorted by label name, as gathered families are).
+/// A series' labels as (name, value) pairs sorted by name, as gathered families list them.
+type SeriesKey = Vec<(String, String)>;
+
+/// Exemplar cells by their series' labels.
 #[derive(Default)]
-pub(crate) struct ExemplarIndex(Mutex<HashMap<Vec<(String, String)>, Arc<ExemplarCell>>>);
+pub(crate) struct ExemplarIndex(Mutex<HashMap<SeriesKey, Arc<ExemplarCell>>>);
 
 impl ExemplarIndex {
     /// The cell for a series; called when a series handle is resolved, not per request.
     pub(crate) fn cell(&self, labels: &[(&str, &str)]) -> Arc<ExemplarCell> {
-        let mut key: Vec<(String, String)> = labels
+        let mut key: SeriesKey = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
@@ -64,7 +67,7 @@ impl ExemplarIndex {
     }
 
     fn lookup(&self, labels: &[(&str, &str)]) -> Option<Exemplar> {
-        let key: Vec<(String, String)> = labels
+        let key: SeriesKey = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();

@@ -30,7 +30,8 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Clone)]
 pub struct ExportQueue {
     tx: mpsc::Sender<Arc<RequestRecord>>,
-    metrics: Arc<Metrics>,
+    /// `strait_trace_spans_dropped_total{reason="queue_full"}`, resolved once.
+    queue_full: prometheus::IntCounter,
 }
 
 impl ExportQueue {
@@ -38,10 +39,7 @@ impl ExportQueue {
     pub fn offer(&self, rec: Arc<RequestRecord>) {
         let spans = 1 + rec.attempts.len() as u64;
         if self.tx.try_send(rec).is_err() {
-            self.metrics
-                .spans_dropped
-                .with_label_values(&["queue_full"])
-                .inc_by(spans);
+            self.queue_full.inc_by(spans);
         }
     }
 }
@@ -65,7 +63,8 @@ pub fn start(
         policy,
     };
     handle.spawn(task.run());
-    Some(ExportQueue { tx, metrics })
+    let queue_full = metrics.spans_dropped.with_label_values(&["queue_full"]);
+    Some(ExportQueue { tx, queue_full })
 }
 
 struct Task {
