@@ -165,3 +165,57 @@ async fn sigusr1_reopens_the_file_after_a_rename() {
     assert!(old.iter().all(|l| l["route"] == "hello"));
     assert!(s.logs_text().contains("access log reopened"));
 }
+
+#[tokio::test]
+async fn a_reload_changes_fields_and_sampling_for_the_next_request() {
+    let up = Upstream::start("up").await;
+    let rx = OtlpReceiver::grpc().await;
+    let cfg = |fields: &str, ratio: &str| {
+        yaml(
+            &up,
+            &format!("{{ path: access.log, fields: [{fields}] }}"),
+            &format!(
+                "  tracing:\n    otlp: {{ endpoint: \"{}\" }}\n    sampling: {{ ratio: {ratio} }}\n    batch: {{ interval: 100ms }}\n",
+                rx.endpoint()
+            ),
+        )
+    };
+    let s = Strait::start(&cfg("route, trace_id", "0")).await;
+    let path = s.dir().join("access.log");
+    assert_eq!(get(&s, "/hello").await, 200);
+    let first = wait_lines(&path, 1).await;
+    assert_eq!(first[0].as_object().unwrap().len(), 2, "{}", first[0]);
+
+    let text = format!(
+        "admin:\n  listen: {}\n{}",
+        s.admin(),
+        cfg("route, status, trace_id", "1")
+    );
+    let tmp = s.dir().join("strait.yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, s.config_path()).unwrap();
+    s.signal("HUP");
+    poll_until(Duration::from_secs(5), "reload applied", || async {
+        let m = s.metrics().await;
+        (strait_e2e::metrics::sum(&m, "strait_config_version", &[]) >= 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(get(&s, "/hello").await, 200);
+    let log = wait_lines(&path, 2).await;
+    assert_eq!(
+        log[1]["status"], 200,
+        "the new field list applies: {}",
+        log[1]
+    );
+    let trace = log[1]["trace_id"].as_str().unwrap().to_string();
+    poll_until(
+        Duration::from_secs(10),
+        "the sampled request's span",
+        || async { (!rx.trace(&trace).is_empty()).then_some(()) },
+    )
+    .await;
+    assert!(
+        rx.trace(first[0]["trace_id"].as_str().unwrap()).is_empty(),
+        "the request before the reload was not sampled"
+    );
+}

@@ -17,7 +17,7 @@ use std::time::Duration;
 use strait_config::{AccessLogField, LogTarget};
 
 use crate::record::RequestRecord;
-use crate::trace::context::hex;
+use crate::trace::context::push_hex;
 
 /// How long the writer sleeps when it found nothing to write.
 const IDLE_POLL: Duration = Duration::from_millis(10);
@@ -209,12 +209,16 @@ fn field(out: &mut String, rec: &RequestRecord, f: AccessLogField) {
             out.push('"');
         }
         F::RequestId => string(out, Some(rec.request_id.as_bytes())),
-        F::TraceId => match &rec.trace {
-            Some(t) => string(out, Some(hex(&t.trace_id).as_bytes())),
-            None => out.push_str("null"),
-        },
-        F::SpanId => match &rec.trace {
-            Some(t) => string(out, Some(hex(&t.span_id).as_bytes())),
+        F::TraceId | F::SpanId => match &rec.trace {
+            Some(t) => {
+                out.push('"');
+                if f == F::TraceId {
+                    push_hex(out, &t.trace_id);
+                } else {
+                    push_hex(out, &t.span_id);
+                }
+                out.push('"');
+            }
             None => out.push_str("null"),
         },
         F::ClientAddress => {

@@ -185,6 +185,15 @@ pub fn hex(id: &[u8]) -> String {
     String::from_utf8(b.to_vec()).unwrap_or_default()
 }
 
+/// Appends the lowercase hex of `id` to `out` (access log lines, without an allocation).
+pub fn push_hex(out: &mut String, id: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &x in id {
+        out.push(char::from(DIGITS[usize::from(x >> 4)]));
+        out.push(char::from(DIGITS[usize::from(x & 15)]));
+    }
+}
+
 fn put_hex(b: &mut BytesMut, id: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for &x in id {
