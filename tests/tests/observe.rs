@@ -215,9 +215,11 @@ async fn start_traced(up: &Upstream, rx: &OtlpReceiver) -> Strait {
         "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n\
          \x20 - name: r\n    match: {{ path_prefix: /r }}\n    respond: {{ status: 200, body: ok }}\n\
          \x20 - name: u\n    match: {{ path_prefix: /u }}\n    upstream: up\n\
-         upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n\
+         \x20 - name: dead\n    match: {{ path_prefix: /dead }}\n    upstream: dead\n\
+         upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n  - name: dead\n    endpoints: [\"{}\"]\n\
          observability:\n  tracing:\n    otlp: {{ endpoint: \"{}\" }}\n    sampling: {{ ratio: 0 }}\n",
         up.addr(),
+        closed_addr(),
         rx.endpoint()
     );
     Strait::start(&yaml).await
@@ -255,13 +257,23 @@ async fn openmetrics_is_served_when_asked_with_trace_id_exemplars() {
     let rx = OtlpReceiver::grpc().await;
     let s = start_traced(&up, &rx).await;
     assert_eq!(send_traced(&s, "/r", TRACE).await, 200);
-    // An unsampled request leaves no exemplar.
+    // An unsampled request leaves no exemplar; an unsampled 5xx, kept at the end, does.
     assert_eq!(send(&s, "GET", "/u").await, 200);
-    let (ct, m) = openmetrics(&s).await;
-    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    assert_eq!(send(&s, "GET", "/dead").await, 502);
+    let m = poll_until(Duration::from_secs(5), "the 5xx exemplar", || async {
+        let (ct, m) = openmetrics(&s).await;
+        assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+        m.lines()
+            .any(|l| l.contains("route=\"dead\"") && l.contains("# {trace_id="))
+            .then_some(m)
+    })
+    .await;
     assert!(m.ends_with("# EOF\n"), "{m}");
     assert!(m.contains("# TYPE strait_http_requests counter\n"), "{m}");
-    let ex: Vec<&str> = m.lines().filter(|l| l.contains("# {trace_id=")).collect();
+    let ex: Vec<&str> = m
+        .lines()
+        .filter(|l| l.contains("# {trace_id=") && !l.contains("route=\"dead\""))
+        .collect();
     assert_eq!(ex.len(), 1, "{ex:?}");
     assert!(
         ex[0].starts_with("strait_http_request_duration_seconds_bucket{"),

@@ -292,7 +292,22 @@ fn access_log(cx: &mut Ctx, raw: &Spanned<RawAccessLog>) -> AccessLog {
             );
             LogTarget::Stdout
         }
-        Some(s) => LogTarget::File(cx.resolve_path(&s.value)),
+        Some(s) => {
+            let p = cx.resolve_path(&s.value);
+            // The file is created at start, but its directory must exist: say so now, at the line.
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            if cx.checks_files() && dir.is_some_and(|d| !d.is_dir()) {
+                cx.err(
+                    pos(s),
+                    format!(
+                        "access_log.path: directory of `{}` does not exist (looked for {})",
+                        s.value,
+                        dir.map(|d| d.display().to_string()).unwrap_or_default()
+                    ),
+                );
+            }
+            LogTarget::File(p)
+        }
     };
     let fields = match &a.fields {
         None => AccessLogField::ALL.to_vec(),
@@ -587,6 +602,20 @@ mod tests {
     fn unknown_keys_are_errors() {
         let e = parse("observability:\n  traces: {}\n").unwrap_err();
         assert!(e.starts_with("t.yaml:5:"), "{e}");
+    }
+
+    #[test]
+    fn access_log_in_a_missing_directory_is_reported_at_its_line() {
+        let text = "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nobservability:\n  access_log: { path: no/such/dir/a.log }\n";
+        let e = crate::parse("t.yaml", text, Some(std::path::Path::new("/")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "t.yaml:5:23: access_log.path: directory of `no/such/dir/a.log` does not exist"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -509,6 +509,11 @@ impl Ctx<'_> {
         }
     }
 
+    /// Whether file paths are resolved and checked (the config came from a file).
+    pub(crate) fn checks_files(&self) -> bool {
+        self.base_dir.is_some()
+    }
+
     /// A path resolved against the config's directory, not checked (files Strait creates, e.g. logs).
     pub(crate) fn resolve_path(&self, s: &str) -> PathBuf {
         match self.base_dir {

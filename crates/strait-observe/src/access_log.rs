@@ -353,6 +353,7 @@ mod tests {
             attempts: Vec::new(),
             policy: None,
             bytes_out: 12,
+            head: Duration::from_micros(1000),
             duration: Duration::from_micros(1500),
         }
     }

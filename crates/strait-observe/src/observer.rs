@@ -11,6 +11,7 @@ use strait_config::{Observability, Tracing};
 
 use crate::access_log::AccessLogSink;
 use crate::record::RequestRecord;
+use crate::trace::sampler::Keep;
 use crate::trace::{export, sampler, Policy, Tracer};
 use crate::Metrics;
 
@@ -32,17 +33,20 @@ impl Observer {
         if let Some(s) = &rec.stats {
             s.add_bytes(rec.bytes_in, rec.bytes_out);
         }
-        let export = match (&self.tracer, &rec.trace) {
+        let keep = match (&self.tracer, &rec.trace) {
             (Some(t), Some(c)) => sampler::end(
                 c.sampled,
                 rec.status,
                 rec.duration,
                 t.policy.always_on_error,
                 t.policy.latency,
-            )
-            .is_some(),
-            _ => false,
+            ),
+            _ => None,
         };
+        if let (Some(Keep::Error | Keep::Slow), Some(s), Some(t)) = (keep, &rec.stats, &rec.trace) {
+            s.offer_exemplar(&rec.method, rec.status, rec.head.as_secs_f64(), t.trace_id);
+        }
+        let export = keep.is_some();
         if !export && self.access_log.is_none() {
             return;
         }

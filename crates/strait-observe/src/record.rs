@@ -84,6 +84,8 @@ pub struct RequestRecord {
     pub policy: Option<Arc<str>>,
     /// Response body bytes sent.
     pub bytes_out: u64,
+    /// Time to the response head (what the duration histogram observed).
+    pub head: Duration,
     /// Total time, set when the response body ends.
     pub duration: Duration,
 }

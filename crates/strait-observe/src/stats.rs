@@ -119,6 +119,36 @@ impl RouteStats {
             .observe(seconds);
     }
 
+    /// Makes `trace_id` the exemplar of the (method, code) series if it has been recorded; for
+    /// traces kept at the end (errors, slow requests) whose start decision left no exemplar.
+    pub fn offer_exemplar(
+        &self,
+        method: &http::Method,
+        code: u16,
+        seconds: f64,
+        trace_id: [u8; 16],
+    ) {
+        let mkey = (method_index(method) << 16) | u32::from(code);
+        let Some(slots) = self.slots.get() else {
+            return;
+        };
+        let start = (mkey as usize).wrapping_mul(0x9E37_79B9) >> 4;
+        for i in 0..SLOTS {
+            match slots[(start + i) % SLOTS].get() {
+                Some(slot) if slot.key == mkey => {
+                    slot.exemplar.offer(Exemplar {
+                        trace_id,
+                        value: seconds,
+                        timestamp: unix_now(),
+                    });
+                    return;
+                }
+                Some(_) => {}
+                None => return,
+            }
+        }
+    }
+
     fn resolve(&self, key: u32, method: &http::Method, code: u16) -> Slot {
         let code = code.to_string();
         let labels = self.labels(method, &code);

@@ -93,20 +93,17 @@ async fn handle_observed(
         attempts: Vec::new(),
         policy: None,
         bytes_out: 0,
+        head: std::time::Duration::ZERO,
         duration: std::time::Duration::ZERO,
     };
     let (mut resp, stats) =
         route_and_serve(shared, snap, conn, req, &request_id, Some(&mut rec)).await;
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     rec.status = resp.status().as_u16();
+    rec.head = start.elapsed();
     if let Some(stats) = stats {
         let exemplar = rec.trace.filter(|t| t.sampled).map(|t| t.trace_id);
-        stats.record_traced(
-            &rec.method,
-            rec.status,
-            start.elapsed().as_secs_f64(),
-            exemplar,
-        );
+        stats.record_traced(&rec.method, rec.status, rec.head.as_secs_f64(), exemplar);
         rec.stats = Some(stats.clone());
     }
     let (parts, body) = resp.into_parts();
