@@ -172,3 +172,94 @@ impl ObserveRuntime {
 fn same_exporter(a: &Tracing, b: &Tracing) -> bool {
     a.otlp == b.otlp && a.service_name == b.service_name && a.queue == b.queue && a.batch == b.batch
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use strait_config::{
+        AccessLog, AccessLogField, Batch, LogTarget, Otlp, OtlpProtocol, Propagation, Sampling,
+    };
+
+    fn config(
+        log: &std::path::Path,
+        fields: &[AccessLogField],
+        ratio: f64,
+        port: u16,
+    ) -> Observability {
+        Observability {
+            access_log: Some(AccessLog {
+                path: LogTarget::File(log.to_path_buf()),
+                fields: fields.to_vec(),
+                buffer: 16,
+            }),
+            tracing: Some(Tracing {
+                otlp: Otlp {
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                    protocol: OtlpProtocol::Grpc,
+                    timeout: Duration::from_secs(1),
+                    headers: Vec::new(),
+                },
+                service_name: "s".into(),
+                sampling: Sampling {
+                    ratio,
+                    parent_based: true,
+                    always_on_error: true,
+                    latency_threshold: None,
+                    target_per_second: 0.0,
+                },
+                propagation: Propagation {
+                    w3c: true,
+                    b3: false,
+                },
+                queue: 8,
+                batch: Batch {
+                    size: 8,
+                    interval: Duration::from_secs(1),
+                },
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn reloads_reuse_writer_and_exporter_unless_their_settings_change() {
+        let dir = std::env::temp_dir().join(format!("strait-observer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("a.log");
+        let rt = ObserveRuntime::new(Arc::new(Metrics::new()));
+        let a = rt
+            .build(&config(&log, &AccessLogField::ALL, 0.1, 1))
+            .unwrap()
+            .unwrap();
+        // Sampling and fields change: same writer, same exporter, new ratio.
+        let b = rt
+            .build(&config(&log, &[AccessLogField::Status], 1.0, 1))
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(
+            a.access_log.as_ref().unwrap(),
+            b.access_log.as_ref().unwrap()
+        ));
+        let (ta, tb) = (a.tracer().unwrap(), b.tracer().unwrap());
+        assert!(ta.queue.same(&tb.queue));
+        assert_eq!(tb.policy.live.ratio(), 1.0);
+        // The collector and the log path change: new exporter and writer.
+        let c = rt
+            .build(&config(
+                &dir.join("b.log"),
+                &[AccessLogField::Status],
+                1.0,
+                2,
+            ))
+            .unwrap()
+            .unwrap();
+        assert!(!Arc::ptr_eq(
+            b.access_log.as_ref().unwrap(),
+            c.access_log.as_ref().unwrap()
+        ));
+        assert!(!tb.queue.same(&c.tracer().unwrap().queue));
+        // Nothing configured: no observer at all.
+        assert!(rt.build(&Observability::default()).unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -44,6 +44,13 @@ impl ExportQueue {
     }
 }
 
+impl ExportQueue {
+    /// Whether both feed the same exporter task.
+    pub(crate) fn same(&self, other: &ExportQueue) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+}
+
 /// Starts the exporter task on the current Tokio runtime; `policy` is read for the adaptive controller.
 pub fn start(
     cfg: &Tracing,
