@@ -46,6 +46,7 @@ impl ExportQueue {
 
 impl ExportQueue {
     /// Whether both feed the same exporter task.
+    #[cfg(test)]
     pub(crate) fn same(&self, other: &ExportQueue) -> bool {
         self.tx.same_channel(&other.tx)
     }
