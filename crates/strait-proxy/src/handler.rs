@@ -39,7 +39,9 @@ pub async fn handle(
     let request_id = headers::request_id(req.headers());
     let method = req.method().clone();
     if let Some(obs) = &snap.observe {
-        return Ok(handle_observed(&shared, &snap, obs, &conn, req, request_id, start).await);
+        // Boxed so the record does not enlarge every request's future when observability is off.
+        let fut = handle_observed(&shared, &snap, obs, &conn, req, request_id, start);
+        return Ok(Box::pin(fut).await);
     }
     let bytes_in = content_length(req.headers());
     let (mut resp, stats) = route_and_serve(&shared, &snap, &conn, req, &request_id, None).await;
