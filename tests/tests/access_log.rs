@@ -219,3 +219,16 @@ async fn a_reload_changes_fields_and_sampling_for_the_next_request() {
         "the request before the reload was not sampled"
     );
 }
+
+#[tokio::test]
+async fn lines_of_the_last_requests_are_written_before_exit() {
+    let up = Upstream::start("up").await;
+    let mut s = Strait::start(&yaml(&up, "{ path: access.log }", "")).await;
+    for _ in 0..20 {
+        assert_eq!(get(&s, "/hello").await, 200);
+    }
+    s.signal("TERM");
+    let status = s.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    assert_eq!(lines(&s.dir().join("access.log")).len(), 20);
+}

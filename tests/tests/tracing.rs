@@ -312,3 +312,24 @@ async fn a_hung_collector_fills_the_bounded_queue_and_requests_do_not_wait() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn queued_spans_are_sent_before_exit() {
+    let up = Upstream::start("up").await;
+    let rx = OtlpReceiver::grpc().await;
+    // A batch interval longer than the test: only the shutdown flush can send these.
+    let text = yaml(&up, &rx.endpoint(), "    sampling: { ratio: 1 }\n")
+        .replace("batch: { interval: 100ms }", "batch: { interval: 60s }");
+    let mut s = Strait::start(&text).await;
+    for _ in 0..5 {
+        assert_eq!(get(&s, "/api/x", &[]).await, 200);
+    }
+    s.signal("TERM");
+    assert!(s.wait_exit(Duration::from_secs(10)).await.success());
+    assert_eq!(
+        rx.spans().len(),
+        10,
+        "5 server + 5 client spans; logs:\n{}",
+        s.logs_text()
+    );
+}

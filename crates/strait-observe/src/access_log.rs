@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +30,8 @@ pub struct AccessLogSink {
     tx: SyncSender<Arc<RequestRecord>>,
     fields: Arc<Mutex<Arc<[AccessLogField]>>>,
     reopen: Arc<AtomicBool>,
+    /// Completed writer passes (drain + flush), so shutdown can wait for the last lines.
+    passes: Arc<AtomicU64>,
     dropped: prometheus::IntCounter,
 }
 
@@ -45,6 +47,8 @@ impl AccessLogSink {
         let (tx, rx) = sync_channel::<Arc<RequestRecord>>(buffer);
         let fields: Arc<Mutex<Arc<[AccessLogField]>>> = Arc::new(Mutex::new(fields.into()));
         let reopen = Arc::new(AtomicBool::new(false));
+        let passes = Arc::new(AtomicU64::new(0));
+        let p = passes.clone();
         let (f, r, d, t) = (
             fields.clone(),
             reopen.clone(),
@@ -78,6 +82,7 @@ impl AccessLogSink {
                         }
                     }
                     w.flush();
+                    p.fetch_add(1, Ordering::Release);
                     if r.swap(false, Ordering::AcqRel) {
                         w.reopen();
                     }
@@ -89,8 +94,19 @@ impl AccessLogSink {
             tx,
             fields,
             reopen,
+            passes,
             dropped,
         })
+    }
+
+    /// Waits (at most `limit`) until everything queued before the call is written (shutdown).
+    pub fn flush_wait(&self, limit: Duration) {
+        // Two completed passes: the one in progress may have started before the last records.
+        let target = self.passes.load(Ordering::Acquire) + 2;
+        let deadline = std::time::Instant::now() + limit;
+        while self.passes.load(Ordering::Acquire) < target && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Changes the field list (a reload with the same destination).

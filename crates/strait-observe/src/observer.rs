@@ -160,6 +160,26 @@ impl ObserveRuntime {
         Ok(Some(Arc::new(Observer { access_log, tracer })))
     }
 
+    /// Waits briefly for the access log writer and the span exporter to send what is queued
+    /// (before the process exits); bounded by 500 ms plus the OTLP timeout.
+    pub fn flush_wait(&self) {
+        let (log, exporter) = {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let e = st
+                .exporter
+                .as_ref()
+                .map(|e| (e.queue.clone(), e.config.otlp.timeout));
+            (st.log.clone(), e)
+        };
+        let limit = std::time::Duration::from_millis(500);
+        if let Some((queue, timeout)) = exporter {
+            queue.flush_wait(limit + timeout);
+        }
+        if let Some(l) = log {
+            l.flush_wait(limit);
+        }
+    }
+
     /// Reopens the access log file (SIGUSR1).
     pub fn reopen_logs(&self) {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());

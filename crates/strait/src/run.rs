@@ -197,6 +197,9 @@ async fn serve(config: Config, source: Source) -> ExitCode {
             "drain timeout reached; closing remaining connections"
         );
     }
+    // The access log writer runs on its own thread: let it write the last requests' lines.
+    let c = control.clone();
+    let _ = tokio::task::spawn_blocking(move || c.observe.flush_wait()).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

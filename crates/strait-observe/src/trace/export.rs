@@ -32,9 +32,29 @@ pub struct ExportQueue {
     tx: mpsc::Sender<Arc<RequestRecord>>,
     /// `strait_trace_spans_dropped_total{reason="queue_full"}`, resolved once.
     queue_full: prometheus::IntCounter,
+    flush: Arc<Flush>,
+}
+
+/// Shutdown handshake: a request to send partial batches now, and a count of finished passes.
+#[derive(Default)]
+struct Flush {
+    now: std::sync::atomic::AtomicBool,
+    passes: std::sync::atomic::AtomicU64,
 }
 
 impl ExportQueue {
+    /// Sends what is queued without waiting for the batch interval, and waits (at most `limit`)
+    /// until that is done; for shutdown.
+    pub fn flush_wait(&self, limit: Duration) {
+        use std::sync::atomic::Ordering;
+        let target = self.flush.passes.load(Ordering::Acquire) + 2;
+        self.flush.now.store(true, Ordering::Release);
+        let deadline = Instant::now() + limit;
+        while self.flush.passes.load(Ordering::Acquire) < target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Offers a finished request for export; counts its spans as dropped when the queue is full.
     pub fn offer(&self, rec: Arc<RequestRecord>) {
         let spans = 1 + rec.attempts.len() as u64;
@@ -61,7 +81,9 @@ pub fn start(
     let handle = tokio::runtime::Handle::try_current().ok()?;
     let (tx, rx) = mpsc::channel(cfg.queue);
     let sender = Sender::new(cfg);
+    let flush = Arc::new(Flush::default());
     let task = Task {
+        flush: flush.clone(),
         rx,
         metrics: metrics.clone(),
         sender,
@@ -72,7 +94,11 @@ pub fn start(
     };
     handle.spawn(task.run());
     let queue_full = metrics.spans_dropped.with_label_values(&["queue_full"]);
-    Some(ExportQueue { tx, queue_full })
+    Some(ExportQueue {
+        tx,
+        queue_full,
+        flush,
+    })
 }
 
 struct Task {
@@ -83,6 +109,7 @@ struct Task {
     batch_size: usize,
     interval: Duration,
     policy: Arc<Mutex<Arc<Policy>>>,
+    flush: Arc<Flush>,
 }
 
 impl Task {
@@ -111,10 +138,17 @@ impl Task {
                     }
                 }
             }
-            if !batch.is_empty() && (closed || last_send.elapsed() >= self.interval) {
+            let flush = self
+                .flush
+                .now
+                .swap(false, std::sync::atomic::Ordering::AcqRel);
+            if !batch.is_empty() && (closed || flush || last_send.elapsed() >= self.interval) {
                 self.send(&mut batch).await;
                 last_send = Instant::now();
             }
+            self.flush
+                .passes
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
             if last_adapt.elapsed() >= Duration::from_secs(1) {
                 self.adapt(last_adapt.elapsed());
                 last_adapt = Instant::now();
