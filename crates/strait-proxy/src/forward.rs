@@ -152,11 +152,7 @@ pub async fn forward(
         Ok(match conn {
             Conn::H1(mut tx) => {
                 let r = tokio::time::timeout(timeout, tx.send_request(req)).await;
-                let resp = finish_send(upstream, r)?;
-                (
-                    resp,
-                    Some((pool.clone(), tx, upstream.pool.max_idle_per_endpoint)),
-                )
+                (finish_send(upstream, r)?, Some(tx))
             }
             Conn::H2(mut tx) => {
                 let r = tokio::time::timeout(timeout, tx.send_request(req)).await;
@@ -184,7 +180,9 @@ pub async fn forward(
             error: sent.as_ref().err().map(attempt_error),
         });
     }
-    let (resp, ret) = sent?;
+    let (resp, h1) = sent?;
+    // An HTTP/1.1 connection goes back to its pool when the response body ends.
+    let ret = h1.map(|tx| (pool, tx, upstream.pool.max_idle_per_endpoint));
 
     let (mut parts, body) = resp.into_parts();
     if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
