@@ -101,7 +101,7 @@ fn encode_family(out: &mut String, mf: &MetricFamily, exemplars: &ExemplarIndex)
     out.push_str("# HELP ");
     out.push_str(family);
     out.push(' ');
-    escape(out, mf.help(), false);
+    escape(out, mf.help());
     out.push('\n');
     for m in mf.get_metric() {
         let labels: Vec<(&str, &str)> = m
@@ -219,7 +219,7 @@ fn sample(
             first = false;
             out.push_str(k);
             out.push_str("=\"");
-            escape(out, v, true);
+            escape(out, v);
             out.push('"');
         }
         out.push('}');
@@ -251,13 +251,13 @@ fn float(v: f64) -> String {
     }
 }
 
-/// Escapes `\`, newlines and (in label values) `"`.
-fn escape(out: &mut String, s: &str, quote: bool) {
+/// Escapes `\\`, newlines and `"` (OpenMetrics escapes all three in HELP text and label values).
+fn escape(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
-            '"' if quote => out.push_str("\\\""),
+            '"' => out.push_str("\\\""),
             c => out.push(c),
         }
     }
@@ -292,7 +292,7 @@ mod tests {
         let text = encode(&r.gather(), &ExemplarIndex::default());
         assert!(text.contains("# TYPE x_requests counter\n"), "{text}");
         assert!(
-            text.contains("# HELP x_requests Requests \"served\".\n"),
+            text.contains("# HELP x_requests Requests \\\"served\\\".\n"),
             "{text}"
         );
         assert!(
