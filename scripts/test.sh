@@ -9,7 +9,8 @@ need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# promtool checks /metrics; the prometheus server scrapes it (tests/tests/observe.rs).
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 command -v musl-gcc >/dev/null 2>&1 || need+=(musl-tools)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # etcd-client's build runs protoc; the etcd provider's tests run a real etcd.

@@ -13,6 +13,8 @@ pub mod etcd;
 pub mod grpc;
 pub mod metrics;
 pub mod nginx;
+pub mod otlp;
+pub mod prometheus;
 pub mod strait;
 pub mod upstream;
 pub mod ws;

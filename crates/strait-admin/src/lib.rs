@@ -1,4 +1,4 @@
-//! Admin HTTP listener: `/healthz`, `/readyz`, `/metrics` (open), and the token-protected admin API under `/api/`.
+//! Admin HTTP listener: `/healthz`, `/readyz`, `/metrics` (Prometheus text, or OpenMetrics when asked; all open), and the token-protected admin API under `/api/`.
 #![forbid(unsafe_code)]
 
 use std::sync::{
@@ -8,7 +8,7 @@ use std::sync::{
 
 use axum::{
     extract::State,
-    http::{header, StatusCode},
+    http::{header, HeaderMap, StatusCode},
     response::IntoResponse,
     routing::get,
     Router,
@@ -57,7 +57,16 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
+async fn metrics(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> impl IntoResponse {
+    if wants_openmetrics(&headers) {
+        return (
+            [(
+                header::CONTENT_TYPE,
+                strait_observe::openmetrics::CONTENT_TYPE,
+            )],
+            s.control.metrics.render_openmetrics(),
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -67,9 +76,52 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     )
 }
 
+/// OpenMetrics when the scraper lists it with a non-zero weight (Prometheus does so first);
+/// the classic text format otherwise, which every scraper and promtool read.
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            let q_zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !q_zero
+        })
+}
+
 /// Serves the admin router on `listener` until the process exits.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     if let Err(e) = axum::serve(listener, router(state)).await {
         tracing::error!(error = %e, "admin listener failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn prometheus_accept_header_gets_openmetrics_and_others_get_text() {
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(wants_openmetrics(&accept(prom)));
+        assert!(!wants_openmetrics(&accept("text/plain")));
+        assert!(!wants_openmetrics(&accept("*/*")));
+        assert!(!wants_openmetrics(&accept(
+            "application/openmetrics-text;q=0"
+        )));
+        assert!(!wants_openmetrics(&HeaderMap::new()));
     }
 }

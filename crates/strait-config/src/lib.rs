@@ -18,6 +18,7 @@ use std::path::Path;
 use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
 mod diag;
+mod observability;
 pub mod provider;
 mod raw;
 mod types;
@@ -28,6 +29,7 @@ mod validate;
 mod tests;
 
 pub use diag::{Diagnostic, Errors, Locations, Pos};
+pub use observability::*;
 pub use provider::{Bootstrap, EtcdSettings, ProviderKind, ProviderSettings};
 pub use types::*;
 pub use units::{duration_to_string, parse_duration, parse_size};

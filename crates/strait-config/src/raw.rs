@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use forms::Pairs;
+pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
 
 mod forms;
@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub routes: Option<Vec<Spanned<RawRoute>>>,
     pub upstreams: Option<Vec<Spanned<RawUpstream>>>,
     pub config: Option<Spanned<crate::provider::RawProvider>>,
+    pub observability: Option<crate::observability::RawObservability>,
 }
 
 #[derive(Deserialize)]

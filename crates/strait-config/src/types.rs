@@ -27,6 +27,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// Where the configuration comes from (`config:`).
     pub provider: crate::provider::ProviderSettings,
+    /// Access logs and tracing (`observability:`, see `observability.rs`).
+    pub observability: crate::observability::Observability,
     /// Source positions of the items above, for errors found after parsing.
     pub locations: Locations,
 }

@@ -19,7 +19,7 @@ use crate::units::{parse_duration, parse_size};
 
 mod route;
 mod upstream;
-mod values;
+pub(crate) mod values;
 
 #[cfg(test)]
 mod tests;
@@ -102,6 +102,7 @@ pub(crate) fn validate(
         .collect();
     cx.unique("route", &named);
 
+    let observability = crate::observability::validate(&mut cx, raw.observability.as_ref());
     let config = Config {
         server,
         admin,
@@ -109,6 +110,7 @@ pub(crate) fn validate(
         routes,
         upstreams,
         provider,
+        observability,
         locations,
     };
     if !cx.errors.is_empty() {
@@ -544,6 +546,19 @@ impl Ctx<'_> {
         CertPair {
             cert: self.file(cert, "cert"),
             key: self.file(key, "key"),
+        }
+    }
+
+    /// Whether file paths are resolved and checked (the config came from a file).
+    pub(crate) fn checks_files(&self) -> bool {
+        self.base_dir.is_some()
+    }
+
+    /// A path resolved against the config's directory, not checked (files Strait creates, e.g. logs).
+    pub(crate) fn resolve_path(&self, s: &str) -> PathBuf {
+        match self.base_dir {
+            Some(base) => base.join(s),
+            None => PathBuf::from(s),
         }
     }
 

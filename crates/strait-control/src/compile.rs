@@ -169,6 +169,7 @@ pub fn compile_after(
         listeners,
         upstreams,
         drain_timeout: config.server.drain_timeout,
+        observe: None,
     })
 }
 

@@ -8,7 +8,7 @@ use std::{
 
 use strait_config::{Config, Diagnostic, Errors};
 use strait_core::{LiveState, Snapshot};
-use strait_observe::Metrics;
+use strait_observe::{Metrics, ObserveRuntime};
 use strait_proxy::{health::HealthCheckers, server::Tracker, Shared};
 use tokio::runtime::Handle;
 
@@ -59,6 +59,8 @@ pub struct Control {
     pub metrics: Arc<Metrics>,
     /// Open downstream connections (drain waits on it).
     pub tracker: Arc<Tracker>,
+    /// Access log writers and trace exporters shared by snapshots.
+    pub observe: ObserveRuntime,
     live: Arc<LiveState>,
     health: Mutex<HealthCheckers>,
     listeners: Mutex<ListenerSet>,
@@ -95,7 +97,10 @@ impl Control {
         }
         let metrics = Arc::new(Metrics::new());
         let live = Arc::new(LiveState::new());
-        let snap = Arc::new(compile(&loaded.config, 1, &live, &metrics)?);
+        let observe = ObserveRuntime::new(metrics.clone());
+        let mut snap = compile(&loaded.config, 1, &live, &metrics)?;
+        snap.observe = observe_of(&observe, &loaded.config)?;
+        let snap = Arc::new(snap);
         let tracker = Arc::new(Tracker::default());
         let mut listeners = ListenerSet::new(handle, tracker.clone());
         listeners.inherit(inherited);
@@ -110,6 +115,7 @@ impl Control {
             shared,
             metrics,
             tracker,
+            observe,
             live,
             health: Mutex::new(HealthCheckers::default()),
             listeners: Mutex::new(listeners),
@@ -313,13 +319,15 @@ impl Control {
             snapshot: &running,
             files_changed: force,
         };
-        let snap = Arc::new(compile_after(
+        let mut snap = compile_after(
             &loaded.config,
             version,
             &self.live,
             &self.metrics,
             Some(previous),
-        )?);
+        )?;
+        snap.observe = observe_of(&self.observe, &loaded.config)?;
+        let snap = Arc::new(snap);
         drop(running);
         let mut listeners = self.listeners.lock().expect("listeners lock");
         let prepared = listeners
@@ -364,4 +372,13 @@ fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The snapshot's observer: writers and exporters are reused when their settings did not change.
+fn observe_of(
+    rt: &ObserveRuntime,
+    config: &Config,
+) -> Result<Option<Arc<strait_observe::Observer>>, Errors> {
+    rt.build(&config.observability)
+        .map_err(|e| Errors(vec![Diagnostic::new(config.locations.source(), (0, 0), e)]))
 }

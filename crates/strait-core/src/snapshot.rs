@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use strait_observe::RouteStats;
+use strait_observe::{Observer, RouteStats};
 
 use crate::{route::Route, upstream::Upstream};
 
@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub upstreams: Vec<Arc<Upstream>>,
     /// Time allowed for in-flight requests at shutdown.
     pub drain_timeout: Duration,
+    /// Access log and tracing; `None` when neither is configured (then no per-request record exists).
+    pub observe: Option<Arc<Observer>>,
 }
 
 impl Snapshot {

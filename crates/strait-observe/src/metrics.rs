@@ -40,6 +40,40 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// `strait_config_last_reload_success_timestamp_seconds`: when the served config was applied.
     pub config_last_success: prometheus::Gauge,
+    /// `strait_upstream_request_duration_seconds{upstream,endpoint}`: one attempt, until response head.
+    pub upstream_duration: HistogramVec,
+    /// `strait_http_request_size_bytes_total{listener,route,upstream}`.
+    pub request_bytes: IntCounterVec,
+    /// `strait_http_response_size_bytes_total{listener,route,upstream}`.
+    pub response_bytes: IntCounterVec,
+    /// `strait_upstream_retries_total{route,upstream}` (reserved for the retry policy).
+    pub retries: IntCounterVec,
+    /// `strait_circuit_breaker_state{upstream}`: 0 closed, 1 open, 2 half-open (reserved for breakers).
+    pub breaker_state: IntGaugeVec,
+    /// `strait_outlier_ejections_total{upstream,endpoint}` (reserved for outlier detection).
+    pub ejections: IntCounterVec,
+    /// `strait_rate_limit_decisions_total{route,policy,decision}` (reserved for rate limits).
+    pub rate_limit_decisions: IntCounterVec,
+    /// `strait_auth_failures_total{route,policy,reason}` (reserved for auth policies).
+    pub auth_failures: IntCounterVec,
+    /// `strait_trace_spans_exported_total`: spans the collector accepted.
+    pub spans_exported: prometheus::IntCounter,
+    /// `strait_trace_spans_dropped_total{reason}`: `queue_full` or `export_failed`.
+    pub spans_dropped: IntCounterVec,
+    /// `strait_trace_sampling_ratio`: the start ratio in force (changes when a target rate is set).
+    pub sampling_ratio: prometheus::Gauge,
+    /// `strait_access_log_dropped_total`: records lost to a full buffer or a write error.
+    pub access_log_dropped: prometheus::IntCounter,
+    /// Exemplars of `request_duration`, read by the OpenMetrics encoder.
+    pub(crate) exemplars: crate::openmetrics::ExemplarIndex,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
 }
 
 impl Metrics {
@@ -137,6 +171,94 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "strait_upstream_request_duration_seconds",
+                "Time from sending one attempt to an upstream endpoint to its response head.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["upstream", "endpoint"],
+        )
+        .expect("valid metric");
+        let route_labels = &["listener", "route", "upstream"];
+        let request_bytes = counter(
+            "strait_http_request_size_bytes_total",
+            "Request body bytes received (declared by Content-Length).",
+            route_labels,
+        );
+        let response_bytes = counter(
+            "strait_http_response_size_bytes_total",
+            "Response body bytes sent (exact when the access log or tracing is on, else as declared).",
+            route_labels,
+        );
+        let retries = counter(
+            "strait_upstream_retries_total",
+            "Retried upstream attempts (reserved for the retry policy).",
+            &["route", "upstream"],
+        );
+        let breaker_state = gauge(
+            "strait_circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 1 open, 2 half-open (reserved for breakers).",
+            &["upstream"],
+        );
+        let ejections = counter(
+            "strait_outlier_ejections_total",
+            "Endpoints ejected by outlier detection (reserved).",
+            &["upstream", "endpoint"],
+        );
+        let rate_limit_decisions = counter(
+            "strait_rate_limit_decisions_total",
+            "Rate limit decisions (allowed, limited) by route and policy (reserved).",
+            &["route", "policy", "decision"],
+        );
+        let auth_failures = counter(
+            "strait_auth_failures_total",
+            "Requests denied by an auth policy, by reason (reserved).",
+            &["route", "policy", "reason"],
+        );
+        let spans_exported = prometheus::IntCounter::new(
+            "strait_trace_spans_exported_total",
+            "Spans accepted by the OTLP collector.",
+        )
+        .expect("valid metric");
+        let spans_dropped = counter(
+            "strait_trace_spans_dropped_total",
+            "Spans not exported: queue_full (the collector is slow or down) or export_failed.",
+            &["reason"],
+        );
+        let sampling_ratio = prometheus::Gauge::new(
+            "strait_trace_sampling_ratio",
+            "Share of new traces sampled when requests start.",
+        )
+        .expect("valid metric");
+        let access_log_dropped = prometheus::IntCounter::new(
+            "strait_access_log_dropped_total",
+            "Access log records dropped because the writer's buffer was full or a write failed.",
+        )
+        .expect("valid metric");
+        // Created at zero so rate() works before the first failure.
+        for r in ["queue_full", "export_failed"] {
+            spans_dropped.with_label_values(&[r]);
+        }
+        for r in ["success", "error"] {
+            config_reloads.with_label_values(&[r]);
+        }
+        for c in [
+            Box::new(upstream_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_bytes.clone()),
+            Box::new(response_bytes.clone()),
+            Box::new(retries.clone()),
+            Box::new(breaker_state.clone()),
+            Box::new(ejections.clone()),
+            Box::new(rate_limit_decisions.clone()),
+            Box::new(auth_failures.clone()),
+            Box::new(spans_exported.clone()),
+            Box::new(spans_dropped.clone()),
+            Box::new(sampling_ratio.clone()),
+            Box::new(access_log_dropped.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -175,6 +297,19 @@ impl Metrics {
             config_version,
             config_reloads,
             config_last_success,
+            upstream_duration,
+            request_bytes,
+            response_bytes,
+            retries,
+            breaker_state,
+            ejections,
+            rate_limit_decisions,
+            auth_failures,
+            spans_exported,
+            spans_dropped,
+            sampling_ratio,
+            access_log_dropped,
+            exemplars: Default::default(),
         }
     }
 
@@ -183,6 +318,11 @@ impl Metrics {
         let mut buf = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Renders every family in OpenMetrics 1.0 text, with trace-id exemplars on request duration buckets.
+    pub fn render_openmetrics(&self) -> String {
+        crate::openmetrics::encode(&self.registry.gather(), &self.exemplars)
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use prometheus::{Histogram, IntCounter};
 
 use crate::metrics::{method_label, Metrics};
+use crate::openmetrics::{Exemplar, ExemplarCell};
 
 /// Slots per stats object: distinct (method, code) pairs a route sees in practice stay well under this.
 const SLOTS: usize = 16;
@@ -24,6 +25,7 @@ struct Slot {
     key: u32,
     count: IntCounter,
     duration: Histogram,
+    exemplar: Arc<ExemplarCell>,
 }
 
 /// Request counters and latency for one (listener, route, upstream); handles per (method, code) are resolved once.
@@ -31,6 +33,13 @@ pub struct RouteStats {
     metrics: Arc<Metrics>,
     key: StatsKey,
     slots: OnceLock<Box<[OnceLock<Slot>; SLOTS]>>,
+    bytes: OnceLock<(IntCounter, IntCounter)>,
+}
+
+impl std::fmt::Debug for RouteStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RouteStats").field(&self.key).finish()
+    }
 }
 
 impl RouteStats {
@@ -40,6 +49,7 @@ impl RouteStats {
             metrics,
             key,
             slots: OnceLock::new(),
+            bytes: OnceLock::new(),
         }
     }
 
@@ -50,6 +60,34 @@ impl RouteStats {
 
     /// Counts one answered request and its latency in seconds.
     pub fn record(&self, method: &http::Method, code: u16, seconds: f64) {
+        self.record_traced(method, code, seconds, None);
+    }
+
+    /// Adds request and response body bytes to the route's byte counters.
+    pub fn add_bytes(&self, request: u64, response: u64) {
+        let (req, resp) = self.bytes.get_or_init(|| {
+            let labels = [&*self.key.listener, &*self.key.route, &*self.key.upstream];
+            (
+                self.metrics.request_bytes.with_label_values(&labels),
+                self.metrics.response_bytes.with_label_values(&labels),
+            )
+        });
+        if request > 0 {
+            req.inc_by(request);
+        }
+        if response > 0 {
+            resp.inc_by(response);
+        }
+    }
+
+    /// Like [`RouteStats::record`]; a sampled request's trace id becomes the series' exemplar.
+    pub fn record_traced(
+        &self,
+        method: &http::Method,
+        code: u16,
+        seconds: f64,
+        trace_id: Option<[u8; 16]>,
+    ) {
         let mkey = (method_index(method) << 16) | u32::from(code);
         let slots = self
             .slots
@@ -61,6 +99,13 @@ impl RouteStats {
             if slot.key == mkey {
                 slot.count.inc();
                 slot.duration.observe(seconds);
+                if let Some(trace_id) = trace_id {
+                    slot.exemplar.offer(Exemplar {
+                        trace_id,
+                        value: seconds,
+                        timestamp: unix_now(),
+                    });
+                }
                 return;
             }
         }
@@ -74,13 +119,49 @@ impl RouteStats {
             .observe(seconds);
     }
 
+    /// Makes `trace_id` the exemplar of the (method, code) series if it has been recorded; for
+    /// traces kept at the end (errors, slow requests) whose start decision left no exemplar.
+    pub fn offer_exemplar(
+        &self,
+        method: &http::Method,
+        code: u16,
+        seconds: f64,
+        trace_id: [u8; 16],
+    ) {
+        let mkey = (method_index(method) << 16) | u32::from(code);
+        let Some(slots) = self.slots.get() else {
+            return;
+        };
+        let start = (mkey as usize).wrapping_mul(0x9E37_79B9) >> 4;
+        for i in 0..SLOTS {
+            match slots[(start + i) % SLOTS].get() {
+                Some(slot) if slot.key == mkey => {
+                    slot.exemplar.offer(Exemplar {
+                        trace_id,
+                        value: seconds,
+                        timestamp: unix_now(),
+                    });
+                    return;
+                }
+                Some(_) => {}
+                None => return,
+            }
+        }
+    }
+
     fn resolve(&self, key: u32, method: &http::Method, code: u16) -> Slot {
         let code = code.to_string();
         let labels = self.labels(method, &code);
+        let named: Vec<(&str, &str)> = crate::metrics::REQUEST_LABELS
+            .iter()
+            .copied()
+            .zip(labels.iter().copied())
+            .collect();
         Slot {
             key,
             count: self.metrics.requests.with_label_values(&labels),
             duration: self.metrics.request_duration.with_label_values(&labels),
+            exemplar: self.metrics.exemplars.cell(&named),
         }
     }
 
@@ -93,6 +174,13 @@ impl RouteStats {
             code,
         ]
     }
+}
+
+/// Seconds since the Unix epoch (exemplar timestamps).
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn method_index(m: &http::Method) -> u32 {

@@ -12,6 +12,10 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use std::sync::Arc;
+
+use strait_observe::{Observer, RequestRecord};
+
 use crate::pool::PooledBody;
 
 /// Boxed error for body streams (only allocated on failure).
@@ -27,6 +31,9 @@ pub enum ProxyBody {
     Downstream(Streamed),
     /// Streamed from an upstream; returns its connection to the pool at the end.
     Upstream(PooledBody),
+    /// A response whose end finishes the request's record (access log, spans); boxed, as it
+    /// exists only when observability is configured.
+    Observed(Box<Observed>),
 }
 
 impl ProxyBody {
@@ -54,6 +61,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Downstream(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Observed(b) => Pin::new(&mut **b).poll_frame(cx),
         }
     }
 
@@ -63,6 +71,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Downstream(b) => b.inner.is_end_stream(),
             ProxyBody::Upstream(b) => b.is_end_stream(),
+            ProxyBody::Observed(b) => b.inner.is_end_stream(),
         }
     }
 
@@ -72,6 +81,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Downstream(b) => b.inner.size_hint(),
             ProxyBody::Upstream(b) => b.size_hint(),
+            ProxyBody::Observed(b) => b.inner.size_hint(),
         }
     }
 }
@@ -168,5 +178,70 @@ impl Body for Streamed {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A response body that counts the bytes sent and finishes the request record when it ends,
+/// fails, or is dropped (client gone), whichever comes first.
+pub struct Observed {
+    inner: ProxyBody,
+    record: Option<RequestRecord>,
+    observer: Arc<Observer>,
+}
+
+impl Observed {
+    /// Wraps the response body `inner` of the request described by `record`.
+    pub fn new(inner: ProxyBody, record: RequestRecord, observer: Arc<Observer>) -> Self {
+        Observed {
+            inner,
+            record: Some(record),
+            observer,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(r) = self.record.take() {
+            self.observer.finish(r);
+        }
+    }
+}
+
+impl Body for Observed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(rec), Some(d)) = (this.record.as_mut(), frame.data_ref()) {
+                    rec.bytes_out += d.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+            }
+            Poll::Ready(_) => this.finish(),
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        self.finish();
     }
 }

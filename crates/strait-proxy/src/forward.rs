@@ -1,16 +1,17 @@
 //! Forwarding to an upstream: prepare the request for the next hop, pick an endpoint, send, and stream the response back.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use http::{header, uri::PathAndQuery, HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use strait_core::{balance::hash_key, HashOn, ProxyError, Rewrite, Upstream};
+use strait_observe::{trace::Tracer, Attempt, RequestRecord};
 
 use crate::{
     body::{BodyTooLarge, ProxyBody, Streamed},
     handler::ConnInfo,
     headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID},
-    pool::{self, Conn, PooledBody},
+    pool::{self, Conn, Outcome, PooledBody},
     Shared,
 };
 
@@ -30,6 +31,10 @@ pub struct Forward<'a> {
     pub request_id: &'a HeaderValue,
     /// Original authority.
     pub host: Option<&'a HeaderValue>,
+    /// The request's record (access log, spans), when observability is configured.
+    pub record: Option<&'a mut RequestRecord>,
+    /// Tracing, when configured: the upstream gets a `traceparent` for each attempt.
+    pub tracer: Option<&'a Tracer>,
 }
 
 /// Sends the request to an endpoint of the upstream and returns its response, or why not.
@@ -114,6 +119,17 @@ pub async fn forward(
         }
     }
 
+    // One client span per attempt: its id is the parent id the upstream sees.
+    let trace = f.record.as_ref().and_then(|r| r.trace);
+    let attempt_span = match (f.tracer, &trace) {
+        (Some(t), Some(ctx)) => {
+            let id = strait_observe::trace::span_id(&mut strait_core::rand::next_u64);
+            t.inject(&mut head.headers, ctx, &id);
+            Some(id)
+        }
+        _ => None,
+    };
+
     let body = ProxyBody::Downstream(Streamed::new(
         body,
         upstream.timeouts.idle,
@@ -121,32 +137,52 @@ pub async fn forward(
     ));
     let req = Request::from_parts(head, body);
 
-    let pool = f.shared.pools.of(
-        upstream,
-        endpoint,
-        &f.shared.metrics.upstream_connect_errors,
-    );
+    let pool = f.shared.pools.of(upstream, endpoint, &f.shared.metrics);
     let _active = endpoint.state.track();
-    let conn = pool::checkout(&pool, upstream)
-        .await
-        .map_err(|e| ProxyError::Connect {
-            upstream: upstream.name.to_string(),
-            endpoint: endpoint.address.to_string(),
-            source: Box::new(e),
-        })?;
-
-    let timeout = upstream.timeouts.request;
-    let (resp, ret) = match conn {
-        Conn::H1(mut tx) => {
-            let r = tokio::time::timeout(timeout, tx.send_request(req)).await;
-            let resp = finish_send(upstream, r)?;
-            (resp, Some((pool, tx, upstream.pool.max_idle_per_endpoint)))
-        }
-        Conn::H2(mut tx) => {
-            let r = tokio::time::timeout(timeout, tx.send_request(req)).await;
-            (finish_send(upstream, r)?, None)
-        }
-    };
+    let started = Instant::now();
+    let sent = async {
+        let conn = pool::checkout(&pool, upstream)
+            .await
+            .map_err(|e| ProxyError::Connect {
+                upstream: upstream.name.to_string(),
+                endpoint: endpoint.address.to_string(),
+                source: Box::new(e),
+            })?;
+        let timeout = upstream.timeouts.request;
+        Ok(match conn {
+            Conn::H1(mut tx) => {
+                let r = tokio::time::timeout(timeout, tx.send_request(req)).await;
+                (finish_send(upstream, r)?, Some(tx))
+            }
+            Conn::H2(mut tx) => {
+                let r = tokio::time::timeout(timeout, tx.send_request(req)).await;
+                (finish_send(upstream, r)?, None)
+            }
+        })
+    }
+    .await;
+    let elapsed = started.elapsed();
+    pool.attempt_duration.observe(elapsed.as_secs_f64());
+    pool.count(match &sent {
+        Ok(_) => Outcome::Response,
+        Err(ProxyError::Connect { .. }) => Outcome::ConnectError,
+        Err(ProxyError::Timeout(_)) => Outcome::Timeout,
+        Err(_) => Outcome::Error,
+    });
+    if let Some(rec) = f.record {
+        rec.attempts.push(Attempt {
+            span_id: attempt_span.unwrap_or_default(),
+            start: started,
+            duration: elapsed,
+            upstream: upstream.name.clone(),
+            endpoint: endpoint.address.clone(),
+            status: sent.as_ref().map_or(0, |(r, _)| r.status().as_u16()),
+            error: sent.as_ref().err().map(attempt_error),
+        });
+    }
+    let (resp, h1) = sent?;
+    // An HTTP/1.1 connection goes back to its pool when the response body ends.
+    let ret = h1.map(|tx| (pool, tx, upstream.pool.max_idle_per_endpoint));
 
     let (mut parts, body) = resp.into_parts();
     if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -166,6 +202,16 @@ pub async fn forward(
         parts,
         ProxyBody::Upstream(PooledBody::new(body, upstream.timeouts.idle, ret)),
     ))
+}
+
+/// The `error.type` of a failed attempt.
+fn attempt_error(e: &ProxyError) -> &'static str {
+    match e {
+        ProxyError::Connect { .. } => "connect",
+        ProxyError::Timeout(_) => "timeout",
+        ProxyError::BadRequest(..) => "request",
+        _ => "upstream",
+    }
 }
 
 fn finish_send(

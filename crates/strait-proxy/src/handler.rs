@@ -4,12 +4,13 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use strait_core::{snapshot::ListenerSpec, Action, ProxyError, RequestCtx, Route, Snapshot};
-use strait_observe::RouteStats;
+use strait_observe::{trace::context::hex, Observer, RequestRecord, RouteStats};
 
 use crate::{
-    body::ProxyBody,
+    body::{Observed, ProxyBody},
     forward,
     headers::{self, X_REQUEST_ID},
     Shared,
@@ -37,7 +38,13 @@ pub async fn handle(
     let snap = shared.snapshot.load_full();
     let request_id = headers::request_id(req.headers());
     let method = req.method().clone();
-    let (mut resp, stats) = route_and_serve(&shared, &snap, &conn, req, &request_id).await;
+    if let Some(obs) = &snap.observe {
+        // Boxed so the record does not enlarge every request's future when observability is off.
+        let fut = handle_observed(&shared, &snap, obs, &conn, req, request_id, start);
+        return Ok(Box::pin(fut).await);
+    }
+    let bytes_in = content_length(req.headers());
+    let (mut resp, stats) = route_and_serve(&shared, &snap, &conn, req, &request_id, None).await;
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     if let Some(stats) = stats {
         stats.record(
@@ -45,8 +52,72 @@ pub async fn handle(
             resp.status().as_u16(),
             start.elapsed().as_secs_f64(),
         );
+        // Without an access log or tracing there is no per-request state at stream end, so
+        // body sizes are the declared ones (Content-Length, or a body Strait produced).
+        stats.add_bytes(bytes_in, resp.body().size_hint().exact().unwrap_or(0));
     }
     Ok(resp)
+}
+
+/// The request path when an access log or tracing is configured: a [`RequestRecord`] travels
+/// with the request and is finished when the response body ends (see `body::Observed`).
+async fn handle_observed(
+    shared: &Shared,
+    snap: &Snapshot,
+    obs: &Arc<Observer>,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    request_id: HeaderValue,
+    start: Instant,
+) -> Response<ProxyBody> {
+    let mut rand = strait_core::rand::next_u64;
+    let trace = obs.tracer().map(|t| t.start(req.headers(), &mut rand));
+    let mut rec = RequestRecord {
+        start,
+        start_unix_ns: strait_observe::record::unix_ns_now(),
+        trace,
+        request_id: request_id.clone(),
+        client: conn.client,
+        listener: conn.listener.name.clone(),
+        tls: conn.is_tls(),
+        method: req.method().clone(),
+        version: req.version(),
+        uri: req.uri().clone(),
+        host: req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        }),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
+        bytes_in: content_length(req.headers()),
+        stats: None,
+        status: 0,
+        attempts: Vec::new(),
+        policy: None,
+        bytes_out: 0,
+        head: std::time::Duration::ZERO,
+        duration: std::time::Duration::ZERO,
+    };
+    let (mut resp, stats) =
+        route_and_serve(shared, snap, conn, req, &request_id, Some(&mut rec)).await;
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    rec.status = resp.status().as_u16();
+    rec.head = start.elapsed();
+    if let Some(stats) = stats {
+        let exemplar = rec.trace.filter(|t| t.sampled).map(|t| t.trace_id);
+        stats.record_traced(&rec.method, rec.status, rec.head.as_secs_f64(), exemplar);
+        rec.stats = Some(stats.clone());
+    }
+    let (parts, body) = resp.into_parts();
+    let body = ProxyBody::Observed(Box::new(Observed::new(body, rec, obs.clone())));
+    Response::from_parts(parts, body)
+}
+
+fn content_length(h: &http::HeaderMap) -> u64 {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 impl ConnInfo {
@@ -62,7 +133,8 @@ async fn route_and_serve<'s>(
     conn: &ConnInfo,
     req: Request<Incoming>,
     request_id: &HeaderValue,
-) -> (Response<ProxyBody>, Option<&'s RouteStats>) {
+    mut record: Option<&mut RequestRecord>,
+) -> (Response<ProxyBody>, Option<&'s Arc<RouteStats>>) {
     let limits = &conn.listener.limits;
     let Some(table) = snap.listener_routes(conn.listener.id) else {
         return (error_response(&ProxyError::NoRoute, request_id), None);
@@ -71,7 +143,7 @@ async fn route_and_serve<'s>(
         && req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > limits.max_request_line
     {
         let e = ProxyError::BadRequest(StatusCode::URI_TOO_LONG, "request target too long");
-        return (error_response(&e, request_id), Some(&*table.unmatched));
+        return (error_response(&e, request_id), Some(&table.unmatched));
     }
     let host = match request_host(&req) {
         Ok(h) => h,
@@ -81,7 +153,7 @@ async fn route_and_serve<'s>(
             // An ambiguous request ends the connection, as the HTTP/1 guard does for bad framing.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return (resp, Some(&*table.unmatched));
+            return (resp, Some(&table.unmatched));
         }
     };
     let matched = {
@@ -97,12 +169,12 @@ async fn route_and_serve<'s>(
     let Some(m) = matched else {
         return (
             error_response(&ProxyError::NoRoute, request_id),
-            Some(&*table.unmatched),
+            Some(&table.unmatched),
         );
     };
     let entry = &table.routes[m.index];
     let route: &Route = &entry.route;
-    let stats = Some(&*entry.stats);
+    let stats = Some(&entry.stats);
 
     if limits.max_request_body > 0 {
         let too_big = req
@@ -161,11 +233,18 @@ async fn route_and_serve<'s>(
                 prefix_len: m.prefix_len,
                 request_id,
                 host: host.as_ref(),
+                record: record.as_deref_mut(),
+                tracer: snap.observe.as_ref().and_then(|o| o.tracer()),
             };
             match forward::forward(ctx, req).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::debug!(route = %route.name, error = %e, "request failed");
+                    tracing::debug!(
+                        route = %route.name,
+                        error = %e,
+                        trace_id = ?record.as_ref().and_then(|r| r.trace).map(|t| hex(&t.trace_id)),
+                        "request failed"
+                    );
                     error_response(&e, request_id)
                 }
             }

@@ -70,9 +70,7 @@ async fn probe_loop(shared: Arc<Shared>, up: Arc<Upstream>, ep: Arc<Endpoint>, h
         .endpoint_healthy
         .with_label_values(&[&up.name, &ep.address]);
     gauge.set(if ep.state.is_healthy() { 1.0 } else { 0.0 });
-    let pool = shared
-        .pools
-        .of(&up, &ep, &shared.metrics.upstream_connect_errors);
+    let pool = shared.pools.of(&up, &ep, &shared.metrics);
     let (mut passes, mut fails) = (0u32, 0u32);
     let mut tick = tokio::time::interval(hc.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -46,10 +46,36 @@ pub struct EndpointPool {
     idle: Mutex<Vec<Idle>>,
     h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
     connect_errors: IntCounter,
+    /// `strait_upstream_request_duration_seconds` for this endpoint, resolved once.
+    pub attempt_duration: prometheus::Histogram,
+    /// `strait_upstream_requests_total` for this endpoint by [`Outcome`], resolved once.
+    outcomes: [IntCounter; 4],
+}
+
+/// How an attempt to an endpoint ended (the `outcome` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A response head arrived (any status).
+    Response = 0,
+    /// No connection could be had.
+    ConnectError = 1,
+    /// No response head within `timeouts.request`.
+    Timeout = 2,
+    /// The connection failed or the response was invalid.
+    Error = 3,
+}
+
+impl Outcome {
+    const LABELS: [&'static str; 4] = ["response", "connect_error", "timeout", "error"];
 }
 
 impl EndpointPool {
-    fn new(endpoint: &Endpoint, connect_errors: IntCounter) -> Self {
+    fn new(
+        endpoint: &Endpoint,
+        connect_errors: IntCounter,
+        attempt_duration: prometheus::Histogram,
+        outcomes: [IntCounter; 4],
+    ) -> Self {
         let (host, _) = strait_core::route::split_host_port(&endpoint.address);
         EndpointPool {
             addr: endpoint.address.parse().ok(),
@@ -61,7 +87,14 @@ impl EndpointPool {
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
             connect_errors,
+            attempt_duration,
+            outcomes,
         }
+    }
+
+    /// Counts one attempt's outcome.
+    pub fn count(&self, outcome: Outcome) {
+        self.outcomes[outcome as usize].inc();
     }
 
     /// Closes idle connections older than `max_age`.
@@ -86,7 +119,7 @@ impl Pools {
         &self,
         upstream: &Upstream,
         endpoint: &Endpoint,
-        errors: &prometheus::IntCounterVec,
+        metrics: &strait_observe::Metrics,
     ) -> Arc<EndpointPool> {
         if let Some(p) = endpoint.state.ext.get() {
             if let Ok(p) = p.clone().downcast::<EndpointPool>() {
@@ -94,8 +127,17 @@ impl Pools {
             }
         }
         let ext = endpoint.state.ext.get_or_init(|| {
-            let counter = errors.with_label_values(&[&upstream.name, &endpoint.address]);
-            let pool = Arc::new(EndpointPool::new(endpoint, counter));
+            let labels = [&*upstream.name, &*endpoint.address];
+            let pool = Arc::new(EndpointPool::new(
+                endpoint,
+                metrics.upstream_connect_errors.with_label_values(&labels),
+                metrics.upstream_duration.with_label_values(&labels),
+                Outcome::LABELS.map(|o| {
+                    metrics
+                        .upstream_requests
+                        .with_label_values(&[labels[0], labels[1], o])
+                }),
+            ));
             self.all
                 .lock()
                 .expect("pools lock")

@@ -193,10 +193,11 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
         tokio::spawn(upgrade::serve(path, sockets, upgraded_tx));
     }
 
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return ExitCode::from(1);
@@ -230,6 +231,11 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
             _ = term.recv() => break,
             _ = int.recv() => break,
             Some(()) = upgraded.recv() => break,
+            _ = usr1.recv() => {
+                // logrotate renamed the access log: the writer opens a fresh file at the path.
+                control.observe.reopen_logs();
+                continue;
+            }
         };
         let c = control.clone();
         // Compiling may read certificate files: keep it off the runtime's worker threads.
@@ -261,6 +267,9 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
             "drain timeout reached; closing remaining connections"
         );
     }
+    // The access log writer runs on its own thread: let it write the last requests' lines.
+    let c = control.clone();
+    let _ = tokio::task::spawn_blocking(move || c.observe.flush_wait()).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
