@@ -333,3 +333,37 @@ async fn queued_spans_are_sent_before_exit() {
         s.logs_text()
     );
 }
+
+#[tokio::test]
+async fn a_traces_per_second_target_lowers_the_ratio_under_load_and_restores_it_after() {
+    let up = Upstream::start("up").await;
+    let rx = OtlpReceiver::grpc().await;
+    let s = Strait::start(&yaml(
+        &up,
+        &rx.endpoint(),
+        "    sampling: { ratio: 1.0, target_per_second: 5 }\n",
+    ))
+    .await;
+    let ratio = |m: &str| sum(m, "strait_trace_sampling_ratio", &[]);
+    assert_eq!(ratio(&s.metrics().await), 1.0);
+    // Bounded load: 3.5 s or 20,000 requests, whichever comes first.
+    let t = Instant::now();
+    let mut sent = 0u32;
+    while t.elapsed() < Duration::from_millis(3500) && sent < 20_000 {
+        assert_eq!(get(&s, "/api/x", &[]).await, 200);
+        sent += 1;
+    }
+    let rate = f64::from(sent) / t.elapsed().as_secs_f64();
+    let under_load = ratio(&s.metrics().await);
+    eprintln!("{sent} requests ({rate:.0}/s): sampling ratio adapted to {under_load:.4}");
+    assert!(rate > 20.0, "too little load to adapt: {rate:.0}/s");
+    // Aiming at 5 traces/s: the ratio moved from 1.0 towards 5 / rate.
+    assert!(under_load < 0.5, "ratio under load {under_load}");
+    // Without load it moves back towards the configured ratio.
+    let restored = poll_until(Duration::from_secs(6), "ratio restored", || async {
+        let r = ratio(&s.metrics().await);
+        (r > 0.9).then_some(r)
+    })
+    .await;
+    assert!(restored <= 1.0);
+}

@@ -283,7 +283,10 @@ impl HeaderValueBytes for http::HeaderValue {
 fn millis(out: &mut String, d: Option<Duration>) {
     match d {
         Some(d) => {
-            let _ = write!(out, "{:.3}", d.as_secs_f64() * 1000.0);
+            // Integer formatting: float formatting with a fixed precision is the slow path of
+            // core::fmt, and this runs for every line.
+            let us = d.as_micros();
+            let _ = write!(out, "{}.{:03}", us / 1000, us % 1000);
         }
         None => out.push_str("null"),
     }
@@ -297,6 +300,16 @@ fn string(out: &mut String, v: Option<&[u8]>) {
         return;
     };
     out.push('"');
+    // Nearly every value is printable ASCII without quotes or backslashes: copy it as is.
+    if v.iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        if let Ok(ascii) = std::str::from_utf8(v) {
+            out.push_str(ascii);
+            out.push('"');
+            return;
+        }
+    }
     for c in String::from_utf8_lossy(v).chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -313,10 +326,29 @@ fn string(out: &mut String, v: Option<&[u8]>) {
     out.push('"');
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` from Unix nanoseconds (civil-from-days, proleptic Gregorian).
+thread_local! {
+    /// The formatted `YYYY-MM-DDTHH:MM:SS` of the last second seen: lines come in time order,
+    /// so most reuse it.
+    static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` from Unix nanoseconds.
 fn rfc3339(out: &mut String, unix_ns: u64) {
     let secs = unix_ns / 1_000_000_000;
     let ms = (unix_ns / 1_000_000) % 1000;
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != secs {
+            text.clear();
+            civil(text, secs);
+            *cached = secs;
+        }
+        out.push_str(text);
+    });
+    let _ = write!(out, ".{ms:03}Z");
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` from Unix seconds (civil-from-days, proleptic Gregorian).
+fn civil(out: &mut String, secs: u64) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;
@@ -330,7 +362,7 @@ fn rfc3339(out: &mut String, unix_ns: u64) {
     let y = yoe + era * 400 + i64::from(m <= 2);
     let _ = write!(
         out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         (rem / 60) % 60,
         rem % 60
