@@ -92,8 +92,9 @@ impl Etcd {
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client: SocketAddr::from(([127, 0, 0, 1], crate::free_port())),
-                peer: SocketAddr::from(([127, 0, 0, 1], crate::free_port())),
+                // Members are stopped and restarted on these ports.
+                client: SocketAddr::from(([127, 0, 0, 1], crate::stable_port())),
+                peer: SocketAddr::from(([127, 0, 0, 1], crate::stable_port())),
                 data: dir.path().join(format!("m{i}.etcd")),
                 log: dir.path().join(format!("m{i}.log")),
                 child: None,
