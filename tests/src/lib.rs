@@ -11,6 +11,7 @@ pub mod certs;
 pub mod client;
 pub mod etcd;
 pub mod grpc;
+pub mod load;
 pub mod metrics;
 pub mod nginx;
 pub mod otlp;

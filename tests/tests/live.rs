@@ -2,7 +2,6 @@
 
 use std::{
     net::SocketAddr,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -10,6 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::ServerName;
 use strait_e2e::certs::{accept_any_client_config, Leaf};
 use strait_e2e::client::{self, text};
+use strait_e2e::load::Load;
 use strait_e2e::ws::WsEcho;
 use strait_e2e::{free_port, metrics, poll_until, rss_kib, within, Strait, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -233,27 +233,7 @@ async fn fifty_reloads_under_load_fail_nothing_and_keep_a_websocket_open() {
     sock.send(Message::text("before")).await.unwrap();
     assert_eq!(sock.next().await.unwrap().unwrap(), Message::text("before"));
 
-    let addr = s.web();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut loads = Vec::new();
-    for _ in 0..4 {
-        let stop = stop.clone();
-        loads.push(tokio::spawn(async move {
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            // Bounded: at most 5,000 requests per task.
-            for _ in 0..5_000 {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                match client::get(addr, "/").await {
-                    Ok(r) if r.status() == 200 => ok += 1,
-                    Ok(r) => failed.push(format!("status {}", r.status())),
-                    Err(e) => failed.push(e.to_string()),
-                }
-            }
-            (ok, failed)
-        }));
-    }
+    let load = Load::start(&[s.web(); 4], 5_000);
     let start = version(&s).await;
     for i in 1..=50u32 {
         rewrite(&s, &split(&a, &b, &ws, i % 2 == 1));
@@ -263,13 +243,7 @@ async fn fifty_reloads_under_load_fail_nothing_and_keep_a_websocket_open() {
         })
         .await;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut ok, mut failed) = (0, Vec::new());
-    for l in loads {
-        let (o, f) = within(Duration::from_secs(30), "load", l).await.unwrap();
-        ok += o;
-        failed.extend(f);
-    }
+    let (ok, failed) = load.finish().await;
     eprintln!(
         "50 reloads under load: {ok} requests succeeded, {} failed",
         failed.len()

@@ -1,14 +1,9 @@
 //! Zero-downtime binary upgrade through the real binary: a second process started with the same `--upgrade-socket` takes over the listening sockets; the old one finishes its in-flight requests and exits 0; no request fails.
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use strait_e2e::client::{self, text};
+use strait_e2e::load::Load;
 use strait_e2e::{within, Reply, Strait, Upstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,25 +28,7 @@ async fn upgrade_hands_over_sockets_and_loses_no_request() {
     let (web, second, admin) = (old.web(), old.addr("second"), old.admin());
 
     // Steady load on new connections against both listeners, plus one slow request in flight.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut loads = Vec::new();
-    for addr in [web, second, web] {
-        let stop = stop.clone();
-        loads.push(tokio::spawn(async move {
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            for _ in 0..20_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                match client::get(addr, "/").await {
-                    Ok(r) if r.status() == 200 => ok += 1,
-                    Ok(r) => failed.push(format!("status {}", r.status())),
-                    Err(e) => failed.push(e.to_string()),
-                }
-            }
-            (ok, failed)
-        }));
-    }
+    let load = Load::start(&[web, second, web], 20_000);
     let slow = tokio::spawn(async move { client::get(web, "/slow").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -70,13 +47,7 @@ async fn upgrade_hands_over_sockets_and_loses_no_request() {
     assert_eq!(text(&slow), "slow done");
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut ok, mut failed) = (0, Vec::new());
-    for l in loads {
-        let (o, f) = within(Duration::from_secs(30), "load", l).await.unwrap();
-        ok += o;
-        failed.extend(f);
-    }
+    let (ok, failed) = load.finish().await;
     eprintln!(
         "upgrade under load: {ok} requests succeeded, {} failed",
         failed.len()

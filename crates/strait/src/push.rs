@@ -14,15 +14,9 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs a `strait config` subcommand.
 pub fn config(cmd: ConfigCommand) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::run::runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let result = match cmd {
         ConfigCommand::Push(args) => match checked_values(&args) {

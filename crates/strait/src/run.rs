@@ -49,15 +49,11 @@ pub fn run(args: RunArgs) -> ExitCode {
         n => n,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.worker_threads(threads).enable_all();
-    let rt = match rt.build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    rt.block_on(serve(provider, args.upgrade_socket))
+    rt.worker_threads(threads);
+    match runtime(rt) {
+        Ok(rt) => rt.block_on(serve(provider, args.upgrade_socket)),
+        Err(code) => code,
+    }
 }
 
 /// `strait run -c BOOTSTRAP` with `provider: etcd`. `server.worker_threads` is not known before
@@ -67,15 +63,9 @@ fn run_etcd(
     bootstrap: strait_config::Bootstrap,
     upgrade_socket: Option<PathBuf>,
 ) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     rt.block_on(async {
         // The client lives on this runtime: its watch task keeps the provider current.
@@ -327,6 +317,14 @@ fn clone_all(sockets: &Sockets) -> Sockets {
         .iter()
         .filter_map(|(n, a, s)| s.try_clone().ok().map(|s| (n.clone(), *a, s)))
         .collect()
+}
+
+/// Builds a runtime with I/O and timers; on failure says why and gives the exit code.
+pub(crate) fn runtime(mut b: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    b.enable_all().build().map_err(|e| {
+        eprintln!("cannot start runtime: {e}");
+        ExitCode::from(1)
+    })
 }
 
 fn init_logging(format: LogFormat) {
