@@ -59,3 +59,27 @@ async fn upgrade_hands_over_sockets_and_loses_no_request() {
     assert!(new.logs_text().contains("upgrade socket bound"));
     assert_eq!(text(&client::get(web, "/").await.unwrap()), "ok");
 }
+
+#[tokio::test]
+async fn the_upgrade_socket_is_private_to_its_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("upgrade.sock");
+    let s = Strait::start_opts(
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: r\n    respond: { status: 200 }\n",
+        &[],
+        &["--upgrade-socket", sock.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    let mode = within(Duration::from_secs(5), "socket file", async {
+        loop {
+            if s.logs_text().contains("upgrade socket bound") {
+                return std::fs::metadata(&sock).unwrap().permissions().mode();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(mode & 0o777, 0o600);
+}

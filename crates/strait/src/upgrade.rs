@@ -112,10 +112,21 @@ pub async fn serve(
     sockets: impl Fn() -> Vec<(String, SocketAddr, std::net::TcpListener)> + Send + Sync + 'static,
     done: mpsc::Sender<()>,
 ) {
-    let _ = std::fs::remove_file(&path);
-    let listener = match tokio::net::UnixListener::bind(&path) {
+    // Whoever connects receives the listening sockets and makes this process exit: only the
+    // user running Strait may. The socket is restricted under a temporary name and renamed into
+    // place, so it is never reachable with looser permissions.
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let bound = tokio::net::UnixListener::bind(&tmp).and_then(|l| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(l)
+    });
+    let listener = match bound {
         Ok(l) => l,
         Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
             tracing::error!(path = %path.display(), error = %e, "cannot listen for upgrades");
             return;
         }
