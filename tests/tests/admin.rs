@@ -320,6 +320,24 @@ async fn per_resource_edits_versions_rollback_and_health() {
         .await;
     assert_eq!(status, 404);
 
+    // A listener on a port that is taken is refused before anything is stored.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap();
+    let before = std::fs::read_to_string(s.config_path()).unwrap();
+    for path in ["/api/listeners/extra?dry_run=true", "/api/listeners/extra"] {
+        let (status, v) = admin
+            .write(
+                reqwest::Method::PUT,
+                path,
+                Some("\"5\""),
+                &format!("listen: {taken}\n"),
+            )
+            .await;
+        assert_eq!(status, 400, "{path}: {v}");
+        assert!(v["errors"].to_string().contains("cannot bind"), "{v}");
+    }
+    assert_eq!(std::fs::read_to_string(s.config_path()).unwrap(), before);
+
     // Endpoint states of an upstream.
     let (status, h, _) = admin.json("/api/upstreams/up/health").await;
     assert_eq!(status, 200);

@@ -13,7 +13,7 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use strait_control::control::WriteError;
+use strait_control::{control::WriteError, Control};
 
 use crate::AdminState;
 
@@ -77,7 +77,7 @@ struct ConfigQuery {
 }
 
 async fn get_config(State(s): State<Arc<AdminState>>, Query(q): Query<ConfigQuery>) -> Response {
-    let (version, doc, tree) = s.control.current();
+    let (version, doc, tree) = read(&s.control, Control::current).await;
     let mut r = if q.format.as_deref() == Some("yaml") {
         (
             [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
@@ -89,7 +89,7 @@ async fn get_config(State(s): State<Arc<AdminState>>, Query(q): Query<ConfigQuer
             "version": version,
             "provider": s.control.provider().kind(),
             "source": doc.source,
-            "last_error": s.control.last_error(),
+            "last_error": read(&s.control, Control::last_error).await,
             "config": tree,
         }))
         .into_response()
@@ -114,7 +114,7 @@ async fn put_config(
     };
     // The admin section is read at start only; a document without it would lose the token and
     // address at the next restart, so the running one is kept.
-    let (_, _, running) = s.control.current();
+    let (_, _, running) = read(&s.control, Control::current).await;
     if let (Some(admin), Ok(Value::Object(mut doc))) = (
         running.get("admin"),
         strait_config::to_value("request body", &text),
@@ -137,21 +137,20 @@ async fn put_config(
 }
 
 async fn status(State(s): State<Arc<AdminState>>) -> Response {
-    let (version, doc, _) = s.control.current();
+    let (version, doc, _) = read(&s.control, Control::current).await;
     Json(json!({
         "version": version,
         "provider": s.control.provider().kind(),
         "source": doc.source,
-        "last_error": s.control.last_error(),
+        "last_error": read(&s.control, Control::last_error).await,
     }))
     .into_response()
 }
 
 async fn versions(State(s): State<Arc<AdminState>>) -> Response {
-    let (current, _, _) = s.control.current();
-    let list: Vec<Value> = s
-        .control
-        .versions()
+    let (current, _, _) = read(&s.control, Control::current).await;
+    let list: Vec<Value> = read(&s.control, Control::versions)
+        .await
         .iter()
         .map(|v| {
             json!({
@@ -229,7 +228,7 @@ async fn list(State(s): State<Arc<AdminState>>, Path(kind): Path<String>) -> Res
     if !KINDS.contains(&kind.as_str()) {
         return error(StatusCode::NOT_FOUND, &format!("no resource kind {kind}"));
     }
-    let (version, _, tree) = s.control.current();
+    let (version, _, tree) = read(&s.control, Control::current).await;
     let items = tree.get(&kind).cloned().unwrap_or(json!([]));
     let mut r = Json(items).into_response();
     set_etag(&mut r, version);
@@ -243,7 +242,7 @@ async fn get_item(
     if !KINDS.contains(&kind.as_str()) {
         return error(StatusCode::NOT_FOUND, &format!("no resource kind {kind}"));
     }
-    let (version, _, tree) = s.control.current();
+    let (version, _, tree) = read(&s.control, Control::current).await;
     match items(&tree, &kind).iter().find(|i| has_name(i, &name)) {
         Some(item) => {
             let mut r = Json(item.clone()).into_response();
@@ -292,7 +291,7 @@ async fn put_item(
             )
         }
     }
-    let (version, _, mut tree) = s.control.current();
+    let (version, _, mut tree) = read(&s.control, Control::current).await;
     let base = base.or(Some(version));
     let list = section(&mut tree, &kind);
     let created = match list.iter_mut().find(|i| has_name(i, &name)) {
@@ -325,7 +324,7 @@ async fn delete_item(
         Ok(b) => b,
         Err((status, msg)) => return error(status, msg),
     };
-    let (version, _, mut tree) = s.control.current();
+    let (version, _, mut tree) = read(&s.control, Control::current).await;
     let list = section(&mut tree, &kind);
     let before = list.len();
     list.retain(|i| !has_name(i, &name));
@@ -388,6 +387,17 @@ fn written(r: Result<Result<u64, WriteError>, tokio::task::JoinError>, ok: Statu
             &format!("version {v} is not in the history"),
         ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// Runs a read of the control plane's state off the runtime's workers: the state lock is held
+/// across provider I/O by reloads and writes (an fsync, an etcd put), which must not stall the
+/// worker threads the data plane shares.
+async fn read<T: Send + 'static>(control: &Arc<Control>, f: fn(&Control) -> T) -> T {
+    let c = control.clone();
+    match tokio::task::spawn_blocking(move || f(&c)).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 

@@ -96,9 +96,17 @@ fn wants_openmetrics(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Serves the admin router on `listener` until the process exits.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
-    if let Err(e) = axum::serve(listener, router(state)).await {
+/// Serves the admin router on `listener` until `stop` resolves (an upgrade handed the socket
+/// over) or the process exits.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    if let Err(e) = axum::serve(listener, router(state))
+        .with_graceful_shutdown(stop)
+        .await
+    {
         tracing::error!(error = %e, "admin listener failed");
     }
 }

@@ -167,16 +167,13 @@ impl Control {
     }
 
     /// Reloads from the provider. A document equal to the running one is skipped unless
-    /// `force` (certificate files changed underneath an unchanged document). Blocking.
-    pub fn reload(&self, force: bool) -> Result<u64, Errors> {
+    /// `force` (certificate files changed underneath an unchanged document, or SIGHUP);
+    /// `origin` names the cause in the version history (default: the provider's kind). Blocking.
+    pub fn reload(&self, force: bool, origin: Option<&str>) -> Result<u64, Errors> {
         // Read under the lock: admin writes store and apply under it too, so a document read
         // here can never be older than one already applied.
         let mut state = self.lock();
-        let origin = if force {
-            "certificates"
-        } else {
-            self.provider.kind()
-        };
+        let origin = origin.unwrap_or(self.provider.kind());
         let result = self
             .provider
             .load()
@@ -214,7 +211,17 @@ impl Control {
         let loaded = strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref())
             .map_err(WriteError::Invalid)?;
         let scratch = Arc::new(Metrics::new());
-        compile(&loaded.config, 0, &LiveState::new(), &scratch).map_err(WriteError::Invalid)?;
+        let snap =
+            compile(&loaded.config, 0, &LiveState::new(), &scratch).map_err(WriteError::Invalid)?;
+        // Ports too: a listener that cannot be bound must not reach the provider (the sockets
+        // bound here are closed at once; applying binds them again).
+        drop(
+            self.listeners
+                .lock()
+                .expect("listeners lock")
+                .prepare(&snap)
+                .map_err(|(i, msg)| WriteError::Invalid(bind_error(&loaded.config, i, msg)))?,
+        );
         if dry_run {
             return Ok(state.version);
         }
@@ -326,13 +333,15 @@ impl Control {
             &self.metrics,
             Some(previous),
         )?;
-        snap.observe = observe_of(&self.observe, &loaded.config)?;
-        let snap = Arc::new(snap);
         drop(running);
         let mut listeners = self.listeners.lock().expect("listeners lock");
         let prepared = listeners
             .prepare(&snap)
             .map_err(|(i, msg)| bind_error(&loaded.config, i, msg))?;
+        // Last, because building the observer changes shared writers and sampling: nothing
+        // after it may fail.
+        snap.observe = observe_of(&self.observe, &loaded.config)?;
+        let snap = Arc::new(snap);
         self.shared.snapshot.store(snap.clone());
         listeners.commit(&self.shared, &snap, prepared);
         drop(listeners);

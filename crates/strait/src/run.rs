@@ -150,7 +150,14 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
         .filter(|t| !t.is_empty())
         .or(admin_cfg.token);
     let admin_state = AdminState::new(control.clone(), token);
-    tokio::spawn(strait_admin::serve(admin, admin_state.clone()));
+    let (admin_stop, mut admin_stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(strait_admin::serve(
+        admin,
+        admin_state.clone(),
+        async move {
+            let _ = admin_stopped.wait_for(|s| *s).await;
+        },
+    ));
 
     control.start_health_checks();
     let shared = control.shared.clone();
@@ -199,28 +206,36 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
     let settle = control.provider().kind() == "file";
     let mut certs = CertWatch::new(&control);
     loop {
-        let force = tokio::select! {
-            _ = hup.recv() => true,
+        // (force: re-read files even if the document is unchanged, origin in the history)
+        let (force, origin) = tokio::select! {
+            _ = hup.recv() => (true, Some("sighup")),
             Some(()) = changed.recv() => {
                 // Let a burst of file writes settle briefly, then reload once; a SIGHUP cuts the
-                // wait. Other providers notify once per complete change (an etcd watch batch).
+                // wait (and keeps its meaning). Other providers notify once per complete change
+                // (an etcd watch batch).
+                let mut hupped = false;
                 if settle {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-                        _ = hup.recv() => {}
+                        _ = hup.recv() => hupped = true,
                     }
                 }
                 while changed.try_recv().is_ok() {}
-                false
+                (hupped, None)
             }
             Some(()) = certs.rx.recv() => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 while certs.rx.try_recv().is_ok() {}
-                true
+                (true, Some("certificates"))
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            Some(()) = upgraded.recv() => break,
+            Some(()) = upgraded.recv() => {
+                // The new process owns the admin socket now: stop answering on it, so probes
+                // see the new process only.
+                let _ = admin_stop.send(true);
+                break;
+            }
             _ = usr1.recv() => {
                 // logrotate renamed the access log: the writer opens a fresh file at the path.
                 control.observe.reopen_logs();
@@ -229,7 +244,7 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
         };
         let c = control.clone();
         // Compiling may read certificate files: keep it off the runtime's worker threads.
-        let r = tokio::task::spawn_blocking(move || c.reload(force)).await;
+        let r = tokio::task::spawn_blocking(move || c.reload(force, origin)).await;
         match r {
             Ok(Ok(v)) => tracing::debug!(version = v, "reload done"),
             Ok(Err(errors)) => {

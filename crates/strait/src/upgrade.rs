@@ -134,9 +134,25 @@ pub async fn serve(
     tracing::info!(path = %path.display(), "upgrade socket bound");
     let sockets = std::sync::Arc::new(sockets);
     loop {
-        let Ok((conn, _)) = listener.accept().await else {
-            continue;
+        let conn = match listener.accept().await {
+            Ok((c, _)) => c,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "upgrade socket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
+        // Only the user running Strait (the owner of the socket file) may take its sockets.
+        let owner = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&path).map(|m| m.uid()).ok()
+        };
+        let peer = conn.peer_cred().ok().map(|c| c.uid());
+        if peer.is_none() || peer != owner {
+            tracing::warn!(peer_uid = ?peer, "upgrade request from another user refused");
+            continue;
+        }
         let Ok(std) = conn.into_std() else { continue };
         let sockets = sockets.clone();
         // Blocking I/O with a timeout: a hand-off is rare and must not hold a worker thread.
