@@ -90,12 +90,42 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
         },
         None => None,
     };
-    let handle = tokio::runtime::Handle::current();
-    let p = provider.clone();
     let traffic = inherited
         .as_ref()
         .map_or_else(Vec::new, |i| clone_all(&i.sockets));
-    let admin_sockets = clone_all(&traffic);
+    // The admin listener is bound before the traffic listeners start accepting: during an
+    // upgrade the inherited sockets are shared with the old process, and a failure after this
+    // process accepted connections from them would drop those connections.
+    let p = provider.clone();
+    let admin_cfg = tokio::task::spawn_blocking(move || {
+        p.load()
+            .and_then(|d| strait_config::parse(&d.source, &d.text, None))
+            .map(|l| l.config.admin)
+    })
+    .await
+    .ok()
+    .and_then(Result::ok);
+    let mut admin = None;
+    if let Some(cfg) = &admin_cfg {
+        let inherited_admin = clone_all(&traffic)
+            .into_iter()
+            .find(|(n, a, _)| n == upgrade::ADMIN && *a == cfg.listen);
+        let bound = match inherited_admin {
+            Some((_, _, std)) => std
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(std)),
+            None => server::bind(cfg.listen),
+        };
+        match bound {
+            Ok(l) => admin = Some(l),
+            Err(e) => {
+                tracing::error!(address = %cfg.listen, error = %e, "cannot bind admin listener");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let handle = tokio::runtime::Handle::current();
+    let p = provider.clone();
     // Compiling reads certificate files: keep it off the runtime's worker threads.
     let started = tokio::task::spawn_blocking(move || Control::start(p, handle, traffic)).await;
     let control = match started {
@@ -111,30 +141,21 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
             return ExitCode::from(1);
         }
     };
-
-    let (_, doc_cfg, _) = control.current();
-    let admin_cfg = strait_config::parse(&doc_cfg.source, &doc_cfg.text, None)
-        .map(|l| l.config.admin)
-        .unwrap_or_else(|_| strait_config::Admin {
-            listen: ([127, 0, 0, 1], 9901).into(),
-            token: None,
-        });
+    // Only when the first read failed and a second one succeeded (a file fixed in between).
+    let admin_cfg = admin_cfg.unwrap_or(strait_config::Admin {
+        listen: ([127, 0, 0, 1], 9901).into(),
+        token: None,
+    });
     let admin_addr = admin_cfg.listen;
-    let admin = match admin_sockets
-        .into_iter()
-        .find(|(n, a, _)| n == upgrade::ADMIN && *a == admin_addr)
-    {
-        Some((_, _, std)) => std
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::TcpListener::from_std(std)),
-        None => server::bind(admin_addr),
-    };
     let admin = match admin {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(address = %admin_addr, error = %e, "cannot bind admin listener");
-            return ExitCode::from(1);
-        }
+        Some(l) => l,
+        None => match server::bind(admin_addr) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(address = %admin_addr, error = %e, "cannot bind admin listener");
+                return ExitCode::from(1);
+            }
+        },
     };
     let admin_dup = socket2::SockRef::from(&admin)
         .try_clone()
