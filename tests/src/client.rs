@@ -104,6 +104,15 @@ pub async fn send(
     .map_err(|_| BoxError::from("request timed out after 30s"))?
 }
 
+/// The status of `req` sent over HTTP/1.1 to `addr`; panics when no response arrives.
+pub async fn status(addr: SocketAddr, req: Request<Body>) -> u16 {
+    send(addr, Proto::H1, req)
+        .await
+        .expect("response")
+        .status()
+        .as_u16()
+}
+
 /// Collect a streaming response body.
 pub async fn collect(resp: Response<Incoming>) -> Result<Response<Bytes>, BoxError> {
     let (parts, body) = resp.into_parts();

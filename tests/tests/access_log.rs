@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::Request;
-use strait_e2e::client::{self, empty, Proto};
+use strait_e2e::client::{self, empty};
 use strait_e2e::otlp::OtlpReceiver;
 use strait_e2e::{poll_until, Strait, Upstream};
 
@@ -27,11 +27,7 @@ async fn get(s: &Strait, path: &str) -> u16 {
         .header("user-agent", "e2e \"quoted\"")
         .body(empty())
         .unwrap();
-    client::send(s.web(), Proto::H1, req)
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    client::status(s.web(), req).await
 }
 
 fn lines(path: &Path) -> Vec<serde_json::Value> {

@@ -31,11 +31,7 @@ async fn send(s: &Strait, method: &str, path: &str) -> u16 {
         .header("host", "h")
         .body(empty())
         .unwrap();
-    client::send(s.web(), Proto::H1, req)
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    client::status(s.web(), req).await
 }
 
 #[tokio::test]
@@ -231,11 +227,7 @@ async fn send_traced(s: &Strait, path: &str, trace: &str) -> u16 {
         .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
         .body(empty())
         .unwrap();
-    client::send(s.web(), Proto::H1, req)
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    client::status(s.web(), req).await
 }
 
 async fn openmetrics(s: &Strait) -> (String, String) {

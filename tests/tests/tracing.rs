@@ -31,11 +31,7 @@ async fn get(s: &Strait, path: &str, headers: &[(&str, &str)]) -> u16 {
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    client::send(s.web(), Proto::H1, b.body(empty()).unwrap())
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    client::status(s.web(), b.body(empty()).unwrap()).await
 }
 
 async fn wait_spans(rx: &OtlpReceiver, trace: &str, n: usize) -> Vec<ReceivedSpan> {

@@ -14,7 +14,7 @@ use tokio::runtime::Handle;
 
 use crate::{
     compile::{compile, compile_after, Previous},
-    listeners::ListenerSet,
+    listeners::{ListenerSet, Prepared},
     provider::{Document, Provider},
 };
 
@@ -208,27 +208,34 @@ impl Control {
         };
         // Check everything, including compiling (certificates) and binding (ports), before
         // the provider stores it: an invalid document must not become the source of truth.
-        let loaded = strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref())
-            .map_err(WriteError::Invalid)?;
-        let scratch = Arc::new(Metrics::new());
-        let snap =
-            compile(&loaded.config, 0, &LiveState::new(), &scratch).map_err(WriteError::Invalid)?;
-        // Ports too: a listener that cannot be bound must not reach the provider (the sockets
-        // bound here are closed at once; applying binds them again).
-        drop(
-            self.listeners
-                .lock()
-                .expect("listeners lock")
-                .prepare(&snap)
-                .map_err(|(i, msg)| WriteError::Invalid(bind_error(&loaded.config, i, msg)))?,
-        );
         if dry_run {
+            self.validate(&doc).map_err(WriteError::Invalid)?;
             return Ok(state.version);
         }
+        let staged = self
+            .stage(&mut state, doc, false)
+            .map_err(WriteError::Invalid)?;
         self.provider.store(text).map_err(WriteError::Store)?;
-        let result = self.apply_locked(&mut state, doc, origin, false);
+        let Some(staged) = staged else {
+            return Ok(state.version);
+        };
+        let result = self.publish(&mut state, *staged, origin);
         self.count(&result);
         result.map_err(WriteError::Invalid)
+    }
+
+    /// What a dry run checks: parse, compile and bind, against scratch state, keeping nothing.
+    fn validate(&self, doc: &Document) -> Result<(), Errors> {
+        let loaded = strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref())?;
+        let scratch = Arc::new(Metrics::new());
+        let snap = compile(&loaded.config, 0, &LiveState::new(), &scratch)?;
+        // The sockets bound here are closed at once.
+        self.listeners
+            .lock()
+            .expect("listeners lock")
+            .prepare(&snap)
+            .map(drop)
+            .map_err(|(i, msg)| bind_error(&loaded.config, i, msg))
     }
 
     /// Re-applies the document of an earlier `version` through the provider.
@@ -286,7 +293,11 @@ impl Control {
         origin: &str,
         force: bool,
     ) -> Result<u64, Errors> {
-        let result = self.try_apply(state, doc, origin, force);
+        let result = match self.stage(state, doc, force) {
+            Ok(Some(staged)) => self.publish(state, *staged, origin),
+            Ok(None) => Ok(state.version),
+            Err(e) => Err(e),
+        };
         state.last_error = result
             .as_ref()
             .err()
@@ -294,22 +305,23 @@ impl Control {
         result
     }
 
-    fn try_apply(
+    /// Parses and compiles `doc` and binds the listeners it adds or moves, publishing nothing;
+    /// `None` when it is the running document (unless `force`).
+    fn stage(
         &self,
         state: &mut State,
         doc: Document,
-        origin: &str,
         force: bool,
-    ) -> Result<u64, Errors> {
+    ) -> Result<Option<Box<Staged>>, Errors> {
         if !force && doc.text == state.doc.text {
-            return Ok(state.version);
+            return Ok(None);
         }
         let tree = strait_config::to_value(&doc.source, &doc.text)?;
         // The same document re-read (our own write echoed by the watcher, or reformatted
         // by etcd) must not create a version.
         if !force && tree == state.tree {
             state.doc = doc;
-            return Ok(state.version);
+            return Ok(None);
         }
         let loaded = strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref())?;
         for w in loaded
@@ -326,22 +338,43 @@ impl Control {
             snapshot: &running,
             files_changed: force,
         };
-        let mut snap = compile_after(
+        let snap = compile_after(
             &loaded.config,
             version,
             &self.live,
             &self.metrics,
             Some(previous),
         )?;
-        drop(running);
-        let mut listeners = self.listeners.lock().expect("listeners lock");
-        let prepared = listeners
+        let prepared = self
+            .listeners
+            .lock()
+            .expect("listeners lock")
             .prepare(&snap)
             .map_err(|(i, msg)| bind_error(&loaded.config, i, msg))?;
+        Ok(Some(Box::new(Staged {
+            config: loaded.config,
+            doc,
+            tree,
+            snap,
+            prepared,
+        })))
+    }
+
+    /// Swaps a staged change in: the snapshot, its listeners, health checks, history.
+    fn publish(&self, state: &mut State, staged: Staged, origin: &str) -> Result<u64, Errors> {
+        let Staged {
+            config,
+            doc,
+            tree,
+            mut snap,
+            prepared,
+        } = staged;
+        let version = snap.version;
         // Last, because building the observer changes shared writers and sampling: nothing
         // after it may fail.
-        snap.observe = observe_of(&self.observe, &loaded.config)?;
+        snap.observe = observe_of(&self.observe, &config)?;
         let snap = Arc::new(snap);
+        let mut listeners = self.listeners.lock().expect("listeners lock");
         self.shared.snapshot.store(snap.clone());
         listeners.commit(&self.shared, &snap, prepared);
         drop(listeners);
@@ -360,12 +393,21 @@ impl Control {
             state.history.pop_front();
         }
         state.version = version;
-        state.config = loaded.config;
+        state.config = config;
         state.doc = doc;
         state.tree = tree;
         tracing::info!(version, origin, "configuration applied");
         Ok(version)
     }
+}
+
+/// A change compiled and with its new listeners bound, not yet published.
+struct Staged {
+    config: Config,
+    doc: Document,
+    tree: serde_json::Value,
+    snap: Snapshot,
+    prepared: Prepared,
 }
 
 fn bind_error(config: &Config, i: usize, msg: String) -> Errors {

@@ -1,10 +1,6 @@
 //! Live listeners: bind what a new snapshot adds or moves before it is published, stop what it removes, adopt sockets handed over by an upgrading process.
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use strait_core::{snapshot::ListenerSpec, Snapshot};
 use strait_proxy::{
@@ -20,7 +16,7 @@ pub struct ListenerSet {
     running: HashMap<Arc<str>, Running>,
     /// Sockets inherited from the previous process, by listener name and configured address
     /// (several listeners may be configured on port 0), until claimed.
-    inherited: Mutex<HashMap<(String, SocketAddr), std::net::TcpListener>>,
+    inherited: HashMap<(String, SocketAddr), std::net::TcpListener>,
 }
 
 struct Running {
@@ -44,7 +40,7 @@ impl ListenerSet {
             handle,
             tracker,
             running: HashMap::new(),
-            inherited: Mutex::new(HashMap::new()),
+            inherited: HashMap::new(),
         }
     }
 
@@ -52,13 +48,11 @@ impl ListenerSet {
     /// configured on the same address instead of binding anew.
     pub fn inherit(&mut self, sockets: Vec<(String, SocketAddr, std::net::TcpListener)>) {
         self.inherited
-            .get_mut()
-            .expect("inherited lock")
             .extend(sockets.into_iter().map(|(n, a, s)| ((n, a), s)));
     }
 
     /// Binds every listener of `snap` that is new or moved; the error names the listener.
-    pub fn prepare(&self, snap: &Snapshot) -> Result<Prepared, (usize, String)> {
+    pub fn prepare(&mut self, snap: &Snapshot) -> Result<Prepared, (usize, String)> {
         let mut bound = Vec::new();
         for (i, spec) in snap.listeners.iter().enumerate() {
             if let Some(r) = self.running.get(&spec.name) {
@@ -66,11 +60,7 @@ impl ListenerSet {
                     continue;
                 }
             }
-            let inherited = self
-                .inherited
-                .lock()
-                .expect("inherited lock")
-                .remove(&(spec.name.to_string(), spec.addr));
+            let inherited = self.inherited.remove(&(spec.name.to_string(), spec.addr));
             let listener = match inherited {
                 Some(std) => {
                     let _guard = self.handle.enter();
@@ -99,7 +89,7 @@ impl ListenerSet {
     /// connections drain: in-flight requests finish, idle connections close).
     pub fn commit(&mut self, shared: &Arc<Shared>, snap: &Snapshot, prepared: Prepared) {
         // Inherited sockets no listener claimed are closed (the old process still holds them).
-        self.inherited.get_mut().expect("inherited lock").clear();
+        self.inherited.clear();
         for (spec, listener) in prepared.bound {
             let local = listener.local_addr().unwrap_or(spec.addr);
             let socket = dup(&listener);

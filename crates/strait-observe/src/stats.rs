@@ -28,6 +28,16 @@ struct Slot {
     exemplar: Arc<ExemplarCell>,
 }
 
+impl Slot {
+    fn offer(&self, trace_id: [u8; 16], seconds: f64) {
+        self.exemplar.offer(Exemplar {
+            trace_id,
+            value: seconds,
+            timestamp: unix_now(),
+        });
+    }
+}
+
 /// Request counters and latency for one (listener, route, upstream); handles per (method, code) are resolved once.
 pub struct RouteStats {
     metrics: Arc<Metrics>,
@@ -88,26 +98,13 @@ impl RouteStats {
         seconds: f64,
         trace_id: Option<[u8; 16]>,
     ) {
-        let mkey = (method_index(method) << 16) | u32::from(code);
-        let slots = self
-            .slots
-            .get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
-        let start = (mkey as usize).wrapping_mul(0x9E37_79B9) >> 4;
-        for i in 0..SLOTS {
-            let cell = &slots[(start + i) % SLOTS];
-            let slot = cell.get_or_init(|| self.resolve(mkey, method, code));
-            if slot.key == mkey {
-                slot.count.inc();
-                slot.duration.observe(seconds);
-                if let Some(trace_id) = trace_id {
-                    slot.exemplar.offer(Exemplar {
-                        trace_id,
-                        value: seconds,
-                        timestamp: unix_now(),
-                    });
-                }
-                return;
+        if let Some(slot) = self.slot(method, code, true) {
+            slot.count.inc();
+            slot.duration.observe(seconds);
+            if let Some(trace_id) = trace_id {
+                slot.offer(trace_id, seconds);
             }
+            return;
         }
         // More distinct (method, code) pairs than slots: correct but slower label lookup.
         let code = code.to_string();
@@ -128,25 +125,34 @@ impl RouteStats {
         seconds: f64,
         trace_id: [u8; 16],
     ) {
+        if let Some(slot) = self.slot(method, code, false) {
+            slot.offer(trace_id, seconds);
+        }
+    }
+
+    /// The pre-resolved handles of (method, code): probed from a hash of the pair; with
+    /// `create`, resolved into the first free slot, otherwise only found if already there.
+    fn slot(&self, method: &http::Method, code: u16, create: bool) -> Option<&Slot> {
         let mkey = (method_index(method) << 16) | u32::from(code);
-        let Some(slots) = self.slots.get() else {
-            return;
+        let slots = if create {
+            self.slots
+                .get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())))
+        } else {
+            self.slots.get()?
         };
         let start = (mkey as usize).wrapping_mul(0x9E37_79B9) >> 4;
         for i in 0..SLOTS {
-            match slots[(start + i) % SLOTS].get() {
-                Some(slot) if slot.key == mkey => {
-                    slot.exemplar.offer(Exemplar {
-                        trace_id,
-                        value: seconds,
-                        timestamp: unix_now(),
-                    });
-                    return;
-                }
-                Some(_) => {}
-                None => return,
+            let cell = &slots[(start + i) % SLOTS];
+            let slot = if create {
+                cell.get_or_init(|| self.resolve(mkey, method, code))
+            } else {
+                cell.get()?
+            };
+            if slot.key == mkey {
+                return Some(slot);
             }
         }
+        None
     }
 
     fn resolve(&self, key: u32, method: &http::Method, code: u16) -> Slot {

@@ -1,6 +1,6 @@
 //! Active health checks: one task per endpoint probes it and flips its live health after consecutive results.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use http::{header, Request};
 use hyper::client::conn::{http1, http2};
@@ -24,10 +24,14 @@ impl HealthCheckers {
     /// Starts the checks of `snap`'s upstreams that are new or changed and stops those of
     /// upstreams it no longer has. Health already learned stays in live state.
     pub fn update(&mut self, shared: &Arc<Shared>, snap: &Snapshot) {
-        let mut old = std::mem::take(&mut self.running);
+        // Keyed by allocation: an upstream a reload kept is the same `Arc`.
+        let mut old: HashMap<*const Upstream, _> = std::mem::take(&mut self.running)
+            .into_iter()
+            .map(|(u, tasks)| (Arc::as_ptr(&u), (u, tasks)))
+            .collect();
         for up in &snap.upstreams {
-            if let Some(i) = old.iter().position(|(u, _)| Arc::ptr_eq(u, up)) {
-                self.running.push(old.swap_remove(i));
+            if let Some(kept) = old.remove(&Arc::as_ptr(up)) {
+                self.running.push(kept);
                 continue;
             }
             let Some(hc) = up.health_check.clone() else {
@@ -43,7 +47,7 @@ impl HealthCheckers {
                 .collect();
             self.running.push((up.clone(), tasks));
         }
-        for (_, tasks) in old {
+        for (_, tasks) in old.into_values() {
             for t in tasks {
                 t.abort();
             }

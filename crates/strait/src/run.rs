@@ -107,11 +107,12 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
     .and_then(Result::ok);
     let mut admin = None;
     if let Some(cfg) = &admin_cfg {
-        let inherited_admin = clone_all(&traffic)
-            .into_iter()
-            .find(|(n, a, _)| n == upgrade::ADMIN && *a == cfg.listen);
+        let inherited_admin = traffic
+            .iter()
+            .find(|(n, a, _)| n == upgrade::ADMIN && *a == cfg.listen)
+            .and_then(|(_, _, s)| s.try_clone().ok());
         let bound = match inherited_admin {
-            Some((_, _, std)) => std
+            Some(std) => std
                 .set_nonblocking(true)
                 .and_then(|()| tokio::net::TcpListener::from_std(std)),
             None => server::bind(cfg.listen),
