@@ -116,3 +116,53 @@ async fn sigint_on_an_idle_proxy_exits_zero_promptly() {
         t.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_accepted_before_the_drain_gets_its_first_request_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("up").await;
+    let config = format!(
+        "server:\n  drain_timeout: 10s\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    limits:\n      header_read_timeout: 1s\n\
+         routes:\n  - name: r\n    upstream: up\nupstreams:\n  - name: up\n    endpoints: [\"{}\"]\n",
+        up.addr()
+    );
+    let mut s = Strait::start(&config).await;
+    let (web, admin) = (s.web(), s.admin());
+    // Both accepted, neither has sent a byte when the drain starts.
+    let mut late = TcpStream::connect(web).await.unwrap();
+    let _silent = TcpStream::connect(web).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let t = Instant::now();
+    s.signal("TERM");
+    poll_until(Duration::from_secs(1), "draining", || async {
+        let resp = client::get(admin, "/readyz").await.ok()?;
+        (resp.status() == 503).then_some(())
+    })
+    .await;
+
+    // The request sent after the drain began is served, and the connection then closes.
+    late.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    within(
+        Duration::from_secs(5),
+        "response then close",
+        late.read_to_end(&mut reply),
+    )
+    .await
+    .expect("no reset");
+    let reply = String::from_utf8_lossy(&reply).to_ascii_lowercase();
+    assert!(reply.starts_with("http/1.1 200"), "{reply}");
+    assert!(reply.contains("connection: close"), "{reply}");
+
+    // The silent one is given header_read_timeout (1s), not the drain timeout (10s).
+    let status = s.wait_exit(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "drain took {:?}",
+        t.elapsed()
+    );
+}

@@ -181,8 +181,8 @@ impl Switch {
 }
 
 /// Waits, parked, until the client sends bytes (true), or the idle timeout, an error or drain
-/// ends the connection (false). Also used before a fresh connection is served at all.
-pub(crate) async fn wait_readable<IO: ParkIo>(
+/// ends the connection (false).
+async fn wait_readable<IO: ParkIo>(
     guard: &mut H1Guard<IO>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
@@ -192,12 +192,13 @@ pub(crate) async fn wait_readable<IO: ParkIo>(
     guard.parked();
     let mut stopped = pin!(crate::server::stopped(stop));
     poll_fn(|cx| {
+        // Readiness first: a request that has arrived is served (and closes the connection)
+        // rather than reset by a close with unread bytes.
+        if let Poll::Ready(r) = guard.get_ref().poll_read_ready(cx) {
+            return Poll::Ready(r.is_ok());
+        }
         if stopped.as_mut().poll(cx).is_ready() {
             return Poll::Ready(false);
-        }
-        match guard.get_ref().poll_read_ready(cx) {
-            Poll::Ready(r) => return Poll::Ready(r.is_ok()),
-            Poll::Pending => {}
         }
         guard.poll_idle_timeout(cx).map(|()| false)
     })

@@ -230,15 +230,17 @@ impl ListenerCtx {
         if !self.spec.http1 {
             return self.serve_h2(Prefixed::new(tcp, &[]), info, stop).await;
         }
+        // Nothing of hyper exists until the first bytes arrive; with HTTP/2 on, they tell which.
+        let mut seen = [0; H2_PREFACE.len()];
+        let want = if self.spec.h2 { seen.len() } else { 1 };
+        let Some(n) = sniff::first_bytes(&tcp, &mut seen[..want], &self.limits, stop).await else {
+            return;
+        };
         let mut guard = H1Guard::new(tcp, self.limits);
         guard.set_park(info.clone());
-        // Nothing of hyper exists until the first bytes arrive.
-        if !h1conn::wait_readable(&mut guard, stop).await {
-            return;
-        }
-        guard.resume();
         if self.spec.h2 {
-            match sniff::sniff(guard.get_ref(), self.limits.header_read_timeout).await {
+            let seen = &seen[..n];
+            match sniff::sniff(guard.get_ref(), seen, self.limits.header_read_timeout).await {
                 Sniffed::H1(0) => {}
                 Sniffed::H1(consumed) => guard.unread(&H2_PREFACE[..consumed]),
                 Sniffed::H2(consumed) => {
