@@ -1,5 +1,38 @@
 //! Reading Prometheus text exposition: sum the samples of a metric whose
-//! labels include the given pairs.
+//! labels include the given pairs; check it with the real `promtool`.
+
+use std::time::Duration;
+
+/// Runs `promtool check metrics` on `text`; its complaints when it rejects it.
+pub async fn promtool_check(text: &str) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let promtool = crate::tool("promtool", &["/usr/bin/promtool"]);
+    let mut child = tokio::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = crate::within(
+        Duration::from_secs(30),
+        "promtool",
+        child.wait_with_output(),
+    )
+    .await
+    .unwrap();
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
 
 /// Parse `name{labels} value` lines and sum the values of samples named
 /// `name` whose labels contain every `(key, value)` in `labels`. A metric

@@ -379,3 +379,96 @@ async fn an_unchanged_upstream_keeps_its_balancer_position_across_a_reload() {
     assert_eq!(served(s.web(), "/").await.unwrap(), "b");
     assert_eq!(served(s.web(), "/").await.unwrap(), "a");
 }
+
+#[tokio::test]
+async fn series_of_removed_endpoints_and_routes_leave_metrics_and_churn_stays_bounded() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let admin_yaml = |s: &Strait| format!("admin:\n  listen: {}\n  token: {TOKEN}\n", s.admin());
+    let doc = |admin: &str, endpoint: String, extra: bool| {
+        let mut d = format!(
+            "{admin}listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: r\n    match: {{ path: /r }}\n    upstream: u\n"
+        );
+        if extra {
+            d.push_str("  - name: gone\n    match: { path: /gone }\n    upstream: v\n");
+        }
+        d.push_str(&format!(
+            "upstreams:\n  - name: u\n    endpoints: [\"{endpoint}\"]\n"
+        ));
+        if extra {
+            d.push_str(&format!("  - name: v\n    endpoints: [\"{}\"]\n", b.addr()));
+        }
+        d
+    };
+    let s = Strait::start(&doc(
+        &format!("admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n"),
+        a.addr().to_string(),
+        true,
+    ))
+    .await;
+    let admin = admin_yaml(&s);
+    let http = client::reqwest_client();
+    for path in ["/r", "/r", "/gone"] {
+        assert_eq!(get_status(s.web(), path).await, 200);
+    }
+    let m = s.metrics().await;
+    let a_addr = a.addr().to_string();
+    assert_eq!(
+        metrics::sum(
+            &m,
+            "strait_upstream_requests_total",
+            &[("endpoint", &a_addr)]
+        ),
+        2.0
+    );
+    assert!(m.contains(r#"route="gone""#));
+
+    // u moves from a to b; route gone and upstream v are removed.
+    assert_eq!(
+        admin_put(&http, &s, &doc(&admin, b.addr().to_string(), false)).await,
+        200
+    );
+    assert_eq!(get_status(s.web(), "/r").await, 200);
+    let m = s.metrics().await;
+    assert!(
+        !m.contains(&a_addr),
+        "series of the removed endpoint remain:\n{m}"
+    );
+    assert!(
+        !m.contains(r#"route="gone""#),
+        "series of the removed route remain"
+    );
+    assert!(
+        !m.contains(r#"upstream="v""#),
+        "series of the removed upstream remain"
+    );
+    let r = [("route", "r")];
+    assert_eq!(
+        metrics::sum(&m, "strait_http_requests_total", &r),
+        3.0,
+        "the kept route's counter continues"
+    );
+
+    // Endpoint churn (a new address per reload, each tried once) leaves one endpoint's series.
+    for _ in 0..30 {
+        let gone = strait_e2e::closed_addr().to_string();
+        assert_eq!(admin_put(&http, &s, &doc(&admin, gone, false)).await, 200);
+        assert_eq!(get_status(s.web(), "/r").await, 502);
+    }
+    let m = s.metrics().await;
+    let endpoints: std::collections::HashSet<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("strait_upstream_"))
+        .filter_map(|l| l.split("endpoint=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        endpoints.len(),
+        1,
+        "endpoint series after churn: {endpoints:?}"
+    );
+    // promtool still accepts the exposition after series were removed.
+    metrics::promtool_check(&m).await.unwrap();
+}
+
+async fn get_status(addr: SocketAddr, path: &str) -> u16 {
+    client::get(addr, path).await.unwrap().status().as_u16()
+}

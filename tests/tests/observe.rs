@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::{Method, Request};
 use strait_e2e::client::{self, empty, text, Proto};
-use strait_e2e::metrics::{has_family, sum};
+use strait_e2e::metrics::{self, has_family, sum};
 use strait_e2e::otlp::OtlpReceiver;
 use strait_e2e::{closed_addr, poll_until, tool, within, Reply, Strait, Upstream};
 
@@ -169,7 +169,6 @@ async fn unknown_methods_are_counted_as_other() {
 
 #[tokio::test]
 async fn promtool_accepts_the_metrics_output() {
-    let promtool = tool("promtool", &["/usr/bin/promtool"]);
     let up = Upstream::start("up").await;
     let s = start(&up).await;
     assert_eq!(send(&s, "GET", "/r").await, 200);
@@ -177,31 +176,9 @@ async fn promtool_accepts_the_metrics_output() {
     assert_eq!(send(&s, "GET", "/dead").await, 502);
     assert_eq!(send(&s, "GET", "/nowhere").await, 404);
     let m = s.metrics().await;
-    let mut child = tokio::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(m.as_bytes()).await.unwrap();
+    if let Err(e) = metrics::promtool_check(&m).await {
+        panic!("promtool check metrics failed:\n{e}");
     }
-    let out = within(
-        Duration::from_secs(30),
-        "promtool",
-        child.wait_with_output(),
-    )
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";

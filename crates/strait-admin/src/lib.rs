@@ -58,6 +58,8 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> impl IntoResponse {
+    // Series of endpoints the last requests on an old snapshot were still using go now.
+    s.control.drop_unused_series();
     if wants_openmetrics(&headers) {
         return (
             [(

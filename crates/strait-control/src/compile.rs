@@ -321,7 +321,7 @@ fn upstream(u: &cfg::Upstream, live: &LiveState) -> Result<Upstream, String> {
             address: Arc::from(e.address.as_str()),
             authority,
             weight: e.weight,
-            state: live.endpoint(&format!("{}|{}|{}", u.name, e.address, transport)),
+            state: live.endpoint(&u.name, &e.address, &transport),
         }));
     }
     let weights: Vec<u32> = u.endpoints.iter().map(|e| e.weight).collect();

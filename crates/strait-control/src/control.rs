@@ -8,7 +8,7 @@ use std::{
 
 use strait_config::{Config, Diagnostic, Errors};
 use strait_core::{LiveState, Snapshot};
-use strait_observe::{Metrics, ObserveRuntime};
+use strait_observe::{InUse, Metrics, ObserveRuntime};
 use strait_proxy::{health::HealthCheckers, server::Tracker, Shared};
 use tokio::runtime::Handle;
 
@@ -66,6 +66,9 @@ pub struct Control {
     listeners: Mutex<ListenerSet>,
     state: Mutex<State>,
     provider: Arc<dyn Provider>,
+    /// Held while a snapshot is stored and while unused series are removed, so a removal never
+    /// judges by a snapshot older than one that requests already record under.
+    series: Mutex<()>,
 }
 
 struct State {
@@ -119,6 +122,7 @@ impl Control {
             live,
             health: Mutex::new(HealthCheckers::default()),
             listeners: Mutex::new(listeners),
+            series: Mutex::new(()),
             state: Mutex::new(State {
                 version: 1,
                 history: VecDeque::from([Version {
@@ -139,6 +143,35 @@ impl Control {
     /// The snapshot being served.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snapshot.load_full()
+    }
+
+    /// Removes the metric series of listeners, routes, upstreams and endpoints nothing uses any
+    /// more (see `strait_observe::InUse`). Runs after each reload and before each scrape, so
+    /// `/metrics` shows what exists and endpoint churn does not grow it.
+    pub fn drop_unused_series(&self) -> usize {
+        let _series = self.series.lock().expect("series lock");
+        self.retain_series(&self.snapshot())
+    }
+
+    fn retain_series(&self, snap: &Snapshot) -> usize {
+        let mut in_use = InUse::default();
+        for l in &snap.listeners {
+            in_use.listener(&l.name);
+        }
+        for table in snap.routes.iter().flatten() {
+            for entry in &table.routes {
+                in_use.route(&entry.route.name);
+            }
+        }
+        for u in &snap.upstreams {
+            in_use.upstream(&u.name);
+        }
+        self.live.endpoints_in_use(|u, a| in_use.endpoint(u, a));
+        let removed = self.metrics.retain(&in_use);
+        if removed > 0 {
+            tracing::debug!(removed, "unused metric series removed");
+        }
+        removed
     }
 
     /// The provider behind this process.
@@ -374,6 +407,7 @@ impl Control {
         // after it may fail.
         snap.observe = observe_of(&self.observe, &config)?;
         let snap = Arc::new(snap);
+        let series = self.series.lock().expect("series lock");
         let mut listeners = self.listeners.lock().expect("listeners lock");
         self.shared.snapshot.store(snap.clone());
         listeners.commit(&self.shared, &snap, prepared);
@@ -383,6 +417,8 @@ impl Control {
             .expect("health lock")
             .update(&self.shared, &snap);
         self.metrics.config_applied(version);
+        self.retain_series(&snap);
+        drop(series);
         state.history.push_back(Version {
             version,
             applied_at: now(),

@@ -10,7 +10,8 @@ use crate::upstream::EndpointState;
 /// Registry of live state shared by successive snapshots.
 #[derive(Default)]
 pub struct LiveState {
-    endpoints: Mutex<HashMap<String, Weak<EndpointState>>>,
+    /// By (upstream, address, transport).
+    endpoints: Mutex<HashMap<(String, String, String), Weak<EndpointState>>>,
     listener_ids: Mutex<HashMap<String, usize>>,
 }
 
@@ -20,17 +21,33 @@ impl LiveState {
         Self::default()
     }
 
-    /// The state for `key` (upstream, address and transport), reused while any snapshot holds it.
-    pub fn endpoint(&self, key: &str) -> Arc<EndpointState> {
+    /// The state of an endpoint of `upstream` at `address` over `transport`, reused while any
+    /// snapshot (or request still in flight on one) holds it.
+    pub fn endpoint(&self, upstream: &str, address: &str, transport: &str) -> Arc<EndpointState> {
+        let key = (
+            upstream.to_owned(),
+            address.to_owned(),
+            transport.to_owned(),
+        );
         let mut map = self.endpoints.lock().expect("live state lock");
-        if let Some(s) = map.get(key).and_then(Weak::upgrade) {
+        if let Some(s) = map.get(&key).and_then(Weak::upgrade) {
             return s;
         }
         // Forget endpoints no snapshot references any more, so churn does not grow the map.
         map.retain(|_, w| w.strong_count() > 0);
         let s = Arc::new(EndpointState::new());
-        map.insert(key.to_string(), Arc::downgrade(&s));
+        map.insert(key, Arc::downgrade(&s));
         s
+    }
+
+    /// Calls `f` with the (upstream, address) of every endpoint whose state is still held.
+    pub fn endpoints_in_use(&self, mut f: impl FnMut(&str, &str)) {
+        let map = self.endpoints.lock().expect("live state lock");
+        for ((upstream, address, _), w) in map.iter() {
+            if w.strong_count() > 0 {
+                f(upstream, address);
+            }
+        }
     }
 
     /// A small stable id for a listener name, used to index snapshots without string lookups.
@@ -48,12 +65,19 @@ mod tests {
     #[test]
     fn endpoint_state_is_shared_while_referenced_and_freed_after() {
         let live = LiveState::new();
-        let a = live.endpoint("u|127.0.0.1:1|http1");
+        let in_use = |live: &LiveState| {
+            let mut v = Vec::new();
+            live.endpoints_in_use(|u, a| v.push(format!("{u} {a}")));
+            v
+        };
+        let a = live.endpoint("u", "127.0.0.1:1", "http1");
         a.set_healthy(false);
-        let b = live.endpoint("u|127.0.0.1:1|http1");
+        let b = live.endpoint("u", "127.0.0.1:1", "http1");
         assert!(!b.is_healthy());
+        assert_eq!(in_use(&live), ["u 127.0.0.1:1"]);
         drop((a, b));
-        assert!(live.endpoint("u|127.0.0.1:1|http1").is_healthy());
+        assert!(in_use(&live).is_empty());
+        assert!(live.endpoint("u", "127.0.0.1:1", "http1").is_healthy());
     }
 
     #[test]

@@ -10,10 +10,12 @@ mod metrics;
 pub mod observer;
 pub mod openmetrics;
 pub mod record;
+mod retain;
 mod stats;
 pub mod trace;
 
 pub use metrics::{method_label, Metrics};
 pub use observer::{ObserveRuntime, Observer};
 pub use record::{Attempt, RequestRecord, TraceCtx};
+pub use retain::InUse;
 pub use stats::{RouteStats, StatsKey};

@@ -66,6 +66,12 @@ impl ExemplarIndex {
         map.entry(key).or_default().clone()
     }
 
+    /// Keeps only the cells whose series labels `keep` accepts.
+    pub(crate) fn retain(&self, keep: impl Fn(&[(String, String)]) -> bool) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|key, _| keep(key));
+    }
+
     fn lookup(&self, labels: &[(&str, &str)]) -> Option<Exemplar> {
         let key: SeriesKey = labels
             .iter()
