@@ -9,7 +9,7 @@ use http::{Method, Request};
 use strait_e2e::client::{self, empty, text, Proto};
 use strait_e2e::metrics::{self, has_family, sum};
 use strait_e2e::otlp::OtlpReceiver;
-use strait_e2e::{closed_addr, poll_until, tool, within, Reply, Strait, Upstream};
+use strait_e2e::{closed_addr, poll_until, Reply, Strait, Upstream};
 
 async fn start(up: &Upstream) -> Strait {
     let yaml = format!(

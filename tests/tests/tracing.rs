@@ -363,3 +363,32 @@ async fn a_traces_per_second_target_lowers_the_ratio_under_load_and_restores_it_
     .await;
     assert!(restored <= 1.0);
 }
+
+#[tokio::test]
+async fn the_request_failure_log_line_carries_the_trace_id() {
+    let up = Upstream::start("up").await;
+    let rx = OtlpReceiver::grpc().await;
+    let s = Strait::start_opts(
+        &yaml(&up, &rx.endpoint(), "    sampling: { ratio: 1 }\n"),
+        &[],
+        &[],
+        &[("STRAIT_LOG", "info,strait_proxy=debug")],
+    )
+    .await;
+    let tp = format!("00-{TRACE}-{PARENT}-01");
+    assert_eq!(get(&s, "/dead", &[("traceparent", &tp)]).await, 502);
+    let line = poll_until(
+        Duration::from_secs(5),
+        "request failed log line",
+        || async {
+            s.logs_text()
+                .lines()
+                .find(|l| l.contains("request failed"))
+                .map(str::to_owned)
+        },
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    assert_eq!(v["fields"]["trace_id"], TRACE, "{line}");
+    assert_eq!(v["fields"]["route"], "dead");
+}

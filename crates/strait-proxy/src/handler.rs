@@ -239,12 +239,15 @@ async fn route_and_serve<'s>(
             match forward::forward(ctx, req).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::debug!(
-                        route = %route.name,
-                        error = %e,
-                        trace_id = ?record.as_ref().and_then(|r| r.trace).map(|t| hex(&t.trace_id)),
-                        "request failed"
-                    );
+                    match record.as_ref().and_then(|r| r.trace) {
+                        Some(t) => tracing::debug!(
+                            route = %route.name,
+                            error = %e,
+                            trace_id = %hex(&t.trace_id),
+                            "request failed"
+                        ),
+                        None => tracing::debug!(route = %route.name, error = %e, "request failed"),
+                    }
                     error_response(&e, request_id)
                 }
             }
