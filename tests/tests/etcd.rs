@@ -1,6 +1,6 @@
 //! The etcd provider through the real binaries: a fleet of strait instances converges on puts (with
 //! the put→served latency printed), survives the etcd leader being killed and etcd going away, starts
-//! from its cache, rejects invalid values naming the key, `strait config push` seeds etcd, and a stale
+//! from its cache (etcd down, or holding an invalid value), rejects invalid values naming the key, `strait config push` seeds etcd, and a stale
 //! write is a conflict.
 
 use std::time::{Duration, Instant};
@@ -201,7 +201,7 @@ async fn invalid_value_keeps_the_running_config_and_names_the_key() {
     let etcd = Etcd::single().await;
     let mut c = etcd.client().await;
     seed(&etcd, &mut c, "v0").await;
-    let s = Strait::start(&bootstrap(&etcd)).await;
+    let mut s = Strait::start(&bootstrap(&etcd)).await;
     etcd.put(
         &mut c,
         "/strait/routes/bad",
@@ -220,6 +220,16 @@ async fn invalid_value_keeps_the_running_config_and_names_the_key() {
         "{logs}"
     );
     assert!(served(&s, "/", "v0").await, "the running config stays");
+    // An instance (re)started while etcd holds the invalid value starts on its cache.
+    s.restart().await;
+    assert!(
+        served(&s, "/", "v0").await,
+        "restarted on the cached config; logs:\n{}",
+        s.logs_text()
+    );
+    let logs = s.logs_text();
+    assert!(logs.contains("etcd holds an invalid configuration"), "{logs}");
+    assert!(logs.contains("unknown upstream `nowhere`"), "{logs}");
     // Fixing the key is enough to move on.
     c.delete("/strait/routes/bad", None).await.expect("delete");
     etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))

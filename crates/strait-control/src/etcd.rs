@@ -69,6 +69,9 @@ struct State {
     /// The keys as of the last valid document the control plane loaded, or of its last
     /// write: writes compare against these, so a change made since by someone else is a conflict.
     base: BTreeMap<String, Kv>,
+    /// The cached document an instance starts on when etcd holds an invalid configuration;
+    /// loads return it until the keys change.
+    startup: Option<Document>,
 }
 
 /// Configuration from etcd (see the module docs).
@@ -122,6 +125,7 @@ impl EtcdProvider {
                     "the configuration has not been read from etcd yet",
                 )),
                 base: BTreeMap::new(),
+                startup: None,
             }),
             client: Mutex::new(None),
             changed: tx,
@@ -141,6 +145,7 @@ impl EtcdProvider {
             Ok((client, keys, revision)) => {
                 *lock(&inner.client) = Some(client);
                 inner.replace(keys, revision);
+                inner.fall_back_if_invalid();
                 false
             }
             Err(e) => {
@@ -182,6 +187,8 @@ impl Provider for EtcdProvider {
         // it was not built on.
         if state.current.is_ok() {
             state.base = state.keys.clone();
+        } else if let Some(cached) = &state.startup {
+            return Ok(cached.clone());
         }
         state.current.clone()
     }
@@ -206,48 +213,76 @@ impl Provider for EtcdProvider {
 
 // === impl Inner ===
 
+fn values_of(keys: &BTreeMap<String, Kv>) -> Values {
+    keys.iter()
+        .map(|(k, kv)| (k.clone(), kv.value.clone()))
+        .collect()
+}
+
 impl Inner {
     /// Replaces every key (after a range or from the cache) and reassembles.
     fn replace(&self, keys: BTreeMap<String, Kv>, revision: i64) {
         let mut state = lock(&self.state);
         state.keys = keys;
         state.revision = revision;
+        state.startup = None;
         self.reassemble(&mut state);
+    }
+
+    /// The validated document `keys` assemble into; errors name the key they are in rather
+    /// than a line of the assembled text.
+    fn assemble(&self, values: &Values) -> Result<Document, Errors> {
+        let prefix = &self.settings.prefix;
+        let assembled = layout::assemble(prefix, &self.bootstrap.text, values).map_err(Errors)?;
+        let source = format!("etcd:{prefix}");
+        if let Err(errors) = strait_config::parse(&source, &assembled.text, Some(&self.base_dir)) {
+            return Err(Errors(
+                errors
+                    .0
+                    .into_iter()
+                    .map(|d| assembled.map_diagnostic(d, prefix, &self.bootstrap_source))
+                    .collect(),
+            ));
+        }
+        Ok(Document {
+            source,
+            text: assembled.text,
+            base_dir: Some(self.base_dir.clone()),
+        })
+    }
+
+    /// At start, when etcd holds an invalid configuration, the cached one (if any) is served
+    /// instead, as when etcd is down; the next valid change in etcd replaces it.
+    fn fall_back_if_invalid(&self) {
+        let mut state = lock(&self.state);
+        let Err(errors) = &state.current else {
+            return;
+        };
+        let Ok((keys, _)) = read_cache(&self.cache, &self.settings.prefix) else {
+            return;
+        };
+        let Ok(cached) = self.assemble(&values_of(&keys)) else {
+            return;
+        };
+        for e in &errors.0 {
+            tracing::error!(error = %e, "invalid configuration in etcd");
+        }
+        tracing::warn!(
+            cache = %self.cache.display(),
+            "etcd holds an invalid configuration; serving the cached configuration until it is fixed"
+        );
+        state.startup = Some(cached);
     }
 
     /// Rebuilds the document from the keys; a valid one is written to the cache.
     fn reassemble(&self, state: &mut State) {
-        let prefix = &self.settings.prefix;
-        let values: Values = state
-            .keys
-            .iter()
-            .map(|(k, kv)| (k.clone(), kv.value.clone()))
-            .collect();
-        let assembled = match layout::assemble(prefix, &self.bootstrap.text, &values) {
-            Ok(a) => a,
-            Err(errors) => {
-                state.current = Err(Errors(errors));
-                return;
-            }
-        };
-        let source = format!("etcd:{prefix}");
-        // Validate here, so errors name the key they are in rather than a line of the assembled text.
-        if let Err(errors) = strait_config::parse(&source, &assembled.text, Some(&self.base_dir)) {
-            let mapped = errors
-                .0
-                .into_iter()
-                .map(|d| assembled.map_diagnostic(d, prefix, &self.bootstrap_source))
-                .collect();
-            state.current = Err(Errors(mapped));
+        let values = values_of(&state.keys);
+        state.current = self.assemble(&values);
+        if state.current.is_err() {
             return;
         }
-        state.current = Ok(Document {
-            source,
-            text: assembled.text,
-            base_dir: Some(self.base_dir.clone()),
-        });
         let cache = Cache {
-            prefix: prefix.clone(),
+            prefix: self.settings.prefix.clone(),
             revision: state.revision,
             keys: values,
         };
@@ -294,6 +329,7 @@ impl Inner {
             changed = true;
         }
         if changed {
+            state.startup = None;
             self.reassemble(&mut state);
         }
         changed
