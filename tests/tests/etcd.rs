@@ -228,7 +228,10 @@ async fn invalid_value_keeps_the_running_config_and_names_the_key() {
         s.logs_text()
     );
     let logs = s.logs_text();
-    assert!(logs.contains("etcd holds an invalid configuration"), "{logs}");
+    assert!(
+        logs.contains("etcd holds an invalid configuration"),
+        "{logs}"
+    );
     assert!(logs.contains("unknown upstream `nowhere`"), "{logs}");
     // Fixing the key is enough to move on.
     c.delete("/strait/routes/bad", None).await.expect("delete");

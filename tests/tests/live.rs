@@ -472,3 +472,67 @@ async fn series_of_removed_endpoints_and_routes_leave_metrics_and_churn_stays_bo
 async fn get_status(addr: SocketAddr, path: &str) -> u16 {
     client::get(addr, path).await.unwrap().status().as_u16()
 }
+
+/// Sends a request on `conn` and reads its response head, if one comes within `limit`.
+async fn answered(conn: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 12];
+    tokio::time::timeout(limit, conn.read_exact(&mut buf))
+        .await
+        .is_ok_and(|r| r.is_ok() && buf.starts_with(b"HTTP/1.1 200"))
+}
+
+#[tokio::test]
+async fn a_changed_max_connections_applies_at_once_and_counts_open_connections() {
+    let doc = |admin: &str, max: u32| {
+        format!(
+            "{admin}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    limits: {{ max_connections: {max} }}\n\
+             routes:\n  - name: r\n    respond: {{ status: 200 }}\n"
+        )
+    };
+    let s = Strait::start(&doc(
+        &format!("admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n"),
+        1,
+    ))
+    .await;
+    let admin = format!("admin:\n  listen: {}\n  token: {TOKEN}\n", s.admin());
+    let http = client::reqwest_client();
+    let req = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    let quiet = Duration::from_millis(300);
+
+    let mut a = TcpStream::connect(s.web()).await.unwrap();
+    a.write_all(req).await.unwrap();
+    assert!(answered(&mut a, Duration::from_secs(5)).await);
+    // Over the limit: the connection waits in the backlog, unanswered.
+    let mut b = TcpStream::connect(s.web()).await.unwrap();
+    b.write_all(req).await.unwrap();
+    assert!(
+        !answered(&mut b, quiet).await,
+        "served over max_connections 1"
+    );
+
+    // Raised while `a` stays open: `b` is accepted now, not when `a` closes.
+    assert_eq!(admin_put(&http, &s, &doc(&admin, 2)).await, 200);
+    assert!(
+        answered(&mut b, Duration::from_secs(5)).await,
+        "raise did not apply"
+    );
+
+    // Lowered to 1 with two open: a third waits until both have closed.
+    assert_eq!(admin_put(&http, &s, &doc(&admin, 1)).await, 200);
+    let mut c = TcpStream::connect(s.web()).await.unwrap();
+    c.write_all(req).await.unwrap();
+    assert!(
+        !answered(&mut c, quiet).await,
+        "served over the lowered limit"
+    );
+    drop(a);
+    assert!(
+        !answered(&mut c, quiet).await,
+        "served with 1 open under a limit of 1"
+    );
+    drop(b);
+    assert!(
+        answered(&mut c, Duration::from_secs(5)).await,
+        "not served after both closed"
+    );
+}

@@ -7,7 +7,11 @@ use strait_proxy::{
     server::{self, Tracker},
     Shared,
 };
-use tokio::{net::TcpListener, runtime::Handle, sync::watch};
+use tokio::{
+    net::TcpListener,
+    runtime::Handle,
+    sync::{watch, Notify},
+};
 
 /// Accept loops keyed by listener name.
 pub struct ListenerSet {
@@ -24,6 +28,8 @@ struct Running {
     configured: SocketAddr,
     local: SocketAddr,
     stop: watch::Sender<bool>,
+    /// Tells the accept loop a new snapshot is out (see `server::serve_listener`).
+    reloaded: Arc<Notify>,
     /// A duplicate of the listening socket, for handing over to a new process.
     socket: Option<std::net::TcpListener>,
 }
@@ -94,6 +100,7 @@ impl ListenerSet {
             let local = listener.local_addr().unwrap_or(spec.addr);
             let socket = dup(&listener);
             let (stop, stop_rx) = watch::channel(false);
+            let reloaded = Arc::new(Notify::new());
             tracing::info!(listener = %spec.name, address = %local, "listener bound");
             if let Some(old) = self.running.insert(
                 spec.name.clone(),
@@ -101,6 +108,7 @@ impl ListenerSet {
                     configured: spec.addr,
                     local,
                     stop,
+                    reloaded: reloaded.clone(),
                     socket,
                 },
             ) {
@@ -112,6 +120,7 @@ impl ListenerSet {
                 spec,
                 listener,
                 stop_rx,
+                reloaded,
                 self.tracker.clone(),
             ));
         }
@@ -123,6 +132,11 @@ impl ListenerSet {
                     let _ = old.stop.send(true);
                 }
             }
+        }
+        // Wakes accept loops that wait for a connection slot, so a raised `max_connections`
+        // applies at once.
+        for r in self.running.values() {
+            r.reloaded.notify_one();
         }
     }
 

@@ -91,20 +91,35 @@ pub async fn serve_listener(
     spec: Arc<ListenerSpec>,
     listener: TcpListener,
     stop: watch::Receiver<bool>,
+    reloaded: Arc<Notify>,
     tracker: Arc<Tracker>,
 ) {
-    let mut slots = Arc::new(Semaphore::new(spec.limits.max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(spec.limits.max_connections.max(1)));
+    // Slots to retire as connections close, after a lowered limit (see `refresh`).
+    let mut debt = 0usize;
     let accepted = shared
         .metrics
         .connections_total
         .with_label_values(&[&spec.name]);
     let mut ctx = Arc::new(ListenerCtx::new(shared, spec));
     let mut stop_accept = stop.clone();
-    loop {
+    'accept: loop {
         // Waiting for a slot before accepting leaves excess connections in the kernel backlog.
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = stopped(&mut stop_accept) => break,
+        let permit = loop {
+            tokio::select! {
+                p = slots.clone().acquire_owned() => {
+                    let p = p.expect("semaphore never closed");
+                    if debt == 0 {
+                        break p;
+                    }
+                    // The limit was lowered below the connections open then: retire this slot.
+                    p.forget();
+                    debt -= 1;
+                }
+                _ = stopped(&mut stop_accept) => break 'accept,
+                // A raised connection limit applies now, not at the next close.
+                _ = reloaded.notified() => refresh(&mut ctx, &slots, &mut debt),
+            }
         };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -119,26 +134,41 @@ pub async fn serve_listener(
             _ = stopped(&mut stop_accept) => break,
         };
         accepted.inc();
-        // A reload may change this listener's certificates, limits or protocols: new
-        // connections take the current spec; established ones keep theirs.
-        let current = ctx
-            .shared
-            .snapshot
-            .load()
-            .listeners
-            .iter()
-            .find(|l| l.id == ctx.spec.id)
-            .cloned();
-        if let Some(cur) = current.filter(|c| !Arc::ptr_eq(c, &ctx.spec)) {
-            if cur.limits.max_connections != ctx.spec.limits.max_connections {
-                slots = Arc::new(Semaphore::new(cur.limits.max_connections.max(1)));
-            }
-            ctx = Arc::new(ListenerCtx::new(ctx.shared.clone(), cur));
-        }
+        refresh(&mut ctx, &slots, &mut debt);
         let held = (permit, tracker.enter());
         tokio::spawn(ctx.clone().serve(tcp, peer, stop.clone(), held));
     }
     tracing::debug!(listener = %ctx.spec.name, "listener closed");
+}
+
+/// A reload may change this listener's certificates, limits or protocols: new connections take
+/// the current spec; established ones keep theirs. The connection limit is one semaphore resized
+/// in place, so it counts the connections already open: a raise adds slots at once; a lowering
+/// removes free slots, and the rest (`debt`) as open connections return theirs.
+fn refresh(ctx: &mut Arc<ListenerCtx>, slots: &Semaphore, debt: &mut usize) {
+    let current = ctx
+        .shared
+        .snapshot
+        .load()
+        .listeners
+        .iter()
+        .find(|l| l.id == ctx.spec.id)
+        .cloned();
+    if let Some(cur) = current.filter(|c| !Arc::ptr_eq(c, &ctx.spec)) {
+        let (from, to) = (
+            ctx.spec.limits.max_connections.max(1),
+            cur.limits.max_connections.max(1),
+        );
+        if to > from {
+            let paid = (to - from).min(*debt);
+            *debt -= paid;
+            slots.add_permits(to - from - paid);
+        } else if to < from {
+            let excess = from - to;
+            *debt += excess - slots.forget_permits(excess);
+        }
+        *ctx = Arc::new(ListenerCtx::new(ctx.shared.clone(), cur));
+    }
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
