@@ -506,3 +506,30 @@ async fn admin_writes_go_to_etcd_and_reach_every_instance() {
     assert_eq!(r.status(), 409);
     assert!(served(&b, "/hello", "from-b").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_larger_than_grpc_default_message_size_is_read() {
+    let _serial = SERIAL.lock().await;
+    let etcd = Etcd::single().await;
+    let mut c = etcd.client().await;
+    seed(&etcd, &mut c, "v0").await;
+    // Six routes of 900 KiB each (under etcd's 1.5 MiB request limit): 5.3 MiB in one range,
+    // over gRPC's default 4 MiB message.
+    let big = "x".repeat(900 * 1024);
+    for i in 0..6 {
+        etcd.put(
+            &mut c,
+            &format!("/strait/routes/big{i}"),
+            &respond(&format!("/big{i}"), &big),
+        )
+        .await;
+    }
+    let s = Strait::start(&bootstrap(&etcd)).await;
+    assert!(served(&s, "/", "v0").await, "logs:\n{}", s.logs_text());
+    let (status, body) = get(&s, "/big5").await.expect("response");
+    assert_eq!((status, body.len()), (200, big.len()));
+    // A change after start arrives through the watch as usual.
+    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
+        .await;
+    wait_served(&s, "/", "v1", Duration::from_secs(5)).await;
+}

@@ -44,6 +44,9 @@ use remote::range;
 
 /// How long one etcd request (range, transaction) may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest range or watch response read: a whole configuration (at most
+/// `strait_config::MAX_CONFIG_BYTES`) plus per-key metadata, where gRPC's default is 4 MiB.
+const MAX_MESSAGE_BYTES: usize = 2 * strait_config::MAX_CONFIG_BYTES;
 /// Reconnection backoff: starts small so a leader change costs little, capped so a long
 /// outage costs a request every few seconds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -346,7 +349,7 @@ impl Inner {
         let mut backoff = BACKOFF_MIN;
         loop {
             let existing = lock(&self.client).clone();
-            let mut c = match existing {
+            let c = match existing {
                 Some(c) => c,
                 None => match client(&self.settings).await {
                     Ok(c) => {
@@ -382,7 +385,9 @@ impl Inner {
                 .with_progress_notify();
             let mut stream = match tokio::time::timeout(
                 REQUEST_TIMEOUT,
-                c.watch(prefix.as_str(), Some(opts)),
+                c.watch_client()
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .watch(prefix.as_str(), Some(opts)),
             )
             .await
             {

@@ -59,7 +59,9 @@ pub(super) async fn range(
     client: &Client,
     prefix: &str,
 ) -> Result<(BTreeMap<String, Kv>, i64), String> {
-    let mut kv = client.kv_client();
+    let mut kv = client
+        .kv_client()
+        .max_decoding_message_size(super::MAX_MESSAGE_BYTES);
     let resp = tokio::time::timeout(
         REQUEST_TIMEOUT,
         kv.get(prefix, Some(GetOptions::new().with_prefix())),
