@@ -535,4 +535,20 @@ async fn a_changed_max_connections_applies_at_once_and_counts_open_connections()
         answered(&mut c, Duration::from_secs(5)).await,
         "not served after both closed"
     );
+
+    // Lowered while the accept loop holds a free slot for the next connection (2 → 1 with `c`
+    // open): that slot is retired too, so the next connection waits for `c` to close.
+    assert_eq!(admin_put(&http, &s, &doc(&admin, 2)).await, 200);
+    assert_eq!(admin_put(&http, &s, &doc(&admin, 1)).await, 200);
+    let mut d = TcpStream::connect(s.web()).await.unwrap();
+    d.write_all(req).await.unwrap();
+    assert!(
+        !answered(&mut d, quiet).await,
+        "served over the lowered limit"
+    );
+    drop(c);
+    assert!(
+        answered(&mut d, Duration::from_secs(5)).await,
+        "not served after c closed"
+    );
 }

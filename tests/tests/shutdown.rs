@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use strait_e2e::client::{self, text, Conn, Proto};
-use strait_e2e::{poll_until, within, Reply, Strait, Upstream};
+use strait_e2e::{metrics, poll_until, within, Reply, Strait, Upstream};
 use tokio::net::TcpStream;
 
 fn config(up: &Upstream, drain: &str) -> String {
@@ -122,16 +122,29 @@ async fn a_connection_accepted_before_the_drain_gets_its_first_request_answered(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start("up").await;
     let config = format!(
-        "server:\n  drain_timeout: 10s\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    limits:\n      header_read_timeout: 1s\n\
+        "server:\n  drain_timeout: 20s\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    limits:\n      header_read_timeout: 3s\n\
          routes:\n  - name: r\n    upstream: up\nupstreams:\n  - name: up\n    endpoints: [\"{}\"]\n",
         up.addr()
     );
     let mut s = Strait::start(&config).await;
     let (web, admin) = (s.web(), s.admin());
-    // Both accepted, neither has sent a byte when the drain starts.
+    // Both accepted (not just queued in the backlog), neither has sent a byte when the drain starts.
     let mut late = TcpStream::connect(web).await.unwrap();
     let _silent = TcpStream::connect(web).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    poll_until(
+        Duration::from_secs(5),
+        "both connections accepted",
+        || async {
+            let m = s.metrics().await;
+            (metrics::sum(
+                &m,
+                "strait_downstream_connections_active",
+                &[("listener", "web")],
+            ) == 2.0)
+                .then_some(())
+        },
+    )
+    .await;
 
     let t = Instant::now();
     s.signal("TERM");
@@ -157,11 +170,11 @@ async fn a_connection_accepted_before_the_drain_gets_its_first_request_answered(
     assert!(reply.starts_with("http/1.1 200"), "{reply}");
     assert!(reply.contains("connection: close"), "{reply}");
 
-    // The silent one is given header_read_timeout (1s), not the drain timeout (10s).
-    let status = s.wait_exit(Duration::from_secs(5)).await;
+    // The silent one is given header_read_timeout (3s), not the drain timeout (20s).
+    let status = s.wait_exit(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0));
     assert!(
-        t.elapsed() < Duration::from_secs(4),
+        t.elapsed() < Duration::from_secs(12),
         "drain took {:?}",
         t.elapsed()
     );

@@ -58,24 +58,39 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> impl IntoResponse {
-    // Series of endpoints the last requests on an old snapshot were still using go now.
-    s.control.drop_unused_series();
-    if wants_openmetrics(&headers) {
-        return (
-            [(
-                header::CONTENT_TYPE,
+    let open = wants_openmetrics(&headers);
+    // Off the worker threads: removing unused series waits for a reload being published, and
+    // both steps walk every series.
+    let control = s.control.clone();
+    let (status, (kind, body)) = tokio::task::spawn_blocking(move || {
+        // Series of endpoints the last requests on an old snapshot were still using go now.
+        control.drop_unused_series();
+        if open {
+            (
                 strait_observe::openmetrics::CONTENT_TYPE,
-            )],
-            s.control.metrics.render_openmetrics(),
-        );
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.control.metrics.render_text(),
-    )
+                control.metrics.render_openmetrics(),
+            )
+        } else {
+            (
+                "text/plain; version=0.0.4; charset=utf-8",
+                control.metrics.render_text(),
+            )
+        }
+    })
+    .await
+    .map_or_else(
+        |e| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                (
+                    "text/plain; charset=utf-8",
+                    format!("metrics failed: {e}\n"),
+                ),
+            )
+        },
+        |r| (StatusCode::OK, r),
+    );
+    (status, [(header::CONTENT_TYPE, kind)], body)
 }
 
 /// OpenMetrics when the scraper lists it with a non-zero weight (Prometheus does so first);

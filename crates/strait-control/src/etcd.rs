@@ -431,6 +431,18 @@ impl Inner {
                         tracing::warn!("etcd closed the watch; resuming");
                         break;
                     }
+                    Err(etcd_client::Error::GRpcStatus(s))
+                        if matches!(
+                            s.code(),
+                            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+                        ) =>
+                    {
+                        // A catch-up batch over the message limit would fail the same way on
+                        // every resume; the prefix itself is bounded by the config size.
+                        tracing::warn!(error = %s, "etcd watch response too large; reading the prefix again");
+                        need_range = true;
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "etcd watch failed; resuming");
                         break;

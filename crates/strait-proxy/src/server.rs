@@ -121,17 +121,27 @@ pub async fn serve_listener(
                 _ = reloaded.notified() => refresh(&mut ctx, &slots, &mut debt),
             }
         };
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(listener = %ctx.spec.name, error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
+        let (tcp, peer) = loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => break x,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(listener = %ctx.spec.name, error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                _ = stopped(&mut stop_accept) => break 'accept,
+                _ = reloaded.notified() => {
+                    refresh(&mut ctx, &slots, &mut debt);
+                    if debt > 0 {
+                        // Lowered while this slot was held for the next connection: retire it.
+                        permit.forget();
+                        debt -= 1;
+                        continue 'accept;
+                    }
                 }
-            },
-            _ = stopped(&mut stop_accept) => break,
+            }
         };
         accepted.inc();
         refresh(&mut ctx, &slots, &mut debt);
