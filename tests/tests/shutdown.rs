@@ -179,3 +179,66 @@ async fn a_connection_accepted_before_the_drain_gets_its_first_request_answered(
         t.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connection_with_no_request_yet_gets_the_header_timeout_on_drain() {
+    use rustls_pki_types::ServerName;
+    use strait_e2e::certs::{accept_any_client_config, Leaf};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = Leaf::self_signed(&["gw.test"]).write(dir.path(), "gw");
+    let config = format!(
+        "server:\n  drain_timeout: 20s\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n\
+         \x20   limits: {{ header_read_timeout: 3s }}\n\
+         \x20   tls: {{ cert: \"{}\", key: \"{}\" }}\n\
+         routes:\n  - name: r\n    respond: {{ status: 200 }}\n",
+        cert.display(),
+        key.display()
+    );
+    let mut s = Strait::start(&config).await;
+    let (web, admin) = (s.web(), s.admin());
+    let tls = tokio_rustls::TlsConnector::from(accept_any_client_config(&[b"http/1.1"]));
+    let name = ServerName::try_from("gw.test").unwrap();
+    // Both handshakes done, neither has sent a request when the drain starts.
+    let mut late = tls
+        .connect(name.clone(), TcpStream::connect(web).await.unwrap())
+        .await
+        .unwrap();
+    let _silent = tls
+        .connect(name, TcpStream::connect(web).await.unwrap())
+        .await
+        .unwrap();
+
+    let t = Instant::now();
+    s.signal("TERM");
+    poll_until(Duration::from_secs(1), "draining", || async {
+        let resp = client::get(admin, "/readyz").await.ok()?;
+        (resp.status() == 503).then_some(())
+    })
+    .await;
+
+    late.write_all(b"GET / HTTP/1.1\r\nhost: gw.test\r\n\r\n")
+        .await
+        .unwrap();
+    // Answered, then closed (the response may already be on its way when hyper is told to
+    // close, so it need not say `Connection: close`).
+    let mut reply = Vec::new();
+    let _ = within(
+        Duration::from_secs(5),
+        "response then close",
+        late.read_to_end(&mut reply),
+    )
+    .await;
+    let reply = String::from_utf8_lossy(&reply).to_ascii_lowercase();
+    assert!(reply.starts_with("http/1.1 200"), "{reply}");
+
+    // The silent one is let go after header_read_timeout (3s), not the drain timeout (20s).
+    let status = s.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        t.elapsed() < Duration::from_secs(12),
+        "drain took {:?}",
+        t.elapsed()
+    );
+}

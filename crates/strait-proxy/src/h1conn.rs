@@ -139,7 +139,8 @@ where
         let svc = service(ctx.shared.clone(), ctx.info.clone());
         // Boxed so a parked task holds none of hyper's state, and a live one stays small.
         let mut conn = Box::pin(ctx.builder.serve_connection(TokioIo::new(&mut *guard), svc));
-        if !drive(conn.as_mut(), signal, stop).await {
+        let grace = ctx.info.listener.limits.header_read_timeout;
+        if !drive(conn.as_mut(), signal, stop, grace).await {
             return None;
         }
         let early = Pin::into_inner(conn).into_parts().read_buf;
@@ -207,10 +208,17 @@ async fn wait_readable<IO: ParkIo>(
 
 /// Polls hyper until it ends; asks it to end gracefully on drain, or when the connection may
 /// park. False when the connection is over (drained or failed).
+///
+/// On drain, hyper serves a request in progress and closes. A connection that has not sent its
+/// first request yet (a TLS one: plain ones wait for their first bytes in `sniff::first_bytes`)
+/// would be closed by hyper at once, resetting a request its client may be sending: it gets
+/// `grace` (the header read timeout) for that request, which is answered before the connection
+/// closes.
 async fn drive<IO, S>(
     mut conn: Pin<&mut http1::Connection<TokioIo<&mut H1Guard<IO>>, S>>,
     signal: &ParkSignal,
     stop: &mut watch::Receiver<bool>,
+    grace: std::time::Duration,
 ) -> bool
 where
     IO: ParkIo + AsyncRead + AsyncWrite + Unpin,
@@ -219,15 +227,31 @@ where
 {
     let mut stopped = pin!(crate::server::stopped(stop));
     let mut draining = false;
+    let mut first_request_due: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let result = poll_fn(|cx| loop {
         if let Poll::Ready(r) = conn.as_mut().poll(cx) {
             return Poll::Ready(r);
         }
         if !draining && stopped.as_mut().poll(cx).is_ready() {
-            // HTTP/1 closes after the response in flight.
             draining = true;
-            conn.as_mut().graceful_shutdown();
+            if signal.has_served() {
+                // HTTP/1 closes after the response in flight.
+                conn.as_mut().graceful_shutdown();
+            } else {
+                // hyper would close a connection that has not read a byte yet at once.
+                first_request_due = Some(Box::pin(tokio::time::sleep(grace)));
+            }
             continue;
+        }
+        if let Some(due) = &mut first_request_due {
+            if signal.has_served() {
+                first_request_due = None;
+                conn.as_mut().graceful_shutdown();
+                continue;
+            }
+            if due.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
         }
         if IO::PARKS && !draining && !signal.is_parking() && signal.is_ready() {
             // Idle: hyper ends at once and leaves the stream open (see `H1Guard::poll_shutdown`).

@@ -35,6 +35,8 @@ pub struct ParkSignal {
     parking: AtomicBool,
     /// Responses the service started that hyper has not yet taken completely.
     inflight: AtomicU32,
+    /// The service has been called on this connection at least once.
+    served: AtomicBool,
 }
 
 // === impl ParkSignal ===
@@ -61,6 +63,12 @@ impl ParkSignal {
     /// A response has begun (the service was called); pair with [`ParkSignal::response_done`].
     pub fn response_started(&self) {
         self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.served.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request has reached the service on this connection.
+    pub fn has_served(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// hyper has taken the whole response (or dropped it).
