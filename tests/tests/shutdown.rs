@@ -117,9 +117,51 @@ async fn sigint_on_an_idle_proxy_exits_zero_promptly() {
     );
 }
 
+/// Starts a drain, then sends a request on `late` (a connection accepted before it): the reply,
+/// read until the connection closes, lowercased; how the read ended; and when the drain began.
+async fn drain_then_send<IO>(s: &Strait, late: &mut IO) -> (String, std::io::Result<usize>, Instant)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let admin = s.admin();
+    let t = Instant::now();
+    s.signal("TERM");
+    poll_until(Duration::from_secs(1), "draining", || async {
+        let resp = client::get(admin, "/readyz").await.ok()?;
+        (resp.status() == 503).then_some(())
+    })
+    .await;
+    late.write_all(b"GET / HTTP/1.1\r\nhost: gw.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let read = within(
+        Duration::from_secs(5),
+        "response then close",
+        late.read_to_end(&mut reply),
+    )
+    .await;
+    (
+        String::from_utf8_lossy(&reply).to_ascii_lowercase(),
+        read,
+        t,
+    )
+}
+
+/// The silent connection is let go after header_read_timeout (3s), not the drain timeout (20s).
+async fn exits_before_the_drain_timeout(s: &mut Strait, since: Instant) {
+    let status = s.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        since.elapsed() < Duration::from_secs(12),
+        "drain took {:?}",
+        since.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_accepted_before_the_drain_gets_its_first_request_answered() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start("up").await;
     let config = format!(
         "server:\n  drain_timeout: 20s\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    limits:\n      header_read_timeout: 3s\n\
@@ -127,7 +169,7 @@ async fn a_connection_accepted_before_the_drain_gets_its_first_request_answered(
         up.addr()
     );
     let mut s = Strait::start(&config).await;
-    let (web, admin) = (s.web(), s.admin());
+    let web = s.web();
     // Both accepted (not just queued in the backlog), neither has sent a byte when the drain starts.
     let mut late = TcpStream::connect(web).await.unwrap();
     let _silent = TcpStream::connect(web).await.unwrap();
@@ -146,45 +188,18 @@ async fn a_connection_accepted_before_the_drain_gets_its_first_request_answered(
     )
     .await;
 
-    let t = Instant::now();
-    s.signal("TERM");
-    poll_until(Duration::from_secs(1), "draining", || async {
-        let resp = client::get(admin, "/readyz").await.ok()?;
-        (resp.status() == 503).then_some(())
-    })
-    .await;
-
     // The request sent after the drain began is served, and the connection then closes.
-    late.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut reply = Vec::new();
-    within(
-        Duration::from_secs(5),
-        "response then close",
-        late.read_to_end(&mut reply),
-    )
-    .await
-    .expect("no reset");
-    let reply = String::from_utf8_lossy(&reply).to_ascii_lowercase();
+    let (reply, read, t) = drain_then_send(&s, &mut late).await;
+    read.expect("no reset");
     assert!(reply.starts_with("http/1.1 200"), "{reply}");
     assert!(reply.contains("connection: close"), "{reply}");
-
-    // The silent one is given header_read_timeout (3s), not the drain timeout (20s).
-    let status = s.wait_exit(Duration::from_secs(15)).await;
-    assert_eq!(status.code(), Some(0));
-    assert!(
-        t.elapsed() < Duration::from_secs(12),
-        "drain took {:?}",
-        t.elapsed()
-    );
+    exits_before_the_drain_timeout(&mut s, t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_connection_with_no_request_yet_gets_the_header_timeout_on_drain() {
     use rustls_pki_types::ServerName;
     use strait_e2e::certs::{accept_any_client_config, Leaf};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = Leaf::self_signed(&["gw.test"]).write(dir.path(), "gw");
@@ -197,7 +212,7 @@ async fn a_tls_connection_with_no_request_yet_gets_the_header_timeout_on_drain()
         key.display()
     );
     let mut s = Strait::start(&config).await;
-    let (web, admin) = (s.web(), s.admin());
+    let web = s.web();
     let tls = tokio_rustls::TlsConnector::from(accept_any_client_config(&[b"http/1.1"]));
     let name = ServerName::try_from("gw.test").unwrap();
     // Both handshakes done, neither has sent a request when the drain starts.
@@ -210,35 +225,9 @@ async fn a_tls_connection_with_no_request_yet_gets_the_header_timeout_on_drain()
         .await
         .unwrap();
 
-    let t = Instant::now();
-    s.signal("TERM");
-    poll_until(Duration::from_secs(1), "draining", || async {
-        let resp = client::get(admin, "/readyz").await.ok()?;
-        (resp.status() == 503).then_some(())
-    })
-    .await;
-
-    late.write_all(b"GET / HTTP/1.1\r\nhost: gw.test\r\n\r\n")
-        .await
-        .unwrap();
     // Answered, then closed (the response may already be on its way when hyper is told to
-    // close, so it need not say `Connection: close`).
-    let mut reply = Vec::new();
-    let _ = within(
-        Duration::from_secs(5),
-        "response then close",
-        late.read_to_end(&mut reply),
-    )
-    .await;
-    let reply = String::from_utf8_lossy(&reply).to_ascii_lowercase();
+    // close, so it need not say `Connection: close`; the close lacks TLS close_notify).
+    let (reply, _, t) = drain_then_send(&s, &mut late).await;
     assert!(reply.starts_with("http/1.1 200"), "{reply}");
-
-    // The silent one is let go after header_read_timeout (3s), not the drain timeout (20s).
-    let status = s.wait_exit(Duration::from_secs(15)).await;
-    assert_eq!(status.code(), Some(0));
-    assert!(
-        t.elapsed() < Duration::from_secs(12),
-        "drain took {:?}",
-        t.elapsed()
-    );
+    exits_before_the_drain_timeout(&mut s, t).await;
 }
