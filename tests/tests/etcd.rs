@@ -43,6 +43,13 @@ async fn get(s: &Strait, path: &str) -> Option<(u16, String)> {
     Some((r.status().as_u16(), client::text(&r)))
 }
 
+/// Puts `/` answering `body` and waits until `s` serves it.
+async fn put_root(etcd: &Etcd, c: &mut Client, s: &Strait, body: &str, limit: Duration) {
+    etcd.put(c, "/strait/routes/root", &respond("/", body))
+        .await;
+    wait_served(s, "/", body, limit).await;
+}
+
 async fn served(s: &Strait, path: &str, body: &str) -> bool {
     get(s, path).await == Some((200, body.to_string()))
 }
@@ -165,9 +172,7 @@ async fn strait_keeps_serving_while_etcd_is_down_and_resumes_when_it_returns() {
     }
     etcd.start_all().await;
     let mut c = etcd.client().await;
-    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
-        .await;
-    wait_served(&s, "/", "v1", Duration::from_secs(10)).await;
+    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,9 +182,7 @@ async fn restart_with_etcd_down_serves_from_the_cache_then_converges() {
     let mut c = etcd.client().await;
     seed(&etcd, &mut c, "v0").await;
     let mut s = Strait::start(&bootstrap(&etcd)).await;
-    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
-        .await;
-    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
+    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(3)).await;
     etcd.stop_all();
     s.restart().await;
     assert!(
@@ -190,9 +193,7 @@ async fn restart_with_etcd_down_serves_from_the_cache_then_converges() {
     assert!(s.logs_text().contains("serving the cached configuration"));
     etcd.start_all().await;
     let mut c = etcd.client().await;
-    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v2"))
-        .await;
-    wait_served(&s, "/", "v2", Duration::from_secs(10)).await;
+    put_root(&etcd, &mut c, &s, "v2", Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,9 +236,7 @@ async fn invalid_value_keeps_the_running_config_and_names_the_key() {
     assert!(logs.contains("unknown upstream `nowhere`"), "{logs}");
     // Fixing the key is enough to move on.
     c.delete("/strait/routes/bad", None).await.expect("delete");
-    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
-        .await;
-    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
+    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,9 +386,7 @@ async fn etcd_over_tls_with_a_client_certificate() {
     assert!(etcd.endpoints()[0].starts_with("https://"));
     let s = Strait::start(&format!("{}{files}", bootstrap(&etcd))).await;
     assert!(served(&s, "/", "v0").await, "{}", s.logs_text());
-    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
-        .await;
-    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
+    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,9 +406,7 @@ async fn etcd_with_user_authentication() {
         !s.logs_text().contains("s3cret-pw"),
         "the password is never logged"
     );
-    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
-        .await;
-    wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
+    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,7 +524,5 @@ async fn a_configuration_larger_than_grpc_default_message_size_is_read() {
     let (status, body) = get(&s, "/big5").await.expect("response");
     assert_eq!((status, body.len()), (200, big.len()));
     // A change after start arrives through the watch as usual.
-    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
-        .await;
-    wait_served(&s, "/", "v1", Duration::from_secs(5)).await;
+    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(5)).await;
 }

@@ -18,9 +18,14 @@ use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "live-test-token-0123456789";
 
+/// The `admin:` section with the test token, listening on `listen`.
+fn admin_yaml(listen: impl std::fmt::Display) -> String {
+    format!("admin:\n  listen: {listen}\n  token: {TOKEN}\n")
+}
+
 /// Replaces the config the way deploy tools do, keeping the admin address.
 fn rewrite(s: &Strait, yaml: &str) {
-    let admin = format!("admin:\n  listen: {}\n  token: {TOKEN}\n", s.admin());
+    let admin = admin_yaml(s.admin());
     let tmp = s.dir().join("strait.yaml.tmp");
     std::fs::write(&tmp, format!("{admin}{yaml}")).unwrap();
     std::fs::rename(&tmp, s.config_path()).unwrap();
@@ -49,7 +54,8 @@ fn listener(name: &str, addr: &str) -> String {
 async fn listeners_are_added_moved_and_removed_live() {
     let web = listener("web", "127.0.0.1:0");
     let s = Strait::start(&format!(
-        "admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n{}",
+        "{}{}",
+        admin_yaml("127.0.0.1:0"),
         respond(&web, "one")
     ))
     .await;
@@ -219,7 +225,8 @@ async fn fifty_reloads_under_load_fail_nothing_and_keep_a_websocket_open() {
     let b = Upstream::start("b").await;
     let ws = WsEcho::start().await;
     let s = Strait::start(&format!(
-        "admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n{}",
+        "{}{}",
+        admin_yaml("127.0.0.1:0"),
         split(&a, &b, &ws, false)
     ))
     .await;
@@ -273,11 +280,12 @@ async fn admin_put(http: &reqwest::Client, s: &Strait, doc: &str) -> u16 {
 #[tokio::test]
 async fn a_thousand_reloads_keep_memory_bounded() {
     let s = Strait::start(&format!(
-        "admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n{}",
+        "{}{}",
+        admin_yaml("127.0.0.1:0"),
         respond(&listener("web", "127.0.0.1:0"), "r0")
     ))
     .await;
-    let admin = format!("admin:\n  listen: {}\n  token: {TOKEN}\n", s.admin());
+    let admin = admin_yaml(s.admin());
     let http = client::reqwest_client();
     let mut at_100 = 0;
     for i in 1..=1000 {
@@ -311,7 +319,8 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 #[tokio::test]
 async fn reload_latency_from_file_write_and_admin_put() {
     let s = Strait::start(&format!(
-        "admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n{}",
+        "{}{}",
+        admin_yaml("127.0.0.1:0"),
         respond(&listener("web", "127.0.0.1:0"), "f0")
     ))
     .await;
@@ -333,7 +342,7 @@ async fn reload_latency_from_file_write_and_admin_put() {
         }
         file.push(t.elapsed());
     }
-    let admin = format!("admin:\n  listen: {}\n  token: {TOKEN}\n", s.admin());
+    let admin = admin_yaml(s.admin());
     let http = client::reqwest_client();
     let mut api = Vec::new();
     for i in 1..=30 {
@@ -364,11 +373,7 @@ async fn an_unchanged_upstream_keeps_its_balancer_position_across_a_reload() {
             b.addr()
         )
     };
-    let s = Strait::start(&format!(
-        "admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n{}",
-        doc("x")
-    ))
-    .await;
+    let s = Strait::start(&format!("{}{}", admin_yaml("127.0.0.1:0"), doc("x"))).await;
     assert_eq!(served(s.web(), "/").await.unwrap(), "a");
     rewrite(&s, &doc("y"));
     poll_until(Duration::from_secs(3), "reload applied", || async {
@@ -383,7 +388,6 @@ async fn an_unchanged_upstream_keeps_its_balancer_position_across_a_reload() {
 #[tokio::test]
 async fn series_of_removed_endpoints_and_routes_leave_metrics_and_churn_stays_bounded() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let admin_yaml = |s: &Strait| format!("admin:\n  listen: {}\n  token: {TOKEN}\n", s.admin());
     let doc = |admin: &str, endpoint: String, extra: bool| {
         let mut d = format!(
             "{admin}listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: r\n    match: {{ path: /r }}\n    upstream: u\n"
@@ -399,16 +403,14 @@ async fn series_of_removed_endpoints_and_routes_leave_metrics_and_churn_stays_bo
         }
         d
     };
-    let s = Strait::start(&doc(
-        &format!("admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n"),
-        a.addr().to_string(),
-        true,
-    ))
-    .await;
-    let admin = admin_yaml(&s);
+    let s = Strait::start(&doc(&admin_yaml("127.0.0.1:0"), a.addr().to_string(), true)).await;
+    let admin = admin_yaml(s.admin());
     let http = client::reqwest_client();
     for path in ["/r", "/r", "/gone"] {
-        assert_eq!(get_status(s.web(), path).await, 200);
+        assert_eq!(
+            client::status(s.web(), client::get_req(s.web(), path)).await,
+            200
+        );
     }
     let m = s.metrics().await;
     let a_addr = a.addr().to_string();
@@ -427,7 +429,10 @@ async fn series_of_removed_endpoints_and_routes_leave_metrics_and_churn_stays_bo
         admin_put(&http, &s, &doc(&admin, b.addr().to_string(), false)).await,
         200
     );
-    assert_eq!(get_status(s.web(), "/r").await, 200);
+    assert_eq!(
+        client::status(s.web(), client::get_req(s.web(), "/r")).await,
+        200
+    );
     let m = s.metrics().await;
     assert!(
         !m.contains(&a_addr),
@@ -452,7 +457,10 @@ async fn series_of_removed_endpoints_and_routes_leave_metrics_and_churn_stays_bo
     for _ in 0..30 {
         let gone = strait_e2e::closed_addr().to_string();
         assert_eq!(admin_put(&http, &s, &doc(&admin, gone, false)).await, 200);
-        assert_eq!(get_status(s.web(), "/r").await, 502);
+        assert_eq!(
+            client::status(s.web(), client::get_req(s.web(), "/r")).await,
+            502
+        );
     }
     let m = s.metrics().await;
     let endpoints: std::collections::HashSet<&str> = m
@@ -469,11 +477,16 @@ async fn series_of_removed_endpoints_and_routes_leave_metrics_and_churn_stays_bo
     metrics::promtool_check(&m).await.unwrap();
 }
 
-async fn get_status(addr: SocketAddr, path: &str) -> u16 {
-    client::get(addr, path).await.unwrap().status().as_u16()
+/// A new connection with `GET /` sent on it.
+async fn send_new(addr: SocketAddr) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    conn
 }
 
-/// Sends a request on `conn` and reads its response head, if one comes within `limit`.
+/// Whether a `200` response head arrives on `conn` within `limit`.
 async fn answered(conn: &mut TcpStream, limit: Duration) -> bool {
     let mut buf = [0u8; 12];
     tokio::time::timeout(limit, conn.read_exact(&mut buf))
@@ -489,22 +502,15 @@ async fn a_changed_max_connections_applies_at_once_and_counts_open_connections()
              routes:\n  - name: r\n    respond: {{ status: 200 }}\n"
         )
     };
-    let s = Strait::start(&doc(
-        &format!("admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n"),
-        1,
-    ))
-    .await;
-    let admin = format!("admin:\n  listen: {}\n  token: {TOKEN}\n", s.admin());
+    let s = Strait::start(&doc(&admin_yaml("127.0.0.1:0"), 1)).await;
+    let admin = admin_yaml(s.admin());
     let http = client::reqwest_client();
-    let req = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
     let quiet = Duration::from_millis(300);
 
-    let mut a = TcpStream::connect(s.web()).await.unwrap();
-    a.write_all(req).await.unwrap();
+    let mut a = send_new(s.web()).await;
     assert!(answered(&mut a, Duration::from_secs(5)).await);
     // Over the limit: the connection waits in the backlog, unanswered.
-    let mut b = TcpStream::connect(s.web()).await.unwrap();
-    b.write_all(req).await.unwrap();
+    let mut b = send_new(s.web()).await;
     assert!(
         !answered(&mut b, quiet).await,
         "served over max_connections 1"
@@ -519,8 +525,7 @@ async fn a_changed_max_connections_applies_at_once_and_counts_open_connections()
 
     // Lowered to 1 with two open: a third waits until both have closed.
     assert_eq!(admin_put(&http, &s, &doc(&admin, 1)).await, 200);
-    let mut c = TcpStream::connect(s.web()).await.unwrap();
-    c.write_all(req).await.unwrap();
+    let mut c = send_new(s.web()).await;
     assert!(
         !answered(&mut c, quiet).await,
         "served over the lowered limit"
@@ -540,8 +545,7 @@ async fn a_changed_max_connections_applies_at_once_and_counts_open_connections()
     // open): that slot is retired too, so the next connection waits for `c` to close.
     assert_eq!(admin_put(&http, &s, &doc(&admin, 2)).await, 200);
     assert_eq!(admin_put(&http, &s, &doc(&admin, 1)).await, 200);
-    let mut d = TcpStream::connect(s.web()).await.unwrap();
-    d.write_all(req).await.unwrap();
+    let mut d = send_new(s.web()).await;
     assert!(
         !answered(&mut d, quiet).await,
         "served over the lowered limit"

@@ -16,6 +16,8 @@ pub(crate) const REQUEST_LABELS: &[&str] = &["listener", "route", "upstream", "m
 /// All metric families of one process; cheap to share behind an `Arc`.
 pub struct Metrics {
     registry: Registry,
+    /// The families with labels, for removing series nothing uses (see `retain`).
+    pub(crate) labelled: Vec<Box<dyn crate::retain::Family>>,
     /// `strait_http_requests_total{listener,route,upstream,method,code}`.
     pub requests: IntCounterVec,
     /// `strait_http_request_duration_seconds{listener,route,upstream,method,code}`: until response headers.
@@ -243,35 +245,37 @@ impl Metrics {
         for r in ["success", "error"] {
             config_reloads.with_label_values(&[r]);
         }
-        for c in [
-            Box::new(upstream_duration.clone()) as Box<dyn prometheus::core::Collector>,
+        // Every labelled family is registered from this one list, which `retain` also walks.
+        let labelled: Vec<Box<dyn crate::retain::Family>> = vec![
+            Box::new(requests.clone()),
+            Box::new(request_duration.clone()),
             Box::new(request_bytes.clone()),
             Box::new(response_bytes.clone()),
-            Box::new(retries.clone()),
-            Box::new(breaker_state.clone()),
-            Box::new(ejections.clone()),
-            Box::new(rate_limit_decisions.clone()),
-            Box::new(auth_failures.clone()),
-            Box::new(spans_exported.clone()),
-            Box::new(spans_dropped.clone()),
-            Box::new(sampling_ratio.clone()),
-            Box::new(access_log_dropped.clone()),
-        ] {
-            registry.register(c).expect("unique metric");
-        }
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(request_duration.clone()),
             Box::new(upstream_connect_errors.clone()),
             Box::new(upstream_requests.clone()),
+            Box::new(upstream_duration.clone()),
             Box::new(endpoint_healthy.clone()),
+            Box::new(ejections.clone()),
             Box::new(connections_active.clone()),
             Box::new(connections_total.clone()),
             Box::new(rejected_requests.clone()),
             Box::new(tls_handshake_errors.clone()),
-            Box::new(config_version.clone()),
+            Box::new(retries.clone()),
+            Box::new(breaker_state.clone()),
+            Box::new(rate_limit_decisions.clone()),
+            Box::new(auth_failures.clone()),
             Box::new(config_reloads.clone()),
+            Box::new(spans_dropped.clone()),
+        ];
+        for f in &labelled {
+            registry.register(f.collector()).expect("unique metric");
+        }
+        for c in [
+            Box::new(config_version.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(config_last_success.clone()),
+            Box::new(spans_exported.clone()),
+            Box::new(sampling_ratio.clone()),
+            Box::new(access_log_dropped.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -285,6 +289,7 @@ impl Metrics {
         }
         Metrics {
             registry,
+            labelled,
             requests,
             request_duration,
             upstream_connect_errors,

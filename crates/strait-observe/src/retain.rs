@@ -6,7 +6,7 @@
 //! otherwise each `listener`, `route` and `upstream` label it carries must name one that still
 //! exists. So a route moved from one upstream to another and back keeps both series (no counter
 //! resets; their number is bounded by the configuration), while names and endpoints that are gone
-//! take their series with them. Families without those labels are never touched.
+//! take their series with them. Series without those labels are always kept.
 //!
 //! Removing a series only drops it from the registry: a handle somebody still holds keeps
 //! counting into a detached metric, which is why the caller must compute [`InUse`] from the
@@ -15,7 +15,6 @@
 use std::collections::{HashMap, HashSet};
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
-use prometheus::proto::LabelPair;
 
 use crate::metrics::Metrics;
 
@@ -49,11 +48,19 @@ impl InUse {
         self.endpoints.insert(pair(upstream, address));
     }
 
-    /// Whether a series with these labels is still in use.
-    fn keeps(&self, labels: &[LabelPair]) -> bool {
-        let get = |name: &str| labels.iter().find(|l| l.name() == name).map(|l| l.value());
-        let (listener, route, upstream) = (get("listener"), get("route"), get("upstream"));
-        if let (Some(u), Some(e)) = (upstream, get("endpoint")) {
+    /// Whether a series with these (name, value) labels is still in use.
+    fn keeps<'a>(&self, labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
+        let (mut listener, mut route, mut upstream, mut endpoint) = (None, None, None, None);
+        for (name, value) in labels {
+            match name {
+                "listener" => listener = Some(value),
+                "route" => route = Some(value),
+                "upstream" => upstream = Some(value),
+                "endpoint" => endpoint = Some(value),
+                _ => {}
+            }
+        }
+        if let (Some(u), Some(e)) = (upstream, endpoint) {
             return self.endpoints.contains(&pair(u, e));
         }
         listener.is_none_or(|l| self.listeners.contains(l))
@@ -69,56 +76,43 @@ fn pair(u: &str, e: &str) -> String {
 impl Metrics {
     /// Removes every series labelled with something `in_use` lacks; returns how many.
     pub fn retain(&self, in_use: &InUse) -> usize {
-        let mut removed = 0;
-        removed += prune(&self.requests, in_use);
-        removed += prune(&self.request_duration, in_use);
-        removed += prune(&self.request_bytes, in_use);
-        removed += prune(&self.response_bytes, in_use);
-        removed += prune(&self.upstream_connect_errors, in_use);
-        removed += prune(&self.upstream_requests, in_use);
-        removed += prune(&self.upstream_duration, in_use);
-        removed += prune(&self.endpoint_healthy, in_use);
-        removed += prune(&self.ejections, in_use);
-        removed += prune(&self.connections_active, in_use);
-        removed += prune(&self.connections_total, in_use);
-        removed += prune(&self.rejected_requests, in_use);
-        removed += prune(&self.tls_handshake_errors, in_use);
-        removed += prune(&self.retries, in_use);
-        removed += prune(&self.breaker_state, in_use);
-        removed += prune(&self.rate_limit_decisions, in_use);
-        removed += prune(&self.auth_failures, in_use);
-        self.exemplars.retain(|labels| {
-            let pairs: Vec<LabelPair> = labels
-                .iter()
-                .map(|(k, v)| {
-                    let mut p = LabelPair::default();
-                    p.set_name(k.clone());
-                    p.set_value(v.clone());
-                    p
-                })
-                .collect();
-            in_use.keeps(&pairs)
-        });
-        removed
+        self.exemplars
+            .retain(|labels| in_use.keeps(labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        self.labelled.iter().map(|f| f.prune(in_use)).sum()
     }
 }
 
-fn prune<T: MetricVecBuilder>(vec: &MetricVec<T>, in_use: &InUse) -> usize {
-    let mut removed = 0;
-    for family in vec.collect() {
-        for metric in family.get_metric() {
-            let labels = metric.get_label();
-            if in_use.keeps(labels) {
-                continue;
-            }
-            let by_name: HashMap<&str, &str> =
-                labels.iter().map(|l| (l.name(), l.value())).collect();
-            if vec.remove(&by_name).is_ok() {
-                removed += 1;
+/// A family with labels: registered once, and its unused series removed.
+pub(crate) trait Family: Send + Sync {
+    /// A handle to register (shares the family's series).
+    fn collector(&self) -> Box<dyn Collector>;
+
+    /// Removes the series `in_use` does not keep; returns how many.
+    fn prune(&self, in_use: &InUse) -> usize;
+}
+
+impl<T: MetricVecBuilder + 'static> Family for MetricVec<T> {
+    fn collector(&self) -> Box<dyn Collector> {
+        Box::new(self.clone())
+    }
+
+    fn prune(&self, in_use: &InUse) -> usize {
+        let mut removed = 0;
+        for family in self.collect() {
+            for metric in family.get_metric() {
+                let labels = metric.get_label();
+                if in_use.keeps(labels.iter().map(|l| (l.name(), l.value()))) {
+                    continue;
+                }
+                let by_name: HashMap<&str, &str> =
+                    labels.iter().map(|l| (l.name(), l.value())).collect();
+                if self.remove(&by_name).is_ok() {
+                    removed += 1;
+                }
             }
         }
+        removed
     }
-    removed
 }
 
 #[cfg(test)]

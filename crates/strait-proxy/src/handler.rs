@@ -239,15 +239,14 @@ async fn route_and_serve<'s>(
             match forward::forward(ctx, req).await {
                 Ok(r) => r,
                 Err(e) => {
-                    match record.as_ref().and_then(|r| r.trace) {
-                        Some(t) => tracing::debug!(
-                            route = %route.name,
-                            error = %e,
-                            trace_id = %hex(&t.trace_id),
-                            "request failed"
-                        ),
-                        None => tracing::debug!(route = %route.name, error = %e, "request failed"),
-                    }
+                    // An absent trace id leaves the field out (tracing skips `None`).
+                    let trace_id = record.as_ref().and_then(|r| r.trace);
+                    tracing::debug!(
+                        route = %route.name,
+                        error = %e,
+                        trace_id = trace_id.map(|t| tracing::field::display(hex(&t.trace_id))),
+                        "request failed"
+                    );
                     error_response(&e, request_id)
                 }
             }

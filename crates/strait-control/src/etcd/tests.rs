@@ -35,17 +35,16 @@ fn keys_are_classified_by_layout() {
     assert_eq!(classify("filters/x"), None);
 }
 
+fn route_names(config: &strait_config::Config) -> Vec<&str> {
+    config.routes.iter().map(|r| r.name.as_str()).collect()
+}
+
 #[test]
 fn assembled_document_is_a_valid_config_with_names_from_keys() {
     let a = assemble("/strait/", BOOT, &base()).expect("assembles");
     let loaded =
         strait_config::parse("etcd", &a.text, None).unwrap_or_else(|e| panic!("{e}\n{}", a.text));
-    let names: Vec<&str> = loaded
-        .config
-        .routes
-        .iter()
-        .map(|r| r.name.as_str())
-        .collect();
+    let names = route_names(&loaded.config);
     // No route_order key: name order.
     assert_eq!(names, ["a", "b"]);
     assert_eq!(loaded.config.listeners[0].name, "web");
@@ -62,12 +61,7 @@ fn route_order_key_decides_written_order_and_unlisted_routes_follow() {
     v.insert("route_order".into(), "[b, ghost, a]".into());
     let a = assemble("/strait/", BOOT, &v).expect("assembles");
     let loaded = strait_config::parse("etcd", &a.text, None).expect("valid");
-    let names: Vec<&str> = loaded
-        .config
-        .routes
-        .iter()
-        .map(|r| r.name.as_str())
-        .collect();
+    let names = route_names(&loaded.config);
     assert_eq!(names, ["b", "a", "c"]);
 }
 
@@ -127,12 +121,7 @@ fn split_then_assemble_round_trips_order_and_content() {
     assert_eq!(v["route_order"], "[\"z\",\"a\"]");
     let a = assemble("/strait/", BOOT, &v).expect("assembles");
     let loaded = strait_config::parse("etcd", &a.text, None).expect("valid");
-    let names: Vec<&str> = loaded
-        .config
-        .routes
-        .iter()
-        .map(|r| r.name.as_str())
-        .collect();
+    let names = route_names(&loaded.config);
     assert_eq!(names, ["z", "a"]);
     assert_eq!(
         loaded.config.server.drain_timeout,
