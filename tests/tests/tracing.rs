@@ -261,6 +261,12 @@ async fn a_stopped_collector_costs_requests_nothing_and_spans_are_counted_as_dro
     let extra = "    sampling: { ratio: 1 }\n    queue: 64\n";
     let s = Strait::start(&yaml(&up, &rx.endpoint(), extra)).await;
     let with = p99(&s, 500).await;
+    // Batches leave every `batch.interval` (1 s): wait for one to arrive before the collector
+    // stops, or a fast run stops it before anything was exported.
+    poll_until(Duration::from_secs(10), "spans exported", || async {
+        (sum(&s.metrics().await, "strait_trace_spans_exported_total", &[]) > 0.0).then_some(())
+    })
+    .await;
     let rss_before = rss_kib(s.pid());
     rx.stop();
     let without = p99(&s, 2000).await;
