@@ -19,6 +19,7 @@ use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
 mod diag;
 mod observability;
+mod policy;
 pub mod provider;
 mod raw;
 mod types;
@@ -30,6 +31,7 @@ mod tests;
 
 pub use diag::{Diagnostic, Errors, Locations, Pos};
 pub use observability::*;
+pub use policy::*;
 pub use provider::{Bootstrap, EtcdSettings, ProviderKind, ProviderSettings};
 pub use types::*;
 pub use units::{duration_to_string, parse_duration, parse_size};

@@ -87,11 +87,13 @@ pub enum AccessLogField {
     Listener,
     /// HTTP version of the downstream request.
     Protocol,
+    /// Why the request failed (upstream, endpoint and cause), null when it did not.
+    Error,
 }
 
 impl AccessLogField {
     /// Every field, in the default order.
-    pub const ALL: [AccessLogField; 20] = [
+    pub const ALL: [AccessLogField; 21] = [
         AccessLogField::Time,
         AccessLogField::RequestId,
         AccessLogField::TraceId,
@@ -112,6 +114,7 @@ impl AccessLogField {
         AccessLogField::Policy,
         AccessLogField::Listener,
         AccessLogField::Protocol,
+        AccessLogField::Error,
     ];
 
     /// The JSON key (also the name used in `fields:`).
@@ -137,6 +140,7 @@ impl AccessLogField {
             AccessLogField::Policy => "policy",
             AccessLogField::Listener => "listener",
             AccessLogField::Protocol => "protocol",
+            AccessLogField::Error => "error",
         }
     }
 }

@@ -9,8 +9,10 @@ use serde_saphyr::Spanned;
 
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
+pub(crate) use policy::*;
 
 mod forms;
+mod policy;
 
 /// A scalar kept as text, with its position.
 pub(crate) type S = Spanned<String>;
@@ -23,6 +25,7 @@ pub(crate) struct RawConfig {
     pub listeners: Option<Spanned<Vec<Spanned<RawListener>>>>,
     pub routes: Option<Vec<Spanned<RawRoute>>>,
     pub upstreams: Option<Vec<Spanned<RawUpstream>>>,
+    pub policies: Option<Vec<Spanned<RawPolicy>>>,
     pub config: Option<Spanned<crate::provider::RawProvider>>,
     pub observability: Option<crate::observability::RawObservability>,
 }
@@ -49,6 +52,7 @@ pub(crate) struct RawListener {
     pub protocols: Option<Spanned<Vec<S>>>,
     pub tls: Option<Spanned<RawListenerTls>>,
     pub limits: Option<RawLimits>,
+    pub policies: Option<Spanned<Vec<Spanned<RawPolicyRef>>>>,
 }
 
 #[derive(Deserialize)]
@@ -88,11 +92,14 @@ pub(crate) struct RawRoute {
     #[serde(rename = "match")]
     pub matcher: Option<RawMatch>,
     pub upstream: Option<S>,
+    pub upstreams: Option<Spanned<Vec<Spanned<RawBackend>>>>,
     pub respond: Option<Spanned<RawRespond>>,
     pub redirect: Option<Spanned<RawRedirect>>,
     pub rewrite: Option<Spanned<RawRewrite>>,
     pub request_headers: Option<RawHeaderOps>,
     pub response_headers: Option<RawHeaderOps>,
+    pub policies: Option<Spanned<Vec<Spanned<RawPolicyRef>>>>,
+    pub upgrades: Option<Spanned<Vec<S>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -154,6 +161,10 @@ pub(crate) struct RawUpstream {
     pub pool: Option<RawPool>,
     pub tls: Option<Spanned<RawUpstreamTls>>,
     pub health_check: Option<Spanned<RawHealthCheck>>,
+    pub outlier_detection: Option<Spanned<RawOutlier>>,
+    pub circuit_breaker: Option<Spanned<RawBreaker>>,
+    pub limits: Option<Spanned<RawUpstreamLimits>>,
+    pub dns_refresh: Option<S>,
 }
 
 #[derive(Deserialize)]

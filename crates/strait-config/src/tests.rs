@@ -65,8 +65,11 @@ fn contract_example_parses_exactly_as_written() {
     );
     assert_eq!(
         r.action,
-        RouteAction::Upstream {
-            name: "users".into()
+        RouteAction::Forward {
+            backends: vec![crate::Backend {
+                upstream: "users".into(),
+                weight: 1
+            }]
         }
     );
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 
 use crate::diag::Locations;
+use crate::policy::{Backend, CircuitBreaker, OutlierDetection, Policy, PolicyRef, UpstreamLimits};
 
 /// A whole, valid configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Upstreams in written order.
     pub upstreams: Vec<Upstream>,
+    /// Named policies in written order (`policies:`).
+    pub policies: Vec<Policy>,
     /// Where the configuration comes from (`config:`).
     pub provider: crate::provider::ProviderSettings,
     /// Access logs and tracing (`observability:`, see `observability.rs`).
@@ -52,7 +55,7 @@ pub struct Admin {
 }
 
 /// A traffic listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
     /// Unique name, `[A-Za-z0-9_.-]+`.
     pub name: String,
@@ -64,6 +67,8 @@ pub struct Listener {
     pub tls: Option<ListenerTls>,
     /// Per-connection and per-request bounds.
     pub limits: Limits,
+    /// Policies applied to every route of this listener, before the route's own.
+    pub policies: Vec<PolicyRef>,
 }
 
 /// HTTP versions a listener serves (at least one is true).
@@ -134,12 +139,16 @@ pub struct Route {
     pub matcher: RouteMatch,
     /// What it does with them.
     pub action: RouteAction,
-    /// Changes to the forwarded request (only with [`RouteAction::Upstream`]).
+    /// Changes to the forwarded request (only with [`RouteAction::Forward`]).
     pub rewrite: Option<Rewrite>,
     /// Edits to the request before forwarding.
     pub request_headers: HeaderOps,
     /// Edits to the response sent to the client.
     pub response_headers: HeaderOps,
+    /// Policies of this route (named or inline), after the listener's.
+    pub policies: Vec<PolicyRef>,
+    /// `Upgrade` tokens tunnelled for this route, lowercased (default `websocket`).
+    pub upgrades: Vec<String>,
 }
 
 /// Conditions a request must meet, all of them; empty lists impose nothing.
@@ -187,10 +196,10 @@ pub enum ValueMatch {
 /// What a route does with a matched request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteAction {
-    /// Forward to the named upstream (which exists).
-    Upstream {
-        /// Upstream name.
-        name: String,
+    /// Forward to one upstream (`upstream:`) or split between several by weight (`upstreams:`).
+    Forward {
+        /// The backends, at least one with a weight above 0.
+        backends: Vec<Backend>,
     },
     /// Answer directly.
     Respond(Respond),
@@ -261,7 +270,7 @@ impl HeaderOps {
 }
 
 /// A named group of endpoints and how to talk to them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     /// Unique name.
     pub name: String,
@@ -281,6 +290,14 @@ pub struct Upstream {
     pub tls: Option<UpstreamTls>,
     /// Active health checking.
     pub health_check: Option<HealthCheck>,
+    /// Passive health (on by default for gateway failures).
+    pub outlier_detection: OutlierDetection,
+    /// Circuit breaker, if configured.
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// Connection limits per endpoint.
+    pub limits: UpstreamLimits,
+    /// How often endpoints given as DNS names are resolved again (default 5 s).
+    pub dns_refresh: Duration,
 }
 
 /// One endpoint of an upstream.
@@ -408,5 +425,10 @@ impl Config {
     /// The listener called `name`.
     pub fn listener(&self, name: &str) -> Option<&Listener> {
         self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// The policy called `name`.
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.name == name)
     }
 }

@@ -17,6 +17,8 @@ use crate::raw::{RawConfig, RawLimits, RawListener, RawListenerTls, S};
 use crate::types::*;
 use crate::units::{parse_duration, parse_size};
 
+mod policy;
+mod resilience;
 mod route;
 mod upstream;
 pub(crate) mod values;
@@ -68,7 +70,18 @@ pub(crate) fn validate(
     let server = server(&mut cx, raw.server.as_ref());
     let provider = crate::provider::validate(&mut cx, raw.config.as_ref());
     let admin = admin(&mut cx, raw.admin.as_ref(), &mut locations);
-    let listeners = listeners(&mut cx, raw.listeners.as_ref(), &admin, &mut locations);
+    let policies = policy::policies(&mut cx, raw.policies.as_ref());
+    let known_policies: policy::Known = policies
+        .iter()
+        .map(|p| (p.name.as_str(), &p.spec))
+        .collect();
+    let listeners = listeners(
+        &mut cx,
+        raw.listeners.as_ref(),
+        &admin,
+        &known_policies,
+        &mut locations,
+    );
 
     let raw_upstreams = raw.upstreams.unwrap_or_default();
     let mut upstreams = Vec::with_capacity(raw_upstreams.len());
@@ -87,6 +100,7 @@ pub(crate) fn validate(
     let known = Known {
         listeners: listeners.iter().map(|l| l.name.as_str()).collect(),
         upstreams: upstreams.iter().map(|u| u.name.as_str()).collect(),
+        policies: &known_policies,
     };
     let raw_routes = raw.routes.unwrap_or_default();
     let mut routes = Vec::with_capacity(raw_routes.len());
@@ -109,6 +123,7 @@ pub(crate) fn validate(
         listeners,
         routes,
         upstreams,
+        policies: policies.clone(),
         provider,
         observability,
         locations,
@@ -145,6 +160,7 @@ pub(crate) fn provider_section(
 pub(crate) struct Known<'a> {
     pub listeners: HashSet<&'a str>,
     pub upstreams: HashSet<&'a str>,
+    pub policies: &'a policy::Known<'a>,
 }
 
 fn name_pos(name: Option<&S>, item: Pos) -> Pos {
@@ -196,6 +212,7 @@ fn listeners(
     cx: &mut Ctx,
     raw: Option<&Spanned<Vec<Spanned<RawListener>>>>,
     admin: &Admin,
+    known_policies: &policy::Known,
     locs: &mut Locations,
 ) -> Vec<Listener> {
     let items = raw.map(|l| l.value.as_slice()).unwrap_or_default();
@@ -240,12 +257,14 @@ fn listeners(
             }
         }
         let tls = l.tls.as_ref().and_then(|t| listener_tls(cx, t, &mut ll));
+        let policies = policy::refs(cx, l.policies.as_ref(), &name, known_policies);
         out.push(Listener {
             name,
             listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             protocols: protocols(cx, l.protocols.as_ref()),
             tls,
             limits: limits(cx, l.limits.as_ref()),
+            policies,
         });
         locs.listeners.push(ll);
     }
@@ -376,10 +395,11 @@ fn warn_unused_upstreams(cx: &mut Ctx, config: &Config) {
     let used: HashSet<&str> = config
         .routes
         .iter()
-        .filter_map(|r| match &r.action {
-            RouteAction::Upstream { name } => Some(name.as_str()),
-            _ => None,
+        .flat_map(|r| match &r.action {
+            RouteAction::Forward { backends } => backends.as_slice(),
+            _ => &[],
         })
+        .map(|b| b.upstream.as_str())
         .collect();
     for (i, u) in config.upstreams.iter().enumerate() {
         if !used.contains(u.name.as_str()) {
@@ -493,6 +513,29 @@ impl Ctx<'_> {
                     format!(
                         "{field} must be a whole number from {} to {}, not `{}`",
                         range.0, range.1, s.value
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// A ratio from 0 to 1, written as a number (`0.2`) or a percentage (`20%`).
+    pub(crate) fn ratio(&mut self, raw: Option<&S>, field: &str, default: f64) -> f64 {
+        let Some(s) = raw else { return default };
+        let text = s.value.trim();
+        let parsed = match text.strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().ok().map(|v| v / 100.0),
+            None => text.parse::<f64>().ok(),
+        };
+        match parsed {
+            Some(v) if (0.0..=1.0).contains(&v) => v,
+            _ => {
+                self.err(
+                    pos(s),
+                    format!(
+                        "{field} must be from 0 to 1 (or 0% to 100%), not `{}`",
+                        s.value
                     ),
                 );
                 default

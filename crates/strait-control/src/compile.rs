@@ -1,4 +1,4 @@
-//! Compiles a validated `Config` into an immutable `Snapshot`: names resolved, regexes and TLS built, chains assembled.
+//! Compiles a validated `Config` into an immutable `Snapshot`: names resolved, regexes and TLS built, policies compiled into per-listener chains, live state fetched by stable keys.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -6,20 +6,23 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use strait_config as cfg;
 use strait_config::{Diagnostic, Errors};
-use strait_core::{
-    balance::{Balancer, Policy},
-    route::{Action, Redirect, Respond, Rewrite, Route},
-    snapshot::{ListenerLimits, ListenerRoutes, ListenerSpec, RouteEntry, Snapshot},
-    upstream::{
-        Endpoint, HashOn, HealthCheck, HealthCheckKind, PoolSettings, Protocol, Upstream,
-        UpstreamTimeouts, UpstreamTls,
-    },
-    Chain, Filter, LiveState,
-};
+use strait_core::{Chain, LiveState};
 use strait_observe::{Metrics, RouteStats, StatsKey};
-use strait_policy::{HeaderOps, HeadersFilter};
+use strait_proxy::{
+    route::{Action, Backends, Forward, Redirect, Respond, Rewrite, Route},
+    snapshot::{ListenerLimits, ListenerRoutes, ListenerSpec, RouteEntry, Snapshot},
+    upstream::Upstream,
+};
 
-/// Builds the snapshot for `config`; live state (endpoint health, pools, listener ids) comes from `live`.
+mod policy;
+mod upstream;
+
+pub use upstream::ENDPOINT;
+
+use policy::{Compiled, PolicyCx};
+
+/// Builds the snapshot for `config`; live state (endpoint health, pools, policy state, listener
+/// ids) comes from `live`.
 pub fn compile(
     config: &cfg::Config,
     version: u64,
@@ -51,30 +54,46 @@ pub fn compile_after(
     let loc = &config.locations;
     let mut errors: Vec<Diagnostic> = Vec::new();
 
-    let reuse = |u: &cfg::Upstream| -> Option<Arc<Upstream>> {
-        let p = previous.as_ref()?;
-        if p.files_changed && u.tls.is_some() {
-            return None;
-        }
-        p.config
+    let previous_upstreams: HashMap<&str, (&cfg::Upstream, &Arc<Upstream>)> = match &previous {
+        Some(p) if !p.files_changed => p
+            .config
             .upstreams
             .iter()
-            .find(|o| o.name == u.name && *o == u)?;
-        p.snapshot
+            .filter_map(|u| {
+                let running = p.snapshot.upstreams.iter().find(|o| *o.name == *u.name)?;
+                Some((u.name.as_str(), (u, running)))
+            })
+            .collect(),
+        // Certificates may have changed on disk: TLS upstreams are rebuilt.
+        Some(p) => p
+            .config
             .upstreams
             .iter()
-            .find(|o| *o.name == *u.name)
-            .cloned()
+            .filter(|u| u.tls.is_none())
+            .filter_map(|u| {
+                let running = p.snapshot.upstreams.iter().find(|o| *o.name == *u.name)?;
+                Some((u.name.as_str(), (u, running)))
+            })
+            .collect(),
+        None => HashMap::new(),
     };
     let mut upstreams = Vec::with_capacity(config.upstreams.len());
     let mut by_name: HashMap<&str, Arc<Upstream>> = HashMap::new();
     for (i, u) in config.upstreams.iter().enumerate() {
-        if let Some(up) = reuse(u) {
-            by_name.insert(&u.name, up.clone());
-            upstreams.push(up);
+        if let Some((_, running)) = previous_upstreams
+            .get(u.name.as_str())
+            .filter(|(old, _)| *old == u)
+        {
+            by_name.insert(&u.name, (*running).clone());
+            upstreams.push((*running).clone());
             continue;
         }
-        match upstream(u, live) {
+        let addresses: Vec<(String, u32)> = u
+            .endpoints
+            .iter()
+            .map(|e| (e.address.clone(), e.weight))
+            .collect();
+        match upstream::upstream(u, &addresses, live) {
             Ok(up) => {
                 let up = Arc::new(up);
                 by_name.insert(&u.name, up.clone());
@@ -91,23 +110,25 @@ pub fn compile_after(
             Err(e) => errors.push(loc.diag(loc.listener(i), e)),
         }
     }
-
-    let mut routes = Vec::with_capacity(config.routes.len());
-    for (i, r) in config.routes.iter().enumerate() {
-        match route(r, &by_name) {
-            Ok(rt) => routes.push(Some(Arc::new(rt))),
-            Err(e) => {
-                errors.push(loc.diag(loc.route(i), e));
-                routes.push(None);
-            }
+    let pcx = PolicyCx {
+        live,
+        metrics: metrics.as_ref(),
+    };
+    let named = match policy::named(&config.policies, &pcx) {
+        Ok(n) => n,
+        Err(e) => {
+            errors.push(loc.diag((0, 0), e));
+            HashMap::new()
         }
-    }
+    };
     if !errors.is_empty() {
         return Err(Errors(errors));
     }
 
     let mut tables: Vec<Option<Arc<ListenerRoutes>>> = Vec::new();
-    for l in &listeners {
+    for (li, l) in listeners.iter().enumerate() {
+        let listener_policies = policy::resolve(&config.listeners[li].policies, &named, &pcx)
+            .map_err(|e| Errors(vec![loc.diag(loc.listener(li), e)]))?;
         let applies: Vec<usize> = (0..config.routes.len())
             .filter(|&i| match &config.routes[i].listeners {
                 None => true,
@@ -122,28 +143,21 @@ pub fn compile_after(
             let i = e.index().and_then(|x| applies.get(x).copied()).unwrap_or(0);
             Errors(vec![loc.diag(loc.route(i), e.to_string())])
         })?;
-        let entries = applies
-            .iter()
-            .map(|&i| {
-                let route = routes[i].clone().expect("compiled above");
-                let upstream: Arc<str> = match &route.action {
-                    Action::Forward { upstream, .. } => upstream.name.clone(),
-                    _ => Arc::from(""),
-                };
-                let stats = RouteStats::new(
-                    metrics.clone(),
-                    StatsKey {
-                        listener: l.name.clone(),
-                        route: route.name.clone(),
-                        upstream,
-                    },
-                );
-                RouteEntry {
-                    route,
-                    stats: Arc::new(stats),
-                }
-            })
-            .collect();
+        let mut entries = Vec::with_capacity(applies.len());
+        for &i in &applies {
+            let r = &config.routes[i];
+            let entry = route_entry(
+                r,
+                &by_name,
+                &listener_policies,
+                &named,
+                &pcx,
+                metrics,
+                &l.name,
+            )
+            .map_err(|e| Errors(vec![loc.diag(loc.route(i), e)]))?;
+            entries.push(entry);
+        }
         let unmatched = RouteStats::new(
             metrics.clone(),
             StatsKey {
@@ -170,6 +184,53 @@ pub fn compile_after(
         upstreams,
         drain_timeout: config.server.drain_timeout,
         observe: None,
+    })
+}
+
+/// A route as one listener serves it: the listener's policies then the route's, in one chain.
+fn route_entry(
+    r: &cfg::Route,
+    upstreams: &HashMap<&str, Arc<Upstream>>,
+    listener_policies: &[Compiled],
+    named: &HashMap<String, Compiled>,
+    pcx: &PolicyCx<'_>,
+    metrics: &Arc<Metrics>,
+    listener: &Arc<str>,
+) -> Result<RouteEntry, String> {
+    let mut compiled: Vec<Compiled> = listener_policies.to_vec();
+    compiled.extend(policy::resolve(&r.policies, named, pcx)?);
+    compiled.extend(policy::route_headers(r)?);
+    let (filters, retry) = policy::assemble(compiled);
+    let route = Arc::new(route(r, upstreams, retry)?);
+    let stats = |upstream: &str| {
+        Arc::new(RouteStats::new(
+            metrics.clone(),
+            StatsKey {
+                listener: listener.clone(),
+                route: route.name.clone(),
+                upstream: Arc::from(upstream),
+            },
+        ))
+    };
+    let backend_stats: Box<[Arc<RouteStats>]> = match &route.action {
+        Action::Forward(f) => f
+            .backends
+            .all()
+            .iter()
+            .map(|(u, _)| stats(&u.name))
+            .collect(),
+        _ => Box::new([]),
+    };
+    // Answers given before a backend is chosen carry the upstream when there is only one.
+    let local = match &*backend_stats {
+        [only] => only.clone(),
+        _ => stats(""),
+    };
+    Ok(RouteEntry {
+        chain: Chain::new(filters),
+        route,
+        stats: local,
+        backend_stats,
     })
 }
 
@@ -201,63 +262,33 @@ pub fn route_spec(r: &cfg::Route) -> strait_router::RouteSpec {
     }
 }
 
-fn header_pairs(pairs: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-    pairs
-        .iter()
-        .map(|(n, v)| {
-            let name =
-                HeaderName::from_bytes(n.as_bytes()).map_err(|e| format!("header {n}: {e}"))?;
-            let value = HeaderValue::from_str(v).map_err(|e| format!("header {n}: {e}"))?;
-            Ok((name, value))
-        })
-        .collect()
-}
-
-fn header_ops(ops: &cfg::HeaderOps) -> Result<HeaderOps, String> {
-    Ok(HeaderOps {
-        remove: ops
-            .remove
-            .iter()
-            .map(|n| HeaderName::from_bytes(n.as_bytes()).map_err(|e| format!("header {n}: {e}")))
-            .collect::<Result<_, _>>()?,
-        set: header_pairs(&ops.set)?,
-        add: header_pairs(&ops.add)?,
-    })
-}
-
-fn route(r: &cfg::Route, upstreams: &HashMap<&str, Arc<Upstream>>) -> Result<Route, String> {
+fn route(
+    r: &cfg::Route,
+    upstreams: &HashMap<&str, Arc<Upstream>>,
+    retry: Option<Arc<strait_proxy::retry::RetryPolicy>>,
+) -> Result<Route, String> {
     let action = match &r.action {
-        cfg::RouteAction::Upstream { name } => Action::Forward {
-            upstream: upstreams
-                .get(name.as_str())
-                .cloned()
-                .ok_or_else(|| format!("unknown upstream {name}"))?,
-            rewrite: r
-                .rewrite
-                .as_ref()
-                .map(|rw| -> Result<Rewrite, String> {
-                    let (path_prefix, path) = match &rw.path {
-                        Some(cfg::PathRewrite::Prefix(p)) => (Some(p.clone()), None),
-                        Some(cfg::PathRewrite::Full(p)) => (None, Some(p.clone())),
-                        None => (None, None),
-                    };
-                    let host = rw
-                        .host
-                        .as_deref()
-                        .map(HeaderValue::from_str)
-                        .transpose()
-                        .map_err(|e| format!("rewrite.host: {e}"))?;
-                    Ok(Rewrite {
-                        path_prefix,
-                        path,
-                        host,
-                    })
+        cfg::RouteAction::Forward { backends } => {
+            let list = backends
+                .iter()
+                .map(|b| {
+                    let u = upstreams
+                        .get(b.upstream.as_str())
+                        .cloned()
+                        .ok_or_else(|| format!("unknown upstream {}", b.upstream))?;
+                    Ok((u, b.weight))
                 })
-                .transpose()?,
-        },
+                .collect::<Result<Vec<_>, String>>()?;
+            Action::Forward(Box::new(Forward {
+                backends: Backends::new(list),
+                rewrite: r.rewrite.as_ref().map(rewrite).transpose()?,
+                retry,
+                upgrades: r.upgrades.iter().map(|u| u.as_str().into()).collect(),
+            }))
+        }
         cfg::RouteAction::Respond(resp) => {
             let mut headers = HeaderMap::new();
-            for (n, v) in header_pairs(&resp.headers)? {
+            for (n, v) in policy::pairs(&resp.headers)? {
                 headers.append(n, v);
             }
             Action::Respond(Respond {
@@ -274,104 +305,28 @@ fn route(r: &cfg::Route, upstreams: &HashMap<&str, Arc<Upstream>>) -> Result<Rou
             path: rd.path.clone(),
         }),
     };
-    let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
-    let request = header_ops(&r.request_headers)?;
-    let response = header_ops(&r.response_headers)?;
-    if !request.is_empty() || !response.is_empty() {
-        filters.push(Arc::new(HeadersFilter { request, response }));
-    }
     Ok(Route {
         name: Arc::from(r.name.as_str()),
         action,
-        filters: Chain::new(filters),
     })
 }
 
-fn upstream(u: &cfg::Upstream, live: &LiveState) -> Result<Upstream, String> {
-    let protocol = match u.protocol {
-        cfg::Protocol::Http1 => Protocol::Http1,
-        cfg::Protocol::H2c => Protocol::H2c,
-        cfg::Protocol::H2 => Protocol::H2,
+fn rewrite(rw: &cfg::Rewrite) -> Result<Rewrite, String> {
+    let (path_prefix, path) = match &rw.path {
+        Some(cfg::PathRewrite::Prefix(p)) => (Some(p.clone()), None),
+        Some(cfg::PathRewrite::Full(p)) => (None, Some(p.clone())),
+        None => (None, None),
     };
-    let tls = match &u.tls {
-        None => None,
-        Some(t) => Some(UpstreamTls {
-            config: strait_proxy::tls::client_config(
-                t.ca.as_deref(),
-                t.insecure_skip_verify,
-                protocol == Protocol::H2,
-            )
-            .map_err(|e| format!("upstream {} tls: {e}", u.name))?,
-            sni: t.sni.clone(),
-        }),
-    };
-    // Transport is part of the live-state key: a changed protocol or TLS setting means new connections.
-    let transport = format!(
-        "{:?}|{:?}",
-        protocol,
-        u.tls
-            .as_ref()
-            .map(|t| (&t.sni, &t.ca, t.insecure_skip_verify))
-    );
-    let mut endpoints = Vec::with_capacity(u.endpoints.len());
-    for e in &u.endpoints {
-        let authority = http::uri::Authority::try_from(e.address.as_str())
-            .map_err(|err| format!("endpoint {}: {err}", e.address))?;
-        endpoints.push(Arc::new(Endpoint {
-            address: Arc::from(e.address.as_str()),
-            authority,
-            weight: e.weight,
-            state: live.endpoint(&u.name, &e.address, &transport),
-        }));
-    }
-    let weights: Vec<u32> = u.endpoints.iter().map(|e| e.weight).collect();
-    let keys: Vec<&str> = u.endpoints.iter().map(|e| e.address.as_str()).collect();
-    let policy = match u.load_balancer {
-        cfg::LoadBalancer::RoundRobin => Policy::RoundRobin,
-        cfg::LoadBalancer::LeastRequest => Policy::LeastRequest,
-        cfg::LoadBalancer::Random => Policy::Random,
-        cfg::LoadBalancer::ConsistentHash => Policy::ConsistentHash,
-    };
-    Ok(Upstream {
-        name: Arc::from(u.name.as_str()),
-        protocol,
-        endpoints,
-        balancer: Balancer::new(policy, &weights, &keys),
-        hash_on: match &u.hash_on {
-            None => None,
-            Some(cfg::HashOn::Header(h)) => Some(HashOn::Header(
-                HeaderName::from_bytes(h.as_bytes()).map_err(|e| format!("hash_on: {e}"))?,
-            )),
-            Some(cfg::HashOn::Cookie(c)) => Some(HashOn::Cookie(c.clone())),
-            Some(cfg::HashOn::ClientIp) => Some(HashOn::ClientIp),
-            Some(cfg::HashOn::Path) => Some(HashOn::Path),
-        },
-        timeouts: UpstreamTimeouts {
-            connect: u.timeouts.connect,
-            request: u.timeouts.request,
-            idle: u.timeouts.idle,
-        },
-        pool: PoolSettings {
-            max_idle_per_endpoint: u.pool.max_idle_per_endpoint,
-            idle_timeout: u.pool.idle_timeout,
-        },
-        tls,
-        health_check: u.health_check.as_ref().map(|h| HealthCheck {
-            kind: match &h.kind {
-                cfg::HealthCheckKind::Tcp => HealthCheckKind::Tcp,
-                cfg::HealthCheckKind::Http {
-                    path,
-                    expected_status,
-                } => HealthCheckKind::Http {
-                    path: path.clone(),
-                    expected_status: expected_status.iter().map(|s| s.as_u16()).collect(),
-                },
-            },
-            interval: h.interval,
-            timeout: h.timeout,
-            healthy_threshold: h.healthy_threshold,
-            unhealthy_threshold: h.unhealthy_threshold,
-        }),
+    let host = rw
+        .host
+        .as_deref()
+        .map(HeaderValue::from_str)
+        .transpose()
+        .map_err(|e| format!("rewrite.host: {e}"))?;
+    Ok(Rewrite {
+        path_prefix,
+        path,
+        host,
     })
 }
 

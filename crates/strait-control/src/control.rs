@@ -7,8 +7,9 @@ use std::{
 };
 
 use strait_config::{Config, Diagnostic, Errors};
-use strait_core::{LiveState, Snapshot};
+use strait_core::LiveState;
 use strait_observe::{InUse, Metrics, ObserveRuntime};
+use strait_proxy::Snapshot;
 use strait_proxy::{health::HealthCheckers, server::Tracker, Shared};
 use tokio::runtime::Handle;
 
@@ -166,7 +167,14 @@ impl Control {
         for u in &snap.upstreams {
             in_use.upstream(&u.name);
         }
-        self.live.endpoints_in_use(|u, a| in_use.endpoint(u, a));
+        self.live.in_use::<strait_proxy::upstream::EndpointState>(
+            crate::compile::ENDPOINT,
+            |key| {
+                if let Some((u, a)) = key.split_once('|') {
+                    in_use.endpoint(u, a);
+                }
+            },
+        );
         let removed = self.metrics.retain(&in_use);
         if removed > 0 {
             tracing::debug!(removed, "unused metric series removed");

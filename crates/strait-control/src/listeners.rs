@@ -2,11 +2,11 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
-use strait_core::{snapshot::ListenerSpec, Snapshot};
 use strait_proxy::{
     server::{self, Tracker},
     Shared,
 };
+use strait_proxy::{snapshot::ListenerSpec, Snapshot};
 use tokio::{
     net::TcpListener,
     runtime::Handle,

@@ -1,20 +1,22 @@
-//! Shared runtime vocabulary: Snapshot, runtime Route/Upstream/Endpoint types, the Filter and Chain traits, errors.
+//! Shared runtime vocabulary: the Filter model and its Chain, the typed LiveState registry, errors, and the pure decisions (balancing, retry budgets, breakers, outlier ejection).
 //!
-//! The control plane compiles configuration into these types; the data plane only reads them.
+//! Policy crates build on this crate alone, so it depends on nothing heavier than `http`:
+//! the snapshot types that hold TLS configs and metric handles live in `strait-proxy`.
 #![forbid(unsafe_code)]
 
 pub mod balance;
+pub mod chain;
+pub mod clock;
 pub mod error;
 pub mod filter;
 pub mod live;
 pub mod rand;
-pub mod route;
-pub mod snapshot;
-pub mod upstream;
+pub mod resilience;
 
-pub use error::ProxyError;
-pub use filter::{Chain, Filter, RequestCtx, Verdict};
+pub use chain::{Chain, ChainRun};
+pub use error::{ErrorKind, ProxyError, Side};
+pub use filter::{
+    BodyFilter, BodyFlow, Decision, Filter, FilterState, Flow, Hooks, Outcome, Reply, RequestCtx,
+    ResponseCtx,
+};
 pub use live::LiveState;
-pub use route::{Action, Redirect, Respond, Rewrite, Route};
-pub use snapshot::{ListenerRoutes, RouteEntry, Snapshot};
-pub use upstream::{Endpoint, EndpointState, HashOn, Protocol, Upstream, UpstreamTimeouts};

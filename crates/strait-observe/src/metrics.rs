@@ -48,12 +48,16 @@ pub struct Metrics {
     pub request_bytes: IntCounterVec,
     /// `strait_http_response_size_bytes_total{listener,route,upstream}`.
     pub response_bytes: IntCounterVec,
-    /// `strait_upstream_retries_total{route,upstream}` (reserved for the retry policy).
+    /// `strait_upstream_retries_total{route,upstream}`: attempts made because an earlier one failed.
     pub retries: IntCounterVec,
-    /// `strait_circuit_breaker_state{upstream}`: 0 closed, 1 open, 2 half-open (reserved for breakers).
+    /// `strait_retry_budget_exhausted_total{policy}`: retries refused by a retry budget.
+    pub retry_budget_exhausted: IntCounterVec,
+    /// `strait_circuit_breaker_state{upstream}`: 0 closed, 1 open, 2 half-open.
     pub breaker_state: IntGaugeVec,
-    /// `strait_outlier_ejections_total{upstream,endpoint}` (reserved for outlier detection).
+    /// `strait_outlier_ejections_total{upstream,endpoint}`: ejections by outlier detection.
     pub ejections: IntCounterVec,
+    /// `strait_policy_denials_total{policy,reason}`: requests a policy answered in place of the upstream.
+    pub policy_denials: IntCounterVec,
     /// `strait_rate_limit_decisions_total{route,policy,decision}` (reserved for rate limits).
     pub rate_limit_decisions: IntCounterVec,
     /// `strait_auth_failures_total{route,policy,reason}` (reserved for auth policies).
@@ -195,17 +199,27 @@ impl Metrics {
         );
         let retries = counter(
             "strait_upstream_retries_total",
-            "Retried upstream attempts (reserved for the retry policy).",
+            "Upstream attempts made because an earlier attempt of the request failed.",
             &["route", "upstream"],
+        );
+        let retry_budget_exhausted = counter(
+            "strait_retry_budget_exhausted_total",
+            "Retries not made because the retry policy's budget was spent.",
+            &["policy"],
+        );
+        let policy_denials = counter(
+            "strait_policy_denials_total",
+            "Requests a policy answered in place of the upstream, by policy and reason.",
+            &["policy", "reason"],
         );
         let breaker_state = gauge(
             "strait_circuit_breaker_state",
-            "Circuit breaker state: 0 closed, 1 open, 2 half-open (reserved for breakers).",
+            "Circuit breaker state of an upstream: 0 closed, 1 open, 2 half-open.",
             &["upstream"],
         );
         let ejections = counter(
             "strait_outlier_ejections_total",
-            "Endpoints ejected by outlier detection (reserved).",
+            "Endpoints ejected by outlier detection (passive health).",
             &["upstream", "endpoint"],
         );
         let rate_limit_decisions = counter(
@@ -261,6 +275,8 @@ impl Metrics {
             Box::new(rejected_requests.clone()),
             Box::new(tls_handshake_errors.clone()),
             Box::new(retries.clone()),
+            Box::new(retry_budget_exhausted.clone()),
+            Box::new(policy_denials.clone()),
             Box::new(breaker_state.clone()),
             Box::new(rate_limit_decisions.clone()),
             Box::new(auth_failures.clone()),
@@ -306,8 +322,10 @@ impl Metrics {
             request_bytes,
             response_bytes,
             retries,
+            retry_budget_exhausted,
             breaker_state,
             ejections,
+            policy_denials,
             rate_limit_decisions,
             auth_failures,
             spans_exported,

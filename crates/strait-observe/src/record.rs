@@ -43,6 +43,8 @@ pub struct Attempt {
     pub status: u16,
     /// Why the attempt failed (`connect`, `timeout`, `upstream`), if it did.
     pub error: Option<&'static str>,
+    /// The failure in detail (cause included), for the span's status message.
+    pub detail: Option<Arc<str>>,
 }
 
 /// Everything logged and traced about one request.
@@ -82,6 +84,8 @@ pub struct RequestRecord {
     pub attempts: Vec<Attempt>,
     /// The policy that denied the request, if one did.
     pub policy: Option<Arc<str>>,
+    /// Why the request failed, in detail (upstream, endpoint, cause), if it did.
+    pub error: Option<Arc<str>>,
     /// Response body bytes sent.
     pub bytes_out: u64,
     /// Time to the response head (what the duration histogram observed).

@@ -1,7 +1,9 @@
-//! The `request_headers` / `response_headers` filter: remove, then set, then add.
+//! The `headers` policy (and a route's `request_headers` / `response_headers`): remove, then set, then add.
+
+use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use strait_core::{Filter, RequestCtx, Verdict};
+use strait_core::{Filter, FilterState, Flow, Hooks, RequestCtx, ResponseCtx};
 
 /// Header edits, already validated and parsed.
 #[derive(Clone, Debug, Default)]
@@ -36,24 +38,54 @@ impl HeaderOps {
 
 /// Edits request headers before forwarding and response headers before answering.
 pub struct HeadersFilter {
-    /// Edits of the request.
-    pub request: HeaderOps,
-    /// Edits of the response.
-    pub response: HeaderOps,
+    name: Arc<str>,
+    request: HeaderOps,
+    response: HeaderOps,
+}
+
+impl HeadersFilter {
+    /// A filter called `name` applying `request` and `response` edits.
+    pub fn new(name: &str, request: HeaderOps, response: HeaderOps) -> Self {
+        HeadersFilter {
+            name: Arc::from(name),
+            request,
+            response,
+        }
+    }
 }
 
 impl Filter for HeadersFilter {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
         "headers"
     }
 
-    fn on_request(&self, ctx: &mut RequestCtx<'_>) -> Verdict {
-        self.request.apply(&mut ctx.head.headers);
-        Verdict::Continue
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            response: !self.response.is_empty(),
+            ..Hooks::REQUEST
+        }
     }
 
-    fn on_response(&self, head: &mut http::response::Parts) {
-        self.response.apply(&mut head.headers);
+    fn on_request<'a>(
+        &'a self,
+        ctx: &'a mut RequestCtx<'_>,
+        _state: &'a mut FilterState,
+    ) -> Flow<'a> {
+        self.request.apply(&mut ctx.head.headers);
+        Flow::Continue
+    }
+
+    fn on_response<'a>(
+        &'a self,
+        ctx: &'a mut ResponseCtx<'_>,
+        _state: &'a mut FilterState,
+    ) -> Flow<'a> {
+        self.response.apply(&mut ctx.head.headers);
+        Flow::Continue
     }
 }
 

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use strait_observe::{Observer, RequestRecord};
 
-use crate::pool::PooledBody;
+use crate::pool::{ConnSlot, PooledBody};
+use crate::replay::ReplayBody;
 
 /// Boxed error for body streams (only allocated on failure).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -29,14 +30,31 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// Streamed from the downstream client (idle timeout, optional size cap).
     Downstream(Streamed),
+    /// Streamed from the downstream client and kept for a retry (see `replay`).
+    Replay(ReplayBody),
     /// Streamed from an upstream; returns its connection to the pool at the end.
     Upstream(PooledBody),
     /// A response whose end finishes the request's record (access log, spans); boxed, as it
     /// exists only when observability is configured.
     Observed(Box<Observed>),
+    /// Passed through body filters (only when a filter asks for its body).
+    Filtered(Box<crate::filtered::Filtered>),
+    /// A response whose end runs the chain's end hooks (only when a filter has one).
+    Ended(Box<crate::filtered::Ended>),
 }
 
 impl ProxyBody {
+    /// Tells `slot` when this request body has been sent completely (at once if it is empty),
+    /// so its connection is pooled only after both directions end.
+    pub fn notify_sent(&mut self, slot: &Arc<ConnSlot>) {
+        match self {
+            ProxyBody::Downstream(b) if !b.inner.is_end_stream() => b.slot = Some(slot.clone()),
+            ProxyBody::Replay(b) => b.notify_sent(slot),
+            ProxyBody::Filtered(b) => b.notify_sent(slot),
+            _ => slot.request_sent(),
+        }
+    }
+
     /// A complete body from bytes.
     pub fn full(b: impl Into<Bytes>) -> Self {
         let b = b.into();
@@ -60,8 +78,11 @@ impl Body for ProxyBody {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Downstream(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Replay(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Observed(b) => Pin::new(&mut **b).poll_frame(cx),
+            ProxyBody::Filtered(b) => Pin::new(&mut **b).poll_frame(cx),
+            ProxyBody::Ended(b) => Pin::new(&mut **b).poll_frame(cx),
         }
     }
 
@@ -70,8 +91,11 @@ impl Body for ProxyBody {
             ProxyBody::Empty => true,
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Downstream(b) => b.inner.is_end_stream(),
+            ProxyBody::Replay(b) => b.is_end_stream(),
             ProxyBody::Upstream(b) => b.is_end_stream(),
             ProxyBody::Observed(b) => b.inner.is_end_stream(),
+            ProxyBody::Filtered(b) => b.is_end_stream(),
+            ProxyBody::Ended(b) => b.is_end_stream(),
         }
     }
 
@@ -80,8 +104,11 @@ impl Body for ProxyBody {
             ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Downstream(b) => b.inner.size_hint(),
+            ProxyBody::Replay(b) => b.size_hint(),
             ProxyBody::Upstream(b) => b.size_hint(),
             ProxyBody::Observed(b) => b.inner.size_hint(),
+            ProxyBody::Filtered(b) => b.size_hint(),
+            ProxyBody::Ended(b) => b.size_hint(),
         }
     }
 }
@@ -90,6 +117,11 @@ impl Body for ProxyBody {
 #[derive(Debug, thiserror::Error)]
 #[error("body idle for longer than {0:?}")]
 pub struct IdleTimeout(pub Duration);
+
+/// A body filter stopped the stream; the reason is its label.
+#[derive(Debug, thiserror::Error)]
+#[error("body rejected by a filter: {0}")]
+pub struct BodyAborted(pub &'static str);
 
 /// A request body larger than `limits.max_request_body`.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +162,8 @@ pub struct Streamed {
     inner: Incoming,
     idle: IdleTimer,
     remaining: Option<u64>,
+    /// Told when the body has been sent completely.
+    slot: Option<Arc<ConnSlot>>,
 }
 
 impl Streamed {
@@ -139,6 +173,13 @@ impl Streamed {
             inner,
             idle: IdleTimer::new(idle),
             remaining: (max > 0).then_some(max),
+            slot: None,
+        }
+    }
+
+    fn sent(&mut self) {
+        if let Some(s) = self.slot.take() {
+            s.request_sent();
         }
     }
 }
@@ -166,9 +207,16 @@ impl Body for Streamed {
                     }
                     *rem -= n;
                 }
+                if this.inner.is_end_stream() {
+                    this.sent();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
+            Poll::Ready(None) => {
+                this.sent();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
         }
     }
 

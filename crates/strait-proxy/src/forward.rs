@@ -1,19 +1,48 @@
-//! Forwarding to an upstream: prepare the request for the next hop, pick an endpoint, send, and stream the response back.
+//! Forwarding in two steps: *select* (the backend the handler chose → the upstream's breaker → its balancer → an endpoint, skipping unhealthy and ejected ones) and *attempt* (send within a per-try timeout; on failure, maybe try again).
+//!
+//! What is tried again, and when:
+//! - A connection that cannot be made is retried on another endpoint, once, by default (the
+//!   request was never sent; nginx's `proxy_next_upstream error` does the same).
+//! - A request a reused keep-alive connection did not send (the upstream had just closed it)
+//!   goes on a fresh connection to the same endpoint, always and silently (`attempt`).
+//! - With a retry policy: connect failures, resets, timeouts and chosen statuses, for
+//!   idempotent methods unless told otherwise, on another endpoint when there is one, after a
+//!   jittered exponential backoff, while the policy's budget allows, and only while the request
+//!   body can be replayed (`replay`).
+//!
+//! Every attempt is its own client span, its own `strait_upstream_requests_total` outcome, and
+//! feeds the endpoint's passive health (`Upstream::outlier`) and breakers.
 
 use std::{sync::Arc, time::Instant};
 
-use http::{header, uri::PathAndQuery, HeaderValue, Request, Response, Uri, Version};
+use http::{
+    header, request::Parts, uri::PathAndQuery, HeaderValue, Method, Request, Response, Uri, Version,
+};
 use hyper::body::Incoming;
-use strait_core::{balance::hash_key, HashOn, ProxyError, Rewrite, Upstream};
+use strait_core::{
+    balance::hash_key,
+    clock,
+    resilience::{backoff, outlier::may_eject, Admission, AttemptResult, Breaker, BreakerState},
+    ProxyError,
+};
 use strait_observe::{trace::Tracer, Attempt, RequestRecord};
+use tokio::time::Instant as Deadline;
 
 use crate::{
-    body::{BodyTooLarge, ProxyBody, Streamed},
+    body::{ProxyBody, Streamed},
     handler::ConnInfo,
-    headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID},
-    pool::{self, Conn, Outcome, PooledBody},
+    headers::{self, Kept, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID},
+    pool::{Outcome, PooledBody},
+    replay::ReplayBody,
+    retry::RetryPolicy,
+    route::{self, Rewrite},
+    upstream::{HashOn, Upstream},
     Shared,
 };
+
+mod attempt;
+
+use attempt::{AttemptError, Sent};
 
 /// Everything one forward needs, borrowed from the request path.
 pub struct Forward<'a> {
@@ -21,10 +50,12 @@ pub struct Forward<'a> {
     pub shared: &'a Shared,
     /// Downstream connection.
     pub conn: &'a ConnInfo,
-    /// Target upstream.
-    pub upstream: &'a Arc<Upstream>,
-    /// Route rewrite.
-    pub rewrite: Option<&'a Rewrite>,
+    /// Route name (retry metrics).
+    pub route: &'a Arc<str>,
+    /// The route's forwarding settings.
+    pub spec: &'a route::Forward,
+    /// The backend the handler picked.
+    pub backend: usize,
     /// Length of the matched `path_prefix`.
     pub prefix_len: usize,
     /// Request id to forward.
@@ -37,18 +68,438 @@ pub struct Forward<'a> {
     pub tracer: Option<&'a Tracer>,
 }
 
-/// Sends the request to an endpoint of the upstream and returns its response, or why not.
-pub async fn forward(
-    f: Forward<'_>,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let upstream = f.upstream;
-    let h2 = upstream.protocol.is_h2();
-    // An HTTP/1.1 client may switch protocols through an HTTP/1 upstream (WebSocket).
-    let may_upgrade =
-        !h2 && req.version() == Version::HTTP_11 && req.headers().contains_key(header::UPGRADE);
-    let (mut head, body) = req.into_parts();
+/// What the attempts came to, for the end-of-request hook and the access log.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    /// Attempts made towards endpoints.
+    pub attempts: u32,
+    /// Endpoint of the last attempt.
+    pub endpoint: Option<Arc<str>>,
+}
 
+/// The request as each attempt needs it: the head (copied when a retry policy may need it
+/// again) and the body (replayable when the policy may resend it).
+struct Sendable {
+    head: Option<Parts>,
+    body: Option<ProxyBody>,
+    copy: Option<Parts>,
+    replay: Option<ReplayBody>,
+    method: Method,
+}
+
+impl Sendable {
+    /// The request for the next attempt, or `None` when it cannot be sent again.
+    fn next(&mut self) -> Option<(Parts, ProxyBody)> {
+        let head = match self.head.take() {
+            Some(h) => h,
+            None => copy_head(self.copy.as_ref()?),
+        };
+        let body = match self.body.take() {
+            Some(b) => b,
+            None => ProxyBody::Replay(self.replay.as_ref()?.replay()?),
+        };
+        Some((head, body))
+    }
+
+    /// A request an attempt gave back unsent.
+    fn give_back(&mut self, req: Request<ProxyBody>) {
+        let (h, b) = req.into_parts();
+        self.head = Some(h);
+        self.body = Some(b);
+    }
+
+    /// Whether a request the upstream may have seen can be sent again.
+    fn can_resend(&self, policy: &RetryPolicy) -> bool {
+        policy.allows_method(&self.method)
+            && self.copy.is_some()
+            && self.replay.as_ref().is_none_or(ReplayBody::is_replayable)
+    }
+
+    /// Whether the request is back in hand, never sent.
+    fn unsent(&self) -> bool {
+        self.head.is_some() && self.body.is_some()
+    }
+}
+
+/// Sends the request to an endpoint of the chosen upstream and returns its response, or why
+/// not; `filters` are the chain's request body filters (usually none).
+pub async fn forward(
+    mut f: Forward<'_>,
+    req: Request<Incoming>,
+    filters: Vec<Box<dyn strait_core::BodyFilter>>,
+    tally: &mut Tally,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let upstream = f.spec.backends.upstream(f.backend).clone();
+    let upstream = &upstream;
+    // An HTTP/1.1 client may switch protocols through an HTTP/1 upstream (WebSocket), for the
+    // tokens the route allows; other Upgrade headers are dropped (never `h2c`: smuggling).
+    let may_upgrade = !upstream.protocol.is_h2()
+        && req.version() == Version::HTTP_11
+        && upgrade_allowed(req.headers(), &f.spec.upgrades);
+    let (mut head, body) = req.into_parts();
+    let kept = next_hop_head(&f, upstream, &mut head, may_upgrade)?;
+
+    let breaker = match &upstream.breaker {
+        Some(b) => match b.admit(clock::millis(Instant::now())) {
+            Admission::Rejected => return Err(ProxyError::CircuitOpen(upstream.name.to_string())),
+            a => Some((&**b, a)),
+        },
+        None => None,
+    };
+    let retry = f.spec.retry.as_deref();
+    let mut req = sendable(&f, upstream, head, body, filters, retry);
+    let hash = upstream
+        .hash_on
+        .as_ref()
+        .map(|h| request_hash(h, req.head.as_ref().expect("not sent yet"), f.conn));
+    let deadline = Deadline::now() + upstream.timeouts.request;
+    let max_attempts = retry.map_or(2, |p| p.attempts);
+    let mut tried = Tried::default();
+    let mut last_err = None;
+    loop {
+        let now_ms = clock::millis(Instant::now());
+        // Another endpoint when there is one; a retry policy may go back to one tried before.
+        let picked = upstream.pick(hash, now_ms, |i| !tried.has(i)).or_else(|| {
+            (tally.attempts > 0 && retry.is_some())
+                .then(|| upstream.pick(hash, now_ms, |_| true))
+                .flatten()
+        });
+        let Some((index, endpoint)) = picked else {
+            break;
+        };
+        tried.add(index);
+        let endpoint_breaker = match &endpoint.breaker {
+            Some(b) => match b.admit(now_ms) {
+                Admission::Rejected => continue,
+                a => Some((&**b, a)),
+            },
+            None => None,
+        };
+        let Some((mut head, body)) = req.next() else {
+            break;
+        };
+        tally.attempts += 1;
+        tally.endpoint = Some(endpoint.address.clone());
+        let span = inject_trace(&f, &mut head);
+        let timeout = retry
+            .and_then(|p| p.per_try_timeout)
+            .unwrap_or(upstream.timeouts.request)
+            .min(deadline.saturating_duration_since(Deadline::now()));
+        let pool = f.shared.pools.of(upstream, endpoint, &f.shared.metrics);
+        let started = Instant::now();
+        let result = {
+            let _active = endpoint.state.track();
+            let req = Request::from_parts(head, body);
+            attempt::send(pool, upstream, endpoint, req, timeout).await
+        };
+        let elapsed = started.elapsed();
+        pool.attempt_duration.observe(elapsed.as_secs_f64());
+        pool.count(outcome(&result));
+        if let Some(rec) = f.record.as_deref_mut() {
+            rec.attempts.push(Attempt {
+                span_id: span.unwrap_or_default(),
+                start: started,
+                duration: elapsed,
+                upstream: upstream.name.clone(),
+                endpoint: endpoint.address.clone(),
+                status: result.as_ref().map_or(0, |s| s.response.status().as_u16()),
+                error: result.as_ref().err().map(|e| e.error.kind().as_str()),
+                detail: result
+                    .as_ref()
+                    .err()
+                    .map(|e| Arc::from(e.error.to_string())),
+            });
+        }
+        let now_ms = clock::millis(Instant::now());
+        let health = match &result {
+            Ok(s) => Some(AttemptResult::of_status(s.response.status().as_u16())),
+            Err(e) if matches!(e.error, ProxyError::Overloaded { .. }) => None,
+            Err(_) => Some(AttemptResult::GatewayFailure),
+        };
+        if let Some(h) = health {
+            passive_health(&f, upstream, index, h, now_ms);
+            if let Some((b, a)) = endpoint_breaker {
+                record_breaker(
+                    &f,
+                    upstream,
+                    Some(&endpoint.address),
+                    b,
+                    a,
+                    h == AttemptResult::Success,
+                    now_ms,
+                );
+            }
+        }
+        let more = tally.attempts < max_attempts;
+        match result {
+            Ok(sent) => {
+                let status = sent.response.status().as_u16();
+                let again =
+                    more && retry.is_some_and(|p| p.retries_status(status) && req.can_resend(p));
+                if again
+                    && retry_allowed(&f, upstream, retry, tally.attempts, deadline, now_ms).await
+                {
+                    continue;
+                }
+                if let Some((b, a)) = breaker {
+                    record_breaker(&f, upstream, None, b, a, status < 500, now_ms);
+                }
+                return finish(&f, upstream, sent, kept);
+            }
+            Err(AttemptError { error, request }) => {
+                if let Some(r) = request {
+                    req.give_back(r);
+                }
+                let again = more
+                    && match retry {
+                        // Without a policy: one more endpoint for a request never sent.
+                        None => error.never_sent() && req.unsent(),
+                        Some(p) => {
+                            req.unsent() || (retryable_error(p, &error) && req.can_resend(p))
+                        }
+                    };
+                let proceed = again
+                    && match retry {
+                        None => true,
+                        Some(_) => {
+                            retry_allowed(&f, upstream, retry, tally.attempts, deadline, now_ms)
+                                .await
+                        }
+                    };
+                if proceed {
+                    last_err = Some(error);
+                    continue;
+                }
+                if let (Some((b, a)), Some(_)) = (breaker, health) {
+                    record_breaker(&f, upstream, None, b, a, false, now_ms);
+                }
+                return Err(error);
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| ProxyError::NoHealthyEndpoint(upstream.name.to_string())))
+}
+
+/// The request prepared for its attempts.
+fn sendable(
+    f: &Forward<'_>,
+    upstream: &Upstream,
+    mut head: Parts,
+    body: Incoming,
+    filters: Vec<Box<dyn strait_core::BodyFilter>>,
+    retry: Option<&RetryPolicy>,
+) -> Sendable {
+    let limit = f.conn.listener.limits.max_request_body;
+    let mut body = ProxyBody::Downstream(Streamed::new(body, upstream.timeouts.idle, limit));
+    if !filters.is_empty() {
+        // Filters may change the length: the body goes chunked (or as HTTP/2 DATA frames).
+        head.headers.remove(header::CONTENT_LENGTH);
+        body = ProxyBody::Filtered(Box::new(crate::filtered::Filtered::new(body, filters)));
+    }
+    let mut replay = None;
+    let body = match retry {
+        Some(p) if !http_body::Body::is_end_stream(&body) => {
+            match ReplayBody::try_new(body, p.max_replay_body) {
+                Ok(r) => {
+                    let first = r.replay().expect("nothing was read yet");
+                    replay = Some(r);
+                    ProxyBody::Replay(first)
+                }
+                Err(body) => body,
+            }
+        }
+        _ => body,
+    };
+    if let Some(p) = retry {
+        p.budget.deposit(clock::millis(Instant::now()));
+    }
+    Sendable {
+        method: head.method.clone(),
+        copy: retry.map(|_| copy_head(&head)),
+        head: Some(head),
+        body: Some(body),
+        replay,
+    }
+}
+
+/// Whether a failure after the request was sent is one the policy retries.
+fn retryable_error(p: &RetryPolicy, e: &ProxyError) -> bool {
+    match e {
+        ProxyError::Connect { .. } | ProxyError::Overloaded { .. } => true,
+        ProxyError::Timeout { .. } => p.on_timeout,
+        ProxyError::Upstream { .. } => p.on_reset,
+        _ => false,
+    }
+}
+
+/// Takes a retry from the budget and waits the backoff; false when the retry must not happen.
+async fn retry_allowed(
+    f: &Forward<'_>,
+    upstream: &Upstream,
+    retry: Option<&RetryPolicy>,
+    attempts: u32,
+    deadline: Deadline,
+    now_ms: u64,
+) -> bool {
+    let Some(p) = retry else { return true };
+    if !p.budget.withdraw(now_ms) {
+        p.exhausted.inc();
+        return false;
+    }
+    f.shared
+        .metrics
+        .retries
+        .with_label_values(&[f.route, &upstream.name])
+        .inc();
+    let wait = backoff(
+        attempts,
+        p.backoff_base,
+        p.backoff_max,
+        strait_core::rand::next_u64(),
+    );
+    if Deadline::now() + wait >= deadline {
+        return false;
+    }
+    tokio::time::sleep(wait).await;
+    true
+}
+
+fn outcome(result: &Result<Sent, AttemptError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Response,
+        Err(e) => match e.error {
+            ProxyError::Connect { .. } | ProxyError::Overloaded { .. } => Outcome::ConnectError,
+            ProxyError::Timeout { .. } => Outcome::Timeout,
+            _ => Outcome::Error,
+        },
+    }
+}
+
+/// Feeds an attempt's result to the endpoint's passive health; ejects it when it crossed a
+/// threshold and the upstream's cap allows.
+fn passive_health(
+    f: &Forward<'_>,
+    upstream: &Upstream,
+    index: usize,
+    r: AttemptResult,
+    now_ms: u64,
+) {
+    let endpoint = &upstream.endpoints[index];
+    let outlier = &endpoint.state.outlier;
+    if !outlier.record(&upstream.outlier, r, now_ms) {
+        return;
+    }
+    if !may_eject(
+        &upstream.outlier,
+        upstream.ejected(now_ms),
+        upstream.endpoints.len(),
+    ) {
+        return;
+    }
+    let length = outlier.eject(&upstream.outlier, now_ms);
+    f.shared
+        .metrics
+        .ejections
+        .with_label_values(&[&upstream.name, &endpoint.address])
+        .inc();
+    tracing::warn!(
+        upstream = %upstream.name,
+        endpoint = %endpoint.address,
+        seconds = length.as_secs(),
+        "endpoint ejected after consecutive failures"
+    );
+}
+
+/// Records a result in a breaker, logging and exporting a change of state.
+fn record_breaker(
+    f: &Forward<'_>,
+    upstream: &Upstream,
+    endpoint: Option<&str>,
+    breaker: &Breaker,
+    admission: Admission,
+    success: bool,
+    now_ms: u64,
+) {
+    let Some(state) = breaker.record(admission, success, now_ms) else {
+        return;
+    };
+    if endpoint.is_none() {
+        f.shared
+            .metrics
+            .breaker_state
+            .with_label_values(&[&upstream.name])
+            .set(state as i64);
+    }
+    let level_open = state == BreakerState::Open;
+    if level_open {
+        tracing::warn!(upstream = %upstream.name, endpoint, state = state.as_str(), "circuit breaker opened");
+    } else {
+        tracing::info!(upstream = %upstream.name, endpoint, state = state.as_str(), "circuit breaker state changed");
+    }
+}
+
+/// Builds the response the client gets from an upstream's.
+fn finish(
+    f: &Forward<'_>,
+    upstream: &Upstream,
+    sent: Sent,
+    kept: Kept,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let Sent { response, conn, .. } = sent;
+    let (mut parts, body) = response.into_parts();
+    if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        // Only a switch to a protocol the client asked for (and the route allows) is tunnelled.
+        let agreed = kept.upgrade
+            && parts
+                .headers
+                .get(header::UPGRADE)
+                .is_some_and(|v| upgrade_allowed_value(v, &f.spec.upgrades));
+        if !agreed {
+            return Err(ProxyError::Upstream {
+                upstream: upstream.name.to_string(),
+                endpoint: String::new(),
+                source: "unexpected 101 response (no matching Upgrade was requested)".into(),
+            });
+        }
+        // The connection task splices the two once hyper has written the 101 (see `h1conn`).
+        let up_resp = Response::from_parts(parts.clone(), body);
+        f.conn.h1.offer_upgrade(hyper::upgrade::on(up_resp));
+        return Ok(Response::from_parts(parts, ProxyBody::Empty));
+    }
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    // An HTTP/1.1 connection goes back to its pool when both directions have ended.
+    let ret = conn.map(|c| (c, upstream.pool.max_idle_per_endpoint));
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::Upstream(PooledBody::new(body, upstream.timeouts.idle, ret)),
+    ))
+}
+
+/// One client span per attempt: its id is the parent id the upstream sees.
+fn inject_trace(
+    f: &Forward<'_>,
+    head: &mut Parts,
+) -> Option<strait_observe::trace::context::SpanId> {
+    let trace = f.record.as_ref().and_then(|r| r.trace);
+    match (f.tracer, &trace) {
+        (Some(t), Some(ctx)) => {
+            let id = strait_observe::trace::span_id(&mut strait_core::rand::next_u64);
+            t.inject(&mut head.headers, ctx, &id);
+            Some(id)
+        }
+        _ => None,
+    }
+}
+
+/// Prepares the head for the next hop: hop-by-hop headers, `X-Forwarded-*`, request id,
+/// Host or authority, rewritten path, HTTP version.
+fn next_hop_head(
+    f: &Forward<'_>,
+    upstream: &Upstream,
+    head: &mut Parts,
+    may_upgrade: bool,
+) -> Result<Kept, ProxyError> {
+    let h2 = upstream.protocol.is_h2();
     let kept = headers::strip_hop_by_hop(&mut head.headers, may_upgrade);
     if h2 && kept.te_trailers {
         head.headers
@@ -65,27 +516,26 @@ pub async fn forward(
     head.headers
         .insert(X_REQUEST_ID.clone(), f.request_id.clone());
 
-    let host = match f.rewrite.and_then(|r| r.host.as_ref()) {
+    let rewrite = f.spec.rewrite.as_ref();
+    let host = match rewrite.and_then(|r| r.host.as_ref()) {
         Some(h) => Some(h.clone()),
         None => f.host.cloned(),
     };
-    let path = rewritten_path(&head.uri, f.rewrite, f.prefix_len);
-
-    let hash = upstream
-        .hash_on
-        .as_ref()
-        .map(|h| request_hash(h, &head, f.conn));
-    let endpoint = upstream
-        .pick(hash)
-        .ok_or_else(|| ProxyError::NoHealthyEndpoint(upstream.name.to_string()))?;
-
+    let path = rewritten_path(&head.uri, rewrite, f.prefix_len);
+    let bad = |e: &dyn std::fmt::Display| ProxyError::Upstream {
+        upstream: upstream.name.to_string(),
+        endpoint: String::new(),
+        source: e.to_string().into(),
+    };
     if h2 {
         head.version = Version::HTTP_2;
         head.headers.remove(header::HOST);
+        // Without a Host, HTTP/2 needs an authority: the first endpoint's names the upstream.
         let authority = host
             .as_ref()
             .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
-            .unwrap_or_else(|| endpoint.authority.clone());
+            .or_else(|| upstream.endpoints.first().map(|e| e.authority.clone()))
+            .ok_or_else(|| bad(&"no authority"))?;
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(if upstream.tls.is_some() {
             http::uri::Scheme::HTTPS
@@ -94,10 +544,10 @@ pub async fn forward(
         });
         parts.authority = Some(authority);
         parts.path_and_query = Some(path.unwrap_or_else(|| origin_form(&head.uri)));
-        head.uri = Uri::from_parts(parts).map_err(|e| upstream_err(upstream, e))?;
+        head.uri = Uri::from_parts(parts).map_err(|e| bad(&e))?;
     } else {
         head.version = Version::HTTP_11;
-        let rewritten = f.rewrite.is_some_and(|r| r.host.is_some());
+        let rewritten = rewrite.is_some_and(|r| r.host.is_some());
         match host {
             // The client's own Host header is already in place: only a rewrite or an HTTP/2
             // client (authority in the URI, no Host header) needs one written.
@@ -106,11 +556,12 @@ pub async fn forward(
                 head.headers.insert(header::HOST, h);
             }
             None => {
-                head.headers.insert(
-                    header::HOST,
-                    HeaderValue::from_str(endpoint.authority.as_str())
-                        .map_err(|e| upstream_err(upstream, e))?,
-                );
+                // An HTTP/1.0 client without Host: the upstream's own address names it.
+                if let Some(e) = upstream.endpoints.first() {
+                    if let Ok(v) = HeaderValue::from_str(e.authority.as_str()) {
+                        head.headers.insert(header::HOST, v);
+                    }
+                }
             }
         }
         if path.is_some() || head.uri.scheme().is_some() || head.uri.authority().is_some() {
@@ -118,139 +569,63 @@ pub async fn forward(
             head.uri = Uri::from(pq);
         }
     }
-
-    // One client span per attempt: its id is the parent id the upstream sees.
-    let trace = f.record.as_ref().and_then(|r| r.trace);
-    let attempt_span = match (f.tracer, &trace) {
-        (Some(t), Some(ctx)) => {
-            let id = strait_observe::trace::span_id(&mut strait_core::rand::next_u64);
-            t.inject(&mut head.headers, ctx, &id);
-            Some(id)
-        }
-        _ => None,
-    };
-
-    let body = ProxyBody::Downstream(Streamed::new(
-        body,
-        upstream.timeouts.idle,
-        f.conn.listener.limits.max_request_body,
-    ));
-    let req = Request::from_parts(head, body);
-
-    let pool = f.shared.pools.of(upstream, endpoint, &f.shared.metrics);
-    let _active = endpoint.state.track();
-    let started = Instant::now();
-    let sent = async {
-        let conn = pool::checkout(&pool, upstream)
-            .await
-            .map_err(|e| ProxyError::Connect {
-                upstream: upstream.name.to_string(),
-                endpoint: endpoint.address.to_string(),
-                source: Box::new(e),
-            })?;
-        let timeout = upstream.timeouts.request;
-        Ok(match conn {
-            Conn::H1(mut tx) => {
-                let r = tokio::time::timeout(timeout, tx.send_request(req)).await;
-                (finish_send(upstream, r)?, Some(tx))
-            }
-            Conn::H2(mut tx) => {
-                let r = tokio::time::timeout(timeout, tx.send_request(req)).await;
-                (finish_send(upstream, r)?, None)
-            }
-        })
-    }
-    .await;
-    let elapsed = started.elapsed();
-    pool.attempt_duration.observe(elapsed.as_secs_f64());
-    pool.count(match &sent {
-        Ok(_) => Outcome::Response,
-        Err(ProxyError::Connect { .. }) => Outcome::ConnectError,
-        Err(ProxyError::Timeout(_)) => Outcome::Timeout,
-        Err(_) => Outcome::Error,
-    });
-    if let Some(rec) = f.record {
-        rec.attempts.push(Attempt {
-            span_id: attempt_span.unwrap_or_default(),
-            start: started,
-            duration: elapsed,
-            upstream: upstream.name.clone(),
-            endpoint: endpoint.address.clone(),
-            status: sent.as_ref().map_or(0, |(r, _)| r.status().as_u16()),
-            error: sent.as_ref().err().map(attempt_error),
-        });
-    }
-    let (resp, h1) = sent?;
-    // An HTTP/1.1 connection goes back to its pool when the response body ends.
-    let ret = h1.map(|tx| (pool, tx, upstream.pool.max_idle_per_endpoint));
-
-    let (mut parts, body) = resp.into_parts();
-    if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
-        if !kept.upgrade {
-            return Err(ProxyError::Upstream {
-                upstream: upstream.name.to_string(),
-                source: "unexpected 101 response".into(),
-            });
-        }
-        // The connection task splices the two once hyper has written the 101 (see `h1conn`).
-        let up_resp = Response::from_parts(parts.clone(), body);
-        f.conn.h1.offer_upgrade(hyper::upgrade::on(up_resp));
-        return Ok(Response::from_parts(parts, ProxyBody::Empty));
-    }
-    headers::strip_hop_by_hop(&mut parts.headers, false);
-    Ok(Response::from_parts(
-        parts,
-        ProxyBody::Upstream(PooledBody::new(body, upstream.timeouts.idle, ret)),
-    ))
+    Ok(kept)
 }
 
-/// The `error.type` of a failed attempt.
-fn attempt_error(e: &ProxyError) -> &'static str {
-    match e {
-        ProxyError::Connect { .. } => "connect",
-        ProxyError::Timeout(_) => "timeout",
-        ProxyError::BadRequest(..) => "request",
-        _ => "upstream",
-    }
+/// A copy of a request head for another attempt (extensions are not copied: nothing past
+/// the filters reads them).
+fn copy_head(head: &Parts) -> Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = head.uri.clone();
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers.clone();
+    req.into_parts().0
 }
 
-fn finish_send(
-    upstream: &Upstream,
-    r: Result<Result<Response<Incoming>, hyper::Error>, tokio::time::error::Elapsed>,
-) -> Result<Response<Incoming>, ProxyError> {
-    match r {
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) => {
-            if is_body_limit(&e) {
-                return Err(ProxyError::BadRequest(
-                    http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body too large",
-                ));
-            }
-            Err(upstream_err(upstream, e))
+/// Whether every protocol the client asks to upgrade to is one the route tunnels.
+fn upgrade_allowed(headers: &http::HeaderMap, allowed: &[Box<str>]) -> bool {
+    let mut values = headers.get_all(header::UPGRADE).iter().peekable();
+    values.peek().is_some() && values.all(|v| upgrade_allowed_value(v, allowed))
+}
+
+fn upgrade_allowed_value(v: &HeaderValue, allowed: &[Box<str>]) -> bool {
+    v.as_bytes().split(|&b| b == b',').all(|t| {
+        // A protocol may carry a version (`websocket/13`): the name decides.
+        let name = t
+            .trim_ascii()
+            .split(|&b| b == b'/')
+            .next()
+            .unwrap_or_default();
+        !name.is_empty()
+            && allowed
+                .iter()
+                .any(|a| a.as_bytes().eq_ignore_ascii_case(name))
+    })
+}
+
+/// Endpoints tried by this request (indices; a bitmap for the first 64, a list beyond).
+#[derive(Default)]
+struct Tried {
+    bits: u64,
+    more: Vec<usize>,
+}
+
+impl Tried {
+    fn add(&mut self, i: usize) {
+        if i < 64 {
+            self.bits |= 1 << i;
+        } else {
+            self.more.push(i);
         }
-        Err(_) => Err(ProxyError::Timeout(upstream.name.to_string())),
     }
-}
 
-fn is_body_limit(e: &hyper::Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = src {
-        if s.is::<BodyTooLarge>() {
-            return true;
+    fn has(&self, i: usize) -> bool {
+        if i < 64 {
+            self.bits & (1 << i) != 0
+        } else {
+            self.more.contains(&i)
         }
-        src = s.source();
-    }
-    false
-}
-
-fn upstream_err(
-    upstream: &Upstream,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> ProxyError {
-    ProxyError::Upstream {
-        upstream: upstream.name.to_string(),
-        source: Box::new(e),
     }
 }
 
@@ -290,7 +665,7 @@ fn rewritten_path(uri: &Uri, rewrite: Option<&Rewrite>, prefix_len: usize) -> Op
     PathAndQuery::try_from(full).ok()
 }
 
-fn request_hash(h: &HashOn, head: &http::request::Parts, conn: &ConnInfo) -> u64 {
+fn request_hash(h: &HashOn, head: &Parts, conn: &ConnInfo) -> u64 {
     match h {
         HashOn::Header(name) => head
             .headers
@@ -346,5 +721,31 @@ mod tests {
         h.insert(header::COOKIE, "a=1; sid=xyz; b=2".parse().unwrap());
         assert_eq!(cookie(&h, "sid"), Some(&b"xyz"[..]));
         assert_eq!(cookie(&h, "s"), None);
+    }
+
+    #[test]
+    fn only_allowed_upgrade_tokens_pass() {
+        let allowed: Vec<Box<str>> = vec!["websocket".into()];
+        let mut h = http::HeaderMap::new();
+        h.insert(header::UPGRADE, "WebSocket".parse().unwrap());
+        assert!(upgrade_allowed(&h, &allowed));
+        h.insert(header::UPGRADE, "websocket/13".parse().unwrap());
+        assert!(upgrade_allowed(&h, &allowed));
+        for bad in ["h2c", "websocket, h2c", "", "tls/1.2"] {
+            h.insert(header::UPGRADE, bad.parse().unwrap());
+            assert!(!upgrade_allowed(&h, &allowed), "{bad}");
+        }
+        assert!(!upgrade_allowed(&http::HeaderMap::new(), &allowed));
+    }
+
+    #[test]
+    fn tried_endpoints_beyond_64_are_remembered() {
+        let mut t = Tried::default();
+        for i in [0, 63, 64, 1000] {
+            assert!(!t.has(i));
+            t.add(i);
+            assert!(t.has(i));
+        }
+        assert!(!t.has(1));
     }
 }

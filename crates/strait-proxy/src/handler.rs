@@ -1,20 +1,27 @@
-//! The request path: snapshot → route → filters → action (forward, respond, redirect) → stats. Errors become responses here.
+//! The request path: snapshot → route → filter chain → action (forward, respond, redirect) → response hooks → stats. Errors become responses here.
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
-use strait_core::{snapshot::ListenerSpec, Action, ProxyError, RequestCtx, Route, Snapshot};
+use strait_core::{ChainRun, ProxyError, Reply, RequestCtx, ResponseCtx};
 use strait_observe::{trace::context::hex, Observer, RequestRecord, RouteStats};
 
 use crate::{
     body::{Observed, ProxyBody},
-    forward,
+    errlog::LogLimiter,
+    filtered::{EndState, Ended, Filtered},
+    forward::{self, Tally},
     headers::{self, X_REQUEST_ID},
+    route::Action,
+    snapshot::{ListenerSpec, RouteEntry, Snapshot},
     Shared,
 };
+
+mod local;
+
+pub use local::error_response;
 
 /// What the request path knows about the downstream connection.
 pub struct ConnInfo {
@@ -27,6 +34,9 @@ pub struct ConnInfo {
     /// HTTP/1 connection state shared with the connection task: parking, protocol switches.
     pub h1: crate::h1conn::H1Shared,
 }
+
+/// Failed-request lines at warn level, at most ten a second.
+static FAILURES: LogLimiter = LogLimiter::new();
 
 /// Serves one request; never fails: every error becomes a response.
 pub async fn handle(
@@ -44,7 +54,8 @@ pub async fn handle(
         return Ok(Box::pin(fut).await);
     }
     let bytes_in = content_length(req.headers());
-    let (mut resp, stats) = route_and_serve(&shared, &snap, &conn, req, &request_id, None).await;
+    let (mut resp, stats) =
+        route_and_serve(&shared, &snap, &conn, req, &request_id, None, start).await;
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     if let Some(stats) = stats {
         stats.record(
@@ -94,14 +105,17 @@ async fn handle_observed(
         status: 0,
         attempts: Vec::new(),
         policy: None,
+        error: None,
         bytes_out: 0,
         head: std::time::Duration::ZERO,
         duration: std::time::Duration::ZERO,
     };
     let (mut resp, stats) =
-        route_and_serve(shared, snap, conn, req, &request_id, Some(&mut rec)).await;
+        route_and_serve(shared, snap, conn, req, &request_id, Some(&mut rec), start).await;
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
-    rec.status = resp.status().as_u16();
+    // A local reply to a gRPC request goes out as 200 with `grpc-status`; the record keeps
+    // the status Strait decided, so dashboards see the failure.
+    rec.status = local::decided_status(&resp);
     rec.head = start.elapsed();
     if let Some(stats) = stats {
         let exemplar = rec.trace.filter(|t| t.sampled).map(|t| t.trace_id);
@@ -127,6 +141,14 @@ impl ConnInfo {
     }
 }
 
+/// Where a request stands after routing: what the later steps need of it.
+struct Routed<'s> {
+    entry: &'s RouteEntry,
+    prefix_len: usize,
+    host: Option<HeaderValue>,
+    grpc: bool,
+}
+
 async fn route_and_serve<'s>(
     shared: &Shared,
     snap: &'s Snapshot,
@@ -134,31 +156,189 @@ async fn route_and_serve<'s>(
     req: Request<Incoming>,
     request_id: &HeaderValue,
     mut record: Option<&mut RequestRecord>,
+    start: Instant,
 ) -> (Response<ProxyBody>, Option<&'s Arc<RouteStats>>) {
-    let limits = &conn.listener.limits;
+    let grpc = local::is_grpc(req.headers());
     let Some(table) = snap.listener_routes(conn.listener.id) else {
-        return (error_response(&ProxyError::NoRoute, request_id), None);
+        return (error_response(&ProxyError::NoRoute, request_id, grpc), None);
     };
+    let routed = match route(conn, snap, &req, grpc) {
+        Ok(r) => r,
+        Err((e, close)) => {
+            let mut resp = error_response(&e, request_id, grpc);
+            if req.method() == Method::HEAD {
+                *resp.body_mut() = ProxyBody::Empty;
+            }
+            if close {
+                // An ambiguous request ends the connection, as the HTTP/1 guard does for bad framing.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return (resp, Some(&table.unmatched));
+        }
+    };
+    let entry = routed.entry;
+    let chain = &entry.chain;
+    let mut run = ChainRun::default();
+    let (mut head, body) = req.into_parts();
+    let method = head.method.clone();
+
+    let mut reply = None;
+    let mut request_filters = Vec::new();
+    if !chain.is_empty() {
+        let mut ctx = RequestCtx {
+            head: &mut head,
+            client: conn.client,
+            listener: &conn.listener.name,
+            route: &entry.route.name,
+            tls: conn.is_tls(),
+        };
+        reply = chain.on_request(&mut ctx, &mut run).await;
+        if reply.is_none() && chain.hooks().request_body {
+            request_filters = chain.request_body(&ctx, &mut run);
+        }
+    }
+    // The response hooks see the request as it was forwarded.
+    let hooks = chain.hooks();
+    let seen =
+        (hooks.response || hooks.response_body).then(|| (head.method.clone(), head.uri.clone()));
+
+    let mut stats = &entry.stats;
+    let mut tally = Tally::default();
+    let mut upstream: Option<Arc<str>> = None;
+    let mut failure = None;
+    let mut resp = if let Some(r) = reply {
+        denied(shared, chain, &run, r, record.as_deref_mut())
+    } else {
+        match &entry.route.action {
+            Action::Respond(r) => {
+                let mut resp = Response::new(local::body_for(&method, r.status, r.body.clone()));
+                *resp.status_mut() = r.status;
+                for (k, v) in &r.headers {
+                    resp.headers_mut().append(k, v.clone());
+                }
+                resp
+            }
+            Action::Redirect(r) => {
+                let scheme = if conn.is_tls() { "https" } else { "http" };
+                let pq = head.uri.path_and_query().map_or("/", |p| p.as_str());
+                let host = routed
+                    .host
+                    .as_ref()
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("");
+                let loc = r.location(scheme, host, pq);
+                let mut resp = Response::new(ProxyBody::Empty);
+                *resp.status_mut() = r.status;
+                if let Ok(v) = HeaderValue::from_str(&loc) {
+                    resp.headers_mut().insert(header::LOCATION, v);
+                }
+                resp
+            }
+            Action::Forward(spec) => {
+                let backend = spec.backends.pick();
+                stats = &entry.backend_stats[backend];
+                upstream = Some(spec.backends.upstream(backend).name.clone());
+                let f = forward::Forward {
+                    shared,
+                    conn,
+                    route: &entry.route.name,
+                    spec,
+                    backend,
+                    prefix_len: routed.prefix_len,
+                    request_id,
+                    host: routed.host.as_ref(),
+                    record: record.as_deref_mut(),
+                    tracer: snap.observe.as_ref().and_then(|o| o.tracer()),
+                };
+                let req = Request::from_parts(head, body);
+                let filters = std::mem::take(&mut request_filters);
+                match forward::forward(f, req, filters, &mut tally).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        report_failure(&e, &entry.route.name, record.as_deref_mut());
+                        let resp = error_response(&e, request_id, routed.grpc);
+                        failure = Some((e.kind(), e.side()));
+                        resp
+                    }
+                }
+            }
+        }
+    };
+
+    if let Some((method, uri)) = &seen {
+        let local_answer = upstream.is_none() || failure.is_some();
+        let before = run.denied_index();
+        resp = respond_hooks(
+            chain,
+            &mut run,
+            resp,
+            method,
+            uri,
+            entry,
+            upstream.as_deref(),
+            local_answer,
+        )
+        .await;
+        if before.is_none() && run.denied_index().is_some() {
+            // A response hook replaced the upstream's answer: that is a denial too.
+            let name = chain.denied_by(&run).unwrap_or("");
+            shared
+                .metrics
+                .policy_denials
+                .with_label_values(&[name, run.reason().unwrap_or("")])
+                .inc();
+            if let Some(rec) = record {
+                rec.policy = Some(Arc::from(name));
+            }
+        }
+    }
+    if routed.grpc && (upstream.is_none() || failure.is_some() || run.denied_index().is_some()) {
+        resp = local::grpc_reply(resp);
+    }
+    if hooks.end && run.ran() > 0 {
+        let state = EndState {
+            chain: chain.clone(),
+            run,
+            status: local::decided_status(&resp),
+            error: failure,
+            attempts: tally.attempts,
+            upstream,
+            endpoint: tally.endpoint,
+            start,
+        };
+        resp = resp.map(|b| ProxyBody::Ended(Box::new(Ended::new(b, state))));
+    }
+    (resp, Some(stats))
+}
+
+/// Matches the request against the listener's routes: the route, the matched prefix length
+/// and the authority; or the error to answer with (and whether to close the connection).
+fn route<'s>(
+    conn: &ConnInfo,
+    snap: &'s Snapshot,
+    req: &Request<Incoming>,
+    grpc: bool,
+) -> Result<Routed<'s>, (ProxyError, bool)> {
+    let limits = &conn.listener.limits;
+    let table = snap
+        .listener_routes(conn.listener.id)
+        .ok_or((ProxyError::NoRoute, false))?;
     if req.version() == http::Version::HTTP_2
         && req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > limits.max_request_line
     {
         let e = ProxyError::BadRequest(StatusCode::URI_TOO_LONG, "request target too long");
-        return (error_response(&e, request_id), Some(&table.unmatched));
+        return Err((e, false));
     }
-    let host = match request_host(&req) {
-        Ok(h) => h,
-        Err(reason) => {
-            let e = ProxyError::BadRequest(StatusCode::BAD_REQUEST, reason);
-            let mut resp = error_response(&e, request_id);
-            // An ambiguous request ends the connection, as the HTTP/1 guard does for bad framing.
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return (resp, Some(&table.unmatched));
-        }
-    };
+    let host = request_host(req).map_err(|reason| {
+        (
+            ProxyError::BadRequest(StatusCode::BAD_REQUEST, reason),
+            true,
+        )
+    })?;
     let matched = {
         let rreq = strait_router::Request {
-            host: host.as_deref().unwrap_or(""),
+            host: host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
             path: req.uri().path(),
             query: req.uri().query(),
             method: req.method(),
@@ -166,16 +346,7 @@ async fn route_and_serve<'s>(
         };
         table.router.lookup(&rreq)
     };
-    let Some(m) = matched else {
-        return (
-            error_response(&ProxyError::NoRoute, request_id),
-            Some(&table.unmatched),
-        );
-    };
-    let entry = &table.routes[m.index];
-    let route: &Route = &entry.route;
-    let stats = Some(&entry.stats);
-
+    let m = matched.ok_or((ProxyError::NoRoute, false))?;
     if limits.max_request_body > 0 {
         let too_big = req
             .headers()
@@ -185,84 +356,93 @@ async fn route_and_serve<'s>(
             .is_some_and(|n| n > limits.max_request_body);
         if too_big {
             let e = ProxyError::BadRequest(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
-            return (error_response(&e, request_id), stats);
+            return Err((e, false));
         }
     }
-
-    let (mut head, body) = req.into_parts();
-    if !route.filters.is_empty() {
-        let mut ctx = RequestCtx {
-            head: &mut head,
-            client: conn.client,
-            route: &route.name,
-        };
-        if let Some(r) = route.filters.on_request(&mut ctx).await {
-            let mut resp = r.map(ProxyBody::full);
-            finish_response(route, &mut resp);
-            return (resp, stats);
-        }
-    }
-
-    let mut resp = match &route.action {
-        Action::Respond(r) => {
-            let mut resp = Response::new(ProxyBody::full(r.body.clone()));
-            *resp.status_mut() = r.status;
-            for (k, v) in &r.headers {
-                resp.headers_mut().append(k, v.clone());
-            }
-            resp
-        }
-        Action::Redirect(r) => {
-            let scheme = if conn.is_tls() { "https" } else { "http" };
-            let pq = head.uri.path_and_query().map_or("/", |p| p.as_str());
-            let loc = r.location(scheme, host.as_deref().unwrap_or(""), pq);
-            let mut resp = Response::new(ProxyBody::Empty);
-            *resp.status_mut() = r.status;
-            if let Ok(v) = HeaderValue::from_str(&loc) {
-                resp.headers_mut().insert(header::LOCATION, v);
-            }
-            resp
-        }
-        Action::Forward { upstream, rewrite } => {
-            let req = Request::from_parts(head, body);
-            let ctx = forward::Forward {
-                shared,
-                conn,
-                upstream,
-                rewrite: rewrite.as_ref(),
-                prefix_len: m.prefix_len,
-                request_id,
-                host: host.as_ref(),
-                record: record.as_deref_mut(),
-                tracer: snap.observe.as_ref().and_then(|o| o.tracer()),
-            };
-            match forward::forward(ctx, req).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // An absent trace id leaves the field out (tracing skips `None`).
-                    let trace_id = record.as_ref().and_then(|r| r.trace);
-                    tracing::debug!(
-                        route = %route.name,
-                        error = %e,
-                        trace_id = trace_id.map(|t| tracing::field::display(hex(&t.trace_id))),
-                        "request failed"
-                    );
-                    error_response(&e, request_id)
-                }
-            }
-        }
-    };
-    finish_response(route, &mut resp);
-    (resp, stats)
+    Ok(Routed {
+        entry: &table.routes[m.index],
+        prefix_len: m.prefix_len,
+        host,
+        grpc,
+    })
 }
 
-fn finish_response(route: &Route, resp: &mut Response<ProxyBody>) {
-    if route.filters.is_empty() {
+/// The reply of a filter that answered in place of the upstream: counted and recorded.
+fn denied(
+    shared: &Shared,
+    chain: &strait_core::Chain,
+    run: &ChainRun,
+    reply: Reply,
+    record: Option<&mut RequestRecord>,
+) -> Response<ProxyBody> {
+    let name = chain.denied_by(run).unwrap_or("");
+    shared
+        .metrics
+        .policy_denials
+        .with_label_values(&[name, reply.reason])
+        .inc();
+    if let Some(rec) = record {
+        rec.policy = Some(Arc::from(name));
+    }
+    reply.response.map(ProxyBody::full)
+}
+
+/// Runs the response hooks and any response body filters.
+#[allow(clippy::too_many_arguments)]
+async fn respond_hooks(
+    chain: &strait_core::Chain,
+    run: &mut ChainRun,
+    resp: Response<ProxyBody>,
+    method: &Method,
+    uri: &http::Uri,
+    entry: &RouteEntry,
+    upstream: Option<&str>,
+    local: bool,
+) -> Response<ProxyBody> {
+    if run.ran() == 0 {
+        return resp;
+    }
+    let (mut parts, mut body) = resp.into_parts();
+    let mut ctx = ResponseCtx {
+        head: &mut parts,
+        method,
+        uri,
+        route: &entry.route.name,
+        upstream,
+        local,
+    };
+    if let Some(replacement) = chain.on_response(&mut ctx, run).await {
+        body = ProxyBody::full(replacement);
+    }
+    let filters = chain.response_body(&ctx, run);
+    if !filters.is_empty() {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        body = ProxyBody::Filtered(Box::new(Filtered::new(body, filters)));
+    }
+    Response::from_parts(parts, body)
+}
+
+/// Puts the detail of a failure where operators look: the access log and span (`error`), and
+/// a warn line (rate-limited, so a dead upstream cannot flood the log).
+fn report_failure(e: &ProxyError, route: &str, record: Option<&mut RequestRecord>) {
+    let trace_id = record.as_ref().and_then(|r| r.trace);
+    if let Some(rec) = record {
+        rec.error = Some(Arc::from(e.to_string()));
+    }
+    if e.side() == strait_core::Side::Downstream {
+        tracing::debug!(route, error = %e, "request failed");
         return;
     }
-    let (mut parts, body) = std::mem::replace(resp, Response::new(ProxyBody::Empty)).into_parts();
-    route.filters.on_response(&mut parts);
-    *resp = Response::from_parts(parts, body);
+    if let Some(suppressed) = FAILURES.allow(Instant::now()) {
+        tracing::warn!(
+            route,
+            error = %e,
+            kind = e.kind().as_str(),
+            trace_id = trace_id.map(|t| tracing::field::display(hex(&t.trace_id))),
+            suppressed = (suppressed > 0).then_some(suppressed),
+            "request failed"
+        );
+    }
 }
 
 /// The request's authority: the Host header, else the URI authority (HTTP/2 `:authority`).
@@ -285,27 +465,4 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, &'static
         .uri()
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
-}
-
-trait HostStr {
-    fn as_deref(&self) -> Option<&str>;
-}
-
-impl HostStr for Option<HeaderValue> {
-    fn as_deref(&self) -> Option<&str> {
-        self.as_ref().and_then(|v| v.to_str().ok())
-    }
-}
-
-/// The short plain-text error response every failure produces.
-pub fn error_response(e: &ProxyError, request_id: &HeaderValue) -> Response<ProxyBody> {
-    let id = request_id.to_str().unwrap_or("");
-    let body = format!("strait: {e} (request id {id})\n");
-    let mut resp = Response::new(ProxyBody::Full(Some(Bytes::from(body))));
-    *resp.status_mut() = e.status();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
 }

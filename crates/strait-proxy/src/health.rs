@@ -2,13 +2,11 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use crate::snapshot::Snapshot;
+use crate::upstream::{Endpoint, HealthCheck, HealthCheckKind, Upstream};
 use http::{header, Request};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use strait_core::{
-    upstream::{HealthCheck, HealthCheckKind},
-    Endpoint, Snapshot, Upstream,
-};
 use tokio::task::JoinHandle;
 
 use crate::{body::ProxyBody, pool::EndpointPool, Shared};
@@ -80,12 +78,17 @@ async fn probe_loop(shared: Arc<Shared>, up: Arc<Upstream>, ep: Arc<Endpoint>, h
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let ok = tokio::time::timeout(hc.timeout, probe(&up, &ep, &pool, &hc.kind))
+        let ok = tokio::time::timeout(hc.timeout, probe(&up, &ep, pool, &hc.kind))
             .await
             .unwrap_or(false);
         if ok {
             passes += 1;
             fails = 0;
+            // A passing probe returns an endpoint that passive health ejected (as Envoy does).
+            let now_ms = strait_core::clock::millis(std::time::Instant::now());
+            if ep.state.outlier.uneject(now_ms) {
+                tracing::info!(upstream = %up.name, endpoint = %ep.address, "ejected endpoint passed a health check");
+            }
         } else {
             fails += 1;
             passes = 0;

@@ -1,10 +1,14 @@
 //! Data plane: listeners, TLS, downstream connections, upstream client and pools, load balancing, health checks, forwarding.
 //!
-//! Request path: `server` (accept, TLS, `h1guard`, hyper) → `handler` (snapshot, route, filters) →
-//! `forward` (next-hop headers, endpoint pick, `pool`) → response streamed back.
+//! Request path: `server` (accept, TLS, `h1guard`, hyper) → `handler` (snapshot, route, filter
+//! chain) → `forward` (next-hop headers, endpoint pick, attempts, `pool`) → response streamed back.
+//! The runtime types the control plane compiles (`snapshot`, `route`, `upstream`) live here too:
+//! they hold TLS configs and metric handles, which `strait-core` must not depend on.
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod errlog;
+pub mod filtered;
 pub mod forward;
 pub mod h1conn;
 pub mod h1guard;
@@ -12,13 +16,18 @@ pub mod handler;
 pub mod headers;
 pub mod health;
 pub mod pool;
+pub mod replay;
+pub mod retry;
+pub mod route;
 pub mod server;
+pub mod snapshot;
 pub mod tls;
+pub mod upstream;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use strait_core::Snapshot;
+pub use snapshot::Snapshot;
 use strait_observe::Metrics;
 
 /// Process-wide data-plane state shared by every connection.

@@ -1,40 +1,79 @@
-//! Upstream connections: connect (TCP, TLS), HTTP/1.1 keep-alive pool and shared HTTP/2 connection per endpoint.
+//! Upstream connections: connect (TCP, TLS), an HTTP/1.1 keep-alive pool and one shared HTTP/2 connection per endpoint, with per-endpoint connection limits.
 //!
-//! An HTTP/1.1 connection goes back to its pool when the response body ends (as hyper-util's pool does),
-//! so a long download never blocks another request; an HTTP/2 connection is shared by all requests.
+//! An HTTP/1.1 connection goes back to its pool only when both directions are complete: the
+//! response body has ended *and* the request body has been sent (an upstream may answer
+//! before reading an upload). Each connection carries a [`ConnSlot`], allocated once per
+//! connection, that the request body marks when it ends and that counts open connections.
+//! Every wait here is bounded: taking a pooled connection by `timeouts.connect`, waiting for a
+//! free one under `limits.max_connections` by `timeouts.connect`, dialling by `timeouts.connect`.
 
 use std::{
     net::SocketAddr,
-    pin::Pin,
-    sync::{Arc, Mutex, Weak},
-    task::{Context, Poll},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex, Weak,
+    },
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use hyper::{
-    body::Incoming,
-    client::conn::{http1, http2},
-};
+use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus::IntCounter;
 use rustls_pki_types::ServerName;
-use strait_core::{upstream::UpstreamTls, Endpoint, Upstream};
-use tokio::net::TcpStream;
+use tokio::{net::TcpStream, sync::Notify};
 
-use crate::body::{BoxError, IdleTimer, ProxyBody};
+use crate::body::ProxyBody;
+use crate::upstream::{Endpoint, Upstream, UpstreamTls};
+
+mod body;
+mod io;
+
+pub use self::body::PooledBody;
+pub use self::io::UpstreamIo;
 
 /// A connection ready to carry one request.
 pub enum Conn {
-    /// HTTP/1.1: exclusive until the response body ends.
-    H1(http1::SendRequest<ProxyBody>),
+    /// HTTP/1.1: exclusive until both directions of the exchange end.
+    H1(H1Conn),
     /// HTTP/2: shared.
     H2(http2::SendRequest<ProxyBody>),
 }
 
+/// An HTTP/1.1 connection and its slot.
+pub struct H1Conn {
+    /// hyper's sender.
+    pub tx: http1::SendRequest<ProxyBody>,
+    /// The connection's slot in its pool.
+    pub slot: Arc<ConnSlot>,
+}
+
+/// One open HTTP/1.1 connection's place in its pool: counts it while it lives and records
+/// whether the request in flight has been sent completely.
+pub struct ConnSlot {
+    pool: Arc<EndpointPool>,
+    request_done: AtomicBool,
+}
+
+impl ConnSlot {
+    /// Marks the current request's body as completely sent.
+    pub fn request_sent(&self) {
+        self.request_done.store(true, Ordering::Release);
+    }
+
+    fn start_request(&self) {
+        self.request_done.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.pool.open.fetch_sub(1, Ordering::AcqRel);
+        self.pool.freed.notify_one();
+    }
+}
+
 struct Idle {
-    tx: http1::SendRequest<ProxyBody>,
+    conn: H1Conn,
     since: Instant,
 }
 
@@ -44,7 +83,15 @@ pub struct EndpointPool {
     address: Arc<str>,
     host: String,
     idle: Mutex<Vec<Idle>>,
+    /// Open HTTP/1.1 connections (idle or in use).
+    open: AtomicUsize,
+    /// Requests waiting for a connection.
+    pending: AtomicUsize,
+    /// A connection closed or went back to the pool.
+    freed: Notify,
     h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
+    /// Held while an HTTP/2 connection is dialled, so concurrent requests share one dial.
+    h2_dial: tokio::sync::Mutex<()>,
     connect_errors: IntCounter,
     /// `strait_upstream_request_duration_seconds` for this endpoint, resolved once.
     pub attempt_duration: prometheus::Histogram,
@@ -59,7 +106,7 @@ pub enum Outcome {
     Response = 0,
     /// No connection could be had.
     ConnectError = 1,
-    /// No response head within `timeouts.request`.
+    /// No response head within the timeout.
     Timeout = 2,
     /// The connection failed or the response was invalid.
     Error = 3,
@@ -76,7 +123,7 @@ impl EndpointPool {
         attempt_duration: prometheus::Histogram,
         outcomes: [IntCounter; 4],
     ) -> Self {
-        let (host, _) = strait_core::route::split_host_port(&endpoint.address);
+        let (host, _) = crate::route::split_host_port(&endpoint.address);
         EndpointPool {
             addr: endpoint.address.parse().ok(),
             address: endpoint.address.clone(),
@@ -85,7 +132,11 @@ impl EndpointPool {
                 .trim_end_matches(']')
                 .to_string(),
             idle: Mutex::new(Vec::new()),
+            open: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+            freed: Notify::new(),
             h2: Mutex::new(None),
+            h2_dial: tokio::sync::Mutex::new(()),
             connect_errors,
             attempt_duration,
             outcomes,
@@ -97,14 +148,38 @@ impl EndpointPool {
         self.outcomes[outcome as usize].inc();
     }
 
+    /// Open HTTP/1.1 connections.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
     /// Closes idle connections older than `max_age`.
     pub fn evict(&self, max_age: Duration) {
         let now = Instant::now();
-        self.idle
-            .lock()
-            .expect("pool lock")
-            .retain(|c| now.duration_since(c.since) < max_age && !c.tx.is_closed());
+        lock(&self.idle)
+            .retain(|c| now.duration_since(c.since) < max_age && !c.conn.tx.is_closed());
     }
+
+    /// Returns a connection whose exchange is complete to the pool (at most `max` idle).
+    fn give_back(&self, conn: H1Conn, max: usize) {
+        if conn.tx.is_closed() || !conn.slot.request_done.load(Ordering::Acquire) {
+            // The upload is still going (an early response) or the connection is gone.
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() < max {
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+            drop(idle);
+            self.freed.notify_one();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// All endpoint pools, so a background task can close idle connections.
@@ -115,18 +190,13 @@ pub struct Pools {
 
 impl Pools {
     /// The pool of `endpoint`, created on first use and stored in its live state.
-    pub fn of(
+    pub fn of<'e>(
         &self,
         upstream: &Upstream,
-        endpoint: &Endpoint,
+        endpoint: &'e Endpoint,
         metrics: &strait_observe::Metrics,
-    ) -> Arc<EndpointPool> {
-        if let Some(p) = endpoint.state.ext.get() {
-            if let Ok(p) = p.clone().downcast::<EndpointPool>() {
-                return p;
-            }
-        }
-        let ext = endpoint.state.ext.get_or_init(|| {
+    ) -> &'e Arc<EndpointPool> {
+        endpoint.state.pool.get_or_init(|| {
             let labels = [&*upstream.name, &*endpoint.address];
             let pool = Arc::new(EndpointPool::new(
                 endpoint,
@@ -138,21 +208,14 @@ impl Pools {
                         .with_label_values(&[labels[0], labels[1], o])
                 }),
             ));
-            self.all
-                .lock()
-                .expect("pools lock")
-                .push((Arc::downgrade(&pool), upstream.pool.idle_timeout));
+            lock(&self.all).push((Arc::downgrade(&pool), upstream.pool.idle_timeout));
             pool
-        });
-        ext.clone()
-            .downcast::<EndpointPool>()
-            .expect("endpoint ext holds its pool")
+        })
     }
 
     /// Closes expired idle connections and forgets dropped pools.
     pub fn evict_idle(&self) {
-        let mut all = self.all.lock().expect("pools lock");
-        all.retain(|(w, age)| match w.upgrade() {
+        lock(&self.all).retain(|(w, age)| match w.upgrade() {
             Some(p) => {
                 p.evict(*age);
                 true
@@ -165,9 +228,12 @@ impl Pools {
 /// Why an upstream connection could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// TCP connect or TLS handshake failed.
+    /// TCP connect failed.
     #[error("connect: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[source] std::io::Error),
+    /// The TLS handshake failed (untrusted certificate, name mismatch, protocol mismatch).
+    #[error("TLS handshake: {0}")]
+    Tls(#[source] std::io::Error),
     /// Connect took longer than `timeouts.connect`.
     #[error("connect timed out")]
     Timeout,
@@ -177,38 +243,143 @@ pub enum ConnectError {
     /// The SNI name is not a valid DNS name or IP.
     #[error("invalid TLS server name {0}")]
     ServerName(String),
+    /// The endpoint has `limits.max_connections` open and `limits.max_pending` waiting.
+    #[error("connection limit reached")]
+    Overloaded,
+    /// No connection became free within `timeouts.connect` at the connection limit.
+    #[error("no connection became free within the connect timeout")]
+    Exhausted,
+}
+
+/// A checked-out connection and whether it was used before (a reused one may have been
+/// closed by the upstream meanwhile: a request it did not send may go on a fresh one).
+pub struct Checkout {
+    /// The connection.
+    pub conn: Conn,
+    /// Taken from the pool rather than dialled.
+    pub reused: bool,
 }
 
 /// Gets a connection to `endpoint`: an idle or shared one if possible, else a new one.
-pub async fn checkout(pool: &Arc<EndpointPool>, upstream: &Upstream) -> Result<Conn, ConnectError> {
+pub async fn checkout(
+    pool: &Arc<EndpointPool>,
+    upstream: &Upstream,
+) -> Result<Checkout, ConnectError> {
     if upstream.protocol.is_h2() {
-        let existing = pool.h2.lock().expect("pool lock").clone();
-        if let Some(mut tx) = existing {
-            if !tx.is_closed() && tx.ready().await.is_ok() {
-                return Ok(Conn::H2(tx));
+        return checkout_h2(pool, upstream).await;
+    }
+    let wait = upstream.timeouts.connect;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pending = None;
+    loop {
+        while let Some(mut idle) = pop_idle(pool, upstream) {
+            // Ready at once in the usual case; a connection that is not ready within the
+            // connect timeout is in an unknown state and is dropped.
+            match tokio::time::timeout_at(deadline, idle.conn.tx.ready()).await {
+                Ok(Ok(())) => {
+                    idle.conn.slot.start_request();
+                    return Ok(Checkout {
+                        conn: Conn::H1(idle.conn),
+                        reused: true,
+                    });
+                }
+                _ => continue,
             }
         }
-        let tx = connect_h2(pool, upstream).await?;
-        *pool.h2.lock().expect("pool lock") = Some(tx.clone());
-        return Ok(Conn::H2(tx));
-    }
-    loop {
-        let idle = pool.idle.lock().expect("pool lock").pop();
-        let Some(mut c) = idle else { break };
-        if c.tx.is_closed() || c.since.elapsed() >= upstream.pool.idle_timeout {
-            continue;
+        let limit = upstream.limits.max_connections;
+        let reserved = pool
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok();
+        if reserved {
+            drop(pending);
+            return dial_h1(pool, upstream).await.map(|conn| Checkout {
+                conn: Conn::H1(conn),
+                reused: false,
+            });
         }
-        if c.tx.ready().await.is_ok() {
-            return Ok(Conn::H1(c.tx));
+        if pending.is_none() {
+            pending = Some(Pending::enter(pool, upstream.limits.max_pending)?);
+        }
+        let freed = pool.freed.notified();
+        // A connection may have come back between the checks above and `notified`.
+        let none_free = lock(&pool.idle).is_empty() && pool.open() >= limit;
+        if none_free && tokio::time::timeout_at(deadline, freed).await.is_err() {
+            return Err(ConnectError::Exhausted);
         }
     }
-    Ok(Conn::H1(connect_h1(pool, upstream).await?))
 }
 
-async fn connect_h1(
-    pool: &EndpointPool,
+fn pop_idle(pool: &EndpointPool, upstream: &Upstream) -> Option<Idle> {
+    let mut idle = lock(&pool.idle);
+    while let Some(c) = idle.pop() {
+        if !c.conn.tx.is_closed() && c.since.elapsed() < upstream.pool.idle_timeout {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// Counts a request waiting for a connection while it lives.
+struct Pending<'a>(&'a EndpointPool);
+
+impl<'a> Pending<'a> {
+    fn enter(pool: &'a EndpointPool, max: usize) -> Result<Self, ConnectError> {
+        pool.pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| ConnectError::Overloaded)?;
+        Ok(Pending(pool))
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn checkout_h2(
+    pool: &Arc<EndpointPool>,
     upstream: &Upstream,
-) -> Result<http1::SendRequest<ProxyBody>, ConnectError> {
+) -> Result<Checkout, ConnectError> {
+    if let Some(tx) = shared_h2(pool) {
+        return Ok(Checkout {
+            conn: Conn::H2(tx),
+            reused: true,
+        });
+    }
+    let _waiting = Pending::enter(pool, upstream.limits.max_pending.max(1))?;
+    // One dial per cold endpoint: the others wait for it (bounded by its connect timeout).
+    let _dialling = pool.h2_dial.lock().await;
+    if let Some(tx) = shared_h2(pool) {
+        return Ok(Checkout {
+            conn: Conn::H2(tx),
+            reused: true,
+        });
+    }
+    let tx = dial_h2(pool, upstream).await?;
+    *lock(&pool.h2) = Some(tx.clone());
+    Ok(Checkout {
+        conn: Conn::H2(tx),
+        reused: false,
+    })
+}
+
+fn shared_h2(pool: &EndpointPool) -> Option<http2::SendRequest<ProxyBody>> {
+    let guard = lock(&pool.h2);
+    guard.as_ref().filter(|tx| !tx.is_closed()).cloned()
+}
+
+/// Dials a fresh HTTP/1.1 connection, counted against the limit (the caller reserved it).
+async fn dial_h1(pool: &Arc<EndpointPool>, upstream: &Upstream) -> Result<H1Conn, ConnectError> {
+    let slot = Arc::new(ConnSlot {
+        pool: pool.clone(),
+        request_done: AtomicBool::new(false),
+    });
     let io = connect_io(pool, upstream).await?;
     let (tx, conn) = http1::Builder::new()
         .handshake(TokioIo::new(io))
@@ -217,10 +388,20 @@ async fn connect_h1(
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
-    Ok(tx)
+    Ok(H1Conn { tx, slot })
 }
 
-async fn connect_h2(
+/// Dials a fresh HTTP/1.1 connection past the pool, for a request a reused connection did not
+/// send (it is counted like any other).
+pub async fn redial_h1(
+    pool: &Arc<EndpointPool>,
+    upstream: &Upstream,
+) -> Result<H1Conn, ConnectError> {
+    pool.open.fetch_add(1, Ordering::AcqRel);
+    dial_h1(pool, upstream).await
+}
+
+async fn dial_h2(
     pool: &EndpointPool,
     upstream: &Upstream,
 ) -> Result<http2::SendRequest<ProxyBody>, ConnectError> {
@@ -238,21 +419,19 @@ async fn connect_h2(
     Ok(tx)
 }
 
-/// A connected byte stream to an endpoint, plain or TLS.
-pub enum UpstreamIo {
-    /// Plain TCP.
-    Tcp(TcpStream),
-    /// TLS over TCP.
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+/// Forgets the shared HTTP/2 connection (it would not take a request), so the next dials anew.
+pub fn forget_h2(pool: &EndpointPool) {
+    *lock(&pool.h2) = None;
 }
 
 impl EndpointPool {
     /// Opens a new connection (TCP, then TLS if the upstream has it), without pooling or counting.
     pub async fn dial(&self, upstream: &Upstream) -> Result<UpstreamIo, ConnectError> {
         let tcp = match self.addr {
-            Some(a) => TcpStream::connect(a).await?,
-            None => TcpStream::connect(&*self.address).await?,
-        };
+            Some(a) => TcpStream::connect(a).await,
+            None => TcpStream::connect(&*self.address).await,
+        }
+        .map_err(ConnectError::Io)?;
         let _ = tcp.set_nodelay(true);
         match &upstream.tls {
             None => Ok(UpstreamIo::Tcp(tcp)),
@@ -285,149 +464,7 @@ async fn tls_connect(
         .map_err(|_| ConnectError::ServerName(name.to_string()))?;
     let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
         .connect(server_name, tcp)
-        .await?;
+        .await
+        .map_err(ConnectError::Tls)?;
     Ok(UpstreamIo::Tls(Box::new(stream)))
-}
-
-impl tokio::io::AsyncRead for UpstreamIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            UpstreamIo::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for UpstreamIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            UpstreamIo::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamIo::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            UpstreamIo::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            UpstreamIo::Tcp(s) => s.is_write_vectored(),
-            UpstreamIo::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Tcp(s) => Pin::new(s).poll_flush(cx),
-            UpstreamIo::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            UpstreamIo::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
-
-/// An upstream response body that hands its HTTP/1.1 connection back to the pool once fully read.
-pub struct PooledBody {
-    inner: Incoming,
-    idle: IdleTimer,
-    ret: Option<(Arc<EndpointPool>, http1::SendRequest<ProxyBody>, usize)>,
-}
-
-impl PooledBody {
-    /// Wraps `inner`; `ret` is the connection to return (HTTP/1.1 only) and the pool's idle cap.
-    pub fn new(
-        inner: Incoming,
-        idle: Duration,
-        ret: Option<(Arc<EndpointPool>, http1::SendRequest<ProxyBody>, usize)>,
-    ) -> Self {
-        PooledBody {
-            inner,
-            idle: IdleTimer::new(idle),
-            ret,
-        }
-    }
-
-    fn give_back(&mut self) {
-        if let Some((pool, tx, max)) = self.ret.take() {
-            if tx.is_closed() {
-                return;
-            }
-            let mut idle = pool.idle.lock().expect("pool lock");
-            if idle.len() < max {
-                idle.push(Idle {
-                    tx,
-                    since: Instant::now(),
-                });
-            }
-        }
-    }
-}
-
-impl Body for PooledBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let r = Pin::new(&mut this.inner).poll_frame(cx);
-        match &r {
-            Poll::Pending => {
-                if let Poll::Ready(e) = this.idle.poll_expired(cx) {
-                    // A stalled upstream: the connection is in an unknown state, never reuse it.
-                    this.ret = None;
-                    return Poll::Ready(Some(Err(e.into())));
-                }
-            }
-            Poll::Ready(None) => this.give_back(),
-            Poll::Ready(Some(Ok(_))) => {
-                this.idle.progressed();
-                if this.inner.is_end_stream() {
-                    this.give_back();
-                }
-            }
-            Poll::Ready(Some(Err(_))) => this.ret = None,
-        }
-        r.map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for PooledBody {
-    fn drop(&mut self) {
-        // Bodies that end without being polled (HEAD, 204, 304, empty) still free their connection.
-        if self.inner.is_end_stream() {
-            self.give_back();
-        }
-    }
 }

@@ -10,6 +10,7 @@ use std::{
     },
 };
 
+use crate::snapshot::ListenerSpec;
 use http::HeaderValue;
 use hyper::{
     server::conn::{http1, http2},
@@ -17,7 +18,6 @@ use hyper::{
 };
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus::IntGauge;
-use strait_core::snapshot::ListenerSpec;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},

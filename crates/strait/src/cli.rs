@@ -181,7 +181,16 @@ pub fn routes(path: &std::path::Path) -> ExitCode {
             .as_ref()
             .map_or_else(|| "*".to_string(), |l| l.join(","));
         let action = match &r.action {
-            RouteAction::Upstream { name } => format!("upstream {name}"),
+            RouteAction::Forward { backends } => match backends.as_slice() {
+                [one] => format!("upstream {}", one.upstream),
+                many => {
+                    let parts: Vec<String> = many
+                        .iter()
+                        .map(|b| format!("{}={}", b.upstream, b.weight))
+                        .collect();
+                    format!("upstreams {}", parts.join(","))
+                }
+            },
             RouteAction::Respond(resp) => format!("respond {}", resp.status.as_u16()),
             RouteAction::Redirect(rd) => format!("redirect {}", rd.status.as_u16()),
         };

@@ -108,12 +108,12 @@ pub(crate) fn unspanned(value: String) -> S {
 
 /// Visits a scalar or a mapping; the mapping goes to a derived struct so its unknown
 /// fields are still reported with their location and the list of expected names.
-struct ScalarOrMap<T, M> {
-    expecting: &'static str,
+pub(crate) struct ScalarOrMap<T, M> {
+    pub expecting: &'static str,
     /// Whether numbers count as text (`x-version: 2`); otherwise they are a type error.
-    numbers_as_text: bool,
-    from_str: fn(String) -> T,
-    from_map: fn(M) -> T,
+    pub numbers_as_text: bool,
+    pub from_str: fn(String) -> T,
+    pub from_map: fn(M) -> T,
 }
 
 impl<'de, T, M: Deserialize<'de>> Visitor<'de> for ScalarOrMap<T, M> {

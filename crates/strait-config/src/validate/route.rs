@@ -8,8 +8,10 @@ use serde_saphyr::Spanned;
 use super::values;
 use super::{pos, pos_or, Ctx, Known};
 use crate::diag::{Pos, RouteLocs};
+use crate::policy::{Backend, PolicyRef, PolicySpec};
 use crate::raw::{
-    RawHeaderOps, RawMatch, RawRedirect, RawRespond, RawRewrite, RawRoute, RawValueMatch, S,
+    RawBackend, RawHeaderOps, RawMatch, RawRedirect, RawRespond, RawRewrite, RawRoute,
+    RawValueMatch, S,
 };
 use crate::types::*;
 
@@ -41,24 +43,30 @@ pub(super) fn route(cx: &mut Ctx, raw: &Spanned<RawRoute>, known: &Known) -> (Ro
     let matcher = route_match(cx, raw_match);
 
     let (action, action_at) = action(cx, r, &name, at, known);
+    let forwards = matches!(action, Some(RouteAction::Forward { .. }) | None);
     let rewrite = r.rewrite.as_ref().map(|rw| {
-        if !matches!(action, Some(RouteAction::Upstream { .. }) | None) {
+        if !forwards {
             cx.err(pos(rw), "rewrite is only allowed with an `upstream` action");
         }
         rewrite(cx, rw, raw_match)
     });
+    let policies = super::policy::refs(cx, r.policies.as_ref(), &name, known.policies);
+    check_route_policies(cx, r, &policies, forwards, known);
+    let upgrades = upgrades(cx, r.upgrades.as_ref(), forwards);
     let route = Route {
         name,
         listeners,
         priority,
         matcher,
         // An invalid action was already reported; any placeholder will do.
-        action: action.unwrap_or(RouteAction::Upstream {
-            name: String::new(),
+        action: action.unwrap_or(RouteAction::Forward {
+            backends: Vec::new(),
         }),
         rewrite,
         request_headers: header_ops(cx, r.request_headers.as_ref()),
         response_headers: header_ops(cx, r.response_headers.as_ref()),
+        policies,
+        upgrades,
     };
     let locs = RouteLocs {
         at,
@@ -206,6 +214,9 @@ fn action(
     if let Some(u) = &r.upstream {
         present.push(("upstream", pos(u)));
     }
+    if let Some(u) = &r.upstreams {
+        present.push(("upstreams", pos(u)));
+    }
     if let Some(x) = &r.respond {
         present.push(("respond", pos(x)));
     }
@@ -217,7 +228,9 @@ fn action(
         [] => {
             cx.err(
                 at,
-                format!("route `{name}` has no action: set one of upstream, respond or redirect"),
+                format!(
+                    "route `{name}` has no action: set one of upstream, upstreams, respond or redirect"
+                ),
             );
             return (None, at);
         }
@@ -237,18 +250,16 @@ fn action(
     }
     let action_at = present[0].1;
     let action = if let Some(u) = &r.upstream {
-        if !known.upstreams.contains(u.value.as_str()) {
-            let mut names: Vec<&str> = known.upstreams.iter().copied().collect();
-            names.sort_unstable();
-            let hint = if names.is_empty() {
-                "no upstreams are defined".to_owned()
-            } else {
-                format!("defined: {}", names.join(", "))
-            };
-            cx.err(pos(u), format!("unknown upstream `{}` ({hint})", u.value));
+        check_upstream(cx, &u.value, pos(u), known);
+        RouteAction::Forward {
+            backends: vec![Backend {
+                upstream: u.value.clone(),
+                weight: 1,
+            }],
         }
-        RouteAction::Upstream {
-            name: u.value.clone(),
+    } else if let Some(list) = &r.upstreams {
+        RouteAction::Forward {
+            backends: backends(cx, list, known),
         }
     } else if let Some(x) = &r.respond {
         RouteAction::Respond(respond(cx, &x.value))
@@ -258,6 +269,118 @@ fn action(
         unreachable!("one action is present")
     };
     (Some(action), action_at)
+}
+
+fn check_upstream(cx: &mut Ctx, name: &str, at: Pos, known: &Known) {
+    if !known.upstreams.contains(name) {
+        let mut names: Vec<&str> = known.upstreams.iter().copied().collect();
+        names.sort_unstable();
+        let hint = if names.is_empty() {
+            "no upstreams are defined".to_owned()
+        } else {
+            format!("defined: {}", names.join(", "))
+        };
+        cx.err(at, format!("unknown upstream `{name}` ({hint})"));
+    }
+}
+
+/// `upstreams:` weighted backends.
+fn backends(cx: &mut Ctx, list: &Spanned<Vec<Spanned<RawBackend>>>, known: &Known) -> Vec<Backend> {
+    let mut out: Vec<Backend> = Vec::new();
+    for item in &list.value {
+        let (name, at, weight) = match &item.value {
+            RawBackend::Name(n) => (n.clone(), pos(item), 1),
+            RawBackend::Full(f) => (
+                f.name.value.clone(),
+                pos(&f.name),
+                cx.count(f.weight.as_ref(), "weight", 1u32, (0, 10_000)),
+            ),
+        };
+        check_upstream(cx, &name, at, known);
+        if out.iter().any(|b| b.upstream == name) {
+            cx.err(
+                at,
+                format!("upstream `{name}` is listed twice in `upstreams`"),
+            );
+        }
+        out.push(Backend {
+            upstream: name,
+            weight,
+        });
+    }
+    if out.is_empty() {
+        cx.err(pos(list), "upstreams is empty: list at least one upstream");
+    } else if out.iter().all(|b| b.weight == 0) {
+        cx.err(
+            pos(list),
+            "every backend has weight 0: at least one must take traffic",
+        );
+    }
+    out
+}
+
+/// Policies that only make sense on routes that forward, and one retry policy per route.
+fn check_route_policies(
+    cx: &mut Ctx,
+    r: &RawRoute,
+    policies: &[PolicyRef],
+    forwards: bool,
+    known: &Known,
+) {
+    let at = r.policies.as_ref().map_or((0, 0), pos);
+    let retries = policies
+        .iter()
+        .filter(|p| {
+            let spec = match p {
+                PolicyRef::Named(n) => known.policies.get(n.as_str()).copied(),
+                PolicyRef::Inline(p) => Some(&p.spec),
+            };
+            matches!(spec, Some(PolicySpec::Retry(_)))
+        })
+        .count();
+    if retries > 0 && !forwards {
+        cx.err(
+            at,
+            "a retry policy only applies to routes that forward to an upstream",
+        );
+    }
+    if retries > 1 {
+        cx.err(
+            at,
+            "a route takes one retry policy (a route's own replaces its listener's)",
+        );
+    }
+}
+
+/// `upgrades:` the `Upgrade` tokens a route tunnels.
+fn upgrades(cx: &mut Ctx, raw: Option<&Spanned<Vec<S>>>, forwards: bool) -> Vec<String> {
+    let Some(list) = raw else {
+        return vec!["websocket".to_owned()];
+    };
+    if !forwards {
+        cx.err(
+            pos(list),
+            "upgrades only apply to routes that forward to an upstream",
+        );
+    }
+    let mut out = Vec::new();
+    for t in &list.value {
+        let token = t.value.to_ascii_lowercase();
+        if token == "h2c" {
+            cx.err(
+                pos(t),
+                "h2c upgrades are never tunnelled (a request smuggling pattern); \
+                 clients reach HTTP/2 upstreams through an HTTP/2 listener",
+            );
+        } else if token.is_empty() || !token.bytes().all(values::is_token_char) {
+            cx.err(
+                pos(t),
+                format!("`{}` is not a valid Upgrade token", t.value),
+            );
+        }
+        out.push(token);
+    }
+    out
 }
 
 fn status(cx: &mut Ctx, raw: Option<&S>, default: u16, allowed: &[u16]) -> StatusCode {
@@ -398,7 +521,7 @@ fn header_pairs(cx: &mut Ctx, raw: Option<&Vec<(S, S)>>) -> Vec<(String, String)
     out
 }
 
-fn header_ops(cx: &mut Ctx, raw: Option<&RawHeaderOps>) -> HeaderOps {
+pub(super) fn header_ops(cx: &mut Ctx, raw: Option<&RawHeaderOps>) -> HeaderOps {
     let Some(r) = raw else {
         return HeaderOps::default();
     };

@@ -138,7 +138,7 @@ fn a_route_needs_an_action() {
     let e = one_error(&with_listener("routes:\n  - name: r\n"));
     assert_eq!(
         e,
-        "5:5: route `r` has no action: set one of upstream, respond or redirect"
+        "5:5: route `r` has no action: set one of upstream, upstreams, respond or redirect"
     );
 }
 

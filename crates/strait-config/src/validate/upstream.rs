@@ -113,6 +113,18 @@ pub(super) fn upstream(cx: &mut Ctx, raw: &Spanned<RawUpstream>) -> (Upstream, U
         tls = Some(UpstreamTls::default());
     }
     let health_check = u.health_check.as_ref().map(|h| health_check(cx, h));
+    let outlier_detection = super::resilience::outlier(cx, u.outlier_detection.as_ref());
+    let circuit_breaker = u
+        .circuit_breaker
+        .as_ref()
+        .map(|b| super::resilience::breaker(cx, b));
+    let limits = super::resilience::limits(cx, u.limits.as_ref());
+    let dns_refresh = cx.duration(
+        u.dns_refresh.as_ref(),
+        "dns_refresh",
+        Duration::from_secs(5),
+        false,
+    );
 
     let upstream = Upstream {
         name,
@@ -124,6 +136,10 @@ pub(super) fn upstream(cx: &mut Ctx, raw: &Spanned<RawUpstream>) -> (Upstream, U
         pool,
         tls,
         health_check,
+        outlier_detection,
+        circuit_breaker,
+        limits,
+        dns_refresh,
     };
     (upstream, locs)
 }

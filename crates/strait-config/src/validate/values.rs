@@ -197,3 +197,8 @@ pub(crate) fn endpoint_address(s: &str) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| format!("endpoint {e}"))
 }
+
+/// Whether `b` may appear in an RFC 9110 token (methods, header names, Upgrade protocols).
+pub(crate) fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}

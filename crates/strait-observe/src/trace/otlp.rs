@@ -64,7 +64,7 @@ pub fn spans(rec: &RequestRecord, out: &mut Vec<Span>) {
         start_time_unix_nano: rec.start_unix_ns,
         end_time_unix_nano: end,
         attributes: attrs,
-        status: Some(status_of(server_error)),
+        status: Some(status_of(server_error, rec.error.as_deref())),
         ..Default::default()
     });
     for a in &rec.attempts {
@@ -97,7 +97,7 @@ pub fn spans(rec: &RequestRecord, out: &mut Vec<Span>) {
             start_time_unix_nano: rec.unix_ns(a.start),
             end_time_unix_nano: rec.unix_ns(a.start + a.duration),
             attributes: attrs,
-            status: Some(status_of(failed)),
+            status: Some(status_of(failed, a.detail.as_deref())),
             ..Default::default()
         });
     }
@@ -126,14 +126,18 @@ pub fn resource_spans(service: &str, spans: Vec<Span>) -> ResourceSpans {
     }
 }
 
-fn status_of(error: bool) -> Status {
+fn status_of(error: bool, detail: Option<&str>) -> Status {
     Status {
         code: if error {
             status::StatusCode::Error as i32
         } else {
             status::StatusCode::Unset as i32
         },
-        message: String::new(),
+        message: if error {
+            detail.unwrap_or_default().to_owned()
+        } else {
+            String::new()
+        },
     }
 }
 

@@ -1,7 +1,6 @@
-//! Runtime upstreams and endpoints; endpoint state (health, load, connection pool) is live state shared across snapshots.
+//! Runtime upstreams and endpoints; endpoint state (health, ejection, load, connection pool) is live state shared across snapshots.
 
 use std::{
-    any::Any,
     sync::{
         atomic::{AtomicBool, AtomicU32, Ordering},
         Arc, OnceLock,
@@ -9,7 +8,11 @@ use std::{
     time::Duration,
 };
 
-use crate::balance::Balancer;
+use strait_core::balance::Balancer;
+use strait_core::resilience::Outlier;
+use strait_core::resilience::{Breaker, OutlierSettings};
+
+use crate::pool::EndpointPool;
 
 /// Wire protocol towards an upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,6 +94,21 @@ pub struct Upstream {
     pub tls: Option<UpstreamTls>,
     /// Active health checking, if configured.
     pub health_check: Option<HealthCheck>,
+    /// Passive health settings.
+    pub outlier: OutlierSettings,
+    /// The upstream-wide circuit breaker (live state), if configured with `scope: upstream`.
+    pub breaker: Option<Arc<Breaker>>,
+    /// Per-endpoint connection limits.
+    pub limits: ConnectionLimits,
+}
+
+/// Connection limits per endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections.
+    pub max_connections: usize,
+    /// Requests waiting for a connection.
+    pub max_pending: usize,
 }
 
 /// Active health check settings.
@@ -124,7 +142,7 @@ pub enum HealthCheckKind {
 
 /// One endpoint of an upstream.
 pub struct Endpoint {
-    /// `host:port` as configured (metric label, connect target).
+    /// `host:port` as configured or resolved (metric label, connect target).
     pub address: Arc<str>,
     /// The same as a URI authority, for HTTP/2 requests.
     pub authority: http::uri::Authority,
@@ -132,14 +150,18 @@ pub struct Endpoint {
     pub weight: u32,
     /// Live state, carried across reloads.
     pub state: Arc<EndpointState>,
+    /// This endpoint's own circuit breaker (`circuit_breaker.scope: endpoint`), live state.
+    pub breaker: Option<Arc<Breaker>>,
 }
 
 /// Live state of an endpoint: outlives snapshots, keyed by upstream name, address and transport.
 pub struct EndpointState {
     healthy: AtomicBool,
     active: AtomicU32,
-    /// Slot for the data plane's per-endpoint state (its connection pool); typed by the owner.
-    pub ext: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// Passive health: consecutive failures and ejection.
+    pub outlier: Outlier,
+    /// The endpoint's connection pool, made on first use (so unused endpoints register no series).
+    pub pool: OnceLock<Arc<EndpointPool>>,
 }
 
 impl EndpointState {
@@ -148,11 +170,12 @@ impl EndpointState {
         EndpointState {
             healthy: AtomicBool::new(true),
             active: AtomicU32::new(0),
-            ext: OnceLock::new(),
+            outlier: Outlier::default(),
+            pool: OnceLock::new(),
         }
     }
 
-    /// Whether the balancer may pick this endpoint.
+    /// Whether active health checks consider the endpoint healthy.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
@@ -189,16 +212,39 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
+impl Endpoint {
+    /// Whether the balancer may pick this endpoint at `now_ms`: healthy by active checks, not
+    /// ejected, and its own breaker (if any) not open.
+    pub fn is_available(&self, now_ms: u64) -> bool {
+        self.state.is_healthy()
+            && !self.state.outlier.is_ejected(now_ms)
+            && self.breaker.as_ref().is_none_or(|b| !b.blocks(now_ms))
+    }
+}
+
 impl Upstream {
-    /// Picks an endpoint for a request; `None` when no endpoint is healthy.
-    pub fn pick(&self, hash: Option<u64>) -> Option<&Arc<Endpoint>> {
+    /// Picks an endpoint for a request among those `allowed`; `None` when none is available.
+    pub fn pick(
+        &self,
+        hash: Option<u64>,
+        now_ms: u64,
+        allowed: impl Fn(usize) -> bool,
+    ) -> Option<(usize, &Arc<Endpoint>)> {
         let eps = &self.endpoints;
         let i = self.balancer.pick(
             eps.len(),
-            |i| eps[i].state.is_healthy(),
+            |i| allowed(i) && eps[i].is_available(now_ms),
             |i| eps[i].state.active(),
             hash,
         )?;
-        Some(&eps[i])
+        Some((i, &eps[i]))
+    }
+
+    /// How many endpoints are ejected at `now_ms` (for the ejection cap).
+    pub fn ejected(&self, now_ms: u64) -> usize {
+        self.endpoints
+            .iter()
+            .filter(|e| e.state.outlier.is_ejected(now_ms))
+            .count()
     }
 }

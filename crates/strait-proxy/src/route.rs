@@ -1,11 +1,15 @@
-//! Runtime routes: what a matched request does (forward, respond, redirect) and its filter chain.
+//! Runtime routes: what a matched request does (forward to weighted backends, respond, redirect).
+//!
+//! A route's filter chain is per listener (listener policies come first), so it lives in the
+//! snapshot's `RouteEntry`, not here.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::{filter::Chain, upstream::Upstream};
+use crate::{retry::RetryPolicy, upstream::Upstream};
 
 /// A compiled route.
 pub struct Route {
@@ -13,23 +17,78 @@ pub struct Route {
     pub name: Arc<str>,
     /// What to do with a matching request.
     pub action: Action,
-    /// Filters run on the request and response.
-    pub filters: Chain,
 }
 
 /// The action of a route.
 pub enum Action {
-    /// Forward to an upstream, after an optional rewrite.
-    Forward {
-        /// Target upstream.
-        upstream: Arc<Upstream>,
-        /// Path/host rewrite applied before forwarding.
-        rewrite: Option<Rewrite>,
-    },
+    /// Forward to an upstream chosen among weighted backends.
+    Forward(Box<Forward>),
     /// Answer directly.
     Respond(Respond),
     /// Answer with a redirect built from the request.
     Redirect(Redirect),
+}
+
+/// How a route forwards.
+pub struct Forward {
+    /// The upstreams and their weights.
+    pub backends: Backends,
+    /// Path/host rewrite applied before forwarding.
+    pub rewrite: Option<Rewrite>,
+    /// Retries of failed attempts, if a retry policy applies.
+    pub retry: Option<Arc<RetryPolicy>>,
+    /// `Upgrade` tokens tunnelled (lowercase); others are dropped from the request.
+    pub upgrades: Box<[Box<str>]>,
+}
+
+/// Weighted backends: the first step of forwarding picks one by smooth weighted round robin,
+/// which gives each its exact share over every period of the weights' sum.
+pub struct Backends {
+    upstreams: Box<[(Arc<Upstream>, u32)]>,
+    /// Backend indices in smooth weighted order (backends of weight 0 never appear).
+    sequence: Box<[u32]>,
+    cursor: AtomicUsize,
+}
+
+impl Backends {
+    /// Backends with their weights (at least one above 0).
+    pub fn new(upstreams: Vec<(Arc<Upstream>, u32)>) -> Self {
+        let live: Vec<usize> = (0..upstreams.len())
+            .filter(|&i| upstreams[i].1 > 0)
+            .collect();
+        let weights: Vec<u32> = live.iter().map(|&i| upstreams[i].1).collect();
+        let sequence = strait_core::balance::smooth_sequence(&weights)
+            .into_iter()
+            .map(|k| live[k as usize] as u32)
+            .collect();
+        Backends {
+            upstreams: upstreams.into(),
+            sequence,
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// Picks the backend for one request; its index into [`Backends::all`].
+    pub fn pick(&self) -> usize {
+        if self.upstreams.len() == 1 {
+            return 0;
+        }
+        let i = self.cursor.fetch_add(1, Ordering::Relaxed);
+        self.sequence
+            .get(i % self.sequence.len().max(1))
+            .copied()
+            .unwrap_or(0) as usize
+    }
+
+    /// Every backend with its weight, in configuration order.
+    pub fn all(&self) -> &[(Arc<Upstream>, u32)] {
+        &self.upstreams
+    }
+
+    /// The upstream of backend `i`.
+    pub fn upstream(&self, i: usize) -> &Arc<Upstream> {
+        &self.upstreams[i].0
+    }
 }
 
 /// Path and host rewrite for forwarded requests.
@@ -119,6 +178,20 @@ pub fn split_host_port(host: &str) -> (&str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backends_of_weight_zero_get_nothing() {
+        // The sequence logic is shared with the balancer; here only the index mapping.
+        let w = [0u32, 3, 1];
+        let live: Vec<usize> = (0..3).filter(|&i| w[i] > 0).collect();
+        let seq: Vec<usize> = strait_core::balance::smooth_sequence(&[3, 1])
+            .into_iter()
+            .map(|k| live[k as usize])
+            .collect();
+        assert_eq!(seq.iter().filter(|&&i| i == 0).count(), 0);
+        assert_eq!(seq.iter().filter(|&&i| i == 1).count(), 3);
+        assert_eq!(seq.iter().filter(|&&i| i == 2).count(), 1);
+    }
 
     fn redirect() -> Redirect {
         Redirect {

@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use strait_core::Chain;
 use strait_observe::{Observer, RouteStats};
 
 use crate::{route::Route, upstream::Upstream};
@@ -41,12 +42,17 @@ pub struct ListenerRoutes {
     pub unmatched: Arc<RouteStats>,
 }
 
-/// A route as seen from one listener, with its stats handles.
+/// A route as seen from one listener: its filter chain and stats handles.
 pub struct RouteEntry {
     /// The route.
     pub route: Arc<Route>,
-    /// Stats labelled with this listener and route.
+    /// The listener's policies, then the route's, in kind order.
+    pub chain: Chain,
+    /// Stats for answers given before an upstream is chosen (labelled with the route's only
+    /// upstream, or none when it has several or none).
     pub stats: Arc<RouteStats>,
+    /// Stats per backend of a forwarding route, by backend index.
+    pub backend_stats: Box<[Arc<RouteStats>]>,
 }
 
 /// Downstream limits of a listener.

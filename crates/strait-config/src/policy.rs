@@ -1,0 +1,183 @@
+//! Validated policies (`policies:` and inline ones), weighted backends, and the resilience settings of upstreams (outlier detection, circuit breaker, limits).
+
+use std::time::Duration;
+
+use crate::types::HeaderOps;
+
+/// A policy with its settings parsed; the kind is the variant of [`PolicySpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Unique name (inline policies are named `ROUTE/KIND` unless given a name).
+    pub name: String,
+    /// Kind and settings.
+    pub spec: PolicySpec,
+}
+
+/// A policy's kind and settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicySpec {
+    /// Request and response header edits.
+    Headers(HeadersPolicy),
+    /// Retries of failed upstream attempts (a forwarding setting, not a filter).
+    Retry(RetryPolicy),
+}
+
+impl PolicySpec {
+    /// The kind's name as written in the configuration.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PolicySpec::Headers(_) => "headers",
+            PolicySpec::Retry(_) => "retry",
+        }
+    }
+
+    /// Where the kind runs in a route's chain (lower first); see docs/request-path.md.
+    ///
+    /// The order is fixed by kind, not by where a policy is listed: IP rules, request limits,
+    /// CORS, authentication, rate limits, plugins, header edits, then forwarding.
+    pub fn rank(&self) -> u16 {
+        match self {
+            PolicySpec::Headers(_) => 800,
+            PolicySpec::Retry(_) => 1000,
+        }
+    }
+}
+
+/// A reference from a route or listener to a policy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyRef {
+    /// A policy of `policies:` by name (which exists).
+    Named(String),
+    /// A policy written in place.
+    Inline(Policy),
+}
+
+/// `headers:` edits of the request before forwarding and of the response before answering.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeadersPolicy {
+    /// Request edits.
+    pub request: HeaderOps,
+    /// Response edits.
+    pub response: HeaderOps,
+}
+
+/// `retry:` which failed attempts are tried again, how often, and within which budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 3).
+    pub attempts: u32,
+    /// What counts as a retryable failure.
+    pub on: RetryOn,
+    /// Retry non-idempotent methods (POST, PATCH) too (default false).
+    pub retry_non_idempotent: bool,
+    /// Bound on each attempt until the response head; `None` = `timeouts.request`.
+    pub per_try_timeout: Option<Duration>,
+    /// First backoff ceiling (default 25 ms), doubled per retry.
+    pub backoff_base: Duration,
+    /// Largest backoff (default 250 ms).
+    pub backoff_max: Duration,
+    /// Retries per request allowed in the budget window (default 0.2).
+    pub budget_ratio: f64,
+    /// Retries per second allowed regardless of traffic (default 10).
+    pub budget_min_per_second: u32,
+    /// The budget's sliding window (default 10 s).
+    pub budget_window: Duration,
+    /// Request bodies up to this size are kept for a retry (default 64 KiB); larger ones are
+    /// streamed and not retried once sent.
+    pub max_replay_body: u64,
+}
+
+/// Failures a retry policy retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryOn {
+    /// No connection could be made (always safe: the request was never sent).
+    pub connect_failure: bool,
+    /// The connection failed after the request was sent, before a response head.
+    pub reset: bool,
+    /// The attempt exceeded its per-try timeout.
+    pub timeout: bool,
+    /// Response statuses that are retried (default 502, 503, 504).
+    pub statuses: Vec<u16>,
+}
+
+/// One weighted backend of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Upstream name (which exists).
+    pub upstream: String,
+    /// Relative weight 0..=10000 (default 1); 0 sends no traffic.
+    pub weight: u32,
+}
+
+/// Passive health: consecutive failures eject an endpoint for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierDetection {
+    /// Consecutive connect failures, resets, timeouts or 502/503/504 that eject (default 5; 0 = off).
+    pub consecutive_gateway_failures: u32,
+    /// Consecutive 5xx of any kind that eject (default 0 = off).
+    pub consecutive_5xx: u32,
+    /// First ejection's length (default 30 s); the n-th lasts n times as long.
+    pub base_ejection_time: Duration,
+    /// Longest ejection (default 300 s).
+    pub max_ejection_time: Duration,
+    /// Most endpoints ejected at once, percent, rounded down (default 50).
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive_gateway_failures: 5,
+            consecutive_5xx: 0,
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_percent: 50,
+        }
+    }
+}
+
+/// Where a circuit breaker counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerScope {
+    /// One breaker for the whole upstream.
+    Upstream,
+    /// One breaker per endpoint (an open one takes its endpoint out of balancing).
+    Endpoint,
+}
+
+/// A circuit breaker (off unless configured).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CircuitBreaker {
+    /// Failure ratio over the window that opens it (default 0.5; 0 = only `consecutive_failures`).
+    pub failure_ratio: f64,
+    /// Requests in the window before the ratio counts (default 20).
+    pub min_requests: u32,
+    /// The sliding window (default 10 s).
+    pub window: Duration,
+    /// Failures in a row that open it (default 0 = off).
+    pub consecutive_failures: u32,
+    /// Time open before probing (default 30 s).
+    pub open_for: Duration,
+    /// Probes while half-open, all must succeed to close (default 3).
+    pub half_open_requests: u32,
+    /// Upstream-wide or per endpoint (default upstream).
+    pub scope: BreakerScope,
+}
+
+/// Connection limits per endpoint (Envoy's circuit-breaker thresholds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLimits {
+    /// Open connections per endpoint (default 1024); HTTP/2 uses one.
+    pub max_connections: usize,
+    /// Requests waiting for a connection per endpoint (default 1024); beyond it → 503.
+    pub max_pending: usize,
+}
+
+impl Default for UpstreamLimits {
+    fn default() -> Self {
+        UpstreamLimits {
+            max_connections: 1024,
+            max_pending: 1024,
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Policy validation: named policies, inline ones, references from routes and listeners, and each kind's settings.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use super::route::header_ops;
+use super::{pos, Ctx};
+use crate::diag::Pos;
+use crate::policy::*;
+use crate::raw::{RawPolicy, RawPolicyRef, RawRetry, S};
+
+/// Named policies by name, for resolving references.
+pub(crate) type Known<'a> = HashMap<&'a str, &'a PolicySpec>;
+
+/// Converts the `policies:` list.
+pub(super) fn policies(cx: &mut Ctx, raw: Option<&Vec<Spanned<RawPolicy>>>) -> Vec<Policy> {
+    let mut out = Vec::new();
+    let mut names = Vec::new();
+    for item in raw.into_iter().flatten() {
+        let at = pos(item);
+        let name = cx.name(item.value.name.as_ref(), at, "policy");
+        names.push((name.clone(), item.value.name.as_ref().map_or(at, pos)));
+        if let Some(spec) = spec(cx, &item.value, at) {
+            out.push(Policy { name, spec });
+        }
+    }
+    let named: Vec<(&str, Pos)> = names.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+    cx.unique("policy", &named);
+    out
+}
+
+/// The references of a route or listener called `owner`, in written order.
+pub(super) fn refs(
+    cx: &mut Ctx,
+    raw: Option<&Spanned<Vec<Spanned<RawPolicyRef>>>>,
+    owner: &str,
+    known: &Known,
+) -> Vec<PolicyRef> {
+    let mut out = Vec::new();
+    let mut inline_names: HashMap<String, u32> = HashMap::new();
+    for item in raw.map(|l| l.value.as_slice()).unwrap_or_default() {
+        let at = pos(item);
+        match &item.value {
+            RawPolicyRef::Name(name) => {
+                if !known.contains_key(name.as_str()) {
+                    let mut names: Vec<&str> = known.keys().copied().collect();
+                    names.sort_unstable();
+                    let hint = if names.is_empty() {
+                        "no policies are defined under `policies:`".to_owned()
+                    } else {
+                        format!("defined: {}", names.join(", "))
+                    };
+                    cx.err(at, format!("unknown policy `{name}` ({hint})"));
+                }
+                out.push(PolicyRef::Named(name.clone()));
+            }
+            RawPolicyRef::Inline(p) => {
+                let Some(spec) = spec(cx, p, at) else {
+                    continue;
+                };
+                let name = match &p.name {
+                    Some(n) => cx.name(Some(n), at, "policy"),
+                    None => {
+                        // Unique within the owner, so metrics and logs can tell them apart.
+                        let base = format!("{owner}/{}", spec.kind());
+                        let n = inline_names.entry(base.clone()).or_insert(0);
+                        *n += 1;
+                        if *n == 1 {
+                            base
+                        } else {
+                            format!("{base}-{n}")
+                        }
+                    }
+                };
+                out.push(PolicyRef::Inline(Policy { name, spec }));
+            }
+        }
+    }
+    out
+}
+
+/// The one kind a policy sets.
+fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
+    let mut kinds: Vec<(&str, Pos)> = Vec::new();
+    if let Some(h) = &p.headers {
+        kinds.push(("headers", pos(h)));
+    }
+    if let Some(r) = &p.retry {
+        kinds.push(("retry", pos(r)));
+    }
+    match kinds.as_slice() {
+        [] => {
+            cx.err(at, "policy has no kind: set one of headers, retry");
+            return None;
+        }
+        [_] => {}
+        [(first, _), rest @ ..] => {
+            for (k, p) in rest {
+                cx.err(
+                    *p,
+                    format!("a policy has one kind (`{first}` and `{k}`): write two policies"),
+                );
+            }
+            return None;
+        }
+    }
+    if let Some(h) = &p.headers {
+        return Some(PolicySpec::Headers(HeadersPolicy {
+            request: header_ops(cx, h.value.request.as_ref()),
+            response: header_ops(cx, h.value.response.as_ref()),
+        }));
+    }
+    p.retry
+        .as_ref()
+        .map(|r| PolicySpec::Retry(retry(cx, &r.value)))
+}
+
+fn retry(cx: &mut Ctx, r: &RawRetry) -> RetryPolicy {
+    let attempts = cx.count(r.attempts.as_ref(), "retry.attempts", 3u32, (1, 10));
+    let on = match &r.on {
+        None => RetryOn {
+            connect_failure: true,
+            reset: true,
+            timeout: false,
+            statuses: vec![502, 503, 504],
+        },
+        Some(list) => retry_on(cx, list),
+    };
+    let backoff = r.backoff.as_ref();
+    let backoff_base = cx.duration(
+        backoff.and_then(|b| b.base.as_ref()),
+        "retry.backoff.base",
+        Duration::from_millis(25),
+        true,
+    );
+    let backoff_max = cx.duration(
+        backoff.and_then(|b| b.max.as_ref()),
+        "retry.backoff.max",
+        Duration::from_millis(250),
+        true,
+    );
+    if backoff_max < backoff_base {
+        let at = backoff
+            .and_then(|b| b.max.as_ref().or(b.base.as_ref()))
+            .map_or((0, 0), pos);
+        cx.err(at, "retry.backoff.max must not be below retry.backoff.base");
+    }
+    let budget = r.budget.as_ref();
+    let budget_window = cx.duration(
+        budget.and_then(|b| b.window.as_ref()),
+        "retry.budget.window",
+        Duration::from_secs(10),
+        false,
+    );
+    if budget_window < Duration::from_secs(1) {
+        if let Some(w) = budget.and_then(|b| b.window.as_ref()) {
+            cx.err(pos(w), "retry.budget.window must be at least 1s");
+        }
+    }
+    RetryPolicy {
+        attempts,
+        on,
+        retry_non_idempotent: r.retry_non_idempotent.as_ref().is_some_and(|b| b.value),
+        per_try_timeout: r.per_try_timeout.as_ref().map(|t| {
+            cx.duration(
+                Some(t),
+                "retry.per_try_timeout",
+                Duration::from_secs(1),
+                false,
+            )
+        }),
+        backoff_base,
+        backoff_max,
+        budget_ratio: cx.ratio(
+            budget.and_then(|b| b.ratio.as_ref()),
+            "retry.budget.ratio",
+            0.2,
+        ),
+        budget_min_per_second: cx.count(
+            budget.and_then(|b| b.min_per_second.as_ref()),
+            "retry.budget.min_per_second",
+            10u32,
+            (0, 100_000),
+        ),
+        budget_window,
+        max_replay_body: {
+            let v = cx.size(
+                r.max_replay_body.as_ref(),
+                "retry.max_replay_body",
+                64 * 1024,
+            );
+            if v > 64 * 1024 * 1024 {
+                if let Some(s) = &r.max_replay_body {
+                    cx.err(pos(s), "retry.max_replay_body must be at most 64MiB");
+                }
+            }
+            v
+        },
+    }
+}
+
+fn retry_on(cx: &mut Ctx, list: &Spanned<Vec<S>>) -> RetryOn {
+    let mut on = RetryOn {
+        // Connect failures never reached the upstream: always retried.
+        connect_failure: true,
+        reset: false,
+        timeout: false,
+        statuses: Vec::new(),
+    };
+    if list.value.is_empty() {
+        cx.err(
+            pos(list),
+            "retry.on is empty: omit it for the default (connect_failure, reset, gateway_error)",
+        );
+    }
+    for item in &list.value {
+        match item.value.as_str() {
+            "connect_failure" => {}
+            "reset" => on.reset = true,
+            "timeout" => on.timeout = true,
+            "gateway_error" => on.statuses.extend([502, 503, 504]),
+            "5xx" => on.statuses.extend(500..=599),
+            code => match code.parse::<u16>() {
+                Ok(c) if (400..=599).contains(&c) => on.statuses.push(c),
+                _ => cx.err(
+                    pos(item),
+                    format!(
+                        "unknown retry condition `{code}`: expected connect_failure, reset, \
+                         timeout, gateway_error, 5xx or a status from 400 to 599"
+                    ),
+                ),
+            },
+        }
+    }
+    on.statuses.sort_unstable();
+    on.statuses.dedup();
+    on
+}

@@ -1,0 +1,206 @@
+//! One attempt: take a connection, send within the attempt's timeout, and say whether the request left Strait at all.
+//!
+//! hyper's `try_send_request` gives a request back when it was never written (the pooled
+//! connection had been closed by the upstream, or an HTTP/2 connection was going away). Such a
+//! request goes on a fresh connection to the same endpoint at once, uncounted, as clients do;
+//! a request a fresh connection did not send comes back to the caller like one that never
+//! found a connection, so another endpoint can take it whatever its method.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use strait_core::ProxyError;
+
+use crate::body::{BodyAborted, BodyTooLarge, ProxyBody};
+use crate::pool::{self, Checkout, Conn, ConnectError, EndpointPool, H1Conn};
+use crate::upstream::{Endpoint, Upstream};
+
+/// A response head and the HTTP/1.1 connection it came on (to pool when the exchange ends).
+pub(super) struct Sent {
+    pub response: Response<Incoming>,
+    pub conn: Option<H1Conn>,
+}
+
+/// A failed attempt, with the request when it was never sent.
+pub(super) struct AttemptError {
+    pub error: ProxyError,
+    pub request: Option<Request<ProxyBody>>,
+}
+
+/// Sends `req` to `endpoint` and waits up to `timeout` for the response head.
+pub(super) async fn send(
+    pool: &Arc<EndpointPool>,
+    upstream: &Upstream,
+    endpoint: &Endpoint,
+    req: Request<ProxyBody>,
+    timeout: Duration,
+) -> Result<Sent, AttemptError> {
+    let fail = |error, request| AttemptError { error, request };
+    let checkout = match pool::checkout(pool, upstream).await {
+        Ok(c) => c,
+        Err(e) => return Err(fail(connect_error(upstream, endpoint, e), Some(req))),
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let Checkout { conn, reused } = checkout;
+    let first = match conn {
+        Conn::H1(c) => send_h1(c, req, deadline).await,
+        Conn::H2(tx) => send_h2(tx, req, deadline).await,
+    };
+    let unsent = match first {
+        Ok(sent) => return Ok(sent),
+        Err(Failure::Sent(e)) => return Err(fail(failure(upstream, endpoint, e, timeout), None)),
+        Err(Failure::Unsent(req, e)) => {
+            if !reused {
+                // A fresh connection that would not take the request: as if it never opened.
+                let error = ProxyError::Connect {
+                    upstream: upstream.name.to_string(),
+                    endpoint: endpoint.address.to_string(),
+                    source: Box::new(e),
+                };
+                return Err(fail(error, Some(*req)));
+            }
+            *req
+        }
+    };
+    // The reused connection was closed under us: once more on a fresh one.
+    let fresh = if upstream.protocol.is_h2() {
+        pool::forget_h2(pool);
+        pool::checkout(pool, upstream).await.map(|c| c.conn)
+    } else {
+        pool::redial_h1(pool, upstream).await.map(Conn::H1)
+    };
+    let conn = match fresh {
+        Ok(c) => c,
+        Err(e) => return Err(fail(connect_error(upstream, endpoint, e), Some(unsent))),
+    };
+    let second = match conn {
+        Conn::H1(c) => send_h1(c, unsent, deadline).await,
+        Conn::H2(tx) => send_h2(tx, unsent, deadline).await,
+    };
+    match second {
+        Ok(sent) => Ok(sent),
+        Err(Failure::Sent(e)) => Err(fail(failure(upstream, endpoint, e, timeout), None)),
+        Err(Failure::Unsent(req, e)) => Err(fail(
+            ProxyError::Connect {
+                upstream: upstream.name.to_string(),
+                endpoint: endpoint.address.to_string(),
+                source: Box::new(e),
+            },
+            Some(*req),
+        )),
+    }
+}
+
+/// Why one send failed.
+enum Failure {
+    /// The request was (maybe partly) written: the error, or `None` for the timeout.
+    Sent(Option<hyper::Error>),
+    /// The request was never written: it comes back.
+    Unsent(Box<Request<ProxyBody>>, hyper::Error),
+}
+
+async fn send_h1(
+    mut c: H1Conn,
+    mut req: Request<ProxyBody>,
+    deadline: tokio::time::Instant,
+) -> Result<Sent, Failure> {
+    req.body_mut().notify_sent(&c.slot);
+    match tokio::time::timeout_at(deadline, c.tx.try_send_request(req)).await {
+        Ok(Ok(response)) => Ok(Sent {
+            response,
+            conn: Some(c),
+        }),
+        Ok(Err(mut e)) => match e.take_message() {
+            Some(req) => Err(Failure::Unsent(Box::new(req), e.into_error())),
+            None => Err(Failure::Sent(Some(e.into_error()))),
+        },
+        // The connection is dropped with the attempt: its state is unknown.
+        Err(_) => Err(Failure::Sent(None)),
+    }
+}
+
+async fn send_h2(
+    mut tx: hyper::client::conn::http2::SendRequest<ProxyBody>,
+    req: Request<ProxyBody>,
+    deadline: tokio::time::Instant,
+) -> Result<Sent, Failure> {
+    match tokio::time::timeout_at(deadline, tx.try_send_request(req)).await {
+        Ok(Ok(response)) => Ok(Sent {
+            response,
+            conn: None,
+        }),
+        Ok(Err(mut e)) => match e.take_message() {
+            Some(req) => Err(Failure::Unsent(Box::new(req), e.into_error())),
+            None => Err(Failure::Sent(Some(e.into_error()))),
+        },
+        Err(_) => Err(Failure::Sent(None)),
+    }
+}
+
+fn connect_error(upstream: &Upstream, endpoint: &Endpoint, e: ConnectError) -> ProxyError {
+    match e {
+        ConnectError::Overloaded | ConnectError::Exhausted => ProxyError::Overloaded {
+            upstream: upstream.name.to_string(),
+            endpoint: endpoint.address.to_string(),
+        },
+        e => ProxyError::Connect {
+            upstream: upstream.name.to_string(),
+            endpoint: endpoint.address.to_string(),
+            source: Box::new(e),
+        },
+    }
+}
+
+fn failure(
+    upstream: &Upstream,
+    endpoint: &Endpoint,
+    e: Option<hyper::Error>,
+    timeout: Duration,
+) -> ProxyError {
+    let Some(e) = e else {
+        return ProxyError::Timeout {
+            upstream: upstream.name.to_string(),
+            endpoint: endpoint.address.to_string(),
+            after: timeout,
+        };
+    };
+    if is_body_limit(&e) {
+        return ProxyError::BadRequest(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        );
+    }
+    if let Some(reason) = body_aborted(&e) {
+        return ProxyError::BadRequest(http::StatusCode::BAD_REQUEST, reason);
+    }
+    ProxyError::Upstream {
+        upstream: upstream.name.to_string(),
+        endpoint: endpoint.address.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// The reason a body filter stopped the request body, if one did.
+fn body_aborted(e: &hyper::Error) -> Option<&'static str> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(a) = s.downcast_ref::<BodyAborted>() {
+            return Some(a.0);
+        }
+        src = s.source();
+    }
+    None
+}
+
+fn is_body_limit(e: &hyper::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if s.is::<BodyTooLarge>() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
