@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod nginx;
 pub mod otlp;
 pub mod prometheus;
+pub mod raw;
 pub mod strait;
 pub mod upstream;
 pub mod ws;

@@ -20,6 +20,8 @@ pub enum PolicySpec {
     Headers(HeadersPolicy),
     /// Retries of failed upstream attempts (a forwarding setting, not a filter).
     Retry(RetryPolicy),
+    /// Injected aborts and delays, for chaos tests and game days.
+    Fault(FaultPolicy),
 }
 
 impl PolicySpec {
@@ -28,6 +30,7 @@ impl PolicySpec {
         match self {
             PolicySpec::Headers(_) => "headers",
             PolicySpec::Retry(_) => "retry",
+            PolicySpec::Fault(_) => "fault",
         }
     }
 
@@ -37,6 +40,7 @@ impl PolicySpec {
     /// CORS, authentication, rate limits, plugins, header edits, then forwarding.
     pub fn rank(&self) -> u16 {
         match self {
+            PolicySpec::Fault(_) => 700,
             PolicySpec::Headers(_) => 800,
             PolicySpec::Retry(_) => 1000,
         }
@@ -61,6 +65,17 @@ pub struct HeadersPolicy {
     pub response: HeaderOps,
 }
 
+/// `fault:` aborts and delays injected into a share of requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultPolicy {
+    /// Answer with this status instead of forwarding, for this share (0 to 1) of requests.
+    pub abort: Option<(http::StatusCode, f64)>,
+    /// Wait this long before going on, for this share (0 to 1) of requests.
+    pub delay: Option<(Duration, f64)>,
+    /// Only requests carrying this header (lowercased) are affected; `None` = all.
+    pub header: Option<String>,
+}
+
 /// `retry:` which failed attempts are tried again, how often, and within which budget.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -78,7 +93,7 @@ pub struct RetryPolicy {
     pub backoff_max: Duration,
     /// Retries per request allowed in the budget window (default 0.2).
     pub budget_ratio: f64,
-    /// Retries per second allowed regardless of traffic (default 10).
+    /// Retries per second allowed regardless of traffic (default 3).
     pub budget_min_per_second: u32,
     /// The budget's sliding window (default 10 s).
     pub budget_window: Duration,

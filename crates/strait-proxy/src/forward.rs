@@ -84,6 +84,8 @@ struct Sendable {
     body: Option<ProxyBody>,
     copy: Option<Parts>,
     replay: Option<ReplayBody>,
+    /// The request has no body: any attempt can send an empty one.
+    bodiless: bool,
     method: Method,
 }
 
@@ -96,6 +98,7 @@ impl Sendable {
         };
         let body = match self.body.take() {
             Some(b) => b,
+            None if self.bodiless => ProxyBody::Empty,
             None => ProxyBody::Replay(self.replay.as_ref()?.replay()?),
         };
         Some((head, body))
@@ -112,7 +115,7 @@ impl Sendable {
     fn can_resend(&self, policy: &RetryPolicy) -> bool {
         policy.allows_method(&self.method)
             && self.copy.is_some()
-            && self.replay.as_ref().is_none_or(ReplayBody::is_replayable)
+            && (self.bodiless || self.replay.as_ref().is_some_and(ReplayBody::is_replayable))
     }
 
     /// Whether the request is back in hand, never sent.
@@ -142,7 +145,12 @@ pub async fn forward(
     let breaker = match &upstream.breaker {
         Some(b) => match b.admit(clock::millis(Instant::now())) {
             Admission::Rejected => return Err(ProxyError::CircuitOpen(upstream.name.to_string())),
-            a => Some((&**b, a)),
+            a => {
+                if a == Admission::Probe {
+                    export_breaker(&f, upstream, b.state());
+                }
+                Some((&**b, a))
+            }
         },
         None => None,
     };
@@ -297,6 +305,7 @@ fn sendable(
         body = ProxyBody::Filtered(Box::new(crate::filtered::Filtered::new(body, filters)));
     }
     let mut replay = None;
+    let bodiless = http_body::Body::is_end_stream(&body);
     let body = match retry {
         Some(p) if !http_body::Body::is_end_stream(&body) => {
             match ReplayBody::try_new(body, p.max_replay_body) {
@@ -319,6 +328,7 @@ fn sendable(
         head: Some(head),
         body: Some(body),
         replay,
+        bodiless,
     }
 }
 
@@ -424,11 +434,7 @@ fn record_breaker(
         return;
     };
     if endpoint.is_none() {
-        f.shared
-            .metrics
-            .breaker_state
-            .with_label_values(&[&upstream.name])
-            .set(state as i64);
+        export_breaker(f, upstream, state);
     }
     let level_open = state == BreakerState::Open;
     if level_open {
@@ -436,6 +442,15 @@ fn record_breaker(
     } else {
         tracing::info!(upstream = %upstream.name, endpoint, state = state.as_str(), "circuit breaker state changed");
     }
+}
+
+/// Sets `strait_circuit_breaker_state` of the upstream (on changes only: a label lookup).
+fn export_breaker(f: &Forward<'_>, upstream: &Upstream, state: BreakerState) {
+    f.shared
+        .metrics
+        .breaker_state
+        .with_label_values(&[&upstream.name])
+        .set(state as i64);
 }
 
 /// Builds the response the client gets from an upstream's.

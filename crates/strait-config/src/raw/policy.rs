@@ -14,6 +14,30 @@ pub(crate) struct RawPolicy {
     pub name: Option<S>,
     pub headers: Option<Spanned<RawHeadersPolicy>>,
     pub retry: Option<Spanned<RawRetry>>,
+    pub fault: Option<Spanned<RawFault>>,
+}
+
+/// `fault:` injected aborts and delays.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFault {
+    pub abort: Option<Spanned<RawFaultAbort>>,
+    pub delay: Option<Spanned<RawFaultDelay>>,
+    pub header: Option<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFaultAbort {
+    pub status: Option<S>,
+    pub percentage: Option<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFaultDelay {
+    pub duration: Option<S>,
+    pub percentage: Option<S>,
 }
 
 /// `headers:` request and response header edits.

@@ -9,7 +9,7 @@ use super::route::header_ops;
 use super::{pos, Ctx};
 use crate::diag::Pos;
 use crate::policy::*;
-use crate::raw::{RawPolicy, RawPolicyRef, RawRetry, S};
+use crate::raw::{RawFault, RawPolicy, RawPolicyRef, RawRetry, S};
 
 /// Named policies by name, for resolving references.
 pub(crate) type Known<'a> = HashMap<&'a str, &'a PolicySpec>;
@@ -90,9 +90,12 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(r) = &p.retry {
         kinds.push(("retry", pos(r)));
     }
+    if let Some(f) = &p.fault {
+        kinds.push(("fault", pos(f)));
+    }
     match kinds.as_slice() {
         [] => {
-            cx.err(at, "policy has no kind: set one of headers, retry");
+            cx.err(at, "policy has no kind: set one of headers, retry, fault");
             return None;
         }
         [_] => {}
@@ -112,9 +115,70 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
             response: header_ops(cx, h.value.response.as_ref()),
         }));
     }
+    if let Some(f) = &p.fault {
+        return Some(PolicySpec::Fault(fault(cx, f)));
+    }
     p.retry
         .as_ref()
         .map(|r| PolicySpec::Retry(retry(cx, &r.value)))
+}
+
+fn fault(cx: &mut Ctx, raw: &Spanned<RawFault>) -> FaultPolicy {
+    let f = &raw.value;
+    if f.abort.is_none() && f.delay.is_none() {
+        cx.err(pos(raw), "fault does nothing: set `abort`, `delay` or both");
+    }
+    let abort = f.abort.as_ref().map(|a| {
+        let status = match &a.value.status {
+            None => {
+                cx.err(pos(a), "fault.abort needs a `status`");
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
+            Some(s) => {
+                let code = cx.count(Some(s), "fault.abort.status", 503u16, (200, 599));
+                http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE)
+            }
+        };
+        let share = percentage(cx, a.value.percentage.as_ref(), "fault.abort.percentage");
+        (status, share)
+    });
+    let delay = f.delay.as_ref().map(|d| {
+        let duration = match &d.value.duration {
+            None => {
+                cx.err(pos(d), "fault.delay needs a `duration`");
+                Duration::ZERO
+            }
+            Some(s) => cx.duration(Some(s), "fault.delay.duration", Duration::ZERO, false),
+        };
+        let share = percentage(cx, d.value.percentage.as_ref(), "fault.delay.percentage");
+        (duration, share)
+    });
+    let header = f.header.as_ref().map(|h| {
+        super::values::header_name(&h.value).unwrap_or_else(|e| {
+            cx.err(pos(h), e);
+            h.value.clone()
+        })
+    });
+    FaultPolicy {
+        abort,
+        delay,
+        header,
+    }
+}
+
+/// A percentage 0 to 100 (default 100) as a share 0 to 1.
+fn percentage(cx: &mut Ctx, raw: Option<&S>, field: &str) -> f64 {
+    let Some(s) = raw else { return 1.0 };
+    match s.value.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => v / 100.0,
+        _ => {
+            cx.err(
+                pos(s),
+                format!("{field} must be from 0 to 100, not `{}`", s.value),
+            );
+            1.0
+        }
+    }
 }
 
 fn retry(cx: &mut Ctx, r: &RawRetry) -> RetryPolicy {
@@ -181,7 +245,7 @@ fn retry(cx: &mut Ctx, r: &RawRetry) -> RetryPolicy {
         budget_min_per_second: cx.count(
             budget.and_then(|b| b.min_per_second.as_ref()),
             "retry.budget.min_per_second",
-            10u32,
+            3u32,
             (0, 100_000),
         ),
         budget_window,

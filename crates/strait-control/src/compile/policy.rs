@@ -11,7 +11,7 @@ use strait_core::{
     Filter, LiveState,
 };
 use strait_observe::Metrics;
-use strait_policy::{HeaderOps, HeadersFilter};
+use strait_policy::{FaultFilter, HeaderOps, HeadersFilter};
 use strait_proxy::retry::RetryPolicy;
 
 /// A compiled policy.
@@ -70,6 +70,19 @@ pub(super) fn compile(p: &cfg::Policy, cx: &PolicyCx<'_>) -> Result<Compiled, St
             )),
         ),
         cfg::PolicySpec::Retry(r) => Compiled::Retry(Arc::new(retry(&p.name, r, cx))),
+        cfg::PolicySpec::Fault(f) => Compiled::Filter(
+            rank,
+            Arc::new(FaultFilter::new(
+                &p.name,
+                f.abort,
+                f.delay,
+                f.header
+                    .as_deref()
+                    .map(|h| HeaderName::from_bytes(h.as_bytes()))
+                    .transpose()
+                    .map_err(|e| format!("fault.header: {e}"))?,
+            )),
+        ),
     })
 }
 

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use strait_core::ProxyError;
 
 use crate::body::{BodyAborted, BodyTooLarge, ProxyBody};
 use crate::pool::{self, Checkout, Conn, ConnectError, EndpointPool, H1Conn};
+use crate::retry::is_idempotent;
 use crate::upstream::{Endpoint, Upstream};
 
 /// A response head and the HTTP/1.1 connection it came on (to pool when the exchange ends).
@@ -44,12 +46,27 @@ pub(super) async fn send(
     };
     let deadline = tokio::time::Instant::now() + timeout;
     let Checkout { conn, reused } = checkout;
+    // An idle keep-alive connection the upstream closes just as a request is written to it
+    // fails after the request left (RFC 9112 §9.3.1): an idempotent request without a body
+    // may be sent again on a fresh connection, so keep its head for that.
+    let again = (reused && is_idempotent(req.method()) && req.body().is_end_stream()).then(|| {
+        let mut copy = Request::new(());
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        copy.into_parts().0
+    });
     let first = match conn {
         Conn::H1(c) => send_h1(c, req, deadline).await,
         Conn::H2(tx) => send_h2(tx, req, deadline).await,
     };
     let unsent = match first {
         Ok(sent) => return Ok(sent),
+        Err(Failure::Sent(Some(e))) if again.is_some() && closed_early(&e) => {
+            let head = again.expect("checked above");
+            Request::from_parts(head, ProxyBody::Empty)
+        }
         Err(Failure::Sent(e)) => return Err(fail(failure(upstream, endpoint, e, timeout), None)),
         Err(Failure::Unsent(req, e)) => {
             if !reused {
@@ -91,6 +108,24 @@ pub(super) async fn send(
             Some(*req),
         )),
     }
+}
+
+/// Whether a connection failed before a response came: closed, or reset by the peer.
+fn closed_early(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        src = s.source();
+    }
+    false
 }
 
 /// Why one send failed.
