@@ -9,6 +9,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod config_file;
 pub mod etcd;
 pub mod grpc;
 pub mod load;

@@ -51,8 +51,24 @@ pub fn strait_bin() -> PathBuf {
 
 /// Run `strait ARGS...` to completion (for `version`, `validate`, `routes`).
 pub fn run_cli(args: &[&str]) -> Output {
+    run_cli_in(args, &[], None)
+}
+
+/// Like [`run_cli`], with extra environment variables (an empty value removes the variable)
+/// and in working directory `cwd` when given.
+pub fn run_cli_in(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Output {
     let bin = strait_bin();
-    let mut child = Command::new(&bin)
+    let mut cmd = Command::new(&bin);
+    for (k, v) in env {
+        match v {
+            &"" => cmd.env_remove(k),
+            v => cmd.env(k, v),
+        };
+    }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -33,15 +33,34 @@ fn distinct_addresses_ports_and_port_zero_do_not_overlap() {
 #[test]
 fn the_second_of_two_clashing_addresses_is_reported_with_the_first_line() {
     let mut b = Binds::default();
-    assert_eq!(b.add(a("127.0.0.1:9901"), (2, 11), "admin.listen".into()), None);
-    let why = b.add(a("0.0.0.0:9901"), (5, 13), "listener `web`".into()).unwrap();
-    assert!(why.contains("overlaps 127.0.0.1:9901 at line 2 (admin.listen)"), "{why}");
-    let why = b.add(a("127.0.0.1:9901"), (7, 13), "listener `b`".into()).unwrap();
+    assert_eq!(
+        b.add(a("127.0.0.1:9901"), (2, 11), "admin.listen".into()),
+        None
+    );
+    let why = b
+        .add(a("0.0.0.0:9901"), (5, 13), "listener `web`".into())
+        .unwrap();
+    assert!(
+        why.contains("overlaps 127.0.0.1:9901 at line 2 (admin.listen)"),
+        "{why}"
+    );
+    let why = b
+        .add(a("127.0.0.1:9901"), (7, 13), "listener `b`".into())
+        .unwrap();
     assert!(why.contains("already used at line 2"), "{why}");
     let mut b = Binds::default();
-    b.add(a("127.0.0.1:9901"), (0, 0), "the default admin.listen".into());
-    let why = b.add(a("[::]:9901"), (3, 13), "listener `web`".into()).unwrap();
-    assert!(why.contains("127.0.0.1:9901 (the default admin.listen)"), "{why}");
+    b.add(
+        a("127.0.0.1:9901"),
+        (0, 0),
+        "the default admin.listen".into(),
+    );
+    let why = b
+        .add(a("[::]:9901"), (3, 13), "listener `web`".into())
+        .unwrap();
+    assert!(
+        why.contains("127.0.0.1:9901 (the default admin.listen)"),
+        "{why}"
+    );
 }
 
 fn addr() -> impl Strategy<Value = SocketAddr> {
