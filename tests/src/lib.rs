@@ -16,6 +16,7 @@ pub mod load;
 pub mod metrics;
 pub mod nginx;
 pub mod otlp;
+pub mod process;
 pub mod prometheus;
 pub mod strait;
 pub mod upstream;
