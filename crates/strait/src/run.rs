@@ -40,9 +40,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         Some(path) => Arc::new(FileProvider::new(path)),
         None => Arc::new(Embedded),
     };
-    let first = provider
-        .load()
-        .and_then(|doc| strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref()));
+    let first = provider.load().and_then(|doc| doc.parse());
     let config = match first {
         Ok(l) => l.config,
         Err(errors) => {
@@ -108,7 +106,13 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
     let p = provider.clone();
     let admin_cfg = tokio::task::spawn_blocking(move || {
         p.load()
-            .and_then(|d| strait_config::parse(&d.source, &d.text, None))
+            .and_then(|d| {
+                let d = strait_control::Document {
+                    base_dir: None,
+                    ..d
+                };
+                d.parse()
+            })
             .map(|l| l.config.admin)
     })
     .await
