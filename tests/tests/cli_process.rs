@@ -310,3 +310,30 @@ async fn run_with_no_config_anywhere_serves_the_embedded_default() {
 fn in_dir_is_empty(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
 }
+
+/// The first thing a new user does with the example: `curl localhost:8080/`.
+#[tokio::test]
+async fn minimal_example_answers_a_plain_curl_of_root_with_directions() {
+    let path = strait_e2e::workspace_root().join("examples/minimal.yaml");
+    let yaml = std::fs::read_to_string(path).expect("read examples/minimal.yaml");
+    let yaml = yaml
+        .replace("127.0.0.1:9901", "127.0.0.1:0")
+        .replace("127.0.0.1:8080", "127.0.0.1:0");
+    let s = Strait::start(&yaml).await;
+    let curl = strait_e2e::tool("curl", &["/usr/bin/curl"]);
+    let out = std::process::Command::new(curl)
+        .args(["-sS", "--max-time", "10", &s.url("/")])
+        .output()
+        .expect("run curl");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        body.starts_with("Strait is running examples/minimal.yaml"),
+        "{body}"
+    );
+    assert!(body.contains("Host: api.example.com"), "{body}");
+}

@@ -101,10 +101,22 @@ fn default_config_parses_to_a_welcome_route() {
         panic!("welcome route should respond directly");
     };
     assert_eq!(resp.status, StatusCode::OK);
-    assert_eq!(resp.body, "Welcome to Strait.\n");
+    assert!(
+        resp.body.starts_with("Welcome to Strait.\n"),
+        "{}",
+        resp.body
+    );
+    assert!(
+        resp.body.contains("strait run -c examples/minimal.yaml"),
+        "{}",
+        resp.body
+    );
     assert_eq!(
         resp.headers,
-        vec![("content-type".to_owned(), "text/plain".to_owned())]
+        vec![(
+            "content-type".to_owned(),
+            "text/plain; charset=utf-8".to_owned()
+        )]
     );
 }
 
