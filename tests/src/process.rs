@@ -1,6 +1,5 @@
 //! A strait process started with any command line (a wrapper such as `prlimit`, no `-c`, text logs), its stderr lines collected; killed on drop.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -42,15 +41,7 @@ impl Spawned {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        let stderr = child.stderr.take().expect("stderr piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let lines = crate::strait::collect_stderr(&mut child);
         Spawned { child, lines }
     }
 
@@ -69,27 +60,15 @@ impl Spawned {
     pub fn wait_line(&mut self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(l) = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return l.clone();
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                // Let the reader thread take the last lines.
+            // After an exit, one more look: the reader thread may still hold the last lines.
+            let exited = self.child.try_wait().ok().flatten();
+            if exited.is_some() {
                 std::thread::sleep(Duration::from_millis(50));
-                if let Some(l) = self
-                    .lines
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .find(|l| l.contains(needle))
-                {
-                    return l.clone();
-                }
+            }
+            if let Some(l) = self.find(needle) {
+                return l;
+            }
+            if let Some(st) = exited {
                 panic!(
                     "strait exited ({st}) before logging {needle:?}; stderr:\n{}",
                     self.text()
@@ -100,6 +79,11 @@ impl Spawned {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    fn find(&self, needle: &str) -> Option<String> {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().find(|l| l.contains(needle)).cloned()
     }
 
     /// The address in the `admin bound` line, JSON or text.

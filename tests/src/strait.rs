@@ -361,6 +361,12 @@ fn spawn(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, Arc<Mute
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let logs = collect_stderr(&mut child);
+    (child, logs)
+}
+
+/// The lines `child` writes to its (piped) stderr, collected by a thread as they come.
+pub(crate) fn collect_stderr(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
     let stderr = child.stderr.take().expect("stderr piped");
     let logs = Arc::new(Mutex::new(Vec::new()));
     let sink = logs.clone();
@@ -370,7 +376,7 @@ fn spawn(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, Arc<Mute
             sink.lock().unwrap().push(line);
         }
     });
-    (child, logs)
+    logs
 }
 
 impl Drop for Strait {

@@ -192,15 +192,15 @@ fn open_file_limit_is_raised_to_the_hard_limit_and_a_shortfall_is_warned() {
     let prlimit = prlimit.to_str().unwrap();
     let wrapper = [prlimit, "--nofile=256:2048", "--"];
     let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str, yaml: &str| {
+        let file = write(dir.path(), name, yaml);
+        let args = ["run", "-c", file.to_str().unwrap()];
+        let mut p = Spawned::wrapped(&wrapper, &args, &[], dir.path());
+        p.admin();
+        p
+    };
     // The default max_connections (10,000) is more than 2,048 descriptors allow.
-    let file = write(dir.path(), "c.yaml", &answering("hi"));
-    let mut p = Spawned::wrapped(
-        &wrapper,
-        &["run", "-c", file.to_str().unwrap()],
-        &[],
-        dir.path(),
-    );
-    p.admin();
+    let mut p = start("c.yaml", &answering("hi"));
     assert_eq!(nofile_of(p.pid()), ("2048".into(), "2048".into()));
     p.wait_line("raised the open-file limit", WAIT);
     let warn = p.wait_line(
@@ -215,14 +215,7 @@ fn open_file_limit_is_raised_to_the_hard_limit_and_a_shortfall_is_warned() {
         "listen: 127.0.0.1:0\n",
         "listen: 127.0.0.1:0\n    limits: { max_connections: 1000 }\n",
     );
-    let file = write(dir.path(), "small.yaml", &small);
-    let mut p = Spawned::wrapped(
-        &wrapper,
-        &["run", "-c", file.to_str().unwrap()],
-        &[],
-        dir.path(),
-    );
-    p.admin();
+    let p = start("small.yaml", &small);
     assert_eq!(nofile_of(p.pid()).0, "2048");
     assert!(!p.text().contains("is below the"), "{}", p.text());
 }

@@ -203,12 +203,7 @@ fn resolve(reference: &str, lookup: &Lookup<'_>) -> Result<String, String> {
         Some((name, default)) => (name, Some(default)),
         None => (reference, None),
     };
-    let valid = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
+    if !crate::validate::values::is_identifier(name) {
         return Err(format!(
             "`${{{reference}}}` is not a variable reference: write `${{NAME}}` or `${{NAME:-default}}` (NAME of letters, digits and `_`), or `$${{` for a literal `${{`"
         ));

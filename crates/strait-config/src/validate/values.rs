@@ -135,12 +135,7 @@ pub(crate) fn template(s: &str) -> Result<(), String> {
             Some(n) => (n, true),
             None => (inner, false),
         };
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !is_identifier(name) {
             return Err(format!(
                 "invalid path template `{s}`: parameter `{inner}` must be a name of letters, \
                  digits and '_'"
@@ -196,4 +191,13 @@ pub(crate) fn endpoint_address(s: &str) -> Result<(), String> {
     hostname(host)
         .map(|_| ())
         .map_err(|e| format!("endpoint {e}"))
+}
+
+/// Letters, digits and `_`, not starting with a digit: path template parameters and
+/// environment variable names.
+pub(crate) fn is_identifier(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
