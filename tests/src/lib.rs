@@ -9,12 +9,14 @@
 
 pub mod certs;
 pub mod client;
+pub mod config_file;
 pub mod etcd;
 pub mod grpc;
 pub mod load;
 pub mod metrics;
 pub mod nginx;
 pub mod otlp;
+pub mod process;
 pub mod prometheus;
 pub mod raw;
 pub mod strait;

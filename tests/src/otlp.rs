@@ -207,6 +207,16 @@ async fn http_export(
     store: Store,
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    // Strict as an origin server must be: an absolute-form target (`POST http://host/v1/traces`)
+    // is for proxies (RFC 9112 §3.2.1), and strict collectors answer it with 404.
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        return Ok(http::Response::builder()
+            .status(404)
+            .body(Full::new(Bytes::from_static(
+                b"absolute-form target refused",
+            )))
+            .unwrap());
+    }
     let ok_path = req.uri().path() == "/v1/traces" && req.method() == http::Method::POST;
     let ct_ok = req
         .headers()

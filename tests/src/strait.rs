@@ -51,8 +51,24 @@ pub fn strait_bin() -> PathBuf {
 
 /// Run `strait ARGS...` to completion (for `version`, `validate`, `routes`).
 pub fn run_cli(args: &[&str]) -> Output {
+    run_cli_in(args, &[], None)
+}
+
+/// Like [`run_cli`], with extra environment variables (an empty value removes the variable)
+/// and in working directory `cwd` when given.
+pub fn run_cli_in(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Output {
     let bin = strait_bin();
-    let mut child = Command::new(&bin)
+    let mut cmd = Command::new(&bin);
+    for (k, v) in env {
+        match v {
+            &"" => cmd.env_remove(k),
+            v => cmd.env(k, v),
+        };
+    }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -345,6 +361,12 @@ fn spawn(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, Arc<Mute
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let logs = collect_stderr(&mut child);
+    (child, logs)
+}
+
+/// The lines `child` writes to its (piped) stderr, collected by a thread as they come.
+pub(crate) fn collect_stderr(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
     let stderr = child.stderr.take().expect("stderr piped");
     let logs = Arc::new(Mutex::new(Vec::new()));
     let sink = logs.clone();
@@ -354,7 +376,7 @@ fn spawn(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, Arc<Mute
             sink.lock().unwrap().push(line);
         }
     });
-    (child, logs)
+    logs
 }
 
 impl Drop for Strait {

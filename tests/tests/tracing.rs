@@ -159,8 +159,10 @@ async fn slow_requests_are_exported_past_the_latency_threshold() {
     assert_eq!(server.attr("url.path").as_deref(), Some("/api/slow"));
 }
 
+/// The receiver refuses an absolute-form target (`POST http://host/v1/traces`) with 404, as
+/// strict collectors do: spans arrive only when the exporter sends origin-form.
 #[tokio::test]
-async fn otlp_http_receiver_gets_the_spans() {
+async fn otlp_http_receiver_gets_the_spans_over_an_origin_form_target() {
     let up = Upstream::start("up").await;
     let rx = OtlpReceiver::http().await;
     let extra = "    service_name: edge\n    sampling: { ratio: 1 }\n";

@@ -88,6 +88,25 @@ pub(crate) struct UpstreamLocs {
 // === impl Locations ===
 
 impl Locations {
+    /// Moves every position through `f` (from expanded text to the text as written).
+    pub(crate) fn remap(&mut self, f: impl Fn(Pos) -> Pos) {
+        self.admin = f(self.admin);
+        for l in &mut self.listeners {
+            l.at = f(l.at);
+            l.listen = f(l.listen);
+            for (cert, key) in &mut l.certificates {
+                (*cert, *key) = (f(*cert), f(*key));
+            }
+        }
+        for r in &mut self.routes {
+            (r.at, r.action) = (f(r.at), f(r.action));
+        }
+        for u in &mut self.upstreams {
+            (u.at, u.ca) = (f(u.at), f(u.ca));
+            u.endpoints.iter_mut().for_each(|e| *e = f(*e));
+        }
+    }
+
     /// The config's name, as passed to [`crate::parse`].
     pub fn source(&self) -> &str {
         &self.source

@@ -18,6 +18,7 @@ use std::path::Path;
 use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
 mod diag;
+pub mod env;
 mod observability;
 mod policy;
 pub mod provider;
@@ -67,6 +68,32 @@ pub fn parse(source: &str, text: &str, base_dir: Option<&Path>) -> Result<Loaded
     }
 }
 
+/// Parses the text of a config *file*: `${VAR}` and `${VAR:-default}` are expanded from the
+/// environment first (see [`env`]), and every position reported, later ones through
+/// [`Locations`] included, is one in `text` as written.
+///
+/// Documents from the admin API and etcd go through [`parse`]: they are stored as written.
+pub fn parse_with_env(source: &str, text: &str, base_dir: Option<&Path>) -> Result<Loaded, Errors> {
+    let expanded = env::expand_env(source, text)?;
+    if !expanded.changed() {
+        return parse(source, text, base_dir);
+    }
+    let fix = |d: &mut Diagnostic| {
+        (d.line, d.column) = expanded.source_pos((d.line, d.column));
+    };
+    match parse(source, &expanded.text, base_dir) {
+        Ok(mut loaded) => {
+            loaded.warnings.iter_mut().for_each(fix);
+            loaded.config.locations.remap(|p| expanded.source_pos(p));
+            Ok(loaded)
+        }
+        Err(mut errors) => {
+            errors.0.iter_mut().for_each(fix);
+            Err(errors)
+        }
+    }
+}
+
 /// Reads `text` into the raw shape: size, emptiness, YAML syntax and unknown fields.
 pub(crate) fn read_raw(source: &str, text: &str) -> Result<raw::RawConfig, Errors> {
     let fail = |at, msg: String| Err(Errors(vec![Diagnostic::new(source, at, msg)]));
@@ -91,11 +118,12 @@ pub(crate) fn read_raw(source: &str, text: &str) -> Result<raw::RawConfig, Error
     }
 }
 
-/// Reads and parses the config file at `path`, resolving relative paths against its directory.
+/// Reads and parses the config file at `path` (environment references expanded), resolving
+/// relative paths against its directory.
 pub fn load_file(path: &Path) -> Result<Loaded, Errors> {
     let text = read_file(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&path.display().to_string(), &text, Some(base))
+    parse_with_env(&path.display().to_string(), &text, Some(base))
 }
 
 /// Reads the config file at `path` as text, bounded by [`MAX_CONFIG_BYTES`].

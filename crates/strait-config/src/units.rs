@@ -6,7 +6,12 @@ use std::time::Duration;
 mod tests;
 
 const DURATION_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
-const SIZE_UNITS: &[(&str, u64)] = &[("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20)];
+const SIZE_UNITS: &[(&str, u64)] = &[
+    ("B", 1),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+];
 
 /// Parses `"<n><unit>"` sequences such as `15s`, `250ms` or `1m30s` (units ms, s, m, h).
 ///
@@ -76,13 +81,16 @@ pub fn duration_to_string(d: Duration) -> String {
     out
 }
 
-/// Parses a byte size: a plain integer (bytes) or `<n>B`, `<n>KiB`, `<n>MiB`.
+/// Parses a byte size: a plain integer (bytes) or `<n>B`, `<n>KiB`, `<n>MiB`, `<n>GiB`.
+///
+/// Decimal spellings (`KB`, `M`, `G`, ...) are refused with a hint rather than guessed: `1G`
+/// means 10^9 to some readers and 2^30 to others, and a limit off by 7% is a silent surprise.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let digits = t.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
         return Err(format!(
-            "invalid size `{t}`: expected a number of bytes or e.g. `64KiB` (units: B, KiB, MiB)"
+            "invalid size `{t}`: expected a number of bytes or e.g. `64KiB` (units: B, KiB, MiB, GiB)"
         ));
     }
     let (num, unit) = t.split_at(digits);
@@ -95,10 +103,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         let hint = match unit.to_ascii_lowercase().as_str() {
             "k" | "kb" => " (did you mean `KiB`?)",
             "m" | "mb" => " (did you mean `MiB`?)",
+            "g" | "gb" => " (did you mean `GiB`?)",
             _ => "",
         };
         return Err(format!(
-            "invalid size `{t}`: unknown unit `{unit}`{hint}; expected B, KiB or MiB"
+            "invalid size `{t}`: unknown unit `{unit}`{hint}; expected B, KiB, MiB or GiB"
         ));
     };
     num.parse::<u64>()

@@ -17,6 +17,7 @@ use crate::raw::{RawConfig, RawLimits, RawListener, RawListenerTls, S};
 use crate::types::*;
 use crate::units::{parse_duration, parse_size};
 
+mod binds;
 mod policy;
 mod resilience;
 mod route;
@@ -221,10 +222,12 @@ fn listeners(
         cx.err(at, "at least one listener is required under `listeners:`");
     }
     let mut out = Vec::with_capacity(items.len());
-    let mut addrs: HashMap<SocketAddr, Pos> = HashMap::new();
-    if admin.listen.port() != 0 {
-        addrs.insert(admin.listen, locs.admin);
-    }
+    let mut binds = binds::Binds::default();
+    let admin_what = match locs.admin {
+        (0, _) => "the default admin.listen",
+        _ => "admin.listen",
+    };
+    binds.add(admin.listen, locs.admin, admin_what.into());
     let mut names = Vec::new();
     for item in items {
         let at = pos(item);
@@ -246,14 +249,8 @@ fn listeners(
             }
         };
         if let (Some(addr), Some(s)) = (listen, &l.listen) {
-            // Port 0 binds a fresh port each time, so those never collide.
-            if addr.port() != 0 {
-                if let Some(first) = addrs.insert(addr, pos(s)) {
-                    cx.err(
-                        pos(s),
-                        format!("address {addr} is already used at line {}", first.0),
-                    );
-                }
+            if let Some(why) = binds.add(addr, pos(s), format!("listener `{name}`")) {
+                cx.err(pos(s), why);
             }
         }
         let tls = l.tls.as_ref().and_then(|t| listener_tls(cx, t, &mut ll));

@@ -90,8 +90,8 @@ impl Control {
         inherited: Vec<(String, std::net::SocketAddr, std::net::TcpListener)>,
     ) -> Result<Arc<Self>, Errors> {
         let doc = provider.load()?;
-        let loaded = strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref())?;
-        let tree = strait_config::to_value(&doc.source, &doc.text)?;
+        let loaded = doc.parse()?;
+        let tree = doc.tree()?;
         for w in loaded
             .warnings
             .iter()
@@ -246,6 +246,7 @@ impl Control {
             source: origin.to_string(),
             text: text.to_string(),
             base_dir: state.doc.base_dir.clone(),
+            expand_env: state.doc.expand_env,
         };
         // Check everything, including compiling (certificates) and binding (ports), before
         // the provider stores it: an invalid document must not become the source of truth.
@@ -267,7 +268,7 @@ impl Control {
 
     /// What a dry run checks: parse, compile and bind, against scratch state, keeping nothing.
     fn validate(&self, doc: &Document) -> Result<(), Errors> {
-        let loaded = strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref())?;
+        let loaded = doc.parse()?;
         let scratch = Arc::new(Metrics::new());
         let snap = compile(&loaded.config, 0, &LiveState::new(), &scratch)?;
         // The sockets bound here are closed at once.
@@ -357,14 +358,14 @@ impl Control {
         if !force && doc.text == state.doc.text {
             return Ok(None);
         }
-        let tree = strait_config::to_value(&doc.source, &doc.text)?;
+        let tree = doc.tree()?;
         // The same document re-read (our own write echoed by the watcher, or reformatted
         // by etcd) must not create a version.
         if !force && tree == state.tree {
             state.doc = doc;
             return Ok(None);
         }
-        let loaded = strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref())?;
+        let loaded = doc.parse()?;
         for w in loaded
             .warnings
             .iter()

@@ -251,6 +251,8 @@ impl Inner {
             source,
             text: assembled.text,
             base_dir: Some(self.base_dir.clone()),
+            // etcd values are served as stored.
+            expand_env: false,
         })
     }
 

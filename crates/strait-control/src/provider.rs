@@ -18,6 +18,32 @@ pub struct Document {
     pub text: String,
     /// Directory relative certificate paths resolve against; `None` keeps them as written.
     pub base_dir: Option<PathBuf>,
+    /// Whether `${VAR}` references are expanded from the environment: for a config file,
+    /// whoever wrote it (an admin write to a file provider is read back from the file too).
+    pub expand_env: bool,
+}
+
+impl Document {
+    /// Parses and validates the document (expanding references when it asks for that).
+    pub fn parse(&self) -> Result<strait_config::Loaded, Errors> {
+        let parse = match self.expand_env {
+            true => strait_config::parse_with_env,
+            false => strait_config::parse,
+        };
+        parse(&self.source, &self.text, self.base_dir.as_deref())
+    }
+
+    /// The document as a tree, with references kept as written so that admin edits write them
+    /// back unexpanded. A reference inside a flow collection (`{ a: ${X} }`) is YAML only
+    /// once expanded: such a document's tree holds the expanded values.
+    pub fn tree(&self) -> Result<serde_json::Value, Errors> {
+        let written = strait_config::to_value(&self.source, &self.text);
+        if written.is_ok() || !self.expand_env {
+            return written;
+        }
+        let expanded = strait_config::env::expand_env(&self.source, &self.text)?;
+        strait_config::to_value(&self.source, &expanded.text)
+    }
 }
 
 /// A source of configuration documents; the single source of truth that admin writes also go to.
@@ -48,6 +74,7 @@ impl Provider for Embedded {
             source: "<embedded default>".into(),
             text: strait_config::DEFAULT_CONFIG.into(),
             base_dir: None,
+            expand_env: false,
         })
     }
 
@@ -92,6 +119,7 @@ impl Provider for FileProvider {
             source: self.path.display().to_string(),
             text,
             base_dir: Some(self.path.parent().unwrap_or(Path::new(".")).to_path_buf()),
+            expand_env: true,
         })
     }
 

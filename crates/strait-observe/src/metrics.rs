@@ -70,6 +70,8 @@ pub struct Metrics {
     pub sampling_ratio: prometheus::Gauge,
     /// `strait_access_log_dropped_total`: records lost to a full buffer or a write error.
     pub access_log_dropped: prometheus::IntCounter,
+    /// `strait_build_info{version,commit}`: always 1; the labels say what is running.
+    pub build_info: IntGaugeVec,
     /// Exemplars of `request_duration`, read by the OpenMetrics encoder.
     pub(crate) exemplars: crate::openmetrics::ExemplarIndex,
 }
@@ -286,8 +288,15 @@ impl Metrics {
         for f in &labelled {
             registry.register(f.collector()).expect("unique metric");
         }
+        // Not in `labelled`: its one series stays for the life of the process.
+        let build_info = gauge(
+            "strait_build_info",
+            "The running binary: version and git commit (\"unknown\" for a build without git); always 1.",
+            &["version", "commit"],
+        );
         for c in [
-            Box::new(config_version.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(build_info.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(config_version.clone()),
             Box::new(config_last_success.clone()),
             Box::new(spans_exported.clone()),
             Box::new(sampling_ratio.clone()),
@@ -332,6 +341,7 @@ impl Metrics {
             spans_dropped,
             sampling_ratio,
             access_log_dropped,
+            build_info,
             exemplars: Default::default(),
         }
     }
@@ -350,6 +360,11 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Sets `strait_build_info{version,commit} 1` (the binary knows these; this crate does not).
+    pub fn set_build_info(&self, version: &str, commit: &str) {
+        self.build_info.with_label_values(&[version, commit]).set(1);
+    }
+
     /// Records that a configuration version was applied now.
     pub fn config_applied(&self, version: u64) {
         self.config_version.set(version as i64);

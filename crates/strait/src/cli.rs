@@ -7,7 +7,7 @@ use strait_config::{Config, PathMatch, RouteAction, ValueMatch};
 
 /// Strait: API gateway and service proxy.
 #[derive(Parser)]
-#[command(name = "strait", version, about)]
+#[command(name = "strait", version = crate::version::LONG, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -17,7 +17,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand)]
 pub enum Command {
-    /// Serve a configuration (the embedded default without -c).
+    /// Serve a configuration: -c FILE, else $STRAIT_CONFIG, else ./strait.yaml, else the embedded default.
     Run(RunArgs),
     /// Check a configuration: prints FILE:LINE:COL: reason per error, exits 1 on errors.
     Validate(FileArgs),
@@ -26,8 +26,21 @@ pub enum Command {
     /// Work with a configuration stored in etcd (`config push`, `config pull`).
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Print the version.
+    /// Print the version and the commit it was built from.
     Version,
+    /// Print a shell completion script: `strait completions bash > /etc/bash_completion.d/strait`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `strait completions SHELL`: the script on stdout.
+pub fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "strait", &mut std::io::stdout());
+    ExitCode::SUCCESS
 }
 
 /// `strait config ...`: move a configuration between a file and etcd.
@@ -79,12 +92,16 @@ pub struct EtcdArgs {
 /// Arguments of `run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Configuration file; reloaded on SIGHUP.
+    /// Configuration file, reloaded when it changes and on SIGHUP [default: $STRAIT_CONFIG, else ./strait.yaml, else the embedded default].
     #[arg(short, long)]
     pub config: Option<PathBuf>,
-    /// Process log format on stderr.
+    /// Process log format on stderr (text is coloured only on a terminal, and not with NO_COLOR set).
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// Process log filter: a level (error, warn, info, debug, trace) or directives such as
+    /// `info,strait_proxy=debug` [default: $STRAIT_LOG, else $RUST_LOG, else info].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
     /// Unix socket for zero-downtime upgrades: a new process started with the same path takes
     /// over the listening sockets of the one serving there, which then drains and exits.
     #[arg(long, value_name = "PATH")]
@@ -103,9 +120,23 @@ pub enum LogFormat {
 /// A configuration file argument.
 #[derive(clap::Args)]
 pub struct FileArgs {
-    /// Configuration file.
+    /// Configuration file [default: $STRAIT_CONFIG, else ./strait.yaml].
     #[arg(short, long)]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+impl FileArgs {
+    /// The file to read (`-c`, `$STRAIT_CONFIG` or `./strait.yaml`); says why and gives the
+    /// exit code when there is none.
+    pub fn path(self) -> Result<PathBuf, ExitCode> {
+        match crate::source::ConfigSource::from_process(self.config).path() {
+            Some(p) => Ok(p.to_path_buf()),
+            None => {
+                eprintln!("strait: {}", crate::source::NONE_GIVEN);
+                Err(ExitCode::from(2))
+            }
+        }
+    }
 }
 
 /// Loads and compiles `path` the way `run` would, printing diagnostics; `None` on errors.

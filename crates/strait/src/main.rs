@@ -2,10 +2,14 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod logging;
+mod nofile;
 mod providers;
 mod push;
 mod run;
+mod source;
 mod upgrade;
+mod version;
 
 use std::process::ExitCode;
 
@@ -21,11 +25,12 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match args.command {
         cli::Command::Run(a) => run::run(a),
-        cli::Command::Validate(a) => cli::validate(&a.config),
-        cli::Command::Routes(a) => cli::routes(&a.config),
+        cli::Command::Validate(a) => a.path().map_or_else(|c| c, |p| cli::validate(&p)),
+        cli::Command::Routes(a) => a.path().map_or_else(|c| c, |p| cli::routes(&p)),
         cli::Command::Config(c) => push::config(c),
+        cli::Command::Completions { shell } => cli::completions(shell),
         cli::Command::Version => {
-            println!("strait {}", env!("CARGO_PKG_VERSION"));
+            println!("strait {}", version::LONG);
             ExitCode::SUCCESS
         }
     }

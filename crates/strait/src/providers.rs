@@ -12,11 +12,15 @@ use strait_control::{EtcdProvider, Provider};
 pub fn bootstrap_of(path: &Path) -> Result<Option<Bootstrap>, ExitCode> {
     let source = path.display().to_string();
     let result = strait_config::read_file(path).and_then(|text| {
-        strait_config::provider::bootstrap(
-            &source,
-            &text,
-            Some(path.parent().unwrap_or(Path::new("."))),
-        )
+        // A bootstrap file is a config file: its references are expanded too.
+        let expanded = strait_config::env::expand_env(&source, &text)?;
+        let base = Some(path.parent().unwrap_or(Path::new(".")));
+        strait_config::provider::bootstrap(&source, &expanded.text, base).map_err(|mut errors| {
+            for d in &mut errors.0 {
+                (d.line, d.column) = expanded.source_pos((d.line, d.column));
+            }
+            errors
+        })
     });
     result.map_err(|errors| {
         for d in &errors.0 {

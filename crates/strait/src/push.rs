@@ -37,8 +37,13 @@ pub fn config(cmd: ConfigCommand) -> ExitCode {
 /// The file's keys, after the checks `strait validate` makes; `None` (diagnostics printed) when invalid.
 fn checked_values(args: &PushArgs) -> Option<layout::Values> {
     crate::cli::load_checked(&args.config)?;
-    let text = match strait_config::read_file(&args.config) {
-        Ok(t) => t,
+    // What reaches etcd is served as stored: references are expanded here, from the
+    // environment of `config push`.
+    let source = args.config.display().to_string();
+    let read = strait_config::read_file(&args.config)
+        .and_then(|t| strait_config::env::expand_env(&source, &t));
+    let text = match read {
+        Ok(t) => t.text,
         Err(errors) => {
             eprintln!("{errors}");
             return None;

@@ -10,16 +10,24 @@ use tokio::{
     sync::mpsc,
 };
 
-use crate::{
-    cli::{LogFormat, RunArgs},
-    upgrade,
-};
+use crate::{cli::RunArgs, source::ConfigSource, upgrade, version};
 
 /// Runs the gateway until SIGTERM/SIGINT (or an upgrade hand-off), then drains and exits 0.
 pub fn run(args: RunArgs) -> ExitCode {
-    init_logging(args.log_format);
+    if let Err(e) = crate::logging::init(args.log_format, args.log_level.as_deref()) {
+        eprintln!("strait: {e}");
+        return ExitCode::from(2);
+    }
+    let source = ConfigSource::from_process(args.config);
+    tracing::info!(
+        version = version::VERSION,
+        commit = version::COMMIT,
+        config = %source.describe(),
+        "strait starting"
+    );
+    crate::nofile::raise();
     // A bootstrap file with `config: { provider: etcd }`: the configuration comes from etcd.
-    if let Some(path) = &args.config {
+    if let Some(path) = source.path() {
         match crate::providers::bootstrap_of(path) {
             Ok(Some(bootstrap)) => return run_etcd(path, bootstrap, args.upgrade_socket),
             Ok(None) => {}
@@ -28,13 +36,11 @@ pub fn run(args: RunArgs) -> ExitCode {
     }
     // Read the configuration once before the runtime exists: its errors end the process with
     // diagnostics, and it says how many worker threads to start.
-    let provider: Arc<dyn Provider> = match &args.config {
+    let provider: Arc<dyn Provider> = match source.path() {
         Some(path) => Arc::new(FileProvider::new(path)),
         None => Arc::new(Embedded),
     };
-    let first = provider
-        .load()
-        .and_then(|doc| strait_config::parse(&doc.source, &doc.text, doc.base_dir.as_deref()));
+    let first = provider.load().and_then(|doc| doc.parse());
     let config = match first {
         Ok(l) => l.config,
         Err(errors) => {
@@ -44,6 +50,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    crate::nofile::check(&config);
     let threads = match config.server.worker_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -99,7 +106,13 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
     let p = provider.clone();
     let admin_cfg = tokio::task::spawn_blocking(move || {
         p.load()
-            .and_then(|d| strait_config::parse(&d.source, &d.text, None))
+            .and_then(|d| {
+                let d = strait_control::Document {
+                    base_dir: None,
+                    ..d
+                };
+                d.parse()
+            })
             .map(|l| l.config.admin)
     })
     .await
@@ -142,6 +155,9 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
             return ExitCode::from(1);
         }
     };
+    control
+        .metrics
+        .set_build_info(version::VERSION, version::COMMIT);
     // Only when the first read failed and a second one succeeded (a file fixed in between).
     let admin_cfg = admin_cfg.unwrap_or(strait_config::Admin {
         listen: ([127, 0, 0, 1], 9901).into(),
@@ -362,16 +378,4 @@ pub(crate) fn runtime(mut b: tokio::runtime::Builder) -> Result<tokio::runtime::
         eprintln!("cannot start runtime: {e}");
         ExitCode::from(1)
     })
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STRAIT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => b.json().init(),
-        LogFormat::Text => b.init(),
-    }
 }

@@ -66,6 +66,7 @@ fn sizes_accept_units_and_plain_bytes() {
     assert_eq!(parse_size("64KiB"), Ok(65_536));
     assert_eq!(parse_size("1MiB"), Ok(1_048_576));
     assert_eq!(parse_size("512B"), Ok(512));
+    assert_eq!(parse_size("2GiB"), Ok(2 << 30));
     assert_eq!(parse_size("4096"), Ok(4096));
     assert_eq!(parse_size("0"), Ok(0));
 }
@@ -74,7 +75,12 @@ fn sizes_accept_units_and_plain_bytes() {
 fn decimal_size_units_suggest_binary_ones() {
     let err = parse_size("64KB").unwrap_err();
     assert!(err.contains("did you mean `KiB`"), "{err}");
+    for g in ["1G", "1GB", "1gb"] {
+        let err = parse_size(g).unwrap_err();
+        assert!(err.contains("did you mean `GiB`"), "{g}: {err}");
+    }
     assert!(parse_size("KiB").is_err());
     assert!(parse_size("-1").is_err());
     assert!(parse_size("99999999999999999999MiB").is_err());
+    assert!(parse_size("17179869184GiB").is_err());
 }

@@ -15,6 +15,9 @@ use crate::raw::{
 };
 use crate::types::*;
 
+#[cfg(test)]
+mod tests;
+
 type ValuePairs = Vec<(S, Spanned<RawValueMatch>)>;
 
 /// Converts one route, reporting every problem in it.
@@ -406,12 +409,59 @@ fn status(cx: &mut Ctx, raw: Option<&S>, default: u16, allowed: &[u16]) -> Statu
     }
 }
 
+/// Headers that frame the message or the connection: Strait writes these itself for the
+/// protocol in use, and a configured value would contradict the body it sends (or break HTTP/2).
+const FRAMING_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 fn respond(cx: &mut Ctx, r: &RawRespond) -> Respond {
-    Respond {
-        status: status(cx, r.status.as_ref(), 200, &[]),
-        body: r.body.as_ref().map(|b| b.value.clone()).unwrap_or_default(),
-        headers: header_pairs(cx, r.headers.as_ref().map(|p| &p.0)),
+    let status = status(cx, r.status.as_ref(), 200, &[]);
+    if let (Some(s), Some(why)) = (&r.status, unsendable_status(status.as_u16())) {
+        cx.err(pos(s), why);
     }
+    let body = r.body.as_ref().map(|b| b.value.clone()).unwrap_or_default();
+    if let Some(b) = r.body.as_ref().filter(|b| !b.value.is_empty()) {
+        if let Some(why) = bodyless_status(status.as_u16()) {
+            cx.err(pos(b), why);
+        }
+    }
+    let headers = header_pairs(cx, r.headers.as_ref().map(|p| &p.0));
+    for (k, _) in r.headers.iter().flat_map(|p| &p.0) {
+        let name = k.value.to_ascii_lowercase();
+        if FRAMING_HEADERS.contains(&name.as_str()) {
+            cx.err(
+                pos(k),
+                format!("respond cannot set `{name}`: Strait frames the response itself (it sets content-length from the body)"),
+            );
+        }
+    }
+    Respond {
+        status,
+        body,
+        headers,
+    }
+}
+
+/// Why a direct response cannot have `status` at all, if it cannot.
+fn unsendable_status(status: u16) -> Option<String> {
+    (100..200).contains(&status).then(|| {
+        format!("respond cannot use status {status}: 1xx responses are interim, sent before a final response, and cannot end a request (use 200 to 599)")
+    })
+}
+
+/// Why a direct response with `status` cannot carry a body, if it cannot (RFC 9110 §15.3.5, §15.3.6, §15.4.5).
+fn bodyless_status(status: u16) -> Option<String> {
+    matches!(status, 204 | 205 | 304).then(|| {
+        format!("a {status} response has no body (RFC 9110): remove `body` or use another status, such as 200")
+    })
 }
 
 fn redirect(cx: &mut Ctx, raw: &Spanned<RawRedirect>) -> Redirect {

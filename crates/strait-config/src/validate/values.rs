@@ -135,12 +135,7 @@ pub(crate) fn template(s: &str) -> Result<(), String> {
             Some(n) => (n, true),
             None => (inner, false),
         };
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !is_identifier(name) {
             return Err(format!(
                 "invalid path template `{s}`: parameter `{inner}` must be a name of letters, \
                  digits and '_'"
@@ -201,4 +196,13 @@ pub(crate) fn endpoint_address(s: &str) -> Result<(), String> {
 /// Whether `b` may appear in an RFC 9110 token (methods, header names, Upgrade protocols).
 pub(crate) fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Letters, digits and `_`, not starting with a digit: path template parameters and
+/// environment variable names.
+pub(crate) fn is_identifier(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

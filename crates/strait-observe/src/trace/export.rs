@@ -224,9 +224,9 @@ impl Sender {
                     p => p,
                 };
                 let authority = base.authority().map(|a| a.to_string()).unwrap_or_default();
+                // Origin-form (`POST /v1/traces`), with the authority in Host: RFC 9112 §3.2.1
+                // keeps absolute-form for requests to proxies, and strict collectors answer 404.
                 let uri = http::Uri::builder()
-                    .scheme("http")
-                    .authority(authority.as_str())
                     .path_and_query(path)
                     .build()
                     .unwrap_or_default();
