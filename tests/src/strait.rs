@@ -49,6 +49,30 @@ pub fn strait_bin() -> PathBuf {
     );
 }
 
+/// `text` with a policy that does nothing (`headers: {}`, which still runs in every chain)
+/// attached to every route: with `STRAIT_E2E_NOOP_POLICY` set, the suite runs through the
+/// policy pipeline and must give the same results. Documents that do not parse, or have no
+/// routes, are left alone.
+pub fn with_noop_policy(text: &str) -> String {
+    let Ok(mut doc) = strait_config::to_value("e2e", text) else {
+        return text.to_owned();
+    };
+    let Some(routes) = doc.get_mut("routes").and_then(|r| r.as_array_mut()) else {
+        return text.to_owned();
+    };
+    for r in routes {
+        if let Some(route) = r.as_object_mut() {
+            let list = route
+                .entry("policies")
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let Some(list) = list.as_array_mut() {
+                list.push(serde_json::json!({ "name": "noop", "headers": {} }));
+            }
+        }
+    }
+    strait_config::to_yaml(&doc)
+}
+
 /// Run `strait ARGS...` to completion (for `version`, `validate`, `routes`).
 pub fn run_cli(args: &[&str]) -> Output {
     run_cli_in(args, &[], None)
@@ -133,6 +157,9 @@ impl Strait {
             text.push_str("admin:\n  listen: 127.0.0.1:0\n");
         }
         text.push_str(yaml);
+        if std::env::var_os("STRAIT_E2E_NOOP_POLICY").is_some() {
+            text = with_noop_policy(&text);
+        }
         let config = dir.path().join("strait.yaml");
         std::fs::write(&config, &text).expect("write config");
         let path = dir.path().to_path_buf();

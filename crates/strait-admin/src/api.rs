@@ -202,26 +202,47 @@ async fn upstream_health(State(s): State<Arc<AdminState>>, Path(name): Path<Stri
     let Some(u) = snap.upstreams.iter().find(|u| *u.name == *name) else {
         return error(StatusCode::NOT_FOUND, &format!("no upstream named {name}"));
     };
+    let mut r = Json(health_view(u)).into_response();
+    set_etag(&mut r, snap.version);
+    r
+}
+
+/// An upstream's health as the balancer sees it: active checks, passive ejection, breakers.
+fn health_view(u: &strait_proxy::upstream::Upstream) -> Value {
+    let now = std::time::Instant::now();
+    let now_ms = strait_core::clock::millis(now);
+    // The clock counts from the process's first use of it; wall time for ejection ends.
+    let unix_ms = |at_ms: u64| {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        (wall + at_ms).saturating_sub(now_ms)
+    };
     let endpoints: Vec<Value> = u
         .endpoints
         .iter()
         .map(|e| {
+            let outlier = &e.state.outlier;
+            let ejected = outlier.is_ejected(now_ms);
             json!({
                 "address": &*e.address,
                 "weight": e.weight,
                 "healthy": e.state.is_healthy(),
+                "ejected": ejected,
+                "ejected_until_unix_ms": ejected.then(|| unix_ms(outlier.ejected_until())),
+                "ejections": outlier.ejections(),
+                "available": e.is_available(now_ms),
+                "breaker": e.breaker.as_ref().map(|b| b.state().as_str()),
                 "active_requests": e.state.active(),
             })
         })
         .collect();
-    let mut r = Json(json!({
-        "upstream": name,
+    json!({
+        "upstream": &*u.name,
         "health_check": u.health_check.is_some(),
+        "circuit_breaker": u.breaker.as_ref().map(|b| b.state().as_str()),
         "endpoints": endpoints,
-    }))
-    .into_response();
-    set_etag(&mut r, snap.version);
-    r
+    })
 }
 
 async fn list(State(s): State<Arc<AdminState>>, Path(kind): Path<String>) -> Response {

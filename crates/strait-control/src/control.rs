@@ -70,6 +70,8 @@ pub struct Control {
     /// Held while a snapshot is stored and while unused series are removed, so a removal never
     /// judges by a snapshot older than one that requests already record under.
     series: Mutex<()>,
+    /// Answers for endpoints given as DNS names (held here, found by the compiler in `live`).
+    dns: Arc<crate::dns::DnsCache>,
 }
 
 struct State {
@@ -101,6 +103,7 @@ impl Control {
         }
         let metrics = Arc::new(Metrics::new());
         let live = Arc::new(LiveState::new());
+        let dns = live.get_or_insert(crate::dns::KIND, "", 0, crate::dns::DnsCache::default);
         let observe = ObserveRuntime::new(metrics.clone());
         let mut snap = compile(&loaded.config, 1, &live, &metrics)?;
         snap.observe = observe_of(&observe, &loaded.config)?;
@@ -124,6 +127,7 @@ impl Control {
             health: Mutex::new(HealthCheckers::default()),
             listeners: Mutex::new(listeners),
             series: Mutex::new(()),
+            dns,
             state: Mutex::new(State {
                 version: 1,
                 history: VecDeque::from([Version {
@@ -180,6 +184,69 @@ impl Control {
             tracing::debug!(removed, "unused metric series removed");
         }
         removed
+    }
+
+    /// The DNS names the running configuration resolves, with their refresh intervals.
+    pub fn dns_names(&self) -> Vec<(String, std::time::Duration)> {
+        crate::dns::names(&self.lock().config)
+    }
+
+    /// The DNS answers the compiler expands names from.
+    pub fn dns_cache(&self) -> Arc<crate::dns::DnsCache> {
+        self.dns.clone()
+    }
+
+    /// Compiles the running configuration again under its version (new DNS answers), keeping
+    /// live state as any reload does; an error keeps the running snapshot.
+    pub fn recompile(&self, origin: &str) {
+        let state = self.lock();
+        let running = self.snapshot();
+        let previous = Previous {
+            config: &state.config,
+            snapshot: &running,
+            files_changed: false,
+        };
+        let compiled = compile_after(
+            &state.config,
+            state.version,
+            &self.live,
+            &self.metrics,
+            Some(previous),
+        );
+        let mut snap = match compiled {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(origin, error = %e, "recompile failed; the running snapshot stays");
+                return;
+            }
+        };
+        snap.observe = running.observe.clone();
+        let prepared = match self
+            .listeners
+            .lock()
+            .expect("listeners lock")
+            .prepare(&snap)
+        {
+            Ok(p) => p,
+            Err((_, msg)) => {
+                tracing::warn!(origin, error = %msg, "recompile failed; the running snapshot stays");
+                return;
+            }
+        };
+        let snap = Arc::new(snap);
+        let series = self.series.lock().expect("series lock");
+        let mut listeners = self.listeners.lock().expect("listeners lock");
+        self.shared.snapshot.store(snap.clone());
+        listeners.commit(&self.shared, &snap, prepared);
+        drop(listeners);
+        self.health
+            .lock()
+            .expect("health lock")
+            .update(&self.shared, &snap);
+        self.retain_series(&snap);
+        drop(series);
+        drop(state);
+        tracing::info!(origin, version = snap.version, "snapshot compiled again");
     }
 
     /// The provider behind this process.

@@ -3,6 +3,7 @@
 
 pub mod compile;
 pub mod control;
+pub mod dns;
 pub mod etcd;
 pub mod listeners;
 pub mod provider;

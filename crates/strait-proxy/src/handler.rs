@@ -60,7 +60,7 @@ pub async fn handle(
     if let Some(stats) = stats {
         stats.record(
             &method,
-            resp.status().as_u16(),
+            local::decided_status(&resp),
             start.elapsed().as_secs_f64(),
         );
         // Without an access log or tracing there is no per-request state at stream end, so

@@ -198,6 +198,7 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
     ));
 
     control.start_health_checks();
+    tokio::spawn(strait_control::dns::run(Arc::downgrade(&control)));
     let shared = control.shared.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
