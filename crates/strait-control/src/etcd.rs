@@ -209,7 +209,11 @@ impl Provider for EtcdProvider {
             let _ = tx.send(inner.store(desired).await);
         });
         rx.recv_timeout(REQUEST_TIMEOUT + Duration::from_secs(1))
-            .unwrap_or_else(|_| Err("etcd did not answer the write in time".into()))
+            .unwrap_or_else(|_| {
+                Err(write::outcome_unknown(
+                    "etcd did not answer the write in time",
+                ))
+            })
     }
 
     fn subscribe(&self) -> Option<mpsc::Receiver<()>> {

@@ -1,11 +1,14 @@
-//! Admin writes to etcd: one transaction guarded by each touched key's revision.
+//! Admin writes to etcd: one transaction guarded by each touched key's revision, and an honest answer when etcd's reply never came.
 
 use std::collections::BTreeMap;
+
+use tonic::{Code, Status};
 
 use super::client::describe;
 use super::layout::{self, Values};
 use super::proto::{self, Compare, RequestOp, TxnRequest, TxnResponse};
 use super::{lock, Inner, Kv, REQUEST_TIMEOUT};
+use crate::provider::OUTCOME_UNKNOWN;
 
 // === impl Inner ===
 
@@ -35,11 +38,19 @@ impl Inner {
         let resp: TxnResponse =
             match tokio::time::timeout(REQUEST_TIMEOUT, c.unary(proto::TXN, txn)).await {
                 Ok(Ok(r)) => r,
-                Ok(Err(s)) => return Err(format!("etcd write failed: {}", describe(&s))),
+                Ok(Err(s)) if refused(&s) => {
+                    return Err(format!("etcd write failed: {}", describe(&s)))
+                }
+                Ok(Err(s)) => {
+                    return Err(outcome_unknown(&format!(
+                        "the write to etcd broke off ({})",
+                        describe(&s)
+                    )))
+                }
                 Err(_) => {
-                    return Err(format!(
+                    return Err(outcome_unknown(&format!(
                         "etcd did not answer the write within {REQUEST_TIMEOUT:?}"
-                    ))
+                    )))
                 }
             };
         if !resp.succeeded {
@@ -81,6 +92,43 @@ impl Inner {
         }
         self.reassemble(&mut state);
         Ok(())
+    }
+}
+
+/// The error for a write that etcd may have applied or not: a transaction that was sent
+/// can commit after the client gave up on it (a paused or overloaded member answers late),
+/// so the caller must look rather than retry blindly.
+pub(super) fn outcome_unknown(why: &str) -> String {
+    format!(
+        "{OUTCOME_UNKNOWN} {why}; etcd may still apply it: check `GET /api/versions` (the watch brings the change within a second if it was applied)"
+    )
+}
+
+/// Whether etcd (or the client before sending) refused the request, so it cannot apply later.
+/// Anything else (a timeout, a connection lost after sending, etcd's own "request timed
+/// out") leaves the outcome unknown.
+pub(super) fn refused(s: &Status) -> bool {
+    // No connection could be made (refused, TLS handshake failed): nothing was sent.
+    let mut cause = std::error::Error::source(s);
+    while let Some(c) = cause {
+        if c.is::<tonic::ConnectError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    match s.code() {
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::ResourceExhausted
+        | Code::FailedPrecondition
+        | Code::OutOfRange
+        | Code::Unimplemented
+        | Code::Unauthenticated => true,
+        // Checked before a proposal is made (and what `hasleader` asks for).
+        Code::Unavailable => s.message().contains("etcdserver: no leader"),
+        _ => false,
     }
 }
 
