@@ -19,6 +19,7 @@ mod cache;
 pub mod client;
 pub mod layout;
 pub mod proto;
+mod read;
 mod remote;
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ use layout::Values;
 
 pub use cache::default_cache_path;
 pub use client::Client;
+pub use read::{read_served, Served};
 pub use remote::{client, push, read};
 
 use cache::{read_cache, write_cache, Cache};
@@ -111,11 +113,7 @@ impl EtcdProvider {
             .cache
             .clone()
             .unwrap_or_else(|| default_cache_path(bootstrap_path));
-        let base_dir = bootstrap_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
+        let base_dir = read::base_dir_of(bootstrap_path);
         let (tx, rx) = mpsc::channel(1);
         let inner = Arc::new(Inner {
             settings,
@@ -239,26 +237,15 @@ impl Inner {
         self.reassemble(&mut state);
     }
 
-    /// The validated document `keys` assemble into; errors name the key they are in rather
-    /// than a line of the assembled text.
+    /// The validated document `values` assemble into (see [`read::validate`]).
     fn assemble(&self, values: &Values) -> Result<Document, Errors> {
-        let prefix = &self.settings.prefix;
-        let assembled = layout::assemble(prefix, &self.bootstrap.text, values).map_err(Errors)?;
-        let source = format!("etcd:{prefix}");
-        if let Err(errors) = strait_config::parse(&source, &assembled.text, Some(&self.base_dir)) {
-            return Err(Errors(
-                errors
-                    .0
-                    .into_iter()
-                    .map(|d| assembled.map_diagnostic(d, prefix, &self.bootstrap_source))
-                    .collect(),
-            ));
-        }
-        Ok(Document {
-            source,
-            text: assembled.text,
-            base_dir: Some(self.base_dir.clone()),
-        })
+        read::validate(
+            &self.bootstrap,
+            &self.bootstrap_source,
+            &self.base_dir,
+            values,
+        )
+        .map(|v| v.document)
     }
 
     /// At start, when etcd holds an invalid configuration, the cached one (if any) is served
