@@ -13,8 +13,7 @@ command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 command -v musl-gcc >/dev/null 2>&1 || need+=(musl-tools)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
-# etcd-client's build runs protoc; the etcd provider's tests run a real etcd.
-command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+# The etcd provider's tests run a real etcd.
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 if [ ${#need[@]} -gt 0 ]; then

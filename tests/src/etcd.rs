@@ -7,12 +7,41 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use strait_control::etcd::client::{Options, Tls};
+use strait_control::etcd::proto::{
+    self, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse,
+};
+/// The etcd client the tests use: Strait's own.
+pub use strait_control::etcd::Client;
 
 use crate::certs::Ca;
 
 /// How long a member (or the whole cluster) may take to elect a leader and answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The admin token of instances started with [`Etcd::bootstrap_with_admin`].
+pub const ADMIN_TOKEN: &str = "etcd-admin-token-0123456789";
+
+/// A route matching `path` exactly and answering `body`, as the value of `/strait/routes/NAME`.
+pub fn respond(path: &str, body: &str) -> String {
+    format!("match: {{ path: {path} }}\nrespond: {{ body: \"{body}\" }}\n")
+}
+
+/// `PUT /api/RESOURCE` (e.g. `routes/hello`) on `s`'s admin API with [`ADMIN_TOKEN`],
+/// overwriting whatever runs; the status and the body.
+pub async fn admin_put(s: &crate::Strait, resource: &str, body: &str) -> (u16, String) {
+    let r = crate::client::reqwest_client()
+        .put(format!("http://{}/api/{resource}", s.admin()))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("if-match", "*")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("admin request");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
 
 struct Member {
     name: String,
@@ -44,16 +73,12 @@ impl TlsFiles {
         }
     }
 
-    fn client_options(&self) -> ConnectOptions {
+    fn client_tls(&self) -> Tls {
         let read = |p: &PathBuf| std::fs::read(p).expect("read pem");
-        ConnectOptions::new().with_tls(
-            TlsOptions::new()
-                .ca_certificate(Certificate::from_pem(read(&self.ca)))
-                .identity(Identity::from_pem(
-                    read(&self.client.0),
-                    read(&self.client.1),
-                )),
-        )
+        Tls {
+            ca: Some(read(&self.ca)),
+            identity: Some((read(&self.client.0), read(&self.client.1))),
+        }
     }
 }
 
@@ -63,6 +88,8 @@ pub struct Etcd {
     cluster: String,
     token: String,
     tls: Option<TlsFiles>,
+    /// More flags for every member.
+    args: Vec<String>,
     /// Authentication for the fixture's own clients once `enable_auth` ran.
     user: Option<(String, String)>,
     // Kept for its Drop: removes data dirs and logs.
@@ -79,15 +106,20 @@ impl Etcd {
     /// (100 ms / 1 s) so that a loaded two-core machine does not make members miss heartbeats
     /// and hold elections the tests did not ask for.
     pub async fn cluster(n: usize) -> Etcd {
-        Self::start(n, None).await
+        Self::start(n, None, &[]).await
+    }
+
+    /// One member started with extra etcd flags (e.g. `--auth-token-ttl 1`).
+    pub async fn single_with(args: &[&str]) -> Etcd {
+        Self::start(1, None, args).await
     }
 
     /// One member serving clients over TLS (https://) and requiring a client certificate.
     pub async fn single_tls(tls: TlsFiles) -> Etcd {
-        Self::start(1, Some(tls)).await
+        Self::start(1, Some(tls), &[]).await
     }
 
-    async fn start(n: usize, tls: Option<TlsFiles>) -> Etcd {
+    async fn start(n: usize, tls: Option<TlsFiles>, args: &[&str]) -> Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -111,6 +143,7 @@ impl Etcd {
             cluster,
             token,
             tls,
+            args: args.iter().map(|a| a.to_string()).collect(),
             user: None,
             _dir: dir,
         };
@@ -156,6 +189,7 @@ impl Etcd {
             .args(["--initial-cluster-token", &self.token])
             .args(["--heartbeat-interval", "250", "--election-timeout", "2500"])
             .args(["--log-level", "warn"])
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -174,22 +208,65 @@ impl Etcd {
         format!("{scheme}://{}", self.members[i].client)
     }
 
-    fn options(&self) -> Option<ConnectOptions> {
-        let mut o = self.tls.as_ref().map(TlsFiles::client_options);
-        if let Some((user, password)) = &self.user {
-            o = Some(o.unwrap_or_default().with_user(user, password));
+    fn options(&self) -> Options {
+        Options {
+            tls: self.tls.as_ref().map(TlsFiles::client_tls),
+            credentials: self.user.clone(),
+            // Responses as large as Strait reads (the big-configuration test reads them back).
+            max_message_bytes: Some(64 << 20),
+            ..Options::default()
         }
-        o
+    }
+
+    async fn connect(&self, endpoints: &[String]) -> Result<Client, String> {
+        Client::connect(endpoints, self.options()).await
     }
 
     /// Turns on etcd's user authentication with user `root` / `password`; later fixture
     /// clients log in as root.
     pub async fn enable_auth(&mut self, password: &str) {
-        let mut c = self.client().await;
-        c.user_add("root", password, None).await.expect("user add");
-        c.user_grant_role("root", "root").await.expect("grant root");
-        c.auth_enable().await.expect("auth enable");
+        let c = self.client().await;
+        let _: Empty = c
+            .unary(
+                "/etcdserverpb.Auth/UserAdd",
+                UserAdd {
+                    name: "root".into(),
+                    password: password.into(),
+                },
+            )
+            .await
+            .expect("user add");
+        let _: Empty = c
+            .unary(
+                "/etcdserverpb.Auth/UserGrantRole",
+                GrantRole {
+                    user: "root".into(),
+                    role: "root".into(),
+                },
+            )
+            .await
+            .expect("grant root");
+        let _: Empty = c
+            .unary("/etcdserverpb.Auth/AuthEnable", Empty {})
+            .await
+            .expect("auth enable");
         self.user = Some(("root".into(), password.into()));
+    }
+
+    /// A bootstrap file for this etcd (1 s dial timeout, so tests with etcd down start quickly).
+    pub fn bootstrap(&self) -> String {
+        format!(
+            "config:\n  provider: etcd\n  endpoints: {}\n  dial_timeout: 1s\n",
+            self.endpoints_yaml()
+        )
+    }
+
+    /// [`Etcd::bootstrap`] with an admin listener on a free port and [`ADMIN_TOKEN`].
+    pub fn bootstrap_with_admin(&self) -> String {
+        format!(
+            "admin:\n  listen: 127.0.0.1:0\n  token: {ADMIN_TOKEN}\n{}",
+            self.bootstrap()
+        )
     }
 
     /// `[url, url, ...]` as YAML flow list.
@@ -202,20 +279,51 @@ impl Etcd {
         crate::within(
             Duration::from_secs(5),
             "etcd client",
-            Client::connect(self.endpoints(), self.options()),
+            self.connect(&self.endpoints()),
         )
         .await
         .expect("connect to etcd")
     }
 
+    /// The value of `key`, if it exists.
+    pub async fn value(&self, client: &Client, key: &str) -> Option<String> {
+        let req = RangeRequest {
+            key: key.into(),
+            range_end: Vec::new(),
+        };
+        let resp: RangeResponse = client.unary(proto::RANGE, req).await.expect("etcd get");
+        resp.kvs
+            .first()
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, client: &Client, key: &str) {
+        let req = DeleteRangeRequest {
+            key: key.into(),
+            range_end: Vec::new(),
+        };
+        let _: DeleteRangeResponse = client
+            .unary(proto::DELETE_RANGE, req)
+            .await
+            .expect("etcd delete");
+    }
+
     /// Puts `key` = `value`, retrying (bounded) while the cluster has no leader; returns the revision.
-    pub async fn put(&self, client: &mut Client, key: &str, value: &str) -> i64 {
+    pub async fn put(&self, client: &Client, key: &str, value: &str) -> i64 {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let attempt =
-                tokio::time::timeout(Duration::from_secs(3), client.put(key, value, None)).await;
+            let req = PutRequest {
+                key: key.into(),
+                value: value.into(),
+            };
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(3),
+                client.unary::<_, PutResponse>(proto::PUT, req),
+            )
+            .await;
             match attempt {
-                Ok(Ok(r)) => return r.header().map_or(0, |h| h.revision()),
+                Ok(Ok(r)) => return r.header.map_or(0, |h| h.revision),
                 failure => {
                     if tokio::time::Instant::now() >= deadline {
                         panic!("put {key} failed for 20s: {failure:?}");
@@ -227,11 +335,15 @@ impl Etcd {
     }
 
     /// Compacts the history up to `revision`, retrying (bounded) like [`Etcd::put`].
-    pub async fn compact(&self, client: &mut Client, revision: i64) {
+    pub async fn compact(&self, client: &Client, revision: i64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let attempt =
-                tokio::time::timeout(Duration::from_secs(3), client.compact(revision, None)).await;
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(3),
+                client
+                    .unary::<_, CompactionResponse>(proto::COMPACT, CompactionRequest { revision }),
+            )
+            .await;
             match attempt {
                 Ok(Ok(_)) => return,
                 failure => {
@@ -251,24 +363,27 @@ impl Etcd {
                 if m.child.is_none() {
                     continue;
                 }
-                let Ok(Ok(mut c)) = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    Client::connect([self.url(i)], self.options()),
-                )
-                .await
+                let Ok(Some(s)) =
+                    tokio::time::timeout(Duration::from_secs(2), self.status(i)).await
                 else {
                     continue;
                 };
-                if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(2), c.status()).await {
-                    let id = s.header().map_or(0, |h| h.member_id());
-                    if id != 0 && s.leader() == id {
-                        return Some(i);
-                    }
+                let id = s.header.map_or(0, |h| h.member_id);
+                if id != 0 && s.leader == id {
+                    return Some(i);
                 }
             }
             None
         })
         .await
+    }
+
+    /// Member `i`'s view of the cluster, or `None` when it does not answer.
+    async fn status(&self, i: usize) -> Option<Status> {
+        let c = self.connect(&[self.url(i)]).await.ok()?;
+        c.unary("/etcdserverpb.Maintenance/Status", Empty {})
+            .await
+            .ok()
     }
 
     /// Kills member `i` (SIGKILL: a crash, no leadership hand-over).
@@ -277,6 +392,27 @@ impl Etcd {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Stops member `i` without closing its sockets (SIGSTOP): connections stay open and
+    /// requests queue unanswered, as with a member stalled by a full disk or a long GC.
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "STOP");
+    }
+
+    /// Lets a paused member run again (SIGCONT); it then handles what queued meanwhile.
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "CONT");
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        let pid = self.members[i].child.as_ref().expect("member running").id();
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{sig} {pid} failed");
     }
 
     /// Kills every member.
@@ -316,11 +452,7 @@ impl Etcd {
                 if m.child.is_none() {
                     continue;
                 }
-                let up = async {
-                    let mut c = Client::connect([self.url(i)], self.options()).await.ok()?;
-                    let s = c.status().await.ok()?;
-                    (s.leader() != 0).then_some(())
-                };
+                let up = async { (self.status(i).await?.leader != 0).then_some(()) };
                 if !matches!(
                     tokio::time::timeout(Duration::from_secs(2), up).await,
                     Ok(Some(()))
@@ -347,4 +479,38 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+// The few admin messages only the fixture sends (field numbers from etcd's rpc.proto).
+
+/// An empty request or a response whose fields are not read (`StatusRequest`,
+/// `AuthEnableRequest`, `AuthUserAddResponse`, ...).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Empty {}
+
+/// `AuthUserAddRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct UserAdd {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    password: String,
+}
+
+/// `AuthUserGrantRoleRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct GrantRole {
+    #[prost(string, tag = "1")]
+    user: String,
+    #[prost(string, tag = "2")]
+    role: String,
+}
+
+/// `StatusResponse`: who answered and who it thinks leads.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Status {
+    #[prost(message, optional, tag = "1")]
+    header: Option<proto::ResponseHeader>,
+    #[prost(uint64, tag = "4")]
+    leader: u64,
 }

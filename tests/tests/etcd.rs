@@ -5,9 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
 use strait_e2e::client;
-use strait_e2e::etcd::{Etcd, TlsFiles};
+use strait_e2e::etcd::{admin_put, respond, Client, Etcd, TlsFiles};
 use strait_e2e::strait::run_cli;
 use strait_e2e::{metrics, poll_until, Strait};
 
@@ -15,19 +14,8 @@ use strait_e2e::{metrics, poll_until, Strait};
 /// the latency measured is Strait's, not the other tests' CPU use.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn bootstrap(etcd: &Etcd) -> String {
-    format!(
-        "config:\n  provider: etcd\n  endpoints: {}\n  dial_timeout: 1s\n",
-        etcd.endpoints_yaml()
-    )
-}
-
-fn respond(path: &str, body: &str) -> String {
-    format!("match: {{ path: {path} }}\nrespond: {{ body: \"{body}\" }}\n")
-}
-
 /// A listener on a port of its own in every instance, and `/` answering `body`.
-async fn seed(etcd: &Etcd, c: &mut Client, body: &str) {
+async fn seed(etcd: &Etcd, c: &Client, body: &str) {
     etcd.put(c, "/strait/listeners/web", "listen: 127.0.0.1:0")
         .await;
     etcd.put(c, "/strait/routes/root", &respond("/", body))
@@ -44,7 +32,7 @@ async fn get(s: &Strait, path: &str) -> Option<(u16, String)> {
 }
 
 /// Puts `/` answering `body` and waits until `s` serves it.
-async fn put_root(etcd: &Etcd, c: &mut Client, s: &Strait, body: &str, limit: Duration) {
+async fn put_root(etcd: &Etcd, c: &Client, s: &Strait, body: &str, limit: Duration) {
     etcd.put(c, "/strait/routes/root", &respond("/", body))
         .await;
     wait_served(s, "/", body, limit).await;
@@ -70,12 +58,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn fleet_of_three_serves_each_put_within_a_second() {
     let _serial = SERIAL.lock().await;
     let etcd = Etcd::single().await;
-    let mut c = etcd.client().await;
-    seed(&etcd, &mut c, "v0").await;
+    let c = etcd.client().await;
+    seed(&etcd, &c, "v0").await;
     let fleet = [
-        Strait::start(&bootstrap(&etcd)).await,
-        Strait::start(&bootstrap(&etcd)).await,
-        Strait::start(&bootstrap(&etcd)).await,
+        Strait::start(&etcd.bootstrap()).await,
+        Strait::start(&etcd.bootstrap()).await,
+        Strait::start(&etcd.bootstrap()).await,
     ];
     for s in &fleet {
         assert!(served(s, "/", "v0").await, "{}", s.logs_text());
@@ -85,12 +73,8 @@ async fn fleet_of_three_serves_each_put_within_a_second() {
         let path = format!("/r{i}");
         let body = format!("r{i}");
         let start = Instant::now();
-        etcd.put(
-            &mut c,
-            &format!("/strait/routes/r{i}"),
-            &respond(&path, &body),
-        )
-        .await;
+        etcd.put(&c, &format!("/strait/routes/r{i}"), &respond(&path, &body))
+            .await;
         // Poll every 2 ms (not poll_until's 20 ms) so the latency is measured, not quantized.
         let waits = fleet.iter().map(|s| async {
             let deadline = start + Duration::from_secs(5);
@@ -118,12 +102,12 @@ async fn fleet_of_three_serves_each_put_within_a_second() {
 async fn killing_the_etcd_leader_mid_stream_loses_no_updates() {
     let _serial = SERIAL.lock().await;
     let mut etcd = Etcd::cluster(3).await;
-    let mut c = etcd.client().await;
-    seed(&etcd, &mut c, "v0").await;
+    let c = etcd.client().await;
+    seed(&etcd, &c, "v0").await;
     let fleet = [
-        Strait::start(&bootstrap(&etcd)).await,
-        Strait::start(&bootstrap(&etcd)).await,
-        Strait::start(&bootstrap(&etcd)).await,
+        Strait::start(&etcd.bootstrap()).await,
+        Strait::start(&etcd.bootstrap()).await,
+        Strait::start(&etcd.bootstrap()).await,
     ];
     for i in 0..10 {
         if i == 5 {
@@ -132,7 +116,7 @@ async fn killing_the_etcd_leader_mid_stream_loses_no_updates() {
         }
         let path = format!("/k{i}");
         etcd.put(
-            &mut c,
+            &c,
             &format!("/strait/routes/k{i}"),
             &respond(&path, &format!("k{i}")),
         )
@@ -159,9 +143,9 @@ async fn killing_the_etcd_leader_mid_stream_loses_no_updates() {
 async fn strait_keeps_serving_while_etcd_is_down_and_resumes_when_it_returns() {
     let _serial = SERIAL.lock().await;
     let mut etcd = Etcd::single().await;
-    let mut c = etcd.client().await;
-    seed(&etcd, &mut c, "v0").await;
-    let s = Strait::start(&bootstrap(&etcd)).await;
+    let c = etcd.client().await;
+    seed(&etcd, &c, "v0").await;
+    let s = Strait::start(&etcd.bootstrap()).await;
     etcd.stop_all();
     for _ in 0..10 {
         assert!(
@@ -171,18 +155,18 @@ async fn strait_keeps_serving_while_etcd_is_down_and_resumes_when_it_returns() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     etcd.start_all().await;
-    let mut c = etcd.client().await;
-    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(10)).await;
+    let c = etcd.client().await;
+    put_root(&etcd, &c, &s, "v1", Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_with_etcd_down_serves_from_the_cache_then_converges() {
     let _serial = SERIAL.lock().await;
     let mut etcd = Etcd::single().await;
-    let mut c = etcd.client().await;
-    seed(&etcd, &mut c, "v0").await;
-    let mut s = Strait::start(&bootstrap(&etcd)).await;
-    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(3)).await;
+    let c = etcd.client().await;
+    seed(&etcd, &c, "v0").await;
+    let mut s = Strait::start(&etcd.bootstrap()).await;
+    put_root(&etcd, &c, &s, "v1", Duration::from_secs(3)).await;
     etcd.stop_all();
     s.restart().await;
     assert!(
@@ -192,19 +176,19 @@ async fn restart_with_etcd_down_serves_from_the_cache_then_converges() {
     );
     assert!(s.logs_text().contains("serving the cached configuration"));
     etcd.start_all().await;
-    let mut c = etcd.client().await;
-    put_root(&etcd, &mut c, &s, "v2", Duration::from_secs(10)).await;
+    let c = etcd.client().await;
+    put_root(&etcd, &c, &s, "v2", Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_value_keeps_the_running_config_and_names_the_key() {
     let _serial = SERIAL.lock().await;
     let etcd = Etcd::single().await;
-    let mut c = etcd.client().await;
-    seed(&etcd, &mut c, "v0").await;
-    let mut s = Strait::start(&bootstrap(&etcd)).await;
+    let c = etcd.client().await;
+    seed(&etcd, &c, "v0").await;
+    let mut s = Strait::start(&etcd.bootstrap()).await;
     etcd.put(
-        &mut c,
+        &c,
         "/strait/routes/bad",
         "match: { path: /bad }\nupstream: nowhere",
     )
@@ -235,8 +219,8 @@ async fn invalid_value_keeps_the_running_config_and_names_the_key() {
     );
     assert!(logs.contains("unknown upstream `nowhere`"), "{logs}");
     // Fixing the key is enough to move on.
-    c.delete("/strait/routes/bad", None).await.expect("delete");
-    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(3)).await;
+    etcd.delete(&c, "/strait/routes/bad").await;
+    put_root(&etcd, &c, &s, "v1", Duration::from_secs(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +242,7 @@ async fn config_push_seeds_etcd_and_replace_removes_what_the_file_lacks() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let s = Strait::start(&bootstrap(&etcd)).await;
+    let s = Strait::start(&etcd.bootstrap()).await;
     // Written order survives: `special` is tried before `all` though it sorts after it.
     assert!(served(&s, "/x", "special").await, "{}", s.logs_text());
     assert!(served(&s, "/y", "all").await);
@@ -296,10 +280,10 @@ async fn a_stale_write_is_a_conflict_not_an_overwrite() {
     use strait_control::{EtcdProvider, Provider};
     let _serial = SERIAL.lock().await;
     let etcd = Etcd::single().await;
-    let mut c = etcd.client().await;
-    seed(&etcd, &mut c, "v0").await;
+    let c = etcd.client().await;
+    seed(&etcd, &c, "v0").await;
     let dir = tempfile::tempdir().unwrap();
-    let boot = format!("admin:\n  listen: 127.0.0.1:0\n{}", bootstrap(&etcd));
+    let boot = format!("admin:\n  listen: 127.0.0.1:0\n{}", etcd.bootstrap());
     let connect = |name: &str| {
         let path = dir.path().join(name);
         let b = strait_config::provider::bootstrap(name, &boot, None)
@@ -338,7 +322,8 @@ async fn a_stale_write_is_a_conflict_not_an_overwrite() {
         .await
         .unwrap()
         .expect("fresh write");
-    assert!(value_of(&c, "/strait/routes/root")
+    assert!(etcd
+        .value(&c, "/strait/routes/root")
         .await
         .unwrap()
         .contains("from-b"));
@@ -352,21 +337,13 @@ async fn a_stale_write_is_a_conflict_not_an_overwrite() {
         .unwrap()
         .expect("a change to another key is no conflict");
     assert!(
-        value_of(&c, "/strait/routes/root")
+        etcd.value(&c, "/strait/routes/root")
             .await
             .unwrap()
             .contains("from-b"),
         "b's change is not reverted"
     );
-    assert!(value_of(&c, "/strait/routes/other").await.is_some());
-}
-
-/// The value of `key` in etcd, if it exists.
-async fn value_of(c: &Client, key: &str) -> Option<String> {
-    let got = c.clone().get(key, None).await.expect("etcd get");
-    got.kvs()
-        .first()
-        .map(|k| String::from_utf8_lossy(k.value()).into_owned())
+    assert!(etcd.value(&c, "/strait/routes/other").await.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,24 +358,25 @@ async fn etcd_over_tls_with_a_client_certificate() {
         tls.client.1.display()
     );
     let etcd = Etcd::single_tls(tls).await;
-    let mut c = etcd.client().await;
-    seed(&etcd, &mut c, "v0").await;
+    let c = etcd.client().await;
+    seed(&etcd, &c, "v0").await;
     assert!(etcd.endpoints()[0].starts_with("https://"));
-    let s = Strait::start(&format!("{}{files}", bootstrap(&etcd))).await;
+    let s = Strait::start(&format!("{}{files}", etcd.bootstrap())).await;
     assert!(served(&s, "/", "v0").await, "{}", s.logs_text());
-    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(3)).await;
+    put_root(&etcd, &c, &s, "v1", Duration::from_secs(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcd_with_user_authentication() {
+async fn etcd_with_user_authentication_renews_expired_tokens() {
     let _serial = SERIAL.lock().await;
-    let mut etcd = Etcd::single().await;
+    // Tokens expire after a second unused (etcd's default is 5 minutes).
+    let mut etcd = Etcd::single_with(&["--auth-token-ttl", "1"]).await;
     etcd.enable_auth("s3cret-pw").await;
-    let mut c = etcd.client().await;
-    seed(&etcd, &mut c, "v0").await;
+    let c = etcd.client().await;
+    seed(&etcd, &c, "v0").await;
     let boot = format!(
         "{}  username: root\n  password: s3cret-pw\n",
-        bootstrap(&etcd)
+        etcd.bootstrap_with_admin()
     );
     let s = Strait::start(&boot).await;
     assert!(served(&s, "/", "v0").await, "{}", s.logs_text());
@@ -406,15 +384,21 @@ async fn etcd_with_user_authentication() {
         !s.logs_text().contains("s3cret-pw"),
         "the password is never logged"
     );
-    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(3)).await;
+    put_root(&etcd, &c, &s, "v1", Duration::from_secs(3)).await;
+    // Strait's token has not been used since it started: etcd refuses it ("invalid auth
+    // token") until Strait authenticates again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, body) = admin_put(&s, "routes/hello", &respond("/hello", "hi")).await;
+    assert_eq!(status, 201, "{body}\n{}", s.logs_text());
+    wait_served(&s, "/hello", "hi", Duration::from_secs(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resumes_after_its_member_returns_and_rereads_after_compaction() {
     let _serial = SERIAL.lock().await;
     let mut etcd = Etcd::cluster(3).await;
-    let mut c = etcd.client().await;
-    seed(&etcd, &mut c, "v0").await;
+    let c = etcd.client().await;
+    seed(&etcd, &c, "v0").await;
     // Strait knows one member only, a follower, so that member's absence cuts its watch
     // while the cluster keeps taking writes.
     let a = (etcd.leader().await + 1) % 3;
@@ -425,9 +409,8 @@ async fn watch_resumes_after_its_member_returns_and_rereads_after_compaction() {
     let s = Strait::start(&boot).await;
 
     etcd.kill(a);
-    etcd.put(&mut c, "/strait/routes/x", &respond("/x", "x1"))
-        .await;
-    etcd.put(&mut c, "/strait/routes/root", &respond("/", "v1"))
+    etcd.put(&c, "/strait/routes/x", &respond("/x", "x1")).await;
+    etcd.put(&c, "/strait/routes/root", &respond("/", "v1"))
         .await;
     assert!(served(&s, "/", "v0").await, "still serving while cut off");
     etcd.start_all().await;
@@ -435,12 +418,9 @@ async fn watch_resumes_after_its_member_returns_and_rereads_after_compaction() {
     wait_served(&s, "/", "v1", Duration::from_secs(3)).await;
 
     etcd.kill(a);
-    etcd.put(&mut c, "/strait/routes/y", &respond("/y", "y1"))
-        .await;
-    let rev = etcd
-        .put(&mut c, "/strait/routes/x", &respond("/x", "x2"))
-        .await;
-    etcd.compact(&mut c, rev).await;
+    etcd.put(&c, "/strait/routes/y", &respond("/y", "y1")).await;
+    let rev = etcd.put(&c, "/strait/routes/x", &respond("/x", "x2")).await;
+    etcd.compact(&c, rev).await;
     etcd.start_all().await;
     wait_served(&s, "/x", "x2", Duration::from_secs(10)).await;
     wait_served(&s, "/y", "y1", Duration::from_secs(3)).await;
@@ -449,15 +429,12 @@ async fn watch_resumes_after_its_member_returns_and_rereads_after_compaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_writes_go_to_etcd_and_reach_every_instance() {
-    const TOKEN: &str = "etcd-admin-token-0123456789";
+    use strait_e2e::etcd::ADMIN_TOKEN as TOKEN;
     let _serial = SERIAL.lock().await;
     let etcd = Etcd::single().await;
-    let mut c = etcd.client().await;
-    seed(&etcd, &mut c, "v0").await;
-    let boot = format!(
-        "admin:\n  listen: 127.0.0.1:0\n  token: {TOKEN}\n{}",
-        bootstrap(&etcd)
-    );
+    let c = etcd.client().await;
+    seed(&etcd, &c, "v0").await;
+    let boot = etcd.bootstrap_with_admin();
     let a = Strait::start(&boot).await;
     let b = Strait::start(&boot).await;
     let http = client::reqwest_client();
@@ -484,7 +461,8 @@ async fn admin_writes_go_to_etcd_and_reach_every_instance() {
     let r = put(&a, va, &respond("/hello", "from-a")).await.unwrap();
     assert_eq!(r.status(), 201);
     // One source of truth: the route is a key in etcd, and every instance serves it.
-    assert!(value_of(&c, "/strait/routes/hello")
+    assert!(etcd
+        .value(&c, "/strait/routes/hello")
         .await
         .unwrap()
         .contains("from-a"));
@@ -506,23 +484,23 @@ async fn admin_writes_go_to_etcd_and_reach_every_instance() {
 async fn a_configuration_larger_than_grpc_default_message_size_is_read() {
     let _serial = SERIAL.lock().await;
     let etcd = Etcd::single().await;
-    let mut c = etcd.client().await;
-    seed(&etcd, &mut c, "v0").await;
+    let c = etcd.client().await;
+    seed(&etcd, &c, "v0").await;
     // Six routes of 900 KiB each (under etcd's 1.5 MiB request limit): 5.3 MiB in one range,
     // over gRPC's default 4 MiB message.
     let big = "x".repeat(900 * 1024);
     for i in 0..6 {
         etcd.put(
-            &mut c,
+            &c,
             &format!("/strait/routes/big{i}"),
             &respond(&format!("/big{i}"), &big),
         )
         .await;
     }
-    let s = Strait::start(&bootstrap(&etcd)).await;
+    let s = Strait::start(&etcd.bootstrap()).await;
     assert!(served(&s, "/", "v0").await, "logs:\n{}", s.logs_text());
     let (status, body) = get(&s, "/big5").await.expect("response");
     assert_eq!((status, body.len()), (200, big.len()));
     // A change after start arrives through the watch as usual.
-    put_root(&etcd, &mut c, &s, "v1", Duration::from_secs(5)).await;
+    put_root(&etcd, &c, &s, "v1", Duration::from_secs(5)).await;
 }

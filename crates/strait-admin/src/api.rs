@@ -402,6 +402,12 @@ fn written(r: Result<Result<u64, WriteError>, tokio::task::JoinError>, ok: Statu
         Ok(Err(WriteError::Store(msg))) if msg.starts_with("conflict:") => {
             error(StatusCode::CONFLICT, &msg)
         }
+        // Sent but unanswered: it may still apply, so it is not reported as a failure.
+        Ok(Err(WriteError::Store(msg)))
+            if msg.starts_with(strait_control::provider::OUTCOME_UNKNOWN) =>
+        {
+            error(StatusCode::GATEWAY_TIMEOUT, &msg)
+        }
         Ok(Err(WriteError::Store(msg))) => error(StatusCode::SERVICE_UNAVAILABLE, &msg),
         Ok(Err(WriteError::UnknownVersion(v))) => error(
             StatusCode::NOT_FOUND,

@@ -16,17 +16,20 @@
 //! overwritten.
 
 mod cache;
+pub mod client;
 pub mod layout;
+pub mod proto;
+mod read;
 mod remote;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, EventType, Txn, TxnOp, WatchOptions};
 use strait_config::provider::{Bootstrap, EtcdSettings};
 use strait_config::Errors;
 use tokio::sync::mpsc;
@@ -35,12 +38,14 @@ use crate::provider::{Document, Provider};
 use layout::Values;
 
 pub use cache::default_cache_path;
-/// The etcd client type (for `strait config push` and `pull`).
-pub use etcd_client::Client;
+pub use client::Client;
+pub use read::{read_served, Served};
 pub use remote::{client, push, read};
 
 use cache::{read_cache, write_cache, Cache};
 use remote::range;
+#[cfg(test)]
+use write::plan;
 
 /// How long one etcd request (range, transaction) may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,11 +113,7 @@ impl EtcdProvider {
             .cache
             .clone()
             .unwrap_or_else(|| default_cache_path(bootstrap_path));
-        let base_dir = bootstrap_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
+        let base_dir = read::base_dir_of(bootstrap_path);
         let (tx, rx) = mpsc::channel(1);
         let inner = Arc::new(Inner {
             settings,
@@ -206,7 +207,11 @@ impl Provider for EtcdProvider {
             let _ = tx.send(inner.store(desired).await);
         });
         rx.recv_timeout(REQUEST_TIMEOUT + Duration::from_secs(1))
-            .unwrap_or_else(|_| Err("etcd did not answer the write in time".into()))
+            .unwrap_or_else(|_| {
+                Err(write::outcome_unknown(
+                    "etcd did not answer the write in time",
+                ))
+            })
     }
 
     fn subscribe(&self) -> Option<mpsc::Receiver<()>> {
@@ -232,28 +237,15 @@ impl Inner {
         self.reassemble(&mut state);
     }
 
-    /// The validated document `keys` assemble into; errors name the key they are in rather
-    /// than a line of the assembled text.
+    /// The validated document `values` assemble into (see [`read::validate`]).
     fn assemble(&self, values: &Values) -> Result<Document, Errors> {
-        let prefix = &self.settings.prefix;
-        let assembled = layout::assemble(prefix, &self.bootstrap.text, values).map_err(Errors)?;
-        let source = format!("etcd:{prefix}");
-        if let Err(errors) = strait_config::parse(&source, &assembled.text, Some(&self.base_dir)) {
-            return Err(Errors(
-                errors
-                    .0
-                    .into_iter()
-                    .map(|d| assembled.map_diagnostic(d, prefix, &self.bootstrap_source))
-                    .collect(),
-            ));
-        }
-        Ok(Document {
-            source,
-            text: assembled.text,
-            base_dir: Some(self.base_dir.clone()),
-            // etcd values are served as stored.
-            expand_env: false,
-        })
+        read::validate(
+            &self.bootstrap,
+            &self.bootstrap_source,
+            &self.base_dir,
+            values,
+        )
+        .map(|v| v.document)
     }
 
     /// At start, when etcd holds an invalid configuration, the cached one (if any) is served
@@ -305,31 +297,33 @@ impl Inner {
     }
 
     /// Applies one watch batch; returns whether anything changed.
-    fn apply(&self, events: &[etcd_client::Event]) -> bool {
+    fn apply(&self, events: &[proto::Event]) -> bool {
         let prefix = self.settings.prefix.as_bytes();
         let mut state = lock(&self.state);
         let mut changed = false;
         for ev in events {
-            let Some(kv) = ev.kv() else { continue };
-            let Some(rel) = kv.key().strip_prefix(prefix) else {
+            let Some(kv) = &ev.kv else { continue };
+            let Some(rel) = kv.key.strip_prefix(prefix) else {
                 continue;
             };
             let rel = String::from_utf8_lossy(rel).into_owned();
-            state.revision = state.revision.max(kv.mod_revision());
-            match ev.event_type() {
-                EventType::Put => {
-                    let value = String::from_utf8_lossy(kv.value()).into_owned();
+            state.revision = state.revision.max(kv.mod_revision);
+            match ev.r#type {
+                proto::EVENT_PUT => {
+                    let value = String::from_utf8_lossy(&kv.value).into_owned();
                     state.keys.insert(
                         rel,
                         Kv {
                             value,
-                            mod_revision: kv.mod_revision(),
+                            mod_revision: kv.mod_revision,
                         },
                     );
                 }
-                EventType::Delete => {
+                proto::EVENT_DELETE => {
                     state.keys.remove(&rel);
                 }
+                // No other event type exists; an unknown one changes nothing.
+                _ => continue,
             }
             changed = true;
         }
@@ -381,20 +375,16 @@ impl Inner {
                 }
             }
             let from = lock(&self.state).revision + 1;
-            let opts = WatchOptions::new()
-                .with_prefix()
-                .with_start_revision(from)
-                .with_progress_notify();
-            let mut stream = match tokio::time::timeout(
-                REQUEST_TIMEOUT,
-                c.watch_client()
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .watch(prefix.as_str(), Some(opts)),
-            )
-            .await
-            {
+            let create = proto::WatchCreateRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: proto::prefix_end(prefix.as_bytes()),
+                start_revision: from,
+                progress_notify: true,
+            };
+            let mut stream = match tokio::time::timeout(REQUEST_TIMEOUT, c.watch(create)).await {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
+                Ok(Err(s)) => {
+                    let e = client::describe(&s);
                     tracing::warn!(error = %e, retry_in = ?backoff, "cannot watch etcd");
                     backoff = sleep_backoff(backoff).await;
                     continue;
@@ -410,22 +400,22 @@ impl Inner {
             loop {
                 match stream.message().await {
                     Ok(Some(resp)) => {
-                        if resp.compact_revision() > 0 {
+                        if resp.compact_revision > 0 {
                             tracing::warn!(
-                                compacted = resp.compact_revision(),
+                                compacted = resp.compact_revision,
                                 "etcd compacted past the last revision seen; reading the prefix again"
                             );
                             need_range = true;
                             break;
                         }
-                        if resp.canceled() {
+                        if resp.canceled {
                             tracing::warn!(
-                                reason = resp.cancel_reason(),
+                                reason = resp.cancel_reason,
                                 "etcd canceled the watch; resuming"
                             );
                             break;
                         }
-                        if self.apply(resp.events()) {
+                        if self.apply(&resp.events) {
                             self.notify();
                         }
                     }
@@ -433,7 +423,7 @@ impl Inner {
                         tracing::warn!("etcd closed the watch; resuming");
                         break;
                     }
-                    Err(etcd_client::Error::GRpcStatus(s))
+                    Err(s)
                         if matches!(
                             s.code(),
                             tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
@@ -441,11 +431,13 @@ impl Inner {
                     {
                         // A catch-up batch over the message limit would fail the same way on
                         // every resume; the prefix itself is bounded by the config size.
-                        tracing::warn!(error = %s, "etcd watch response too large; reading the prefix again");
+                        let e = client::describe(&s);
+                        tracing::warn!(error = %e, "etcd watch response too large; reading the prefix again");
                         need_range = true;
                         break;
                     }
-                    Err(e) => {
+                    Err(s) => {
+                        let e = client::describe(&s);
                         tracing::warn!(error = %e, "etcd watch failed; resuming");
                         break;
                     }
@@ -459,112 +451,6 @@ impl Inner {
             backoff = sleep_backoff(backoff).await;
         }
     }
-
-    /// One transaction: the keys that differ from what was loaded, each compared with the
-    /// revision it had then.
-    async fn store(&self, desired: Values) -> Result<(), String> {
-        let prefix = &self.settings.prefix;
-        let (compares, ops, touched) = {
-            let state = lock(&self.state);
-            plan(prefix, &state.base, &desired)
-        };
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let Some(mut c) = lock(&self.client).clone() else {
-            return Err(
-                "etcd is unreachable (serving the cached configuration); try again when it answers"
-                    .into(),
-            );
-        };
-        let txn = Txn::new().when(compares).and_then(ops);
-        let resp = match tokio::time::timeout(REQUEST_TIMEOUT, c.txn(txn)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(format!("etcd write failed: {e}")),
-            Err(_) => {
-                return Err(format!(
-                    "etcd did not answer the write within {REQUEST_TIMEOUT:?}"
-                ))
-            }
-        };
-        if !resp.succeeded() {
-            return Err(format!(
-                "conflict: {} changed in etcd since this configuration was loaded; reload and apply the change again",
-                touched.join(", ")
-            ));
-        }
-        let revision = resp.header().map_or(0, |h| h.revision());
-        let mut state = lock(&self.state);
-        for rel in &touched {
-            match desired.get(rel) {
-                Some(value) => {
-                    let kv = Kv {
-                        value: value.clone(),
-                        mod_revision: revision,
-                    };
-                    state.base.insert(rel.clone(), kv.clone());
-                    // The watch will bring the same event; never let this step back over a newer one.
-                    if state
-                        .keys
-                        .get(rel)
-                        .is_none_or(|k| k.mod_revision < revision)
-                    {
-                        state.keys.insert(rel.clone(), kv);
-                    }
-                }
-                None => {
-                    state.base.remove(rel);
-                    if state
-                        .keys
-                        .get(rel)
-                        .is_some_and(|k| k.mod_revision < revision)
-                    {
-                        state.keys.remove(rel);
-                    }
-                }
-            }
-        }
-        self.reassemble(&mut state);
-        Ok(())
-    }
-}
-
-/// The compares and operations that turn `base` into `desired`, and the keys they touch.
-fn plan(
-    prefix: &str,
-    base: &BTreeMap<String, Kv>,
-    desired: &Values,
-) -> (Vec<Compare>, Vec<TxnOp>, Vec<String>) {
-    let mut compares = Vec::new();
-    let mut ops = Vec::new();
-    let mut touched = Vec::new();
-    for (rel, value) in desired {
-        let key = format!("{prefix}{rel}");
-        match base.get(rel) {
-            Some(old) if layout::same(rel, &old.value, value) => continue,
-            Some(old) => compares.push(Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                old.mod_revision,
-            )),
-            None => compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0)),
-        }
-        ops.push(TxnOp::put(key, value.clone(), None));
-        touched.push(rel.clone());
-    }
-    for (rel, old) in base {
-        if !desired.contains_key(rel) {
-            let key = format!("{prefix}{rel}");
-            compares.push(Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                old.mod_revision,
-            ));
-            ops.push(TxnOp::delete(key, None));
-            touched.push(rel.clone());
-        }
-    }
-    (compares, ops, touched)
 }
 
 async fn sleep_backoff(current: Duration) -> Duration {

@@ -46,6 +46,10 @@ impl Document {
     }
 }
 
+/// How a [`Provider::store`] error starts when the write may or may not have been applied
+/// (sent, then no answer): the admin API answers it with 504, not as a failure.
+pub const OUTCOME_UNKNOWN: &str = "outcome unknown:";
+
 /// A source of configuration documents; the single source of truth that admin writes also go to.
 pub trait Provider: Send + Sync + 'static {
     /// Short name recorded with each version: `file`, `etcd`, `embedded`.
@@ -53,7 +57,8 @@ pub trait Provider: Send + Sync + 'static {
     /// Reads the current document. May block: callers run it off the runtime's worker threads.
     fn load(&self) -> Result<Document, Errors>;
     /// Makes `text` the new source of truth (the file rewritten atomically, the etcd keys put).
-    /// May block. The provider's own change notification for this write is expected and harmless:
+    /// An error starting with `conflict:` is a concurrent change, one starting with
+    /// [`OUTCOME_UNKNOWN`] a write that may still land. May block. The provider's own change notification for this write is expected and harmless:
     /// the control plane skips a document equal to the one it serves.
     fn store(&self, text: &str) -> Result<(), String>;
     /// Notifications of changes made outside this process; `None` when the source cannot change.

@@ -196,9 +196,15 @@ pub fn validate(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `strait routes`: one line per route in match order.
+/// `strait routes`: one line per route in match order (for an etcd bootstrap, the routes
+/// etcd holds).
 pub fn routes(path: &std::path::Path) -> ExitCode {
-    let Some(cfg) = load_checked(path) else {
+    let cfg = match crate::providers::bootstrap_of(path) {
+        Ok(Some(b)) => crate::push::served_from_etcd(path, &b),
+        Ok(None) => load_checked(path),
+        Err(code) => return code,
+    };
+    let Some(cfg) = cfg else {
         return ExitCode::from(1);
     };
     println!(

@@ -1,10 +1,11 @@
-//! `strait config push` and `strait config pull`: seed etcd from a file, and print what etcd holds.
+//! `strait config push` and `strait config pull`: seed etcd from a file, and print what etcd holds; and reading what an etcd bootstrap serves, for `strait routes`.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use strait_config::provider::{EtcdSettings, EtcdTls, Password, PASSWORD_ENV};
+use strait_config::provider::{Bootstrap, EtcdSettings, EtcdTls, Password, PASSWORD_ENV};
+use strait_config::Config;
 use strait_control::etcd::{self, layout};
 
 use crate::cli::{ConfigCommand, EtcdArgs, PushArgs};
@@ -30,6 +31,34 @@ pub fn config(cmd: ConfigCommand) -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// The configuration the etcd bootstrap file at `path` serves, read from etcd with its
+/// settings and within its `dial_timeout`; `None` (the reason printed) when etcd cannot be
+/// read or holds an invalid configuration.
+pub fn served_from_etcd(path: &Path, bootstrap: &Bootstrap) -> Option<Config> {
+    let rt = crate::run::runtime(tokio::runtime::Builder::new_current_thread()).ok()?;
+    match rt.block_on(etcd::read_served(bootstrap, path)) {
+        Ok(served) => {
+            eprintln!(
+                "{}: etcd bootstrap: routes read from {} under {} at revision {}",
+                path.display(),
+                bootstrap.etcd.endpoints.join(","),
+                bootstrap.etcd.prefix,
+                served.revision
+            );
+            // As `validate` prints them, naming the key (`etcd:/strait/routes/api:1:1: ...`).
+            for w in &served.warnings {
+                let (src, line, col) = (&w.source, w.line, w.column);
+                eprintln!("{src}:{line}:{col}: warning: {}", w.message);
+            }
+            Some(served.config)
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            None
         }
     }
 }

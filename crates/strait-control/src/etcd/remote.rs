@@ -3,53 +3,53 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_client::{
-    Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
-};
 use strait_config::provider::{EtcdSettings, Password};
 
+use super::client::{self as etcd, describe, Client};
 use super::layout::{self, Values};
-use super::{Kv, REQUEST_TIMEOUT};
+use super::proto::{self, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse};
+use super::{Kv, MAX_MESSAGE_BYTES, REQUEST_TIMEOUT};
 
 /// A client for `settings`: authentication, TLS, and keep-alives that notice a dead member.
 pub async fn client(settings: &EtcdSettings) -> Result<Client, String> {
-    let mut opts = ConnectOptions::new()
-        .with_connect_timeout(settings.dial_timeout)
+    let credentials = match &settings.username {
+        Some(user) => {
+            let password = match &settings.password {
+                Some(Password::Literal(p)) => p.clone(),
+                Some(Password::Env(var)) => std::env::var(var)
+                    .map_err(|_| format!("config.username is set but the environment variable {var} (the etcd password) is not"))?,
+                None => String::new(),
+            };
+            Some((user.clone(), password))
+        }
+        None => None,
+    };
+    let tls = match &settings.tls {
+        Some(tls) => {
+            let read = |p: &std::path::Path, field: &str| {
+                std::fs::read(p).map_err(|e| format!("config.tls.{field} {}: {e}", p.display()))
+            };
+            let ca = tls.ca.as_deref().map(|p| read(p, "ca")).transpose()?;
+            let identity = match (&tls.cert, &tls.key) {
+                (Some(c), Some(k)) => Some((read(c, "cert")?, read(k, "key")?)),
+                _ => None,
+            };
+            Some(etcd::Tls { ca, identity })
+        }
+        None => None,
+    };
+    let options = etcd::Options {
+        connect_timeout: Some(settings.dial_timeout),
         // HTTP/2 pings find a member that stopped answering without closing the connection.
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-        .with_keep_alive_while_idle(true)
+        keep_alive: Some(Duration::from_secs(2)),
+        tls,
+        credentials,
         // A member cut off from the cluster fails requests instead of serving stale reads and
-        // holding watches that never fire; the client then moves on to another member.
-        .with_require_leader(true);
-    if let Some(user) = &settings.username {
-        let password = match &settings.password {
-            Some(Password::Literal(p)) => p.clone(),
-            Some(Password::Env(var)) => std::env::var(var)
-                .map_err(|_| format!("config.username is set but the environment variable {var} (the etcd password) is not"))?,
-            None => String::new(),
-        };
-        // etcd's tokens expire (5 minutes idle by default); a long-running watcher must renew them.
-        opts = opts
-            .with_user(user.clone(), password)
-            .with_auto_token_refresh(true);
-    }
-    if let Some(tls) = &settings.tls {
-        let mut t = TlsOptions::new();
-        if let Some(ca) = &tls.ca {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("config.tls.ca {}: {e}", ca.display()))?;
-            t = t.ca_certificate(Certificate::from_pem(pem));
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-            let c = std::fs::read(cert)
-                .map_err(|e| format!("config.tls.cert {}: {e}", cert.display()))?;
-            let k =
-                std::fs::read(key).map_err(|e| format!("config.tls.key {}: {e}", key.display()))?;
-            t = t.identity(Identity::from_pem(c, k));
-        }
-        opts = opts.with_tls(t);
-    }
-    Client::connect(&settings.endpoints, Some(opts))
+        // holding watches that never fire; the balancer then uses another member.
+        require_leader: true,
+        max_message_bytes: Some(MAX_MESSAGE_BYTES),
+    };
+    Client::connect(&settings.endpoints, options)
         .await
         .map_err(|e| format!("cannot connect to etcd: {e}"))
 }
@@ -59,27 +59,26 @@ pub(super) async fn range(
     client: &Client,
     prefix: &str,
 ) -> Result<(BTreeMap<String, Kv>, i64), String> {
-    let mut kv = client
-        .kv_client()
-        .max_decoding_message_size(super::MAX_MESSAGE_BYTES);
-    let resp = tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        kv.get(prefix, Some(GetOptions::new().with_prefix())),
-    )
-    .await
-    .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
-    .map_err(|e| e.to_string())?;
-    let revision = resp.header().map_or(0, |h| h.revision());
+    let req = RangeRequest {
+        key: prefix.as_bytes().to_vec(),
+        range_end: proto::prefix_end(prefix.as_bytes()),
+    };
+    let resp: RangeResponse =
+        tokio::time::timeout(REQUEST_TIMEOUT, client.unary(proto::RANGE, req))
+            .await
+            .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
+            .map_err(|s| describe(&s))?;
+    let revision = resp.header.map_or(0, |h| h.revision);
     let mut keys = BTreeMap::new();
-    for item in resp.kvs() {
-        let Some(rel) = item.key().strip_prefix(prefix.as_bytes()) else {
+    for item in resp.kvs {
+        let Some(rel) = item.key.strip_prefix(prefix.as_bytes()) else {
             continue;
         };
         keys.insert(
             String::from_utf8_lossy(rel).into_owned(),
             Kv {
-                value: String::from_utf8_lossy(item.value()).into_owned(),
-                mod_revision: item.mod_revision(),
+                value: String::from_utf8_lossy(&item.value).into_owned(),
+                mod_revision: item.mod_revision,
             },
         );
     }
@@ -105,26 +104,29 @@ pub async fn push(
     replace: bool,
 ) -> Result<(i64, usize, usize), String> {
     let (existing, _) = read(client, prefix).await?;
-    let mut ops: Vec<TxnOp> = values
+    let mut ops: Vec<RequestOp> = values
         .iter()
         .filter(|(k, v)| existing.get(*k).is_none_or(|old| !layout::same(k, old, v)))
-        .map(|(k, v)| TxnOp::put(format!("{prefix}{k}"), v.clone(), None))
+        .map(|(k, v)| RequestOp::put(format!("{prefix}{k}"), v.as_bytes()))
         .collect();
     let puts = ops.len();
     let mut deletes = 0;
     if replace {
         for k in existing.keys().filter(|k| !values.contains_key(*k)) {
-            ops.push(TxnOp::delete(format!("{prefix}{k}"), None));
+            ops.push(RequestOp::delete(format!("{prefix}{k}")));
             deletes += 1;
         }
     }
     if ops.is_empty() {
         return Ok((0, 0, 0));
     }
-    let mut c = client.clone();
-    let resp = tokio::time::timeout(REQUEST_TIMEOUT, c.txn(Txn::new().and_then(ops)))
+    let txn = TxnRequest {
+        success: ops,
+        ..TxnRequest::default()
+    };
+    let resp: TxnResponse = tokio::time::timeout(REQUEST_TIMEOUT, client.unary(proto::TXN, txn))
         .await
         .map_err(|_| format!("etcd did not answer within {REQUEST_TIMEOUT:?}"))?
-        .map_err(|e| format!("etcd write failed: {e}"))?;
-    Ok((resp.header().map_or(0, |h| h.revision()), puts, deletes))
+        .map_err(|s| format!("etcd write failed: {}", describe(&s)))?;
+    Ok((resp.header.map_or(0, |h| h.revision), puts, deletes))
 }
