@@ -19,6 +19,7 @@ use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
 mod diag;
 mod observability;
+mod paths;
 pub mod provider;
 mod raw;
 mod types;
@@ -30,6 +31,7 @@ mod tests;
 
 pub use diag::{Diagnostic, Errors, Locations, Pos};
 pub use observability::*;
+pub use paths::{PathPolicy, PathScope, MAX_INPUT_FILE_BYTES};
 pub use provider::{Bootstrap, EtcdSettings, ProviderKind, ProviderSettings};
 pub use types::*;
 pub use units::{duration_to_string, parse_duration, parse_size};
@@ -54,8 +56,19 @@ pub struct Loaded {
 /// Relative file paths (TLS certificates, CAs) are resolved against `base_dir` and checked
 /// to exist; with `None` they are kept as written and not checked.
 pub fn parse(source: &str, text: &str, base_dir: Option<&Path>) -> Result<Loaded, Errors> {
+    parse_restricted(source, text, base_dir, None)
+}
+
+/// Like [`parse`], for a document from a remote source: with a `policy`, every file path in
+/// the sections it covers must lie under its allowed directories.
+pub fn parse_restricted(
+    source: &str,
+    text: &str,
+    base_dir: Option<&Path>,
+    policy: Option<&PathPolicy>,
+) -> Result<Loaded, Errors> {
     let raw = read_raw(source, text)?;
-    match validate::validate(raw, source, base_dir) {
+    match validate::validate(raw, source, base_dir, policy) {
         Ok((config, warnings)) => Ok(Loaded { config, warnings }),
         Err(mut errors) => {
             // Stable sort: errors at one node keep the order they were found in.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use crate::diag::{Diagnostic, ListenerLocs, Locations, Pos};
+use crate::paths::{Access, PathPolicy, PathScope, MAX_INPUT_FILE_BYTES};
 use crate::raw::{RawConfig, RawLimits, RawListener, RawListenerTls, S};
 use crate::types::*;
 use crate::units::{parse_duration, parse_size};
@@ -33,6 +34,10 @@ pub(crate) struct Ctx<'a> {
     base_dir: Option<&'a Path>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// Where file paths may point, for a document from a remote source.
+    policy: Option<&'a PathPolicy>,
+    /// Validating a section that an etcd instance reads from its own bootstrap file.
+    local_section: bool,
 }
 
 /// The position of a spanned node; `(0, 0)` when it has none.
@@ -53,12 +58,15 @@ pub(crate) fn validate(
     raw: RawConfig,
     source: &str,
     base_dir: Option<&Path>,
+    policy: Option<&PathPolicy>,
 ) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut cx = Ctx {
         source,
         base_dir,
         errors: Vec::new(),
         warnings: Vec::new(),
+        policy,
+        local_section: false,
     };
     let mut locations = Locations {
         source: source.to_owned(),
@@ -66,8 +74,10 @@ pub(crate) fn validate(
     };
 
     let server = server(&mut cx, raw.server.as_ref());
+    cx.local_section = true;
     let provider = crate::provider::validate(&mut cx, raw.config.as_ref());
     let admin = admin(&mut cx, raw.admin.as_ref(), &mut locations);
+    cx.local_section = false;
     let listeners = listeners(&mut cx, raw.listeners.as_ref(), &admin, &mut locations);
 
     let raw_upstreams = raw.upstreams.unwrap_or_default();
@@ -102,7 +112,9 @@ pub(crate) fn validate(
         .collect();
     cx.unique("route", &named);
 
+    cx.local_section = true;
     let observability = crate::observability::validate(&mut cx, raw.observability.as_ref());
+    cx.local_section = false;
     let config = Config {
         server,
         admin,
@@ -132,6 +144,8 @@ pub(crate) fn provider_section(
         base_dir,
         errors: Vec::new(),
         warnings: Vec::new(),
+        policy: None,
+        local_section: true,
     };
     let settings = crate::provider::validate(&mut cx, raw.config.as_ref());
     if cx.errors.is_empty() {
@@ -179,16 +193,33 @@ fn admin(cx: &mut Ctx, raw: Option<&crate::raw::RawAdmin>, locs: &mut Locations)
             Some(t.value.clone())
         }
     });
-    let Some(listen) = raw.and_then(|a| a.listen.as_ref()) else {
-        return Admin {
-            listen: default,
-            token,
-        };
+    let l = raw.and_then(|a| a.limits.as_ref());
+    let d = AdminLimits::default();
+    let limits = AdminLimits {
+        max_connections: cx.count(
+            l.and_then(|l| l.max_connections.as_ref()),
+            "admin.limits.max_connections",
+            d.max_connections,
+            (1, 100_000),
+        ),
+        header_read_timeout: cx.duration(
+            l.and_then(|l| l.header_read_timeout.as_ref()),
+            "admin.limits.header_read_timeout",
+            d.header_read_timeout,
+            false,
+        ),
     };
-    locs.admin = pos(listen);
+    let listen = match raw.and_then(|a| a.listen.as_ref()) {
+        Some(listen) => {
+            locs.admin = pos(listen);
+            cx.socket_addr(listen, "admin.listen").unwrap_or(default)
+        }
+        None => default,
+    };
     Admin {
-        listen: cx.socket_addr(listen, "admin.listen").unwrap_or(default),
+        listen,
         token,
+        limits,
     }
 }
 
@@ -562,26 +593,63 @@ impl Ctx<'_> {
         }
     }
 
-    /// A file path resolved against the config's directory; checked to exist when that is known.
+    /// False (and reported at `at`) when the document's path policy refuses `path` for `access`.
+    pub(crate) fn allowed_path(
+        &mut self,
+        at: Pos,
+        field: &str,
+        path: &Path,
+        access: Access,
+    ) -> bool {
+        let Some(policy) = self.policy else {
+            return true;
+        };
+        if self.local_section && policy.scope() == PathScope::Shared {
+            return true;
+        }
+        match policy.check(path, access) {
+            Ok(()) => true,
+            Err(e) => {
+                self.err(at, format!("{field}: {e}"));
+                false
+            }
+        }
+    }
+
+    /// A file path resolved against the config's directory; checked to exist (and to be at
+    /// most [`MAX_INPUT_FILE_BYTES`]) when that is known.
     pub(crate) fn file(&mut self, s: &S, field: &str) -> PathBuf {
         if s.value.is_empty() {
             self.err(pos(s), format!("{field}: empty file path"));
             return PathBuf::new();
         }
         let path = Path::new(&s.value);
-        let Some(base) = self.base_dir else {
-            return path.to_path_buf();
+        let resolved = match self.base_dir {
+            Some(base) => base.join(path),
+            None => path.to_path_buf(),
         };
-        let resolved = base.join(path);
-        if !resolved.is_file() {
-            self.err(
+        // Before anything touches the file system: a refused path gets no answer about itself.
+        if !self.allowed_path(pos(s), field, &resolved, Access::Read) || self.base_dir.is_none() {
+            return resolved;
+        }
+        match std::fs::metadata(&resolved) {
+            Ok(m) if m.is_file() && m.len() > MAX_INPUT_FILE_BYTES => self.err(
+                pos(s),
+                format!(
+                    "{field}: file `{}` is larger than {} KiB",
+                    s.value,
+                    MAX_INPUT_FILE_BYTES / 1024
+                ),
+            ),
+            Ok(m) if m.is_file() => {}
+            _ => self.err(
                 pos(s),
                 format!(
                     "{field}: file `{}` not found (looked for {})",
                     s.value,
                     resolved.display()
                 ),
-            );
+            ),
         }
         resolved
     }
