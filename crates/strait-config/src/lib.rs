@@ -18,6 +18,7 @@ use std::path::Path;
 use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
 mod diag;
+mod effective;
 mod observability;
 mod paths;
 pub mod provider;
@@ -30,6 +31,7 @@ mod validate;
 mod tests;
 
 pub use diag::{Diagnostic, Errors, Locations, Pos};
+pub use effective::{effective, effective_yaml, Node, REDACTED};
 pub use observability::*;
 pub use paths::{PathPolicy, PathScope, MAX_INPUT_FILE_BYTES};
 pub use provider::{Bootstrap, EtcdSettings, ProviderKind, ProviderSettings};
