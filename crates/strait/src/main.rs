@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match args.command {
         cli::Command::Run(a) => run::run(a),
-        cli::Command::Validate(a) => cli::validate(&a.config),
+        cli::Command::Validate(a) => cli::validate(&a.file.config, a.print),
         cli::Command::Routes(a) => cli::routes(&a.config),
         cli::Command::Config(c) => push::config(c),
         cli::Command::Version => {
