@@ -161,7 +161,13 @@ async fn worker_threads_changed_in_the_file_is_reported_as_needing_a_restart() {
             BASE.replace("body: ok", &format!("body: t{threads}"))
         )
     };
-    std::fs::write(s.config_path(), file(3)).unwrap();
+    let rewrite = |text: String| {
+        // Renamed into place, as deploy tools do, so no reload reads a half-written file.
+        let tmp = s.dir().join("strait.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, s.config_path()).unwrap();
+    };
+    rewrite(file(3));
     let st = poll_until(Duration::from_secs(5), "reload", || async {
         let (_, st, _) = admin.json("/api/status").await;
         (st["version"] == 2).then_some(st)
@@ -192,7 +198,7 @@ async fn worker_threads_changed_in_the_file_is_reported_as_needing_a_restart() {
         "{v}"
     );
     // Back to what runs: nothing is pending.
-    std::fs::write(s.config_path(), file(2)).unwrap();
+    rewrite(file(2));
     let st = poll_until(Duration::from_secs(5), "reload", || async {
         let (_, st, _) = admin.json("/api/status").await;
         (st["version"] == 3).then_some(st)

@@ -38,6 +38,7 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router<Arc<AdminState>> {
         )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin API path") })
         .layer(DefaultBodyLimit::max(strait_config::MAX_CONFIG_BYTES))
+        .layer(middleware::from_fn(reply::declared_size))
         .layer(middleware::from_fn_with_state(state, authorize))
         .layer(middleware::from_fn(reply::json_errors))
 }

@@ -33,7 +33,7 @@ mod tests;
 pub use diag::{Diagnostic, Errors, Locations, Pos};
 pub use effective::{effective, effective_yaml, Node, REDACTED};
 pub use observability::*;
-pub use paths::{PathPolicy, PathScope, MAX_INPUT_FILE_BYTES};
+pub use paths::{PathPolicy, PathScope, MAX_INPUT_FILE_BYTES, SHARED_SECTIONS};
 pub use provider::{Bootstrap, EtcdSettings, ProviderKind, ProviderSettings};
 pub use types::*;
 pub use units::{duration_to_string, parse_duration, parse_size};

@@ -11,6 +11,9 @@ use std::path::{Component, Path, PathBuf};
 /// and the bound keeps a path to a device or a huge file from stalling or bloating a reload.
 pub const MAX_INPUT_FILE_BYTES: u64 = 1 << 20;
 
+/// The sections an etcd instance reads from etcd; the others come from its bootstrap file.
+pub const SHARED_SECTIONS: [&str; 4] = ["server", "listeners", "routes", "upstreams"];
+
 /// Which sections of a document the policy applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathScope {

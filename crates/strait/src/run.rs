@@ -151,6 +151,23 @@ async fn serve(
             return ExitCode::from(1);
         }
     };
+    // Watch for changes before the admin listener answers: once /readyz says 200, a change to
+    // the file (or a SIGHUP) is seen.
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::from(1);
+    };
+    let mut changed = control
+        .provider()
+        .subscribe()
+        .unwrap_or_else(|| mpsc::channel(1).1);
+    let settle = control.provider().kind() == "file";
+    let mut certs = CertWatch::new(&control);
     let env_token = std::env::var("STRAIT_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
@@ -183,21 +200,6 @@ async fn serve(
         ));
     }
 
-    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::user_defined1()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return ExitCode::from(1);
-    };
-    let mut changed = control
-        .provider()
-        .subscribe()
-        .unwrap_or_else(|| mpsc::channel(1).1);
-    let settle = control.provider().kind() == "file";
-    let mut certs = CertWatch::new(&control);
     loop {
         // (force: re-read files even if the document is unchanged, origin in the history)
         let (force, origin) = tokio::select! {

@@ -73,6 +73,26 @@ pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
+/// 413 for a body whose `Content-Length` is over the limit, before any of it is read (a body
+/// without one is still cut off at the limit while it is read).
+pub(crate) async fn declared_size(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > strait_config::MAX_CONFIG_BYTES as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the body is larger than {} MiB",
+                strait_config::MAX_CONFIG_BYTES >> 20
+            ),
+        );
+    }
+    next.run(req).await
+}
+
 /// The query parameters of one call, checked: only `allowed` names, each at most once.
 pub(crate) struct Params(Vec<(String, String)>);
 

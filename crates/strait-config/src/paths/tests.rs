@@ -130,3 +130,42 @@ proptest! {
         prop_assert_eq!(p.check(&full, Access::Write).is_ok(), expected, "{}", rel);
     }
 }
+
+#[test]
+fn a_restricted_document_reports_each_refused_path_at_its_value() {
+    let (tmp, p) = dir_with_files();
+    let out = tmp.path().join("secret");
+    let text = format!(
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    tls: {{ cert: {o}, key: {o} }}\nobservability:\n  access_log: {{ path: {o} }}\n",
+        o = out.display()
+    );
+    let base = tmp.path().join("allowed");
+    let lines = |scope: PathScope| -> Vec<(u64, String)> {
+        let policy = p.with_scope(scope);
+        match crate::parse_restricted("t", &text, Some(&base), Some(&policy)) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|d| (d.line, d.message.split(':').next().unwrap().to_string()))
+                    .collect()
+            }
+        }
+    };
+    assert_eq!(
+        lines(PathScope::All),
+        [
+            (4, "cert".to_string()),
+            (4, "key".to_string()),
+            (6, "access_log.path".to_string())
+        ]
+    );
+    // With etcd, `observability` is the operator's bootstrap: only the shared sections count.
+    assert_eq!(
+        lines(PathScope::Shared),
+        [(4, "cert".to_string()), (4, "key".to_string())]
+    );
+    assert!(
+        crate::parse("t", &text, Some(&base)).is_ok(),
+        "unrestricted"
+    );
+}
