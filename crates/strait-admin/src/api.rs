@@ -156,8 +156,11 @@ async fn put_config(
 /// A refusal when `admin` (from a written document) drops the running token: that would close
 /// the API on whoever wrote it, since the token in force is read per request.
 fn token_kept(s: &AdminState, admin: &Value, running: &Value) -> Option<Response> {
-    let had = running.pointer("/admin/token").is_some();
-    if had && admin.get("token").is_none() && !s.token_from_env() {
+    let had = running
+        .pointer("/admin/token")
+        .is_some_and(|t| !t.is_null());
+    let keeps = admin.get("token").is_some_and(|t| !t.is_null());
+    if had && !keeps && !s.token_from_env() {
         return Some(error(
             StatusCode::BAD_REQUEST,
             "this write would remove admin.token and close the admin API: keep `token` in `admin`, or leave `admin` out to keep the running section",
