@@ -7,6 +7,7 @@
 //! Clients are hyper/reqwest ([`client`]), raw TCP for malformed input, and
 //! external tools (curl, h2load) found by [`tool`]. All waits are bounded.
 
+pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod config_file;

@@ -2,71 +2,15 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use strait_e2e::admin::{AdminClient, TOKEN};
 use strait_e2e::client::{self, text};
 use strait_e2e::{poll_until, Strait, Upstream};
-
-const TOKEN: &str = "s3cret-token-0123456789";
 
 fn config(body: &str, up: &Upstream) -> String {
     format!(
         "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    respond: {{ status: 200, body: \"{body}\" }}\n  - name: api\n    match: {{ path_prefix: /api }}\n    upstream: up\nupstreams:\n  - name: up\n    endpoints: [\"{}\"]\n",
         up.addr()
     )
-}
-
-struct Admin {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Admin {
-    fn new(s: &Strait) -> Admin {
-        Admin {
-            base: format!("http://{}", s.admin()),
-            http: client::reqwest_client(),
-        }
-    }
-
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(TOKEN)
-    }
-
-    async fn json(&self, path: &str) -> (u16, Value, String) {
-        let r = self.req(reqwest::Method::GET, path).send().await.unwrap();
-        let status = r.status().as_u16();
-        let etag = r
-            .headers()
-            .get("etag")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        (
-            status,
-            serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
-            etag,
-        )
-    }
-
-    async fn write(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        if_match: Option<&str>,
-        body: &str,
-    ) -> (u16, Value) {
-        let mut b = self.req(method, path).body(body.to_string());
-        if let Some(m) = if_match {
-            b = b.header("if-match", m);
-        }
-        let r = b.send().await.unwrap();
-        let status = r.status().as_u16();
-        (
-            status,
-            serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
-        )
-    }
 }
 
 async fn body(s: &Strait, path: &str) -> String {
@@ -107,12 +51,12 @@ async fn config_read_replace_dry_run_and_optimistic_concurrency() {
         &[("STRAIT_ADMIN_TOKEN", TOKEN)],
     )
     .await;
-    let admin = Admin::new(&s);
+    let admin = AdminClient::new(s.admin());
     let http = client::reqwest_client();
 
     // Wrong or missing token.
     let r = http
-        .get(format!("{}/api/config", admin.base))
+        .get(admin.url("/api/config"))
         .bearer_auth("wrong-token-0123456789")
         .send()
         .await
@@ -234,7 +178,7 @@ async fn per_resource_edits_versions_rollback_and_health() {
         &[],
     )
     .await;
-    let admin = Admin::new(&s);
+    let admin = AdminClient::new(s.admin());
 
     // Create a route (201), served at once.
     let (status, v) = admin

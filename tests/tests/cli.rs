@@ -1,6 +1,7 @@
 //! The command line: `strait version`, `strait validate` (errors as
 //! FILE:LINE:COL, warnings, every example config) and `strait routes`.
 
+use std::path::Path;
 use std::path::PathBuf;
 
 use strait_e2e::config_file::{diagnostics_at, line_of, write};
@@ -275,4 +276,53 @@ upstreams:
         second.contains("users"),
         "action column should name the upstream: {second}"
     );
+}
+
+#[test]
+fn validate_print_writes_the_effective_configuration_which_means_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "admin:\n  token: do-not-print-this-token\n";
+    let file = write(dir.path(), "good.yaml", &format!("{token}{GOOD}"));
+    let out = run_cli(&["validate", "-c", file.to_str().unwrap(), "--print"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "drain_timeout: 30s",
+        "max_connections: 10000",
+        "header_read_timeout: 10s",
+        "load_balancer: round_robin",
+        "# Redacted: admin.token",
+    ] {
+        assert!(printed.contains(needle), "missing {needle}:\n{printed}");
+    }
+    assert!(!printed.contains("do-not-print-this-token"), "{printed}");
+
+    // The print is a configuration of its own: it validates, prints the same again, and
+    // routes the same way.
+    let other = tempfile::tempdir().unwrap();
+    let again = write(other.path(), "printed.yaml", &printed);
+    let out = run_cli(&["validate", "-c", again.to_str().unwrap(), "--print"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = |t: &str| {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        body(&String::from_utf8(out.stdout).unwrap()),
+        body(&printed)
+    );
+    let table = |p: &Path| {
+        String::from_utf8(run_cli(&["routes", "-c", p.to_str().unwrap()]).stdout).unwrap()
+    };
+    assert_eq!(table(&file), table(&again));
 }

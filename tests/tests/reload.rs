@@ -1,5 +1,6 @@
-//! Reloads through the real binary: a changed file is picked up (watch and SIGHUP), an invalid one keeps the
-//! running configuration and is counted, and requests keep succeeding while reloads happen.
+//! Reloads through the real binary: a changed file is picked up (watch and SIGHUP), an unchanged one makes no
+//! version, an invalid one keeps the running configuration and is counted, and requests keep succeeding
+//! while reloads happen.
 
 use std::time::Duration;
 
@@ -33,6 +34,33 @@ async fn changed_file_is_served_without_a_signal() {
         (body(&s).await == "two").then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn sighup_with_an_unchanged_file_makes_no_new_version() {
+    let s = Strait::start(&config("one")).await;
+    for n in 1..=3 {
+        s.signal("HUP");
+        // Each SIGHUP is a reload (counted as a success) that finds nothing changed.
+        poll_until(Duration::from_secs(3), "SIGHUP handled", || async {
+            let m = s.metrics().await;
+            (metrics::sum(&m, "strait_config_reload_total", &[("result", "success")])
+                >= f64::from(n))
+            .then_some(())
+        })
+        .await;
+    }
+    let m = s.metrics().await;
+    assert_eq!(metrics::sum(&m, "strait_config_version", &[]), 1.0);
+    // A changed file still makes one.
+    rewrite(&s, &config("two"));
+    s.signal("HUP");
+    poll_until(Duration::from_secs(3), "new body served", || async {
+        (body(&s).await == "two").then_some(())
+    })
+    .await;
+    let m = s.metrics().await;
+    assert_eq!(metrics::sum(&m, "strait_config_version", &[]), 2.0);
 }
 
 #[tokio::test]

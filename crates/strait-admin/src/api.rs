@@ -1,24 +1,25 @@
-//! The admin API: read and replace the configuration, edit one route/upstream/listener, list versions, roll back, read endpoint health; bearer-token protected, optimistic concurrency by version.
+//! The admin API: read and replace the configuration (as written or effective), read the status, list versions, roll back, read endpoint health; bearer-token protected, optimistic concurrency by version, JSON for every answer.
 
 use std::sync::Arc;
 
 use axum::{
     body::Bytes,
-    extract::{DefaultBodyLimit, Path, Query, Request, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    extract::{DefaultBodyLimit, Path, Request, State},
+    http::{header, HeaderMap, StatusCode, Uri},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
-use serde::Deserialize;
 use serde_json::{json, Value};
-use strait_control::{control::WriteError, Control};
+use strait_control::Control;
 
-use crate::AdminState;
+use crate::{assemble::Assembled, AdminState};
 
-/// The resource kinds addressable one by one, as their config section names.
-const KINDS: [&str; 3] = ["routes", "upstreams", "listeners"];
+mod items;
+mod reply;
+
+use reply::{error, set_etag, written, Params};
 
 pub(crate) fn router(state: Arc<AdminState>) -> Router<Arc<AdminState>> {
     Router::new()
@@ -28,37 +29,43 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router<Arc<AdminState>> {
         .route("/versions/{version}", get(version_text))
         .route("/rollback/{version}", post(rollback))
         .route("/upstreams/{name}/health", get(upstream_health))
-        .route("/{kind}", get(list))
+        .route("/{kind}", get(items::list))
         .route(
             "/{kind}/{name}",
-            get(get_item).put(put_item).delete(delete_item),
+            get(items::get_item)
+                .put(items::put_item)
+                .delete(items::delete_item),
         )
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin API path") })
         .layer(DefaultBodyLimit::max(strait_config::MAX_CONFIG_BYTES))
+        .layer(middleware::from_fn(reply::declared_size))
         .layer(middleware::from_fn_with_state(state, authorize))
+        .layer(middleware::from_fn(reply::json_errors))
 }
 
 /// 401 unless the request carries the configured bearer token (compared in constant time).
 async fn authorize(State(s): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
-    let Some(token) = s.token.as_deref() else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "the admin API is disabled: set admin.token or STRAIT_ADMIN_TOKEN",
-        );
-    };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
-    if !constant_time_eq(given, token.as_bytes()) {
-        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"strait-admin\""),
-        );
-        return r;
+    let verdict = s.with_token(|token| token.map(|t| constant_time_eq(given, t.as_bytes())));
+    match verdict {
+        Some(true) => next.run(req).await,
+        None => error(
+            StatusCode::UNAUTHORIZED,
+            "the admin API is disabled: set admin.token or STRAIT_ADMIN_TOKEN",
+        ),
+        Some(false) => {
+            let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"strait-admin\""),
+            );
+            r
+        }
     }
-    next.run(req).await
 }
 
 /// Equal-length-independent comparison: the time taken does not depend on where they differ.
@@ -70,18 +77,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-#[derive(Deserialize, Default)]
-struct ConfigQuery {
-    format: Option<String>,
-    dry_run: Option<bool>,
-}
-
-async fn get_config(State(s): State<Arc<AdminState>>, Query(q): Query<ConfigQuery>) -> Response {
+async fn get_config(State(s): State<Arc<AdminState>>, uri: Uri) -> Response {
+    let q = match Params::parse(&uri, &["format", "effective"]) {
+        Ok(q) => q,
+        Err(r) => return r.into_response(),
+    };
+    let (format, effective) = match (q.choice("format", &["json", "yaml"]), q.flag("effective")) {
+        (Ok(f), Ok(e)) => (f, e),
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+    };
     let (version, doc, tree) = read(&s.control, Control::current).await;
-    let mut r = if q.format.as_deref() == Some("yaml") {
+    let (text, tree) = if effective {
+        let (_, config) = read(&s.control, Control::config).await;
+        let shown = strait_config::effective(&config);
+        (strait_config::effective_yaml(&config), shown.to_json())
+    } else {
+        (doc.text, tree)
+    };
+    let mut r = if format == Some("yaml") {
         (
             [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
-            doc.text,
+            text,
         )
             .into_response()
     } else {
@@ -89,6 +105,7 @@ async fn get_config(State(s): State<Arc<AdminState>>, Query(q): Query<ConfigQuer
             "version": version,
             "provider": s.control.provider().kind(),
             "source": doc.source,
+            "effective": effective,
             "last_error": read(&s.control, Control::last_error).await,
             "config": tree,
         }))
@@ -100,49 +117,74 @@ async fn get_config(State(s): State<Arc<AdminState>>, Query(q): Query<ConfigQuer
 
 async fn put_config(
     State(s): State<Arc<AdminState>>,
-    Query(q): Query<ConfigQuery>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let dry_run = q.dry_run.unwrap_or(false);
+    let dry_run = match Params::parse(&uri, &["dry_run"]).and_then(|q| q.flag("dry_run")) {
+        Ok(d) => d,
+        Err(r) => return r.into_response(),
+    };
     let base = match if_match(&headers, dry_run) {
         Ok(b) => b,
         Err((status, msg)) => return error(status, msg),
     };
-    let Ok(mut text) = String::from_utf8(body.to_vec()) else {
+    let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "the body is not UTF-8");
     };
-    // The admin section is read at start only; a document without it would lose the token and
-    // address at the next restart, so the running one is kept.
+    // The admin section is local to this instance: a document without it keeps the running
+    // one (its token and address), so a write cannot lose them by leaving them out.
     let (_, _, running) = read(&s.control, Control::current).await;
-    if let (Some(admin), Ok(Value::Object(mut doc))) = (
-        running.get("admin"),
-        strait_config::to_value("request body", &text),
-    ) {
-        if !doc.contains_key("admin") {
-            if text.trim_start().starts_with('{') {
-                doc.insert("admin".into(), admin.clone());
-                text = strait_config::to_yaml(&Value::Object(doc));
-            } else {
-                // Appended, so errors keep pointing at the lines the writer sent.
-                let section = strait_config::to_yaml(&serde_json::json!({ "admin": admin }));
-                if !text.ends_with('\n') {
-                    text.push('\n');
-                }
-                text.push_str(&section);
+    let doc = match strait_config::to_value("admin", text) {
+        Ok(Value::Object(doc)) => doc,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "the body must be one mapping"),
+        Err(e) => return reply::invalid(e.0.iter().map(ToString::to_string).collect()),
+    };
+    let keep = match doc.get("admin") {
+        Some(admin) => {
+            if let Some(r) = token_kept(&s, admin, &running) {
+                return r;
             }
+            None
         }
+        None => running.get("admin"),
+    };
+    let assembled = Assembled::document(text, "admin", keep);
+    write(&s, assembled, base, dry_run, StatusCode::OK).await
+}
+
+/// A refusal when `admin` (from a written document) drops the running token: that would close
+/// the API on whoever wrote it, since the token in force is read per request.
+fn token_kept(s: &AdminState, admin: &Value, running: &Value) -> Option<Response> {
+    let had = running
+        .pointer("/admin/token")
+        .is_some_and(|t| !t.is_null());
+    let keeps = admin.get("token").is_some_and(|t| !t.is_null());
+    if had && !keeps && !s.token_from_env() {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            "this write would remove admin.token and close the admin API: keep `token` in `admin`, or leave `admin` out to keep the running section",
+        ));
     }
-    write(&s, text, base, dry_run, StatusCode::OK).await
+    None
 }
 
 async fn status(State(s): State<Arc<AdminState>>) -> Response {
     let (version, doc, _) = read(&s.control, Control::current).await;
+    let pending = read(&s.control, Control::pending_restart).await;
+    let mut warnings: Vec<String> = read(&s.control, Control::warnings)
+        .await
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    warnings.extend(pending.iter().cloned());
     Json(json!({
         "version": version,
         "provider": s.control.provider().kind(),
         "source": doc.source,
         "last_error": read(&s.control, Control::last_error).await,
+        "warnings": warnings,
+        "pending_restart": pending,
     }))
     .into_response()
 }
@@ -165,9 +207,8 @@ async fn versions(State(s): State<Arc<AdminState>>) -> Response {
 }
 
 async fn version_text(State(s): State<Arc<AdminState>>, Path(version): Path<u64>) -> Response {
-    match s
-        .control
-        .versions()
+    match read(&s.control, Control::versions)
+        .await
         .into_iter()
         .find(|v| v.version == version)
     {
@@ -194,7 +235,8 @@ async fn rollback(
     };
     let c = s.control.clone();
     let r = tokio::task::spawn_blocking(move || c.rollback(version, base)).await;
-    written(r, StatusCode::OK)
+    let doc = Assembled::named("", &format!("version {version}"));
+    written(r, &doc, StatusCode::OK, false)
 }
 
 async fn upstream_health(State(s): State<Arc<AdminState>>, Path(name): Path<String>) -> Response {
@@ -245,176 +287,19 @@ fn health_view(u: &strait_proxy::upstream::Upstream) -> Value {
     })
 }
 
-async fn list(State(s): State<Arc<AdminState>>, Path(kind): Path<String>) -> Response {
-    if !KINDS.contains(&kind.as_str()) {
-        return error(StatusCode::NOT_FOUND, &format!("no resource kind {kind}"));
-    }
-    let (version, _, tree) = read(&s.control, Control::current).await;
-    let items = tree.get(&kind).cloned().unwrap_or(json!([]));
-    let mut r = Json(items).into_response();
-    set_etag(&mut r, version);
-    r
-}
-
-async fn get_item(
-    State(s): State<Arc<AdminState>>,
-    Path((kind, name)): Path<(String, String)>,
-) -> Response {
-    if !KINDS.contains(&kind.as_str()) {
-        return error(StatusCode::NOT_FOUND, &format!("no resource kind {kind}"));
-    }
-    let (version, _, tree) = read(&s.control, Control::current).await;
-    match items(&tree, &kind).iter().find(|i| has_name(i, &name)) {
-        Some(item) => {
-            let mut r = Json(item.clone()).into_response();
-            set_etag(&mut r, version);
-            r
-        }
-        None => error(
-            StatusCode::NOT_FOUND,
-            &format!("no {} named {name}", singular(&kind)),
-        ),
-    }
-}
-
-async fn put_item(
-    State(s): State<Arc<AdminState>>,
-    Path((kind, name)): Path<(String, String)>,
-    Query(q): Query<ConfigQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !KINDS.contains(&kind.as_str()) {
-        return error(StatusCode::NOT_FOUND, &format!("no resource kind {kind}"));
-    }
-    let dry_run = q.dry_run.unwrap_or(false);
-    let base = match if_match(&headers, dry_run) {
-        Ok(b) => b,
-        Err((status, msg)) => return error(status, msg),
-    };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "the body is not UTF-8");
-    };
-    let mut item = match strait_config::to_value("request body", text) {
-        Ok(Value::Object(m)) => m,
-        Ok(_) => return error(StatusCode::BAD_REQUEST, "the body must be one object"),
-        Err(e) => return invalid(&e),
-    };
-    match item.get("name") {
-        None => {
-            item.insert("name".into(), Value::String(name.clone()));
-        }
-        Some(Value::String(n)) if *n == name => {}
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("the body's name must be {name}, as in the URL"),
-            )
-        }
-    }
-    let (version, _, mut tree) = read(&s.control, Control::current).await;
-    let base = base.or(Some(version));
-    let list = section(&mut tree, &kind);
-    let created = match list.iter_mut().find(|i| has_name(i, &name)) {
-        Some(slot) => {
-            *slot = Value::Object(item);
-            false
-        }
-        None => {
-            list.push(Value::Object(item));
-            true
-        }
-    };
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    write(&s, strait_config::to_yaml(&tree), base, dry_run, status).await
-}
-
-async fn delete_item(
-    State(s): State<Arc<AdminState>>,
-    Path((kind, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if !KINDS.contains(&kind.as_str()) {
-        return error(StatusCode::NOT_FOUND, &format!("no resource kind {kind}"));
-    }
-    let base = match if_match(&headers, false) {
-        Ok(b) => b,
-        Err((status, msg)) => return error(status, msg),
-    };
-    let (version, _, mut tree) = read(&s.control, Control::current).await;
-    let list = section(&mut tree, &kind);
-    let before = list.len();
-    list.retain(|i| !has_name(i, &name));
-    if list.len() == before {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("no {} named {name}", singular(&kind)),
-        );
-    }
-    write(
-        &s,
-        strait_config::to_yaml(&tree),
-        base.or(Some(version)),
-        false,
-        StatusCode::OK,
-    )
-    .await
-}
-
+/// Validates `doc` and, unless `dry_run`, stores and applies it; errors and warnings are told
+/// as the user wrote them.
 async fn write(
     s: &AdminState,
-    text: String,
+    doc: Assembled,
     base: Option<u64>,
     dry_run: bool,
     ok: StatusCode,
 ) -> Response {
     let c = s.control.clone();
+    let text = doc.text.clone();
     let r = tokio::task::spawn_blocking(move || c.write(&text, base, "admin", dry_run)).await;
-    if dry_run {
-        return match r {
-            Ok(Ok(v)) => Json(json!({ "valid": true, "version": v })).into_response(),
-            other => written(other, ok),
-        };
-    }
-    written(r, ok)
-}
-
-fn written(r: Result<Result<u64, WriteError>, tokio::task::JoinError>, ok: StatusCode) -> Response {
-    match r {
-        Ok(Ok(v)) => {
-            let mut r = (ok, Json(json!({ "version": v }))).into_response();
-            set_etag(&mut r, v);
-            r
-        }
-        Ok(Err(WriteError::Conflict { current })) => (
-            StatusCode::CONFLICT,
-            Json(json!({
-                "error": format!("the configuration changed: running version is {current}; read it again and retry"),
-                "current_version": current,
-            })),
-        )
-            .into_response(),
-        Ok(Err(WriteError::Invalid(e))) => invalid(&e),
-        Ok(Err(WriteError::Store(msg))) if msg.starts_with("conflict:") => {
-            error(StatusCode::CONFLICT, &msg)
-        }
-        // Sent but unanswered: it may still apply, so it is not reported as a failure.
-        Ok(Err(WriteError::Store(msg)))
-            if msg.starts_with(strait_control::provider::OUTCOME_UNKNOWN) =>
-        {
-            error(StatusCode::GATEWAY_TIMEOUT, &msg)
-        }
-        Ok(Err(WriteError::Store(msg))) => error(StatusCode::SERVICE_UNAVAILABLE, &msg),
-        Ok(Err(WriteError::UnknownVersion(v))) => error(
-            StatusCode::NOT_FOUND,
-            &format!("version {v} is not in the history"),
-        ),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
+    written(r, &doc, ok, dry_run)
 }
 
 /// Runs a read of the control plane's state off the runtime's workers: the state lock is held
@@ -456,53 +341,10 @@ fn if_match(
     })
 }
 
-fn set_etag(r: &mut Response, version: u64) {
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        r.headers_mut().insert(header::ETAG, v);
-    }
-}
-
-fn items<'a>(tree: &'a Value, kind: &str) -> &'a [Value] {
-    tree.get(kind)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-fn section<'a>(tree: &'a mut Value, kind: &str) -> &'a mut Vec<Value> {
-    if !tree.is_object() {
-        *tree = json!({});
-    }
-    let obj = tree.as_object_mut().expect("object");
-    let entry = obj.entry(kind).or_insert_with(|| json!([]));
-    if !entry.is_array() {
-        *entry = json!([]);
-    }
-    entry.as_array_mut().expect("array")
-}
-
-fn has_name(item: &Value, name: &str) -> bool {
-    item.get("name").and_then(Value::as_str) == Some(name)
-}
-
-fn singular(kind: &str) -> &str {
-    kind.strip_suffix('s').unwrap_or(kind)
-}
-
-fn invalid(e: &strait_config::Errors) -> Response {
-    let errors: Vec<String> = e.0.iter().map(ToString::to_string).collect();
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({ "error": "invalid configuration; nothing changed", "errors": errors })),
-    )
-        .into_response()
-}
-
-fn error(status: StatusCode, msg: &str) -> Response {
-    (status, Json(json!({ "error": msg }))).into_response()
-}
-
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     #[test]

@@ -13,29 +13,53 @@ use axum::{
     routing::get,
     Router,
 };
-use strait_control::Control;
-use tokio::net::TcpListener;
+use strait_control::{admin_listener::AdminBinding, Control};
+use tokio::sync::watch;
 
 mod api;
+mod assemble;
+mod serve;
+mod slots;
+
+pub use serve::serve;
 
 /// What the admin endpoints read.
 pub struct AdminState {
     /// The control plane the API reads and writes through.
     pub control: Arc<Control>,
-    /// Bearer token for `/api/`; `None` answers every API call with 401.
-    pub token: Option<String>,
+    /// `STRAIT_ADMIN_TOKEN`: when set, it is the token, whatever `admin.token` says.
+    env_token: Option<String>,
+    /// The admin socket and the `admin` section in force (token, limits), from the control plane.
+    binding: watch::Receiver<Option<AdminBinding>>,
     /// False once draining: `/readyz` answers 503 so orchestrators stop sending traffic.
     pub ready: AtomicBool,
 }
 
 impl AdminState {
-    /// A ready admin state over `control`.
-    pub fn new(control: Arc<Control>, token: Option<String>) -> Arc<Self> {
+    /// A ready admin state over `control`; `env_token` (from `STRAIT_ADMIN_TOKEN`) overrides
+    /// `admin.token`.
+    pub fn new(control: Arc<Control>, env_token: Option<String>) -> Arc<Self> {
         Arc::new(AdminState {
+            binding: control.admin_binding(),
             control,
-            token,
+            env_token,
             ready: AtomicBool::new(true),
         })
+    }
+
+    /// Runs `f` with the bearer token in force (`None`: the API is closed). Read per request, so
+    /// a changed `admin.token` applies at once.
+    fn with_token<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
+        if let Some(t) = &self.env_token {
+            return f(Some(t));
+        }
+        let b = self.binding.borrow();
+        f(b.as_ref().and_then(|b| b.settings.token.as_deref()))
+    }
+
+    /// Whether `STRAIT_ADMIN_TOKEN` decides the token (so `admin.token` has no effect).
+    fn token_from_env(&self) -> bool {
+        self.env_token.is_some()
     }
 }
 
@@ -111,21 +135,6 @@ fn wants_openmetrics(headers: &HeaderMap) -> bool {
             });
             media.eq_ignore_ascii_case("application/openmetrics-text") && !q_zero
         })
-}
-
-/// Serves the admin router on `listener` until `stop` resolves (an upgrade handed the socket
-/// over) or the process exits.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AdminState>,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    if let Err(e) = axum::serve(listener, router(state))
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(error = %e, "admin listener failed");
-    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,10 @@ use std::path::Path;
 use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
 mod diag;
+mod effective;
 pub mod env;
 mod observability;
+mod paths;
 mod policy;
 pub mod provider;
 mod raw;
@@ -31,7 +33,9 @@ mod validate;
 mod tests;
 
 pub use diag::{Diagnostic, Errors, Locations, Pos};
+pub use effective::{effective, effective_yaml, Node, REDACTED};
 pub use observability::*;
+pub use paths::{PathPolicy, PathScope, MAX_INPUT_FILE_BYTES, SHARED_SECTIONS};
 pub use policy::*;
 pub use provider::{Bootstrap, EtcdSettings, ProviderKind, ProviderSettings};
 pub use types::*;
@@ -57,8 +61,19 @@ pub struct Loaded {
 /// Relative file paths (TLS certificates, CAs) are resolved against `base_dir` and checked
 /// to exist; with `None` they are kept as written and not checked.
 pub fn parse(source: &str, text: &str, base_dir: Option<&Path>) -> Result<Loaded, Errors> {
+    parse_restricted(source, text, base_dir, None)
+}
+
+/// Like [`parse`], for a document from a remote source: with a `policy`, every file path in
+/// the sections it covers must lie under its allowed directories.
+pub fn parse_restricted(
+    source: &str,
+    text: &str,
+    base_dir: Option<&Path>,
+    policy: Option<&PathPolicy>,
+) -> Result<Loaded, Errors> {
     let raw = read_raw(source, text)?;
-    match validate::validate(raw, source, base_dir) {
+    match validate::validate(raw, source, base_dir, policy) {
         Ok((config, warnings)) => Ok(Loaded { config, warnings }),
         Err(mut errors) => {
             // Stable sort: errors at one node keep the order they were found in.
@@ -74,14 +89,25 @@ pub fn parse(source: &str, text: &str, base_dir: Option<&Path>) -> Result<Loaded
 ///
 /// Documents from the admin API and etcd go through [`parse`]: they are stored as written.
 pub fn parse_with_env(source: &str, text: &str, base_dir: Option<&Path>) -> Result<Loaded, Errors> {
+    parse_with_env_restricted(source, text, base_dir, None)
+}
+
+/// [`parse_with_env`] with a path `policy`, as [`parse_restricted`].
+pub fn parse_with_env_restricted(
+    source: &str,
+    text: &str,
+    base_dir: Option<&Path>,
+    policy: Option<&PathPolicy>,
+) -> Result<Loaded, Errors> {
+    let parse = |text: &str| parse_restricted(source, text, base_dir, policy);
     let expanded = env::expand_env(source, text)?;
     if !expanded.changed() {
-        return parse(source, text, base_dir);
+        return parse(text);
     }
     let fix = |d: &mut Diagnostic| {
         (d.line, d.column) = expanded.source_pos((d.line, d.column));
     };
-    match parse(source, &expanded.text, base_dir) {
+    match parse(&expanded.text) {
         Ok(mut loaded) => {
             loaded.warnings.iter_mut().for_each(fix);
             loaded.config.locations.remap(|p| expanded.source_pos(p));

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::diag::Pos;
+use crate::paths::Access;
 use crate::raw::{Pairs, S};
 use crate::validate::{pos, Ctx};
 
@@ -298,9 +299,10 @@ fn access_log(cx: &mut Ctx, raw: &Spanned<RawAccessLog>) -> AccessLog {
         }
         Some(s) => {
             let p = cx.resolve_path(&s.value);
+            let allowed = cx.allowed_path(pos(s), "access_log.path", &p, Access::Write);
             // The file is created at start, but its directory must exist: say so now, at the line.
             let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-            if cx.checks_files() && dir.is_some_and(|d| !d.is_dir()) {
+            if allowed && cx.checks_files() && dir.is_some_and(|d| !d.is_dir()) {
                 cx.err(
                     pos(s),
                     format!(

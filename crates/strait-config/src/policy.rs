@@ -68,9 +68,9 @@ pub struct HeadersPolicy {
 /// `fault:` aborts and delays injected into a share of requests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultPolicy {
-    /// Answer with this status instead of forwarding, for this share (0 to 1) of requests.
+    /// Answer with this status instead of forwarding, for this percentage (0 to 100) of requests.
     pub abort: Option<(http::StatusCode, f64)>,
-    /// Wait this long before going on, for this share (0 to 1) of requests.
+    /// Wait this long before going on, for this percentage (0 to 100) of requests.
     pub delay: Option<(Duration, f64)>,
     /// Only requests carrying this header (lowercased) are affected; `None` = all.
     pub header: Option<String>,

@@ -298,10 +298,12 @@ pub(crate) fn validate(cx: &mut Ctx, raw: Option<&Spanned<RawProvider>>) -> Prov
             cx.err(pos(c), "config.cache: empty file path");
         }
         // The cache need not exist yet; resolve it like other paths but do not check it.
-        match cx.base_dir() {
+        let path = match cx.base_dir() {
             Some(base) => base.join(&c.value),
             None => PathBuf::from(&c.value),
-        }
+        };
+        cx.allowed_path(pos(c), "config.cache", &path, crate::paths::Access::Write);
+        path
     });
     ProviderSettings {
         kind,

@@ -42,6 +42,14 @@ pub(crate) struct RawServer {
 pub(crate) struct RawAdmin {
     pub listen: Option<S>,
     pub token: Option<S>,
+    pub limits: Option<RawAdminLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdminLimits {
+    pub max_connections: Option<S>,
+    pub header_read_timeout: Option<S>,
 }
 
 #[derive(Deserialize)]

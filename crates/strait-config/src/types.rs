@@ -52,6 +52,26 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Bearer token for the admin API under `/api/` (also `STRAIT_ADMIN_TOKEN`); none disables it.
     pub token: Option<String>,
+    /// Bounds on the admin listener's connections.
+    pub limits: AdminLimits,
+}
+
+/// Admin listener limits (`admin.limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Open admin connections; at the limit a new one closes the longest-idle one (default 128).
+    pub max_connections: usize,
+    /// Time to receive a request head, and the keep-alive idle time (default 10 s).
+    pub header_read_timeout: Duration,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            max_connections: 128,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// A traffic listener.

@@ -6,18 +6,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
 use crate::diag::{Diagnostic, ListenerLocs, Locations, Pos};
+use crate::paths::PathPolicy;
 use crate::raw::{RawConfig, RawLimits, RawListener, RawListenerTls, S};
 use crate::types::*;
 use crate::units::{parse_duration, parse_size};
 
 mod binds;
+mod files;
 mod policy;
 mod resilience;
 mod route;
@@ -36,6 +38,10 @@ pub(crate) struct Ctx<'a> {
     base_dir: Option<&'a Path>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// Where file paths may point, for a document from a remote source.
+    policy: Option<&'a PathPolicy>,
+    /// Validating a section that an etcd instance reads from its own bootstrap file.
+    local_section: bool,
 }
 
 /// The position of a spanned node; `(0, 0)` when it has none.
@@ -56,12 +62,15 @@ pub(crate) fn validate(
     raw: RawConfig,
     source: &str,
     base_dir: Option<&Path>,
+    policy: Option<&PathPolicy>,
 ) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut cx = Ctx {
         source,
         base_dir,
         errors: Vec::new(),
         warnings: Vec::new(),
+        policy,
+        local_section: false,
     };
     let mut locations = Locations {
         source: source.to_owned(),
@@ -69,8 +78,10 @@ pub(crate) fn validate(
     };
 
     let server = server(&mut cx, raw.server.as_ref());
+    cx.local_section = true;
     let provider = crate::provider::validate(&mut cx, raw.config.as_ref());
     let admin = admin(&mut cx, raw.admin.as_ref(), &mut locations);
+    cx.local_section = false;
     let policies = policy::policies(&mut cx, raw.policies.as_ref());
     let known_policies: policy::Known = policies
         .iter()
@@ -117,7 +128,9 @@ pub(crate) fn validate(
         .collect();
     cx.unique("route", &named);
 
+    cx.local_section = true;
     let observability = crate::observability::validate(&mut cx, raw.observability.as_ref());
+    cx.local_section = false;
     let config = Config {
         server,
         admin,
@@ -148,6 +161,8 @@ pub(crate) fn provider_section(
         base_dir,
         errors: Vec::new(),
         warnings: Vec::new(),
+        policy: None,
+        local_section: true,
     };
     let settings = crate::provider::validate(&mut cx, raw.config.as_ref());
     if cx.errors.is_empty() {
@@ -196,16 +211,33 @@ fn admin(cx: &mut Ctx, raw: Option<&crate::raw::RawAdmin>, locs: &mut Locations)
             Some(t.value.clone())
         }
     });
-    let Some(listen) = raw.and_then(|a| a.listen.as_ref()) else {
-        return Admin {
-            listen: default,
-            token,
-        };
+    let l = raw.and_then(|a| a.limits.as_ref());
+    let d = AdminLimits::default();
+    let limits = AdminLimits {
+        max_connections: cx.count(
+            l.and_then(|l| l.max_connections.as_ref()),
+            "admin.limits.max_connections",
+            d.max_connections,
+            (1, 100_000),
+        ),
+        header_read_timeout: cx.duration(
+            l.and_then(|l| l.header_read_timeout.as_ref()),
+            "admin.limits.header_read_timeout",
+            d.header_read_timeout,
+            false,
+        ),
     };
-    locs.admin = pos(listen);
+    let listen = match raw.and_then(|a| a.listen.as_ref()) {
+        Some(listen) => {
+            locs.admin = pos(listen);
+            cx.socket_addr(listen, "admin.listen").unwrap_or(default)
+        }
+        None => default,
+    };
     Admin {
-        listen: cx.socket_addr(listen, "admin.listen").unwrap_or(default),
+        listen,
         token,
+        limits,
     }
 }
 
@@ -587,42 +619,5 @@ impl Ctx<'_> {
             cert: self.file(cert, "cert"),
             key: self.file(key, "key"),
         }
-    }
-
-    /// Whether file paths are resolved and checked (the config came from a file).
-    pub(crate) fn checks_files(&self) -> bool {
-        self.base_dir.is_some()
-    }
-
-    /// A path resolved against the config's directory, not checked (files Strait creates, e.g. logs).
-    pub(crate) fn resolve_path(&self, s: &str) -> PathBuf {
-        match self.base_dir {
-            Some(base) => base.join(s),
-            None => PathBuf::from(s),
-        }
-    }
-
-    /// A file path resolved against the config's directory; checked to exist when that is known.
-    pub(crate) fn file(&mut self, s: &S, field: &str) -> PathBuf {
-        if s.value.is_empty() {
-            self.err(pos(s), format!("{field}: empty file path"));
-            return PathBuf::new();
-        }
-        let path = Path::new(&s.value);
-        let Some(base) = self.base_dir else {
-            return path.to_path_buf();
-        };
-        let resolved = base.join(path);
-        if !resolved.is_file() {
-            self.err(
-                pos(s),
-                format!(
-                    "{field}: file `{}` not found (looked for {})",
-                    s.value,
-                    resolved.display()
-                ),
-            );
-        }
-        resolved
     }
 }

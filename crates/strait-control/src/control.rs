@@ -6,17 +6,24 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use strait_config::{Config, Diagnostic, Errors};
+use strait_config::{Config, Diagnostic, Errors, PathPolicy, PathScope};
 use strait_core::LiveState;
 use strait_observe::{InUse, Metrics, ObserveRuntime};
 use strait_proxy::Snapshot;
 use strait_proxy::{health::HealthCheckers, server::Tracker, Shared};
 use tokio::runtime::Handle;
 
+mod write;
+
+pub use write::{WriteError, Written};
+
 use crate::{
+    admin_listener::{AdminBinding, AdminSlot, PreparedAdmin, HANDOFF_NAME},
     compile::{compile, compile_after, Previous},
+    files::FileStamps,
     listeners::{ListenerSet, Prepared},
     provider::{Document, Provider},
+    restart::Started,
 };
 
 /// How many applied versions are kept for `GET /api/versions` and rollback.
@@ -35,21 +42,13 @@ pub struct Version {
     pub text: Arc<str>,
 }
 
-/// Why a write was refused.
-#[derive(Debug)]
-pub enum WriteError {
-    /// `If-Match` named a version other than the running one.
-    Conflict {
-        /// The running version.
-        current: u64,
-    },
-    /// The document is invalid; nothing changed.
-    Invalid(Errors),
-    /// The provider could not store it (read-only source, I/O error, a concurrent etcd write
-    /// when the message starts with `conflict:`).
-    Store(String),
-    /// No such version in the history.
-    UnknownVersion(u64),
+/// What the process was started with, besides its provider.
+pub struct Options {
+    /// Where file paths in a document from the admin API or etcd may point.
+    pub paths: PathPolicy,
+    /// The `server.worker_threads` the runtime was built from; `None` when the configuration
+    /// did not decide it (with etcd the runtime starts before the configuration is read).
+    pub worker_threads: Option<usize>,
 }
 
 /// The control plane of one process: owns live state and listeners, publishes snapshots.
@@ -67,6 +66,9 @@ pub struct Control {
     listeners: Mutex<ListenerSet>,
     state: Mutex<State>,
     provider: Arc<dyn Provider>,
+    admin: Mutex<AdminSlot>,
+    paths: PathPolicy,
+    started: Started,
     /// Held while a snapshot is stored and while unused series are removed, so a removal never
     /// judges by a snapshot older than one that requests already record under.
     series: Mutex<()>,
@@ -81,6 +83,12 @@ struct State {
     tree: serde_json::Value,
     history: VecDeque<Version>,
     last_error: Option<Vec<String>>,
+    /// The certificate files `config` read, as they were when it was compiled.
+    files: FileStamps,
+    /// The running document's warnings.
+    warnings: Vec<Diagnostic>,
+    /// The running document's settings that wait for a restart.
+    pending_restart: Vec<String>,
 }
 
 impl Control {
@@ -89,18 +97,18 @@ impl Control {
     pub fn start(
         provider: Arc<dyn Provider>,
         handle: Handle,
-        inherited: Vec<(String, std::net::SocketAddr, std::net::TcpListener)>,
+        mut inherited: Vec<(String, std::net::SocketAddr, std::net::TcpListener)>,
+        options: Options,
     ) -> Result<Arc<Self>, Errors> {
         let doc = provider.load()?;
-        let loaded = doc.parse()?;
+        let policy = remote_scope(provider.as_ref()).map(|s| options.paths.with_scope(s));
+        let loaded = doc.parse_restricted(policy.as_ref())?;
         let tree = doc.tree()?;
-        for w in loaded
-            .warnings
-            .iter()
-            .chain(&crate::shadow::shadow_warnings(&loaded.config))
-        {
+        let warnings = warnings_of(&loaded);
+        for w in &warnings {
             tracing::warn!(%w, "configuration warning");
         }
+        let files = FileStamps::read(&loaded.config);
         let metrics = Arc::new(Metrics::new());
         let live = Arc::new(LiveState::new());
         let dns = live.get_or_insert(crate::dns::KIND, "", 0, crate::dns::DnsCache::default);
@@ -109,13 +117,31 @@ impl Control {
         snap.observe = observe_of(&observe, &loaded.config)?;
         let snap = Arc::new(snap);
         let tracker = Arc::new(Tracker::default());
+        let admin_socket = inherited
+            .iter()
+            .position(|(n, _, _)| n == HANDOFF_NAME)
+            .map(|i| inherited.swap_remove(i))
+            .map(|(_, a, s)| (a, s));
+        // The admin socket first: during an upgrade the traffic sockets are shared with the old
+        // process, and failing after accepting connections from them would drop those.
+        let mut admin = AdminSlot::new(handle.clone(), admin_socket);
+        let admin_prepared = admin
+            .prepare(&loaded.config.admin)
+            .map_err(|msg| admin_error(&loaded.config, msg))?;
         let mut listeners = ListenerSet::new(handle, tracker.clone());
         listeners.inherit(inherited);
         let prepared = listeners
             .prepare(&snap)
             .map_err(|(i, msg)| bind_error(&loaded.config, i, msg))?;
         let shared = Arc::new(Shared::new(snap.clone(), metrics.clone()));
+        admin.commit(&loaded.config.admin, admin_prepared);
         listeners.commit(&shared, &snap, prepared);
+        let started = Started {
+            worker_threads: options.worker_threads,
+            provider: loaded.config.provider.clone(),
+        };
+        let pending_restart = started.pending(&loaded.config);
+        log_pending(&pending_restart);
         metrics.config_applied(1);
         let origin = provider.kind().to_string();
         Ok(Arc::new(Control {
@@ -126,6 +152,9 @@ impl Control {
             live,
             health: Mutex::new(HealthCheckers::default()),
             listeners: Mutex::new(listeners),
+            admin: Mutex::new(admin),
+            paths: options.paths,
+            started,
             series: Mutex::new(()),
             dns,
             state: Mutex::new(State {
@@ -140,6 +169,9 @@ impl Control {
                 doc,
                 tree,
                 last_error: None,
+                files,
+                warnings,
+                pending_restart,
             }),
             provider,
         }))
@@ -274,6 +306,29 @@ impl Control {
         f(&self.listeners.lock().expect("listeners lock"))
     }
 
+    /// The admin socket and settings, replaced when a change moves `admin.listen`.
+    pub fn admin_binding(&self) -> tokio::sync::watch::Receiver<Option<AdminBinding>> {
+        self.admin.lock().expect("admin lock").subscribe()
+    }
+
+    /// Duplicates of every listening socket (traffic listeners and the admin listener, named
+    /// [`HANDOFF_NAME`]) with their configured addresses, for a new process.
+    pub fn handoff_sockets(&self) -> Vec<(String, std::net::SocketAddr, std::net::TcpListener)> {
+        let mut v: Vec<_> = self.with_listeners(|l| {
+            l.sockets()
+                .into_iter()
+                .filter_map(|(n, a, s)| s.try_clone().ok().map(|s| (n, a, s)))
+                .collect()
+        });
+        let admin = self.admin.lock().expect("admin lock").socket();
+        if let Some((addr, s)) = admin {
+            if let Ok(s) = s.try_clone() {
+                v.push((HANDOFF_NAME.to_string(), addr, s));
+            }
+        }
+        v
+    }
+
     /// Reloads from the provider. A document equal to the running one is skipped unless
     /// `force` (certificate files changed underneath an unchanged document, or SIGHUP);
     /// `origin` names the cause in the version history (default: the provider's kind). Blocking.
@@ -282,89 +337,26 @@ impl Control {
         // here can never be older than one already applied.
         let mut state = self.lock();
         let origin = origin.unwrap_or(self.provider.kind());
+        let policy = remote_scope(self.provider.as_ref()).map(|s| self.paths.with_scope(s));
         let result = self
             .provider
             .load()
-            .and_then(|doc| self.apply_locked(&mut state, doc, origin, force));
+            .and_then(|doc| self.apply_locked(&mut state, doc, origin, force, policy.as_ref()));
         drop(state);
         self.count(&result);
         result
-    }
-
-    /// Validates `text` and, unless `dry_run`, stores it through the provider and applies it.
-    /// `base` is the version the writer read (`If-Match`); a different running version is a
-    /// conflict. Returns the version now running. Blocking.
-    pub fn write(
-        &self,
-        text: &str,
-        base: Option<u64>,
-        origin: &str,
-        dry_run: bool,
-    ) -> Result<u64, WriteError> {
-        let mut state = self.lock();
-        if let Some(b) = base {
-            if b != state.version {
-                return Err(WriteError::Conflict {
-                    current: state.version,
-                });
-            }
-        }
-        let doc = Document {
-            source: origin.to_string(),
-            text: text.to_string(),
-            base_dir: state.doc.base_dir.clone(),
-            expand_env: state.doc.expand_env,
-        };
-        // Check everything, including compiling (certificates) and binding (ports), before
-        // the provider stores it: an invalid document must not become the source of truth.
-        if dry_run {
-            self.validate(&doc).map_err(WriteError::Invalid)?;
-            return Ok(state.version);
-        }
-        let staged = self
-            .stage(&mut state, doc, false)
-            .map_err(WriteError::Invalid)?;
-        self.provider.store(text).map_err(WriteError::Store)?;
-        let Some(staged) = staged else {
-            return Ok(state.version);
-        };
-        let result = self.publish(&mut state, *staged, origin);
-        self.count(&result);
-        result.map_err(WriteError::Invalid)
-    }
-
-    /// What a dry run checks: parse, compile and bind, against scratch state, keeping nothing.
-    fn validate(&self, doc: &Document) -> Result<(), Errors> {
-        let loaded = doc.parse()?;
-        let scratch = Arc::new(Metrics::new());
-        let snap = compile(&loaded.config, 0, &LiveState::new(), &scratch)?;
-        // The sockets bound here are closed at once.
-        self.listeners
-            .lock()
-            .expect("listeners lock")
-            .prepare(&snap)
-            .map(drop)
-            .map_err(|(i, msg)| bind_error(&loaded.config, i, msg))
-    }
-
-    /// Re-applies the document of an earlier `version` through the provider.
-    pub fn rollback(&self, version: u64, base: Option<u64>) -> Result<u64, WriteError> {
-        let text = {
-            let state = self.lock();
-            state
-                .history
-                .iter()
-                .find(|v| v.version == version)
-                .map(|v| v.text.clone())
-                .ok_or(WriteError::UnknownVersion(version))?
-        };
-        self.write(&text, base, "rollback", false)
     }
 
     /// The running version, its document and its tree.
     pub fn current(&self) -> (u64, Document, serde_json::Value) {
         let s = self.lock();
         (s.version, s.doc.clone(), s.tree.clone())
+    }
+
+    /// The running version and its validated configuration (every default filled in).
+    pub fn config(&self) -> (u64, Config) {
+        let s = self.lock();
+        (s.version, s.config.clone())
     }
 
     /// Recent versions, oldest first.
@@ -375,6 +367,16 @@ impl Control {
     /// The errors of the last rejected reload, if the last reload was rejected.
     pub fn last_error(&self) -> Option<Vec<String>> {
         self.lock().last_error.clone()
+    }
+
+    /// The running document's warnings.
+    pub fn warnings(&self) -> Vec<Diagnostic> {
+        self.lock().warnings.clone()
+    }
+
+    /// The running document's settings that wait for a restart.
+    pub fn pending_restart(&self) -> Vec<String> {
+        self.lock().pending_restart.clone()
     }
 
     /// Certificate and key files the running configuration reads (watched for rotation).
@@ -401,8 +403,9 @@ impl Control {
         doc: Document,
         origin: &str,
         force: bool,
+        policy: Option<&PathPolicy>,
     ) -> Result<u64, Errors> {
-        let result = match self.stage(state, doc, force) {
+        let result = match self.stage(state, doc, force, policy) {
             Ok(Some(staged)) => self.publish(state, *staged, origin),
             Ok(None) => Ok(state.version),
             Err(e) => Err(e),
@@ -415,31 +418,33 @@ impl Control {
     }
 
     /// Parses and compiles `doc` and binds the listeners it adds or moves, publishing nothing;
-    /// `None` when it is the running document (unless `force`).
+    /// `None` when it is the running document. With `force` (SIGHUP, a certificate watch) the
+    /// files it reads are compared too, and a change in them is a change.
     fn stage(
         &self,
         state: &mut State,
         doc: Document,
         force: bool,
+        policy: Option<&PathPolicy>,
     ) -> Result<Option<Box<Staged>>, Errors> {
-        if !force && doc.text == state.doc.text {
-            return Ok(None);
-        }
-        let tree = doc.tree()?;
-        // The same document re-read (our own write echoed by the watcher, or reformatted
-        // by etcd) must not create a version.
-        if !force && tree == state.tree {
+        let tree = if doc.text == state.doc.text {
+            state.tree.clone()
+        } else {
+            doc.tree()?
+        };
+        // The same document re-read (our own write echoed by the watcher, reformatted by
+        // etcd, or a SIGHUP with nothing changed) must not create a version.
+        if tree == state.tree && (!force || FileStamps::read(&state.config) == state.files) {
             state.doc = doc;
             return Ok(None);
         }
-        let loaded = doc.parse()?;
-        for w in loaded
-            .warnings
-            .iter()
-            .chain(&crate::shadow::shadow_warnings(&loaded.config))
-        {
+        let loaded = self.parse(&doc, policy)?;
+        let warnings = warnings_of(&loaded);
+        for w in &warnings {
             tracing::warn!(%w, "configuration warning");
         }
+        // Read before compiling: a file that changes in between is seen as changed next time.
+        let files = FileStamps::read(&loaded.config);
         let version = state.version + 1;
         let running = self.snapshot();
         let previous = Previous {
@@ -454,6 +459,12 @@ impl Control {
             &self.metrics,
             Some(previous),
         )?;
+        let admin = self
+            .admin
+            .lock()
+            .expect("admin lock")
+            .prepare(&loaded.config.admin)
+            .map_err(|msg| admin_error(&loaded.config, msg))?;
         let prepared = self
             .listeners
             .lock()
@@ -466,6 +477,9 @@ impl Control {
             tree,
             snap,
             prepared,
+            admin,
+            files,
+            warnings,
         })))
     }
 
@@ -477,6 +491,9 @@ impl Control {
             tree,
             mut snap,
             prepared,
+            admin,
+            files,
+            warnings,
         } = staged;
         let version = snap.version;
         // Last, because building the observer changes shared writers and sampling: nothing
@@ -488,6 +505,10 @@ impl Control {
         self.shared.snapshot.store(snap.clone());
         listeners.commit(&self.shared, &snap, prepared);
         drop(listeners);
+        self.admin
+            .lock()
+            .expect("admin lock")
+            .commit(&config.admin, admin);
         self.health
             .lock()
             .expect("health lock")
@@ -504,11 +525,15 @@ impl Control {
         while state.history.len() > HISTORY {
             state.history.pop_front();
         }
+        state.pending_restart = self.started.pending(&config);
         state.version = version;
         state.config = config;
         state.doc = doc;
         state.tree = tree;
+        state.files = files;
+        state.warnings = warnings;
         tracing::info!(version, origin, "configuration applied");
+        log_pending(&state.pending_restart);
         Ok(version)
     }
 }
@@ -520,6 +545,39 @@ struct Staged {
     tree: serde_json::Value,
     snap: Snapshot,
     prepared: Prepared,
+    admin: PreparedAdmin,
+    files: FileStamps,
+    warnings: Vec<Diagnostic>,
+}
+
+/// Which sections of `provider`'s documents are remote, so their paths are restricted; `None`
+/// for the operator's own file. Any provider other than a local file is remote: a new one is
+/// restricted unless it is known not to need it.
+fn remote_scope(provider: &dyn Provider) -> Option<PathScope> {
+    match provider.kind() {
+        "file" | "embedded" => None,
+        // etcd supplies listeners, routes, upstreams and `server`; the rest is its bootstrap file.
+        _ => Some(PathScope::Shared),
+    }
+}
+
+/// The document's warnings and the router's shadowing warnings, in source order.
+fn warnings_of(loaded: &strait_config::Loaded) -> Vec<Diagnostic> {
+    let mut all = loaded.warnings.clone();
+    all.extend(crate::shadow::shadow_warnings(&loaded.config));
+    all.sort_by_key(|d| (d.line, d.column));
+    all
+}
+
+fn log_pending(pending: &[String]) {
+    for p in pending {
+        tracing::warn!(setting = %p, "{p}");
+    }
+}
+
+fn admin_error(config: &Config, msg: String) -> Errors {
+    let loc = &config.locations;
+    Errors(vec![Diagnostic::new(loc.source(), loc.admin(), msg)])
 }
 
 fn bind_error(config: &Config, i: usize, msg: String) -> Errors {

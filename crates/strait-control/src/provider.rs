@@ -26,11 +26,19 @@ pub struct Document {
 impl Document {
     /// Parses and validates the document (expanding references when it asks for that).
     pub fn parse(&self) -> Result<strait_config::Loaded, Errors> {
+        self.parse_restricted(None)
+    }
+
+    /// [`Document::parse`] with a path policy for documents from remote sources.
+    pub fn parse_restricted(
+        &self,
+        policy: Option<&strait_config::PathPolicy>,
+    ) -> Result<strait_config::Loaded, Errors> {
         let parse = match self.expand_env {
-            true => strait_config::parse_with_env,
-            false => strait_config::parse,
+            true => strait_config::parse_with_env_restricted,
+            false => strait_config::parse_restricted,
         };
-        parse(&self.source, &self.text, self.base_dir.as_deref())
+        parse(&self.source, &self.text, self.base_dir.as_deref(), policy)
     }
 
     /// The document as a tree, with references kept as written so that admin edits write them

@@ -38,16 +38,35 @@ fn file_err(path: &Path, reason: impl fmt::Display) -> TlsError {
     }
 }
 
+/// Largest PEM file read (the configuration's `MAX_INPUT_FILE_BYTES`, checked again here because
+/// a file can grow between validation and a reload).
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// The file's bytes, refusing one over [`MAX_PEM_BYTES`] without reading all of it.
+fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| file_err(path, e))?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(file_err(
+            path,
+            format!("larger than {} KiB", MAX_PEM_BYTES / 1024),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Loads a certificate chain and its key as a `CertifiedKey`.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| file_err(cert, e))?
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read_pem(cert)?)
         .collect::<Result<_, _>>()
         .map_err(|e| file_err(cert, e))?;
     if chain.is_empty() {
         return Err(file_err(cert, "no certificate found"));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
+    let key = PrivateKeyDer::from_pem_slice(&read_pem(key)?).map_err(|e| file_err(key, e))?;
     CertifiedKey::from_der(chain, key, &provider()).map_err(TlsError::Rustls)
 }
 
@@ -143,7 +162,7 @@ pub fn client_config(
         let mut roots = rustls::RootCertStore::empty();
         match ca {
             Some(ca) => {
-                for c in CertificateDer::pem_file_iter(ca).map_err(|e| file_err(ca, e))? {
+                for c in CertificateDer::pem_slice_iter(&read_pem(ca)?) {
                     roots
                         .add(c.map_err(|e| file_err(ca, e))?)
                         .map_err(|e| file_err(ca, e))?;

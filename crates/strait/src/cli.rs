@@ -20,7 +20,7 @@ pub enum Command {
     /// Serve a configuration: -c FILE, else $STRAIT_CONFIG, else ./strait.yaml, else the embedded default.
     Run(RunArgs),
     /// Check a configuration: prints FILE:LINE:COL: reason per error, exits 1 on errors.
-    Validate(FileArgs),
+    Validate(ValidateArgs),
     /// Print the compiled route table in match order.
     Routes(FileArgs),
     /// Work with a configuration stored in etcd (`config push`, `config pull`).
@@ -106,6 +106,10 @@ pub struct RunArgs {
     /// over the listening sockets of the one serving there, which then drains and exits.
     #[arg(long, value_name = "PATH")]
     pub upgrade_socket: Option<PathBuf>,
+    /// A directory that configurations from the admin API or etcd may name files in
+    /// (certificates, keys, CAs, logs); repeatable. Default: the config file's directory.
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    pub allow_dirs: Vec<PathBuf>,
 }
 
 /// Process log formats.
@@ -115,6 +119,18 @@ pub enum LogFormat {
     Json,
     /// Human-readable text.
     Text,
+}
+
+/// Arguments of `validate`.
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    /// The file to check.
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Print the effective configuration on stdout instead of `ok`: every setting with its
+    /// value, defaults filled in, secrets left out (YAML that validates to the same config).
+    #[arg(long)]
+    pub print: bool,
 }
 
 /// A configuration file argument.
@@ -171,10 +187,17 @@ pub fn load_checked(path: &std::path::Path) -> Option<Config> {
     Some(loaded.config)
 }
 
-/// `strait validate`.
-pub fn validate(path: &std::path::Path) -> ExitCode {
+/// `strait validate` (`print`: the effective configuration instead of `ok`).
+pub fn validate(path: &std::path::Path, print: bool) -> ExitCode {
     // An etcd bootstrap holds no listeners or routes; those are checked when they are pushed.
     match crate::providers::bootstrap_of(path) {
+        Ok(Some(_)) if print => {
+            eprintln!(
+                "{}: an etcd bootstrap is not a whole configuration; read the effective one from a running instance (GET /api/config?effective=true)",
+                path.display()
+            );
+            return ExitCode::from(1);
+        }
         Ok(Some(b)) => {
             println!(
                 "{}: ok (etcd bootstrap: the configuration is read from {} under {})",
@@ -188,6 +211,10 @@ pub fn validate(path: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     }
     match load_checked(path) {
+        Some(config) if print => {
+            print!("{}", strait_config::effective_yaml(&config));
+            ExitCode::SUCCESS
+        }
         Some(_) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS

@@ -25,7 +25,12 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match args.command {
         cli::Command::Run(a) => run::run(a),
-        cli::Command::Validate(a) => a.path().map_or_else(|c| c, |p| cli::validate(&p)),
+        cli::Command::Validate(a) => {
+            let print = a.print;
+            a.file
+                .path()
+                .map_or_else(|c| c, |p| cli::validate(&p, print))
+        }
         cli::Command::Routes(a) => a.path().map_or_else(|c| c, |p| cli::routes(&p)),
         cli::Command::Config(c) => push::config(c),
         cli::Command::Completions { shell } => cli::completions(shell),

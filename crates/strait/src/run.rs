@@ -3,8 +3,8 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use strait_admin::AdminState;
-use strait_control::{Control, Embedded, FileProvider, Provider};
-use strait_proxy::server;
+use strait_config::PathPolicy;
+use strait_control::{control::Options, Control, Embedded, FileProvider, Provider};
 use tokio::{
     signal::unix::{signal, SignalKind},
     sync::mpsc,
@@ -18,7 +18,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         eprintln!("strait: {e}");
         return ExitCode::from(2);
     }
-    let source = ConfigSource::from_process(args.config);
+    let source = ConfigSource::from_process(args.config.clone());
     tracing::info!(
         version = version::VERSION,
         commit = version::COMMIT,
@@ -26,17 +26,25 @@ pub fn run(args: RunArgs) -> ExitCode {
         "strait starting"
     );
     crate::nofile::raise();
+    let config_path = source.path().map(std::path::Path::to_path_buf);
+    let paths = match path_policy(&args, config_path.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("--allow-dir: {e}");
+            return ExitCode::from(1);
+        }
+    };
     // A bootstrap file with `config: { provider: etcd }`: the configuration comes from etcd.
-    if let Some(path) = source.path() {
+    if let Some(path) = &config_path {
         match crate::providers::bootstrap_of(path) {
-            Ok(Some(bootstrap)) => return run_etcd(path, bootstrap, args.upgrade_socket),
+            Ok(Some(bootstrap)) => return run_etcd(path, bootstrap, args.upgrade_socket, paths),
             Ok(None) => {}
             Err(code) => return code,
         }
     }
     // Read the configuration once before the runtime exists: its errors end the process with
     // diagnostics, and it says how many worker threads to start.
-    let provider: Arc<dyn Provider> = match source.path() {
+    let provider: Arc<dyn Provider> = match &config_path {
         Some(path) => Arc::new(FileProvider::new(path)),
         None => Arc::new(Embedded),
     };
@@ -57,10 +65,31 @@ pub fn run(args: RunArgs) -> ExitCode {
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.worker_threads(threads);
+    let options = Options {
+        paths,
+        worker_threads: Some(config.server.worker_threads),
+    };
     match runtime(rt) {
-        Ok(rt) => rt.block_on(serve(provider, args.upgrade_socket)),
+        Ok(rt) => rt.block_on(serve(provider, args.upgrade_socket, options)),
         Err(code) => code,
     }
+}
+
+/// Where file paths in configurations from the admin API or etcd may point: `--allow-dir`, or
+/// the config file's directory. Only the operator sets it (a flag, not a config field), so
+/// neither the admin API nor etcd can widen it, even across a restart.
+fn path_policy(args: &RunArgs, config: Option<&std::path::Path>) -> Result<PathPolicy, String> {
+    let mut dirs = args.allow_dirs.clone();
+    if dirs.is_empty() {
+        if let Some(c) = config {
+            dirs.push(match c.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            });
+        }
+    }
+    let protected: Vec<PathBuf> = config.iter().map(|c| c.to_path_buf()).collect();
+    PathPolicy::new(&dirs, &protected)
 }
 
 /// `strait run -c BOOTSTRAP` with `provider: etcd`. `server.worker_threads` is not known before
@@ -69,6 +98,7 @@ fn run_etcd(
     path: &std::path::Path,
     bootstrap: strait_config::Bootstrap,
     upgrade_socket: Option<PathBuf>,
+    paths: PathPolicy,
 ) -> ExitCode {
     let rt = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(rt) => rt,
@@ -77,7 +107,13 @@ fn run_etcd(
     rt.block_on(async {
         // The client lives on this runtime: its watch task keeps the provider current.
         match crate::providers::etcd_provider(path, bootstrap).await {
-            Ok(provider) => serve(provider, upgrade_socket).await,
+            Ok(provider) => {
+                let options = Options {
+                    paths,
+                    worker_threads: None,
+                };
+                serve(provider, upgrade_socket, options).await
+            }
             Err(e) => {
                 eprintln!("{}: {e}", path.display());
                 ExitCode::from(1)
@@ -86,7 +122,11 @@ fn run_etcd(
     })
 }
 
-async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> ExitCode {
+async fn serve(
+    provider: Arc<dyn Provider>,
+    upgrade_socket: Option<PathBuf>,
+    options: Options,
+) -> ExitCode {
     let inherited = match &upgrade_socket {
         Some(path) => match upgrade::receive(path) {
             Ok(i) => i,
@@ -97,51 +137,15 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
         },
         None => None,
     };
-    let traffic = inherited
+    let sockets = inherited
         .as_ref()
         .map_or_else(Vec::new, |i| clone_all(&i.sockets));
-    // The admin listener is bound before the traffic listeners start accepting: during an
-    // upgrade the inherited sockets are shared with the old process, and a failure after this
-    // process accepted connections from them would drop those connections.
-    let p = provider.clone();
-    let admin_cfg = tokio::task::spawn_blocking(move || {
-        p.load()
-            .and_then(|d| {
-                let d = strait_control::Document {
-                    base_dir: None,
-                    ..d
-                };
-                d.parse()
-            })
-            .map(|l| l.config.admin)
-    })
-    .await
-    .ok()
-    .and_then(Result::ok);
-    let mut admin = None;
-    if let Some(cfg) = &admin_cfg {
-        let inherited_admin = traffic
-            .iter()
-            .find(|(n, a, _)| n == upgrade::ADMIN && *a == cfg.listen)
-            .and_then(|(_, _, s)| s.try_clone().ok());
-        let bound = match inherited_admin {
-            Some(std) => std
-                .set_nonblocking(true)
-                .and_then(|()| tokio::net::TcpListener::from_std(std)),
-            None => server::bind(cfg.listen),
-        };
-        match bound {
-            Ok(l) => admin = Some(l),
-            Err(e) => {
-                tracing::error!(address = %cfg.listen, error = %e, "cannot bind admin listener");
-                return ExitCode::from(1);
-            }
-        }
-    }
     let handle = tokio::runtime::Handle::current();
     let p = provider.clone();
-    // Compiling reads certificate files: keep it off the runtime's worker threads.
-    let started = tokio::task::spawn_blocking(move || Control::start(p, handle, traffic)).await;
+    // Compiling reads certificate files: keep it off the runtime's worker threads. The control
+    // plane binds the admin listener too, before the traffic listeners start accepting.
+    let started =
+        tokio::task::spawn_blocking(move || Control::start(p, handle, sockets, options)).await;
     let control = match started {
         Ok(Ok(c)) => c,
         Ok(Err(errors)) => {
@@ -158,44 +162,31 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
     control
         .metrics
         .set_build_info(version::VERSION, version::COMMIT);
-    // Only when the first read failed and a second one succeeded (a file fixed in between).
-    let admin_cfg = admin_cfg.unwrap_or(strait_config::Admin {
-        listen: ([127, 0, 0, 1], 9901).into(),
-        token: None,
-    });
-    let admin_addr = admin_cfg.listen;
-    let admin = match admin {
-        Some(l) => l,
-        None => match server::bind(admin_addr) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(address = %admin_addr, error = %e, "cannot bind admin listener");
-                return ExitCode::from(1);
-            }
-        },
+    // Watch for changes before the admin listener answers: once /readyz says 200, a change to
+    // the file (or a SIGHUP) is seen.
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::from(1);
     };
-    let admin_dup = socket2::SockRef::from(&admin)
-        .try_clone()
+    let mut changed = control
+        .provider()
+        .subscribe()
+        .unwrap_or_else(|| mpsc::channel(1).1);
+    let settle = control.provider().kind() == "file";
+    let mut certs = CertWatch::new(&control);
+    let env_token = std::env::var("STRAIT_ADMIN_TOKEN")
         .ok()
-        .map(std::net::TcpListener::from);
-    let addr = admin
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    tracing::info!(address = %addr, "admin bound");
-    let token = std::env::var("STRAIT_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .or(admin_cfg.token);
-    let admin_state = AdminState::new(control.clone(), token);
+        .filter(|t| !t.is_empty());
+    let admin_state = AdminState::new(control.clone(), env_token);
     let (admin_stop, mut admin_stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(strait_admin::serve(
-        admin,
-        admin_state.clone(),
-        async move {
-            let _ = admin_stopped.wait_for(|s| *s).await;
-        },
-    ));
+    tokio::spawn(strait_admin::serve(admin_state.clone(), async move {
+        let _ = admin_stopped.wait_for(|s| *s).await;
+    }));
 
     control.start_health_checks();
     tokio::spawn(strait_control::dns::run(Arc::downgrade(&control)));
@@ -214,36 +205,13 @@ async fn serve(provider: Arc<dyn Provider>, upgrade_socket: Option<PathBuf>) -> 
     }
     if let Some(path) = upgrade_socket {
         let c = control.clone();
-        let sockets = move || {
-            let mut v: Vec<_> = c.with_listeners(|l| {
-                l.sockets()
-                    .into_iter()
-                    .filter_map(|(n, a, s)| s.try_clone().ok().map(|s| (n, a, s)))
-                    .collect()
-            });
-            if let Some(s) = admin_dup.as_ref().and_then(|s| s.try_clone().ok()) {
-                v.push((upgrade::ADMIN.to_string(), admin_addr, s));
-            }
-            v
-        };
-        tokio::spawn(upgrade::serve(path, sockets, upgraded_tx));
+        tokio::spawn(upgrade::serve(
+            path,
+            move || c.handoff_sockets(),
+            upgraded_tx,
+        ));
     }
 
-    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::user_defined1()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return ExitCode::from(1);
-    };
-    let mut changed = control
-        .provider()
-        .subscribe()
-        .unwrap_or_else(|| mpsc::channel(1).1);
-    let settle = control.provider().kind() == "file";
-    let mut certs = CertWatch::new(&control);
     loop {
         // (force: re-read files even if the document is unchanged, origin in the history)
         let (force, origin) = tokio::select! {

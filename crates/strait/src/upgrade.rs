@@ -16,9 +16,6 @@ use rustix::net::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-/// The admin listener's name in a hand-off (not a valid listener name, so it cannot clash).
-pub const ADMIN: &str = "<admin>";
-
 /// The most sockets handed over at once (the kernel's SCM_MAX_FD is 253).
 const MAX_FDS: usize = 200;
 const MAX_HEADER: usize = 64 * 1024;
@@ -33,7 +30,7 @@ struct Entry {
 /// Sockets received from the old process, and the connection to tell it we are serving.
 pub struct Inherited {
     /// Listening sockets by listener name and configured address (the admin listener is
-    /// named [`ADMIN`]).
+    /// named [`strait_control::admin_listener::HANDOFF_NAME`]).
     pub sockets: Vec<(String, SocketAddr, std::net::TcpListener)>,
     old: UnixStream,
 }

@@ -166,17 +166,17 @@ fn fault(cx: &mut Ctx, raw: &Spanned<RawFault>) -> FaultPolicy {
     }
 }
 
-/// A percentage 0 to 100 (default 100) as a share 0 to 1.
+/// A percentage 0 to 100 (default 100).
 fn percentage(cx: &mut Ctx, raw: Option<&S>, field: &str) -> f64 {
-    let Some(s) = raw else { return 1.0 };
+    let Some(s) = raw else { return 100.0 };
     match s.value.trim().trim_end_matches('%').parse::<f64>() {
-        Ok(v) if (0.0..=100.0).contains(&v) => v / 100.0,
+        Ok(v) if (0.0..=100.0).contains(&v) => v,
         _ => {
             cx.err(
                 pos(s),
                 format!("{field} must be from 0 to 100, not `{}`", s.value),
             );
-            1.0
+            100.0
         }
     }
 }

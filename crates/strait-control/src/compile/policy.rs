@@ -74,8 +74,8 @@ pub(super) fn compile(p: &cfg::Policy, cx: &PolicyCx<'_>) -> Result<Compiled, St
             rank,
             Arc::new(FaultFilter::new(
                 &p.name,
-                f.abort,
-                f.delay,
+                f.abort.map(|(s, pct)| (s, pct / 100.0)),
+                f.delay.map(|(d, pct)| (d, pct / 100.0)),
                 f.header
                     .as_deref()
                     .map(|h| HeaderName::from_bytes(h.as_bytes()))
