@@ -81,9 +81,14 @@ routes:
         String::from_utf8_lossy(resp.body()),
         "from env default ${NOT_EXPANDED}"
     );
-    // A SIGHUP re-reads the file (whose unquoted flow reference is YAML only once expanded)
-    // and applies it as version 2.
-    s.signal("HUP");
+    // A changed file is read again (its unquoted flow reference is YAML only once expanded)
+    // and applied as version 2.
+    let text = std::fs::read_to_string(s.config_path()).unwrap();
+    std::fs::write(
+        s.config_path(),
+        format!("{text}  - name: more\n    match: {{ path: /more }}\n    respond: {{ body: more }}\n"),
+    )
+    .unwrap();
     strait_e2e::poll_until(Duration::from_secs(10), "version 2", || async {
         s.metrics()
             .await
