@@ -49,6 +49,16 @@ pub(crate) struct RawListener {
     pub protocols: Option<Spanned<Vec<S>>>,
     pub tls: Option<Spanned<RawListenerTls>>,
     pub limits: Option<RawLimits>,
+    pub http: Option<RawListenerHttp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerHttp {
+    pub normalize_path: Option<Spanned<bool>>,
+    pub merge_slashes: Option<Spanned<bool>>,
+    pub path_with_escaped_slashes_action: Option<S>,
+    pub headers_with_underscores_action: Option<S>,
 }
 
 #[derive(Deserialize)]

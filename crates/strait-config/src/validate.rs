@@ -17,6 +17,7 @@ use crate::raw::{RawConfig, RawLimits, RawListener, RawListenerTls, S};
 use crate::types::*;
 use crate::units::{parse_duration, parse_size};
 
+mod http;
 mod route;
 mod upstream;
 pub(crate) mod values;
@@ -246,6 +247,7 @@ fn listeners(
             protocols: protocols(cx, l.protocols.as_ref()),
             tls,
             limits: limits(cx, l.limits.as_ref()),
+            http: http::listener_http(cx, l.http.as_ref()),
         });
         locs.listeners.push(ll);
     }

@@ -9,7 +9,10 @@ use strait_config::{Diagnostic, Errors};
 use strait_core::{
     balance::{Balancer, Policy},
     route::{Action, Redirect, Respond, Rewrite, Route},
-    snapshot::{ListenerLimits, ListenerRoutes, ListenerSpec, RouteEntry, Snapshot},
+    snapshot::{
+        ListenerHttp, ListenerLimits, ListenerRoutes, ListenerSpec, RouteEntry, Snapshot,
+        UnderscoreHeaders,
+    },
     upstream::{
         Endpoint, HashOn, HealthCheck, HealthCheckKind, PoolSettings, Protocol, Upstream,
         UpstreamTimeouts, UpstreamTls,
@@ -411,7 +414,28 @@ fn listener(l: &cfg::Listener, live: &LiveState) -> Result<ListenerSpec, String>
             max_connections: l.limits.max_connections,
             max_request_body: l.limits.max_request_body,
         },
+        http: listener_http(&l.http),
     })
+}
+
+fn listener_http(h: &cfg::ListenerHttp) -> ListenerHttp {
+    use strait_router::EscapedSlashes;
+    ListenerHttp {
+        path: strait_router::PathOptions {
+            normalize: h.normalize_path,
+            merge_slashes: h.merge_slashes,
+            escaped_slashes: match h.escaped_slashes {
+                cfg::EscapedSlashesAction::KeepUnchanged => EscapedSlashes::KeepUnchanged,
+                cfg::EscapedSlashesAction::RejectRequest => EscapedSlashes::RejectRequest,
+                cfg::EscapedSlashesAction::UnescapeAndForward => EscapedSlashes::UnescapeAndForward,
+            },
+        },
+        underscores: match h.underscores {
+            cfg::UnderscoresAction::Allow => UnderscoreHeaders::Allow,
+            cfg::UnderscoresAction::DropHeader => UnderscoreHeaders::Drop,
+            cfg::UnderscoresAction::RejectRequest => UnderscoreHeaders::Reject,
+        },
+    }
 }
 
 /// Every certificate, key and CA file `config` reads: watched so rotation on disk reloads them.

@@ -30,7 +30,7 @@ mod value;
 mod tests;
 
 pub use error::RouterError;
-pub use normalize::{normalize_path, EscapedSlashes, PathOptions, PathRejection};
+pub use normalize::{normalize_path, replace_prefix, EscapedSlashes, PathOptions, PathRejection};
 pub use router::Router;
 pub use shadow::{shadowed, Shadow};
 

@@ -68,6 +68,8 @@ pub enum PathRejection {
     AboveRoot,
     /// `.;…` or `..;…`: a dot segment with path parameters.
     DotSegmentParameters,
+    /// A prefix rewrite produced a path outside its replacement (see [`replace_prefix`]).
+    OutsideRewrite,
 }
 
 // === impl PathRejection ===
@@ -83,6 +85,7 @@ impl PathRejection {
             PathRejection::EscapedSlash => "path_escaped_slash",
             PathRejection::AboveRoot => "path_above_root",
             PathRejection::DotSegmentParameters => "path_dot_segment_parameters",
+            PathRejection::OutsideRewrite => "path_outside_rewrite",
         }
     }
 
@@ -96,6 +99,7 @@ impl PathRejection {
             PathRejection::EscapedSlash => "encoded slash or backslash in request path",
             PathRejection::AboveRoot => "request path climbs above the root",
             PathRejection::DotSegmentParameters => "dot segment with parameters in request path",
+            PathRejection::OutsideRewrite => "request path leaves the route's rewritten prefix",
         }
     }
 }
@@ -118,15 +122,38 @@ pub fn normalize_path<'a>(
     resolve_segments(&decoded, opts).map(Cow::Owned)
 }
 
-/// Resolves the dot segments of a path built by joining canonical pieces (a prefix rewrite):
-/// the join may create a segment such as `/v2/..` that neither piece had.
-pub fn resolve_dot_segments(path: &str) -> Result<Cow<'_, str>, PathRejection> {
+/// `path` with its first `prefix_len` bytes (the matched `path_prefix`) replaced by
+/// `replacement`, with dot segments resolved; refused when the result leaves `replacement`.
+///
+/// The pieces are canonical, but the join may create a segment neither had: `/api` matching
+/// `/api../x` and replaced by `/v2/` gives `/v2/../x`, which an upstream resolves to `/x`.
+pub fn replace_prefix(
+    path: &str,
+    prefix_len: usize,
+    replacement: &str,
+) -> Result<String, PathRejection> {
+    let rest = path.get(prefix_len..).unwrap_or("");
+    let mut joined = String::with_capacity(replacement.len() + rest.len());
+    joined.push_str(replacement);
+    // Replacing "/api/" by "/" must not produce "//x", and "/api" by "/v2" keeps "/v2/x".
+    match rest.strip_prefix('/') {
+        Some(r) if joined.ends_with('/') => joined.push_str(r),
+        _ => joined.push_str(rest),
+    }
+    if joined.is_empty() {
+        joined.push('/');
+    }
     let opts = PathOptions {
         normalize: true,
+        // Slashes and escapes the listener kept stay as they are.
         merge_slashes: false,
         escaped_slashes: EscapedSlashes::KeepUnchanged,
     };
-    normalize_path(path.as_bytes(), &opts)
+    match normalize_path(joined.as_bytes(), &opts) {
+        Ok(Cow::Borrowed(_)) => Ok(joined),
+        Ok(Cow::Owned(resolved)) if resolved.starts_with(replacement) => Ok(resolved),
+        _ => Err(PathRejection::OutsideRewrite),
+    }
 }
 
 /// RFC 3986 `unreserved`.
@@ -186,13 +213,19 @@ fn escape_at(path: &[u8], i: usize) -> Option<u8> {
     Some(hi << 4 | lo)
 }
 
-/// Whether the escaped byte `lead`, followed by the escape at `path[next..]`, starts an overlong
-/// UTF-8 sequence: `C0`/`C1` always do; `E0` before `80..=9F` and `F0` before `80..=8F` do.
+/// The byte at `path[i..]`, escaped or raw: escaped and raw non-ASCII bytes end up as the same
+/// escape, so a sequence is judged the same however it was spelt.
+fn byte_at(path: &[u8], i: usize) -> Option<u8> {
+    escape_at(path, i).or_else(|| path.get(i).copied())
+}
+
+/// Whether the byte `lead`, followed by the byte at `path[next..]`, starts an overlong UTF-8
+/// sequence: `C0`/`C1` always do; `E0` before `80..=9F` and `F0` before `80..=8F` do.
 fn is_overlong(lead: u8, path: &[u8], next: usize) -> bool {
     match lead {
         0xC0 | 0xC1 => true,
-        0xE0 => escape_at(path, next).is_some_and(|b| (0x80..=0x9F).contains(&b)),
-        0xF0 => escape_at(path, next).is_some_and(|b| (0x80..=0x8F).contains(&b)),
+        0xE0 => byte_at(path, next).is_some_and(|b| (0x80..=0x9F).contains(&b)),
+        0xF0 => byte_at(path, next).is_some_and(|b| (0x80..=0x8F).contains(&b)),
         _ => false,
     }
 }
@@ -240,6 +273,7 @@ fn decode(path: &[u8], opts: &PathOptions) -> Result<String, PathRejection> {
             0 => return Err(PathRejection::Nul),
             b'\\' => escaped_slash(&mut out, b, opts)?,
             b if is_plain(b) => out.push(char::from(b)),
+            b if is_overlong(b, path, i + 1) => return Err(PathRejection::OverlongUtf8),
             b => push_encoded(&mut out, b),
         }
         i += 1;

@@ -178,18 +178,34 @@ fn settings_off_leave_what_they_govern() {
 }
 
 #[test]
-fn rewritten_joins_resolve_their_new_dot_segments() {
+fn prefix_rewrites_stay_inside_their_replacement() {
+    let r = |path: &str, matched: &str, to: &str| replace_prefix(path, matched.len(), to);
+    assert_eq!(r("/api/users", "/api/", "/").as_deref(), Ok("/users"));
+    assert_eq!(r("/api/users", "/api", "/v2").as_deref(), Ok("/v2/users"));
+    assert_eq!(r("/api/users", "/api/", "/v2/").as_deref(), Ok("/v2/users"));
+    assert_eq!(r("/apix", "/api", "/v2").as_deref(), Ok("/v2x"));
+    assert_eq!(r("/api", "/api", "").as_deref(), Ok("/"));
+    assert_eq!(r("/api./x", "/api", "/v2/").as_deref(), Ok("/v2/x"));
     assert_eq!(
-        resolve_dot_segments("/v2/../secret").as_deref(),
-        Ok("/secret")
+        r("/api../secret", "/api", "/v2/"),
+        Err(PathRejection::OutsideRewrite)
     );
-    assert_eq!(resolve_dot_segments("/v2/./x").as_deref(), Ok("/v2/x"));
-    assert_eq!(resolve_dot_segments("/../x"), Err(PathRejection::AboveRoot));
+    assert_eq!(
+        r("/api..", "/api", "/v2/"),
+        Err(PathRejection::OutsideRewrite)
+    );
+    assert_eq!(r("/api..", "/api", "/"), Err(PathRejection::OutsideRewrite));
+    assert_eq!(
+        r("/api..;x/y", "/api", "/v2/"),
+        Err(PathRejection::OutsideRewrite)
+    );
+    // A listener without normalisation may route a dotted path; the rewrite still holds.
+    assert_eq!(
+        r("/api/../x", "/api", "/v2"),
+        Err(PathRejection::OutsideRewrite)
+    );
     // Slashes and kept escapes the listener allowed are left alone.
-    assert_eq!(
-        resolve_dot_segments("/v2//a%2Fb").as_deref(),
-        Ok("/v2//a%2Fb")
-    );
+    assert_eq!(r("/api//a%2Fb", "/api", "/v2").as_deref(), Ok("/v2//a%2Fb"));
 }
 
 // === properties ===
@@ -234,6 +250,18 @@ fn path_bytes() -> impl Strategy<Value = Vec<u8>> {
         p.extend(pieces.concat());
         p
     })
+}
+
+/// Dot segments resolved, nothing else.
+fn resolve(path: &str) -> String {
+    let opts = PathOptions {
+        merge_slashes: false,
+        escaped_slashes: EscapedSlashes::KeepUnchanged,
+        ..PathOptions::default()
+    };
+    normalize_path(path.as_bytes(), &opts)
+        .expect("resolvable")
+        .into_owned()
 }
 
 /// Decodes every escape (what a lenient upstream does), as bytes.
@@ -324,11 +352,22 @@ proptest! {
 
     #[test]
     fn every_spelling_of_a_path_normalises_alike(path in path_bytes(), opts in options(), choices in prop::collection::vec(any::<u8>(), 1..16)) {
-        prop_assume!(opts.normalize);
+        let opts = PathOptions { normalize: true, ..opts };
         if let Ok(canonical) = normalize_path(&path, &opts) {
             let spelt = respell(&canonical, &choices);
             let again = normalize_path(spelt.as_bytes(), &opts).map(Cow::into_owned);
             prop_assert_eq!(again, Ok(canonical.into_owned()), "{}", spelt);
+        }
+    }
+
+    #[test]
+    fn a_prefix_rewrite_never_leaves_its_replacement(path in path_bytes(), cut in any::<prop::sample::Index>(), to in "/([a-z]{1,3}/?){0,2}") {
+        if let Ok(canonical) = normalize_path(&path, &PathOptions::default()) {
+            let len = cut.index(canonical.len() + 1);
+            if let Ok(out) = replace_prefix(&canonical, len, &to) {
+                prop_assert!(out.starts_with(&to), "{} -> {}", canonical, out);
+                prop_assert_eq!(resolve(&out), out.clone());
+            }
         }
     }
 
