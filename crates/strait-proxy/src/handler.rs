@@ -131,7 +131,7 @@ async fn route_and_serve<'s>(
     shared: &Shared,
     snap: &'s Snapshot,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     request_id: &HeaderValue,
     mut record: Option<&mut RequestRecord>,
 ) -> (Response<ProxyBody>, Option<&'s Arc<RouteStats>>) {
@@ -144,6 +144,10 @@ async fn route_and_serve<'s>(
     {
         let e = ProxyError::BadRequest(StatusCode::URI_TOO_LONG, "request target too long");
         return (error_response(&e, request_id), Some(&table.unmatched));
+    }
+    // Routing and forwarding see one canonical head (path normalised, underscored names gone).
+    if let Err(refusal) = crate::hygiene::prepare(&mut req, &conn.listener, &shared.metrics) {
+        return (refusal.response(request_id), Some(&table.unmatched));
     }
     let host = match request_host(&req) {
         Ok(h) => h,

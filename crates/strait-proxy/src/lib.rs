@@ -1,6 +1,6 @@
 //! Data plane: listeners, TLS, downstream connections, upstream client and pools, load balancing, health checks, forwarding.
 //!
-//! Request path: `server` (accept, TLS, `h1guard`, hyper) → `handler` (snapshot, route, filters) →
+//! Request path: `server` (accept, TLS, `h1guard`, hyper) → `handler` (snapshot, `hygiene`, route, filters) →
 //! `forward` (next-hop headers, endpoint pick, `pool`) → response streamed back.
 #![forbid(unsafe_code)]
 
@@ -11,6 +11,7 @@ pub mod h1guard;
 pub mod handler;
 pub mod headers;
 pub mod health;
+pub mod hygiene;
 pub mod pool;
 pub mod server;
 pub mod tls;
