@@ -418,7 +418,7 @@ fn listener(l: &cfg::Listener, live: &LiveState) -> Result<ListenerSpec, String>
     })
 }
 
-fn listener_http(h: &cfg::ListenerHttp) -> ListenerHttp {
+pub(crate) fn listener_http(h: &cfg::ListenerHttp) -> ListenerHttp {
     use strait_router::EscapedSlashes;
     ListenerHttp {
         path: strait_router::PathOptions {

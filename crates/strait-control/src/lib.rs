@@ -1,6 +1,7 @@
 //! Control plane: compile configuration into snapshots, publish them, and reload from a provider (file or etcd).
 #![forbid(unsafe_code)]
 
+pub mod canonical;
 pub mod compile;
 pub mod control;
 pub mod etcd;
