@@ -140,10 +140,23 @@ pub fn method(m: &Method) -> Result<(), Refusal> {
             reason: "method_connect",
         });
     }
-    let s = m.as_str();
-    if STANDARD_METHODS
-        .iter()
-        .any(|std| std.eq_ignore_ascii_case(s) && *std != s)
+    // The standard methods in their own spelling are the common case; only extension methods
+    // (anything `http` does not recognise, `get` included) are compared.
+    let standard = matches!(
+        *m,
+        Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::DELETE
+            | Method::OPTIONS
+            | Method::TRACE
+            | Method::PATCH
+    );
+    if !standard
+        && STANDARD_METHODS
+            .iter()
+            .any(|std| std.eq_ignore_ascii_case(m.as_str()))
     {
         return Err(Refusal::bad("method name must be uppercase", "method_case"));
     }

@@ -163,20 +163,64 @@ fn is_unreserved(b: u8) -> bool {
 
 /// Bytes that stand for themselves in a canonical path: RFC 3986 `pchar` without `%`, plus `/`.
 fn is_plain(b: u8) -> bool {
-    is_unreserved(b) || b"!$&'()*+,;=:@/".contains(&b)
+    PLAIN[usize::from(b)]
 }
 
-/// Whether `path` is already its own canonical form, decided without allocating (the common case).
-fn is_canonical(path: &[u8], opts: &PathOptions) -> bool {
-    if !path.iter().all(|&b| is_plain(b)) {
-        return false;
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'/'
+            );
+        i += 1;
     }
-    let segments = &path[1..];
-    let count = segments.split(|&b| b == b'/').count();
-    segments.split(|&b| b == b'/').enumerate().all(|(i, seg)| {
-        let empty_ok = !opts.merge_slashes || i + 1 == count;
-        (!seg.is_empty() || empty_ok) && !(opts.normalize && is_dotlike(seg))
-    })
+    t
+};
+
+/// Whether `path` (starting with `/`) is already its own canonical form, decided in one pass
+/// without allocating: the common case on the request path.
+fn is_canonical(path: &[u8], opts: &PathOptions) -> bool {
+    let mut start = 1;
+    for i in 1..=path.len() {
+        if i < path.len() && path[i] != b'/' {
+            if !is_plain(path[i]) {
+                return false;
+            }
+            continue;
+        }
+        let seg = &path[start..i];
+        // An empty last segment is a trailing slash, which stays.
+        let bad = match seg.first() {
+            None => opts.merge_slashes && i < path.len(),
+            Some(b'.') => opts.normalize && is_dotlike(seg),
+            Some(_) => false,
+        };
+        if bad {
+            return false;
+        }
+        start = i + 1;
+    }
+    true
 }
 
 /// A segment that dot-segment removal acts on or refuses: `.`, `..`, or either followed by
