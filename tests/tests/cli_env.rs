@@ -86,7 +86,9 @@ routes:
     let text = std::fs::read_to_string(s.config_path()).unwrap();
     std::fs::write(
         s.config_path(),
-        format!("{text}  - name: more\n    match: {{ path: /more }}\n    respond: {{ body: more }}\n"),
+        format!(
+            "{text}  - name: more\n    match: {{ path: /more }}\n    respond: {{ body: more }}\n"
+        ),
     )
     .unwrap();
     strait_e2e::poll_until(Duration::from_secs(10), "version 2", || async {

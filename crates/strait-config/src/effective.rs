@@ -158,7 +158,33 @@ fn listener(l: &Listener) -> Node {
         tls,
         limits,
         policies,
+        http,
     } = l;
+    let ListenerHttp {
+        normalize_path,
+        merge_slashes,
+        escaped_slashes,
+        underscores,
+    } = *http;
+    let http = M::new()
+        .put("normalize_path", normalize_path)
+        .put("merge_slashes", merge_slashes)
+        .put(
+            "path_with_escaped_slashes_action",
+            match escaped_slashes {
+                EscapedSlashesAction::KeepUnchanged => "keep_unchanged",
+                EscapedSlashesAction::RejectRequest => "reject_request",
+                EscapedSlashesAction::UnescapeAndForward => "unescape_and_forward",
+            },
+        )
+        .put(
+            "headers_with_underscores_action",
+            match underscores {
+                UnderscoresAction::Allow => "allow",
+                UnderscoresAction::DropHeader => "drop_header",
+                UnderscoresAction::RejectRequest => "reject_request",
+            },
+        );
     let Protocols { http1, h2 } = *protocols;
     let mut p = Vec::new();
     if http1 {
@@ -214,6 +240,7 @@ fn listener(l: &Listener) -> Node {
                 .put("max_connections", int(*max_connections))
                 .put("max_request_body", int(*max_request_body)),
         )
+        .put("http", http)
         .put("policies", policy::refs(policies))
         .into()
 }

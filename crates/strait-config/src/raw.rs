@@ -61,6 +61,16 @@ pub(crate) struct RawListener {
     pub tls: Option<Spanned<RawListenerTls>>,
     pub limits: Option<RawLimits>,
     pub policies: Option<Spanned<Vec<Spanned<RawPolicyRef>>>>,
+    pub http: Option<RawListenerHttp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerHttp {
+    pub normalize_path: Option<Spanned<bool>>,
+    pub merge_slashes: Option<Spanned<bool>>,
+    pub path_with_escaped_slashes_action: Option<S>,
+    pub headers_with_underscores_action: Option<S>,
 }
 
 #[derive(Deserialize)]

@@ -185,7 +185,10 @@ fn unknown_field_is_reported_with_line_col_and_expected_names() {
     let yaml = "listeners:\n  - name: web\n    listen: 127.0.0.1:8080\n    lisen: x\n";
     let e = first_error(yaml);
     assert!(e.starts_with("t.yaml:4:5: unknown field `lisen`"), "{e}");
-    assert!(e.contains("name, listen, protocols, tls, limits"), "{e}");
+    assert!(
+        e.contains("name, listen, protocols, tls, limits, http"),
+        "{e}"
+    );
 }
 
 #[test]

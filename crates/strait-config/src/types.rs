@@ -89,6 +89,43 @@ pub struct Listener {
     pub limits: Limits,
     /// Policies applied to every route of this listener, before the route's own.
     pub policies: Vec<PolicyRef>,
+    /// How request targets and header names are cleaned before routing.
+    pub http: ListenerHttp,
+}
+
+/// Request-head hygiene of a listener (`listeners[].http`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerHttp {
+    /// RFC 3986 normalisation of the path before routing (default true).
+    pub normalize_path: bool,
+    /// Collapse repeated slashes (default true).
+    pub merge_slashes: bool,
+    /// `%2F`, `%5C` and `\` in the path (default reject).
+    pub escaped_slashes: EscapedSlashesAction,
+    /// Header names containing `_` (default drop).
+    pub underscores: UnderscoresAction,
+}
+
+/// `path_with_escaped_slashes_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscapedSlashesAction {
+    /// `keep_unchanged`: forwarded encoded.
+    KeepUnchanged,
+    /// `reject_request`: 400.
+    RejectRequest,
+    /// `unescape_and_forward`: decoded to `/` before normalisation.
+    UnescapeAndForward,
+}
+
+/// `headers_with_underscores_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderscoresAction {
+    /// `allow`: kept and forwarded.
+    Allow,
+    /// `drop_header`: removed before routing and forwarding.
+    DropHeader,
+    /// `reject_request`: 400.
+    RejectRequest,
 }
 
 /// HTTP versions a listener serves (at least one is true).

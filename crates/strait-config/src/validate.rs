@@ -20,6 +20,7 @@ use crate::units::{parse_duration, parse_size};
 
 mod binds;
 mod files;
+mod http;
 mod policy;
 mod resilience;
 mod route;
@@ -294,6 +295,7 @@ fn listeners(
             tls,
             limits: limits(cx, l.limits.as_ref()),
             policies,
+            http: http::listener_http(cx, l.http.as_ref()),
         });
         locs.listeners.push(ll);
     }

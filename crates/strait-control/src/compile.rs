@@ -10,7 +10,10 @@ use strait_core::{Chain, LiveState};
 use strait_observe::{Metrics, RouteStats, StatsKey};
 use strait_proxy::{
     route::{Action, Backends, Forward, Redirect, Respond, Rewrite, Route},
-    snapshot::{ListenerLimits, ListenerRoutes, ListenerSpec, RouteEntry, Snapshot},
+    snapshot::{
+        ListenerHttp, ListenerLimits, ListenerRoutes, ListenerSpec, RouteEntry, Snapshot,
+        UnderscoreHeaders,
+    },
     upstream::Upstream,
 };
 
@@ -366,7 +369,28 @@ fn listener(l: &cfg::Listener, live: &LiveState) -> Result<ListenerSpec, String>
             max_connections: l.limits.max_connections,
             max_request_body: l.limits.max_request_body,
         },
+        http: listener_http(&l.http),
     })
+}
+
+pub(crate) fn listener_http(h: &cfg::ListenerHttp) -> ListenerHttp {
+    use strait_router::EscapedSlashes;
+    ListenerHttp {
+        path: strait_router::PathOptions {
+            normalize: h.normalize_path,
+            merge_slashes: h.merge_slashes,
+            escaped_slashes: match h.escaped_slashes {
+                cfg::EscapedSlashesAction::KeepUnchanged => EscapedSlashes::KeepUnchanged,
+                cfg::EscapedSlashesAction::RejectRequest => EscapedSlashes::RejectRequest,
+                cfg::EscapedSlashesAction::UnescapeAndForward => EscapedSlashes::UnescapeAndForward,
+            },
+        },
+        underscores: match h.underscores {
+            cfg::UnderscoresAction::Allow => UnderscoreHeaders::Allow,
+            cfg::UnderscoresAction::DropHeader => UnderscoreHeaders::Drop,
+            cfg::UnderscoresAction::RejectRequest => UnderscoreHeaders::Reject,
+        },
+    }
 }
 
 /// Every certificate, key and CA file `config` reads: watched so rotation on disk reloads them.

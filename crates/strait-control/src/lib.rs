@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin_listener;
+pub mod canonical;
 pub mod compile;
 pub mod control;
 pub mod dns;

@@ -31,6 +31,7 @@ pub fn shadow_warnings(config: &Config) -> Vec<Diagnostic> {
             ),
         ));
     }
+    out.extend(crate::canonical::canonical_path_warnings(config));
     out.sort_by_key(|d| (d.line, d.column));
     out
 }

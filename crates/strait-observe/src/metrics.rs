@@ -34,6 +34,8 @@ pub struct Metrics {
     pub connections_total: IntCounterVec,
     /// `strait_downstream_rejected_requests_total{listener,reason}`: malformed or over-limit input.
     pub rejected_requests: IntCounterVec,
+    /// `strait_downstream_dropped_headers_with_underscores_total{listener}`: names with `_` removed.
+    pub dropped_underscore_headers: IntCounterVec,
     /// `strait_tls_handshake_errors_total{listener}`.
     pub tls_handshake_errors: IntCounterVec,
     /// `strait_config_version`: version of the snapshot being served.
@@ -153,6 +155,11 @@ impl Metrics {
             &["listener", "reason"],
         )
         .expect("valid metric");
+        let dropped_underscore_headers = counter(
+            "strait_downstream_dropped_headers_with_underscores_total",
+            "Request headers whose name contains '_', removed before routing and forwarding.",
+            &["listener"],
+        );
         let tls_handshake_errors = IntCounterVec::new(
             Opts::new(
                 "strait_tls_handshake_errors_total",
@@ -275,6 +282,7 @@ impl Metrics {
             Box::new(connections_active.clone()),
             Box::new(connections_total.clone()),
             Box::new(rejected_requests.clone()),
+            Box::new(dropped_underscore_headers.clone()),
             Box::new(tls_handshake_errors.clone()),
             Box::new(retries.clone()),
             Box::new(retry_budget_exhausted.clone()),
@@ -323,6 +331,7 @@ impl Metrics {
             connections_active,
             connections_total,
             rejected_requests,
+            dropped_underscore_headers,
             tls_handshake_errors,
             config_version,
             config_reloads,

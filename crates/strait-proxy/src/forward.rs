@@ -536,7 +536,8 @@ fn next_hop_head(
         Some(h) => Some(h.clone()),
         None => f.host.cloned(),
     };
-    let path = rewritten_path(&head.uri, rewrite, f.prefix_len);
+    let path = rewritten_path(&head.uri, rewrite, f.prefix_len)
+        .map_err(|r| crate::hygiene::refused(r, &f.conn.listener.name, &f.shared.metrics))?;
     let bad = |e: &dyn std::fmt::Display| ProxyError::Upstream {
         upstream: upstream.name.to_string(),
         endpoint: String::new(),
@@ -651,33 +652,25 @@ fn origin_form(uri: &Uri) -> PathAndQuery {
 }
 
 /// The rewritten path-and-query, or `None` when the path is forwarded unchanged.
-fn rewritten_path(uri: &Uri, rewrite: Option<&Rewrite>, prefix_len: usize) -> Option<PathAndQuery> {
-    let rw = rewrite?;
-    let path = uri.path();
+fn rewritten_path(
+    uri: &Uri,
+    rewrite: Option<&Rewrite>,
+    prefix_len: usize,
+) -> Result<Option<PathAndQuery>, strait_router::PathRejection> {
+    let Some(rw) = rewrite else { return Ok(None) };
     let new_path = if let Some(p) = &rw.path {
         p.clone()
     } else if let Some(prefix) = &rw.path_prefix {
-        let rest = path.get(prefix_len..).unwrap_or("");
-        let mut s = String::with_capacity(prefix.len() + rest.len());
-        s.push_str(prefix);
-        // Replacing "/api/" by "/" must not produce "//x", and "/api" by "/v2" keeps "/v2/x".
-        if s.ends_with('/') && rest.starts_with('/') {
-            s.push_str(&rest[1..]);
-        } else {
-            s.push_str(rest);
-        }
-        if s.is_empty() {
-            s.push('/');
-        }
-        s
+        // The join must not create a dot segment that leads out of `prefix`.
+        strait_router::replace_prefix(uri.path(), prefix_len, prefix)?
     } else {
-        return None;
+        return Ok(None);
     };
     let full = match uri.query() {
         Some(q) => format!("{new_path}?{q}"),
         None => new_path,
     };
-    PathAndQuery::try_from(full).ok()
+    Ok(PathAndQuery::try_from(full).ok())
 }
 
 fn request_hash(h: &HashOn, head: &Parts, conn: &ConnInfo) -> u64 {
@@ -719,15 +712,18 @@ mod tests {
     fn prefix_rewrite_strips_and_replaces() {
         let uri: Uri = "/api/users?x=1".parse().unwrap();
         assert_eq!(
-            rewritten_path(&uri, Some(&rw("/")), 5).unwrap(),
+            rewritten_path(&uri, Some(&rw("/")), 5).unwrap().unwrap(),
             "/users?x=1"
         );
         assert_eq!(
-            rewritten_path(&uri, Some(&rw("/v2/")), 5).unwrap(),
+            rewritten_path(&uri, Some(&rw("/v2/")), 5).unwrap().unwrap(),
             "/v2/users?x=1"
         );
         let uri: Uri = "/api".parse().unwrap();
-        assert_eq!(rewritten_path(&uri, Some(&rw("/")), 4).unwrap(), "/");
+        assert_eq!(
+            rewritten_path(&uri, Some(&rw("/")), 4).unwrap().unwrap(),
+            "/"
+        );
     }
 
     #[test]

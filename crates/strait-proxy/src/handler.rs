@@ -153,7 +153,7 @@ async fn route_and_serve<'s>(
     shared: &Shared,
     snap: &'s Snapshot,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     request_id: &HeaderValue,
     mut record: Option<&mut RequestRecord>,
     start: Instant,
@@ -162,6 +162,12 @@ async fn route_and_serve<'s>(
     let Some(table) = snap.listener_routes(conn.listener.id) else {
         return (error_response(&ProxyError::NoRoute, request_id, grpc), None);
     };
+    // Routing and forwarding see one canonical head (path normalised, underscored names gone).
+    if let Err(refusal) = crate::hygiene::prepare(&mut req, &conn.listener, &shared.metrics) {
+        let resp = refusal.response(request_id);
+        let resp = if grpc { local::grpc_reply(resp) } else { resp };
+        return (resp, Some(&table.unmatched));
+    }
     let routed = match route(conn, snap, &req, grpc) {
         Ok(r) => r,
         Err((e, close)) => {

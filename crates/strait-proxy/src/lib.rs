@@ -1,9 +1,10 @@
 //! Data plane: listeners, TLS, downstream connections, upstream client and pools, load balancing, health checks, forwarding.
 //!
-//! Request path: `server` (accept, TLS, `h1guard`, hyper) → `handler` (snapshot, route, filter
-//! chain) → `forward` (next-hop headers, endpoint pick, attempts, `pool`) → response streamed back.
-//! The runtime types the control plane compiles (`snapshot`, `route`, `upstream`) live here too:
-//! they hold TLS configs and metric handles, which `strait-core` must not depend on.
+//! Request path: `server` (accept, TLS, `h1guard`, hyper) → `handler` (snapshot, `hygiene`, route,
+//! filter chain) → `forward` (next-hop headers, endpoint pick, attempts, `pool`) → response
+//! streamed back. The runtime types the control plane compiles (`snapshot`, `route`,
+//! `upstream`) live here too: they hold TLS configs and metric handles, which `strait-core`
+//! must not depend on.
 #![forbid(unsafe_code)]
 
 pub mod body;
@@ -15,6 +16,7 @@ pub mod h1guard;
 pub mod handler;
 pub mod headers;
 pub mod health;
+pub mod hygiene;
 pub mod pool;
 pub mod replay;
 pub mod retry;

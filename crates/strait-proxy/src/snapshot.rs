@@ -90,4 +90,26 @@ pub struct ListenerSpec {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Limits.
     pub limits: ListenerLimits,
+    /// Request-head hygiene: path normalisation, header names with underscores.
+    pub http: ListenerHttp,
+}
+
+/// How a listener cleans a request head before routing (`listeners[].http`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerHttp {
+    /// Path normalisation.
+    pub path: strait_router::PathOptions,
+    /// Header names containing `_`.
+    pub underscores: UnderscoreHeaders,
+}
+
+/// What happens to a request header whose name contains `_`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// Kept and forwarded.
+    Allow,
+    /// Removed before routing and forwarding.
+    Drop,
+    /// The request is refused with 400.
+    Reject,
 }

@@ -9,6 +9,9 @@
 //! routes by host and path so that lookup cost does not grow with the number of routes, but its
 //! answer always equals a linear scan over [`Router::order`].
 //!
+//! [`normalize_path`] turns a request path into its one canonical spelling before lookup, so
+//! that no encoding of a path can reach a route other than the one its canonical form reaches.
+//!
 //! [`shadowed`] finds routes that can never win because an earlier-tried route matches
 //! everything they match; `strait validate` reports them as warnings.
 #![forbid(unsafe_code)]
@@ -16,6 +19,7 @@
 mod error;
 mod host;
 mod hostmap;
+pub mod normalize;
 mod path;
 mod router;
 mod shadow;
@@ -26,6 +30,7 @@ mod value;
 mod tests;
 
 pub use error::RouterError;
+pub use normalize::{normalize_path, replace_prefix, EscapedSlashes, PathOptions, PathRejection};
 pub use router::Router;
 pub use shadow::{shadowed, Shadow};
 
