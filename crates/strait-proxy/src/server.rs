@@ -208,10 +208,12 @@ impl ListenerCtx {
             .max_headers(spec.limits.max_headers + 1)
             .max_buf_size((spec.limits.max_request_headers + 16 * 1024).max(8192));
         let mut h2 = http2::Builder::new(TokioExecutor::new());
+        let ping = Some(spec.limits.ping_interval).filter(|d| !d.is_zero());
         h2.timer(TokioTimer::new())
-            .max_concurrent_streams(256)
+            .max_concurrent_streams(spec.limits.max_concurrent_streams)
             .max_header_list_size(spec.limits.max_request_headers as u32)
-            .keep_alive_interval(None);
+            .keep_alive_interval(ping)
+            .keep_alive_timeout(spec.limits.ping_timeout);
         let limits = H1Limits {
             max_request_line: spec.limits.max_request_line,
             max_head: spec.limits.max_request_headers,
