@@ -35,6 +35,7 @@ mod chunked;
 mod framing;
 mod head;
 mod park;
+mod send;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -75,6 +76,8 @@ pub struct H1Limits {
     pub idle_timeout: Duration,
     /// Quiet time between requests after which a guard with a [`ParkSignal`] offers to park.
     pub park_after: Duration,
+    /// Longest time a write may stay blocked (the client takes no byte); then writes fail.
+    pub send_timeout: Duration,
 }
 
 impl Default for H1Limits {
@@ -88,6 +91,8 @@ impl Default for H1Limits {
             idle_timeout: Duration::from_secs(300),
             // Far above the gaps of a busy keep-alive connection (a few ms), far below human pauses.
             park_after: Duration::from_millis(100),
+            // nginx's send_timeout.
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -198,6 +203,11 @@ pub struct H1Guard<IO> {
     write_blocked: bool,
     /// Bytes a previous hyper read and left unprocessed, already checked; they are read first.
     replay: Bytes,
+    /// When the refusal was decided (for its access log line).
+    rejected_at: Option<std::time::Instant>,
+    /// Since when writes have been blocked, and the timer for the send timeout.
+    send_blocked: Option<Instant>,
+    send_timer: Option<Pin<Box<Sleep>>>,
 }
 
 // === impl H1Guard ===
@@ -222,12 +232,22 @@ impl<IO> H1Guard<IO> {
             park_fired: false,
             write_blocked: false,
             replay: Bytes::new(),
+            rejected_at: None,
+            send_blocked: None,
+            send_timer: None,
         }
     }
 
     /// The refusal sent on this connection, if any (for metrics and logs).
     pub fn rejection(&self) -> Option<Rejection> {
         self.rejection
+    }
+
+    /// The refusal sent on this connection, with the start of the refused request's request
+    /// line (possibly cut short, or empty) and when it was refused.
+    pub fn refused(&self) -> Option<(Rejection, &[u8], std::time::Instant)> {
+        let r = self.rejection?;
+        Some((r, self.framing.request_line(), self.rejected_at?))
     }
 
     /// The wrapped stream.
@@ -237,6 +257,7 @@ impl<IO> H1Guard<IO> {
 
     fn reject(&mut self, rejection: Rejection) {
         self.rejection = Some(rejection);
+        self.rejected_at = Some(std::time::Instant::now());
         self.refusing = Some(Refusing::Write {
             response: rejection.response(),
             written: 0,
@@ -465,7 +486,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
             return Poll::Ready(Ok(buf.len()));
         }
         let result = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.note_write(&result);
+        let result = this.track_send(cx, result);
         if let Poll::Ready(Ok(n)) = result {
             if n > 0 {
                 this.note_activity();
@@ -485,7 +506,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
         let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.note_write(&result);
+        let result = this.track_send(cx, result);
         if let Poll::Ready(Ok(n)) = result {
             if n > 0 {
                 this.note_activity();
@@ -512,7 +533,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
         if this.refusing.is_some() {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.io).poll_flush(cx)
+        let result = Pin::new(&mut this.io).poll_flush(cx);
+        this.track_flush(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -525,6 +547,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
             // hyper is being ended to park: the stream stays open for the next request.
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.io).poll_shutdown(cx)
+        let result = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.track_flush(cx, result)
     }
 }

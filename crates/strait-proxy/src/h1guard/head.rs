@@ -82,6 +82,8 @@ const UPGRADE: u8 = 1 << 2;
 const CHUNKED: &[u8] = b"chunked";
 const CONNECT: &[u8] = b"CONNECT";
 const VERSION: &[u8] = b"HTTP/1.";
+/// Bytes of the request line kept, for the access log line of a refused request.
+pub(crate) const LINE_CAPTURE: usize = 64;
 
 /// The limits a head is checked against: [`H1Limits`]' size limits, kept compact because every
 /// connection holds a copy in its framing state and one in its parser.
@@ -132,6 +134,8 @@ pub(crate) struct Parser {
     content_length: Option<u64>,
     chunked: bool,
     upgrade: bool,
+    /// The start of the request line.
+    line: [u8; LINE_CAPTURE],
 }
 
 // === impl Parser ===
@@ -153,7 +157,17 @@ impl Parser {
             content_length: None,
             chunked: false,
             upgrade: false,
+            line: [0; LINE_CAPTURE],
         }
+    }
+
+    /// The start of the request line so far (at most [`LINE_CAPTURE`] bytes).
+    pub(crate) fn request_line(&self) -> &[u8] {
+        let n = match self.state {
+            State::Leading | State::LeadingLf => 0,
+            _ => self.line_len,
+        };
+        &self.line[..n.min(LINE_CAPTURE)]
     }
 
     /// Whether any byte of this head has arrived (drives the header-read timer).
@@ -184,6 +198,9 @@ impl Parser {
             if self.line_len > self.limits.max_request_line as usize {
                 return Err(Rejection::UriTooLong);
             }
+            if let Some(slot) = self.line.get_mut(self.line_len - 1) {
+                *slot = b;
+            }
         }
         if self.head_len > self.limits.max_head() {
             return Err(Rejection::HeadersTooLarge);
@@ -193,6 +210,7 @@ impl Parser {
             (State::LeadingLf, b'\n') => State::Leading,
             (State::Leading, b) if is_tchar(b) => {
                 self.line_len = 1;
+                self.line[0] = b;
                 self.method_byte(b);
                 State::Method
             }
