@@ -139,15 +139,14 @@ async fn route_and_serve<'s>(
     let Some(table) = snap.listener_routes(conn.listener.id) else {
         return (error_response(&ProxyError::NoRoute, request_id), None);
     };
-    if req.version() == http::Version::HTTP_2
-        && req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > limits.max_request_line
-    {
-        let e = ProxyError::BadRequest(StatusCode::URI_TOO_LONG, "request target too long");
-        return (error_response(&e, request_id), Some(&table.unmatched));
-    }
     let host = match request_host(&req) {
         Ok(h) => h,
         Err(reason) => {
+            crate::reject::count(
+                &shared.metrics,
+                &table.name,
+                crate::reject::Reason::BadRequest,
+            );
             let e = ProxyError::BadRequest(StatusCode::BAD_REQUEST, reason);
             let mut resp = error_response(&e, request_id);
             // An ambiguous request ends the connection, as the HTTP/1 guard does for bad framing.

@@ -8,12 +8,16 @@ pub mod body;
 pub mod forward;
 pub mod h1conn;
 pub mod h1guard;
+pub mod h2conn;
+mod h2guard;
 pub mod handler;
 pub mod headers;
 pub mod health;
 pub mod pool;
+pub mod reject;
 pub mod server;
 pub mod tls;
+mod upguard;
 
 use std::sync::Arc;
 

@@ -211,6 +211,7 @@ async fn connect_h1(
 ) -> Result<http1::SendRequest<ProxyBody>, ConnectError> {
     let io = connect_io(pool, upstream).await?;
     let (tx, conn) = http1::Builder::new()
+        .max_buf_size(crate::upguard::MAX_READ_BUF)
         .handshake(TokioIo::new(io))
         .await
         .inspect_err(|_| pool.connect_errors.inc())?;

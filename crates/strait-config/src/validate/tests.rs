@@ -491,8 +491,16 @@ fn connection_limits_parse_and_ping_interval_may_be_zero() {
     assert_eq!(limits.ping_interval, Duration::ZERO);
     assert_eq!(limits.ping_timeout, Duration::from_secs(3));
     let errs = errors("listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    limits: { send_timeout: 0s, max_concurrent_streams: 0 }\n");
-    assert!(errs.iter().any(|e| e.starts_with("4:") && e.contains("send_timeout must be greater than 0")), "{errs:?}");
-    assert!(errs.iter().any(|e| e.contains("max_concurrent_streams must be a whole number from 1 to 65536")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("4:") && e.contains("send_timeout must be greater than 0")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("max_concurrent_streams must be a whole number from 1 to 65536")),
+        "{errs:?}"
+    );
 }
 
 #[test]
