@@ -227,6 +227,10 @@ fn finish_send(
                     "request body too large",
                 ));
             }
+            if crate::body::client_body_failed(&e) {
+                let reason = "request body from the client failed";
+                return Err(ProxyError::BadRequest(http::StatusCode::BAD_REQUEST, reason));
+            }
             Err(upstream_err(upstream, e))
         }
         Err(_) => Err(ProxyError::Timeout(upstream.name.to_string())),

@@ -97,6 +97,20 @@ impl Default for H1Limits {
     }
 }
 
+/// A refusal the guard sent, for its metrics and access log line.
+#[derive(Clone, Copy, Debug)]
+pub struct Refusal<'a> {
+    /// Why.
+    pub rejection: Rejection,
+    /// The start of the refused request's request line (possibly cut short, or empty).
+    pub line: &'a [u8],
+    /// When.
+    pub at: std::time::Instant,
+    /// Refused inside a body whose head an earlier read had handed on: the request path has
+    /// the request and accounts for it.
+    pub in_body: bool,
+}
+
 /// Why the guard refused a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {
@@ -205,6 +219,8 @@ pub struct H1Guard<IO> {
     replay: Bytes,
     /// When the refusal was decided (for its access log line).
     rejected_at: Option<std::time::Instant>,
+    /// Heads handed on to hyper so far (a refused read hands on none of its bytes).
+    passed_heads: u64,
     /// Since when writes have been blocked, and the timer for the send timeout.
     send_blocked: Option<Instant>,
     send_timer: Option<Pin<Box<Sleep>>>,
@@ -233,6 +249,7 @@ impl<IO> H1Guard<IO> {
             write_blocked: false,
             replay: Bytes::new(),
             rejected_at: None,
+            passed_heads: 0,
             send_blocked: None,
             send_timer: None,
         }
@@ -243,11 +260,14 @@ impl<IO> H1Guard<IO> {
         self.rejection
     }
 
-    /// The refusal sent on this connection, with the start of the refused request's request
-    /// line (possibly cut short, or empty) and when it was refused.
-    pub fn refused(&self) -> Option<(Rejection, &[u8], std::time::Instant)> {
-        let r = self.rejection?;
-        Some((r, self.framing.request_line(), self.rejected_at?))
+    /// The refusal sent on this connection, if any: see [`Refusal`].
+    pub fn refused(&self) -> Option<Refusal<'_>> {
+        Some(Refusal {
+            rejection: self.rejection?,
+            line: self.framing.request_line(),
+            at: self.rejected_at?,
+            in_body: self.framing.in_body() && self.passed_heads == self.framing.heads(),
+        })
     }
 
     /// The wrapped stream.
@@ -467,6 +487,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for H1Guard<IO> {
                 return this.poll_refuse(cx);
             }
         }
+        this.passed_heads = this.framing.heads();
         // Arm now so the header timer counts from this read, not from hyper's next poll.
         let want = this.wanted();
         this.arm(want);

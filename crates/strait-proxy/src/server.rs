@@ -306,12 +306,17 @@ impl ListenerCtx {
         if let Some(switch) = h1conn::serve(self.h1_ctx(info), &mut guard, stop).await {
             return switch.spawn(guard);
         }
-        if let Some((rejection, line, at)) = guard.refused() {
-            let refused = Refused::from_line(line, at);
-            let status =
-                StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            reject::record(&self.shared, info, refused, status);
+        let Some(r) = guard.refused() else {
+            return;
+        };
+        if r.in_body {
+            // The request path saw the head and records the request; only the refusal is new.
+            let metrics = &self.shared.metrics;
+            return reject::count(metrics, &info.listener.name, r.rejection.into());
         }
+        let refused = Refused::from_line(r.line, r.at);
+        let status = StatusCode::from_u16(r.rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        reject::record(&self.shared, info, refused, status);
     }
 
     async fn serve_tls(

@@ -1,7 +1,7 @@
 //! The guard's pure core: classifies each downstream byte as head, body or opaque, and watches
 //! response status lines for protocol switches. No I/O, no clock.
 
-use super::chunked::Decoder;
+use super::chunked::{Decoder, MAX_TRAILER};
 use super::head::{BodyKind, HeadLimits, Parser, UpgradeKind, LINE_CAPTURE};
 use super::{H1Limits, Rejection};
 
@@ -75,6 +75,11 @@ impl Framing {
     /// Complete heads so far.
     pub(crate) fn heads(&self) -> u64 {
         self.heads
+    }
+
+    /// Whether a body is being read (its head has been passed on).
+    pub(crate) fn in_body(&self) -> bool {
+        matches!(self.phase, Phase::Length(_) | Phase::Chunked(_))
     }
 
     /// Whether the stream is no longer HTTP/1 and passes unexamined.
@@ -154,7 +159,9 @@ impl Framing {
                                 continue;
                             }
                             BodyKind::Chunked => {
-                                self.phase = Phase::Chunked(Decoder::new(self.limits.max_head()));
+                                let trailer = self.limits.max_head().min(MAX_TRAILER);
+                                let decoder = Decoder::new(trailer, self.limits.max_headers());
+                                self.phase = Phase::Chunked(decoder);
                                 continue;
                             }
                         }

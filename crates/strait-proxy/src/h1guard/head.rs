@@ -101,6 +101,11 @@ impl HeadLimits {
     pub(crate) fn max_head(&self) -> usize {
         self.max_head as usize
     }
+
+    /// The most header lines in a head (and trailer fields).
+    pub(crate) fn max_headers(&self) -> usize {
+        self.max_headers as usize
+    }
 }
 
 impl From<H1Limits> for HeadLimits {
