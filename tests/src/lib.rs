@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod nginx;
 pub mod otlp;
 pub mod prometheus;
+pub mod rawup;
 pub mod strait;
 pub mod upstream;
 pub mod ws;

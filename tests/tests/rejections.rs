@@ -104,7 +104,9 @@ async fn http1_431_is_counted_and_logged() {
 async fn h2_refused(req: Request<client::Body>, status: u16, reason: &str) {
     let up = Upstream::start("up").await;
     let s = start(&up).await;
-    let resp = client::send(s.web(), Proto::H2c, req).await.expect("response");
+    let resp = client::send(s.web(), Proto::H2c, req)
+        .await
+        .expect("response");
     assert_eq!(resp.status(), status);
     assert!(!client::header(&resp, "x-request-id").is_empty());
     assert_eq!(up.started(), 0);
@@ -178,11 +180,15 @@ async fn refused_in_body(body: &[u8]) {
     tcp.write_all(body).await.unwrap();
     let reply = client::read_until_close(&mut tcp, Duration::from_secs(5)).await;
     assert_eq!(reply.status(), Some(400), "{}", reply.text());
-    let m = poll_until(Duration::from_secs(5), "the request is recorded", || async {
-        let m = s.metrics().await;
-        let n = sum(&m, "strait_http_requests_total", &[("route", "r")]);
-        (n >= 1.0).then_some(m)
-    })
+    let m = poll_until(
+        Duration::from_secs(5),
+        "the request is recorded",
+        || async {
+            let m = s.metrics().await;
+            let n = sum(&m, "strait_http_requests_total", &[("route", "r")]);
+            (n >= 1.0).then_some(m)
+        },
+    )
     .await;
     let rejected = sum(
         &m,
@@ -190,6 +196,12 @@ async fn refused_in_body(body: &[u8]) {
         &[("reason", "bad_request")],
     );
     assert_eq!(rejected, 1.0);
-    let code = |c: &str| sum(&m, "strait_http_requests_total", &[("route", "r"), ("code", c)]);
+    let code = |c: &str| {
+        sum(
+            &m,
+            "strait_http_requests_total",
+            &[("route", "r"), ("code", c)],
+        )
+    };
     assert_eq!((code("400"), code("502")), (1.0, 0.0));
 }

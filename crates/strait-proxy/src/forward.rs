@@ -229,7 +229,10 @@ fn finish_send(
             }
             if crate::body::client_body_failed(&e) {
                 let reason = "request body from the client failed";
-                return Err(ProxyError::BadRequest(http::StatusCode::BAD_REQUEST, reason));
+                return Err(ProxyError::BadRequest(
+                    http::StatusCode::BAD_REQUEST,
+                    reason,
+                ));
             }
             Err(upstream_err(upstream, e))
         }

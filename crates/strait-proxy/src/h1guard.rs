@@ -56,8 +56,10 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+pub(crate) use self::chunked::Decoder;
 pub(crate) use self::framing::H2_PREFACE;
 use self::framing::{Fed, Framing};
+pub(crate) use self::head::{is_field_vchar, is_tchar};
 use self::park::Park;
 pub use self::park::{ParkHandle, ParkSignal};
 

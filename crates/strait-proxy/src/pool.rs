@@ -212,7 +212,7 @@ async fn connect_h1(
     let io = connect_io(pool, upstream).await?;
     let (tx, conn) = http1::Builder::new()
         .max_buf_size(crate::upguard::MAX_READ_BUF)
-        .handshake(TokioIo::new(io))
+        .handshake(TokioIo::new(crate::upguard::UpstreamGuard::new(io)))
         .await
         .inspect_err(|_| pool.connect_errors.inc())?;
     tokio::spawn(async move {
