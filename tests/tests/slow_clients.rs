@@ -129,17 +129,27 @@ async fn stalled_http1_readers_are_cut_at_send_timeout_with_bounded_memory() {
         .buffer_unordered(50)
         .collect::<Vec<TcpStream>>();
     let stalled = within(Duration::from_secs(20), "stalled clients", stalled).await;
-    up.wait_started(N + 1, Duration::from_secs(10)).await;
-    let attacked = Instant::now();
+    let per_client = measure_stalled(&s, &up, N, rss_before, "HTTP/1").await;
+    drop(stalled);
+    assert!(
+        per_client < 256 * 1024,
+        "{per_client} bytes of RSS per stalled reader"
+    );
+}
 
-    // The legitimate client, while the stalled ones hold their responses.
+/// While `n` stalled clients hold their responses (all forwarded): the legitimate client is
+/// served, and the RSS peak is measured; then every stalled client, and its upstream
+/// connection, must be closed at `send_timeout`. Returns the RSS growth per stalled client.
+async fn measure_stalled(s: &Strait, up: &Upstream, n: usize, rss_before: u64, what: &str) -> u64 {
+    up.wait_started(n + 1, Duration::from_secs(10)).await;
+    let attacked = Instant::now();
     let mut ok = 0;
     let mut peak = 0;
     for i in 0..20 {
         let r = within(
             Duration::from_secs(5),
             "GET",
-            client::get(web, &format!("/s{i}")),
+            client::get(s.web(), &format!("/s{i}")),
         )
         .await;
         ok += usize::from(r.is_ok_and(|r| r.status() == 200));
@@ -151,19 +161,18 @@ async fn stalled_http1_readers_are_cut_at_send_timeout_with_bounded_memory() {
         attacked.elapsed() < Duration::from_secs(5),
         "measured while stalled"
     );
-    let per_client = peak.saturating_sub(rss_before) * 1024 / N as u64;
+    let per_client = peak.saturating_sub(rss_before) * 1024 / n as u64;
     eprintln!(
-        "stalled HTTP/1 readers: RSS {rss_before} KiB -> {peak} KiB, {per_client} bytes each, {:.1} MB per 1000",
+        "stalled {what} readers: RSS {rss_before} KiB -> {peak} KiB, {per_client} bytes each, {:.1} MB per 1000",
         per_client as f64 * 1000.0 / 1e6
     );
-
     // After send_timeout every stalled client is gone, and so are their upstream connections.
     // (A kernel that reopens a few bytes of window now and then is progress: such a client
     // gets a fresh send_timeout, as nginx's send_timeout does.)
     strait_e2e::poll_until(
         Duration::from_secs(15),
         "stalled clients closed",
-        || async { (active(&s).await <= 1.0).then_some(()) },
+        || async { (active(s).await <= 1.0).then_some(()) },
     )
     .await;
     strait_e2e::poll_until(
@@ -172,11 +181,7 @@ async fn stalled_http1_readers_are_cut_at_send_timeout_with_bounded_memory() {
         || async { (up.open_connections() <= 2).then_some(()) },
     )
     .await;
-    drop(stalled);
-    assert!(
-        per_client < 256 * 1024,
-        "{per_client} bytes of RSS per stalled reader"
-    );
+    per_client
 }
 
 /// An h2 client that reads a big response on stream 1 but never opens its window: the stream
@@ -260,43 +265,7 @@ async fn stalled_h2_readers_are_cut_at_send_timeout_with_bounded_memory() {
         .buffer_unordered(50)
         .collect::<Vec<H2Raw>>();
     let stalled = within(Duration::from_secs(20), "stalled h2 clients", stalled).await;
-    up.wait_started(N + 1, Duration::from_secs(10)).await;
-    let attacked = Instant::now();
-    let mut ok = 0;
-    let mut peak = 0;
-    for i in 0..20 {
-        let r = within(
-            Duration::from_secs(5),
-            "GET",
-            client::get(web, &format!("/s{i}")),
-        )
-        .await;
-        ok += usize::from(r.is_ok_and(|r| r.status() == 200));
-        peak = peak.max(rss_kib(s.pid()));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(ok, 20, "the legitimate client was served throughout");
-    assert!(
-        attacked.elapsed() < Duration::from_secs(5),
-        "measured while stalled"
-    );
-    let per_client = peak.saturating_sub(rss_before) * 1024 / N as u64;
-    eprintln!(
-        "stalled h2 readers: RSS {rss_before} KiB -> {peak} KiB, {per_client} bytes each, {:.1} MB per 1000",
-        per_client as f64 * 1000.0 / 1e6
-    );
-    strait_e2e::poll_until(
-        Duration::from_secs(15),
-        "stalled h2 clients closed",
-        || async { (active(&s).await <= 1.0).then_some(()) },
-    )
-    .await;
-    strait_e2e::poll_until(
-        Duration::from_secs(5),
-        "upstream connections closed",
-        || async { (up.open_connections() <= 2).then_some(()) },
-    )
-    .await;
+    let per_client = measure_stalled(&s, &up, N, rss_before, "HTTP/2").await;
     drop(stalled);
     assert!(
         per_client < 256 * 1024,

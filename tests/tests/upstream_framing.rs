@@ -41,16 +41,21 @@ async fn refused(bad: &'static [u8]) {
         String::from_utf8_lossy(bad),
         text(&resp)
     );
+    next_request_gets_a_new_connection(&up, &s).await;
+}
+
+/// The upstream connection of the last response was closed, and the next request is served on
+/// a new one.
+async fn next_request_gets_a_new_connection(up: &RawUpstream, s: &Strait) {
     poll_until(
         Duration::from_secs(5),
         "the upstream connection closed",
         || async { (up.closed() == 1).then_some(()) },
     )
     .await;
-    // Strait is fine, on a new connection.
     let resp = client::get(s.web(), "/next").await.expect("a response");
     assert_eq!((resp.status().as_u16(), text(&resp)), (200, "ok".into()));
-    assert_eq!(up.accepted(), 2);
+    assert_eq!(up.accepted(), 2, "a new connection for the next request");
 }
 
 macro_rules! refused {
@@ -101,15 +106,7 @@ async fn content_length_beside_transfer_encoding_is_read_chunked_and_the_connect
         "{:?}",
         resp.headers()
     );
-    poll_until(
-        Duration::from_secs(5),
-        "the upstream connection closed",
-        || async { (up.closed() == 1).then_some(()) },
-    )
-    .await;
-    let resp = client::get(s.web(), "/next").await.expect("a response");
-    assert_eq!(text(&resp), "ok");
-    assert_eq!(up.accepted(), 2, "a new connection for the next request");
+    next_request_gets_a_new_connection(&up, &s).await;
 }
 
 /// A response to HEAD has no body whatever its Content-Length says, and the connection is

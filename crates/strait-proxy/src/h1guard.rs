@@ -32,6 +32,7 @@
 //!   the hyper connection.
 
 mod chunked;
+mod fields;
 mod framing;
 mod head;
 mod park;
@@ -57,9 +58,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 pub(crate) use self::chunked::Decoder;
+pub(crate) use self::fields::{narrow, Event, Fields};
 pub(crate) use self::framing::H2_PREFACE;
 use self::framing::{Fed, Framing};
-pub(crate) use self::head::{is_field_vchar, is_tchar};
+pub(crate) use self::head::is_field_vchar;
 use self::park::Park;
 pub use self::park::{ParkHandle, ParkSignal};
 
@@ -533,14 +535,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
         if let Poll::Ready(Ok(n)) = result {
             if n > 0 {
                 this.note_activity();
-                let mut left = n;
-                for buf in bufs {
-                    if left == 0 {
-                        break;
-                    }
-                    let take = left.min(buf.len());
-                    this.wrote(&buf[..take]);
-                    left -= take;
+                for buf in crate::vectored::written(bufs, n) {
+                    this.wrote(buf);
                 }
             }
         }

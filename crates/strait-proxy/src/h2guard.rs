@@ -325,15 +325,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Guard<IO> {
         let result = this.poll_write_with(cx, |io, cx| io.poll_write_vectored(cx, bufs));
         if let Poll::Ready(Ok(n)) = result {
             let now = Instant::now();
-            let mut left = n;
-            for b in bufs {
-                if left == 0 {
-                    break;
-                }
-                let take = left.min(b.len());
-                let mut report = |r| this.reporter.reject(r);
-                this.state.on_write(&b[..take], now, &mut report);
-                left -= take;
+            let mut report = |r| this.reporter.reject(r);
+            for b in crate::vectored::written(bufs, n) {
+                this.state.on_write(b, now, &mut report);
             }
             this.rearm(cx);
         }

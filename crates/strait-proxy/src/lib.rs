@@ -18,6 +18,7 @@ pub mod reject;
 pub mod server;
 pub mod tls;
 mod upguard;
+mod vectored;
 
 use std::sync::Arc;
 

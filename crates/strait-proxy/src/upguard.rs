@@ -155,14 +155,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for UpstreamGuard<IO> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
-        let mut left = n;
-        for b in bufs {
-            if left == 0 {
-                break;
-            }
-            let take = left.min(b.len());
-            this.framing.on_written(&b[..take]);
-            left -= take;
+        for b in crate::vectored::written(bufs, n) {
+            this.framing.on_written(b);
         }
         Poll::Ready(Ok(n))
     }

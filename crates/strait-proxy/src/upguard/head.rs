@@ -2,7 +2,7 @@
 //! the head's bytes (heads are small, and a head with both Content-Length and
 //! Transfer-Encoding is rewritten before hyper sees it). No I/O.
 
-use crate::h1guard::{is_field_vchar, is_tchar};
+use crate::h1guard::{is_field_vchar, narrow, Event, Fields};
 
 /// How the body after a valid response head is framed, by its own fields (the request method
 /// and the status may still rule out a body).
@@ -39,11 +39,7 @@ enum State {
     StatusEnd,
     Reason,
     StatusLf,
-    LineStart,
-    Name,
-    Value,
-    ValueLf,
-    EndLf,
+    Fields(Fields),
 }
 
 /// Field names whose value matters; bit `i` of `Parser::names` is `NAMES[i]`.
@@ -154,53 +150,32 @@ impl Parser {
             (State::VersionSp | State::Status(_) | State::StatusEnd | State::Reason, _) => {
                 return Err("invalid status line")
             }
-            (State::StatusLf, b'\n') => self.line_start(),
-            (State::LineStart, b'\r') => State::EndLf,
-            (State::LineStart, b' ' | b'\t') => return Err("obsolete line folding"),
-            (State::LineStart, b) if is_tchar(b) => {
-                self.names = CONTENT_LENGTH | TRANSFER_ENCODING;
-                self.name_len = 0;
-                self.name_byte(b);
-                State::Name
+            (State::StatusLf, b'\n') => State::Fields(Fields::LineStart),
+            (State::StatusLf, _) => return Err("bare CR"),
+            (State::Fields(fields), b) => {
+                let (next, event) = fields.step(b)?;
+                match event {
+                    Some(Event::NameStart(b)) => {
+                        self.line_start = self.bytes.len() - 1;
+                        self.names = CONTENT_LENGTH | TRANSFER_ENCODING;
+                        self.name_len = 0;
+                        self.name_byte(b);
+                    }
+                    Some(Event::Name(b)) => self.name_byte(b),
+                    Some(Event::NameEnd) => self.name_end()?,
+                    Some(Event::Value(b)) => self.value_byte(b)?,
+                    Some(Event::ValueEnd) => self.value_end()?,
+                    Some(Event::End) => return Ok(true),
+                    None => {}
+                }
+                State::Fields(next)
             }
-            (State::LineStart, _) => return Err("invalid field name"),
-            (State::Name, b':') => {
-                self.name_end()?;
-                State::Value
-            }
-            (State::Name, b) if is_tchar(b) => {
-                self.name_byte(b);
-                State::Name
-            }
-            (State::Name, _) => return Err("invalid field name"),
-            (State::Value, b'\r') => State::ValueLf,
-            (State::Value, b) if is_field_vchar(b) || b == b' ' || b == b'\t' => {
-                self.value_byte(b)?;
-                State::Value
-            }
-            (State::Value, _) => return Err("invalid field value"),
-            (State::ValueLf, b'\n') => {
-                self.value_end()?;
-                self.line_start()
-            }
-            (State::EndLf, b'\n') => return Ok(true),
-            (State::StatusLf | State::ValueLf | State::EndLf, _) => return Err("bare CR"),
         };
         Ok(false)
     }
 
-    fn line_start(&mut self) -> State {
-        self.line_start = self.bytes.len();
-        State::LineStart
-    }
-
     fn name_byte(&mut self, b: u8) {
-        let b = b.to_ascii_lowercase();
-        for (bit, name) in NAMES.iter().enumerate() {
-            if name.get(self.name_len) != Some(&b) {
-                self.names &= !(1 << bit);
-            }
-        }
+        narrow(&mut self.names, &NAMES, self.name_len, b);
         self.name_len += 1;
     }
 
