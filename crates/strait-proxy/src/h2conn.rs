@@ -114,7 +114,10 @@ pub(crate) fn check<B>(req: &Request<B>, limits: &ListenerLimits) -> Option<Prox
             "request headers too large",
         ))
     };
-    if req.headers().len() > limits.max_headers {
+    // Browsers split Cookie into one field per cookie over HTTP/2 (RFC 9113 §8.2.3); over
+    // HTTP/1 it is one line, so the crumbs count as one field here too.
+    let crumbs = req.headers().get_all(http::header::COOKIE).iter().count();
+    if req.headers().len() - crumbs.saturating_sub(1) > limits.max_headers {
         return too_large();
     }
     let uri = req.uri();
@@ -141,4 +144,74 @@ pub(crate) fn check<B>(req: &Request<B>, limits: &ListenerLimits) -> Option<Prox
         return too_large();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn limits() -> ListenerLimits {
+        ListenerLimits {
+            max_request_headers: 1000,
+            max_request_line: 50,
+            max_headers: 5,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 10,
+            max_request_body: 0,
+            send_timeout: Duration::from_secs(60),
+            max_concurrent_streams: 256,
+            ping_interval: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(20),
+        }
+    }
+
+    fn status<B>(req: &Request<B>) -> Option<u16> {
+        check(req, &limits()).map(|e| e.status().as_u16())
+    }
+
+    #[test]
+    fn the_field_count_is_the_http1_one_with_cookie_crumbs_as_one_field() {
+        let mut req = Request::get("http://a.test/").body(()).unwrap();
+        for i in 0..5 {
+            req.headers_mut().insert(
+                format!("x-{i}").parse::<http::HeaderName>().unwrap(),
+                "v".parse().unwrap(),
+            );
+        }
+        assert_eq!(status(&req), None);
+        for c in ["a=1", "b=2", "c=3"] {
+            req.headers_mut()
+                .append(http::header::COOKIE, c.parse().unwrap());
+        }
+        assert_eq!(status(&req), Some(431), "six fields");
+        req.headers_mut().remove("x-0");
+        assert_eq!(
+            status(&req),
+            None,
+            "five fields, one of them the cookie crumbs"
+        );
+    }
+
+    #[test]
+    fn size_counts_names_values_pseudo_headers_and_32_per_field() {
+        // :method GET (7+3+32) :scheme http (7+4+32) :authority a.test (10+6+32) :path / (5+1+32)
+        let base = 42 + 43 + 48 + 38;
+        let mut req = Request::get("http://a.test/").body(()).unwrap();
+        let value = "v".repeat(1000 - base - 32 - 1);
+        req.headers_mut().insert("x", value.parse().unwrap());
+        assert_eq!(status(&req), None, "exactly at the limit");
+        req.headers_mut().insert("xy", value.parse().unwrap());
+        assert_eq!(status(&req), Some(431));
+    }
+
+    #[test]
+    fn a_path_over_the_request_line_limit_is_414() {
+        let req = Request::get(format!("http://a.test/{}", "a".repeat(50)))
+            .body(())
+            .unwrap();
+        assert_eq!(status(&req), Some(414));
+    }
 }
