@@ -13,6 +13,7 @@ pub mod client;
 pub mod config_file;
 pub mod etcd;
 pub mod grpc;
+pub mod h2raw;
 pub mod load;
 pub mod metrics;
 pub mod nginx;
@@ -20,6 +21,7 @@ pub mod otlp;
 pub mod process;
 pub mod prometheus;
 pub mod raw;
+pub mod rawup;
 pub mod strait;
 pub mod upstream;
 pub mod ws;
@@ -134,4 +136,19 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// Raises the open-files limit of this process, and so of the strait it starts (CI often has 1024).
+pub fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }

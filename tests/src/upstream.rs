@@ -67,6 +67,9 @@ pub enum ReplyBody {
     BodyLen,
     /// `n` bytes of a repeating pattern, streamed in 64 KiB chunks.
     Generated(u64),
+    /// `n` zero bytes in 64 KiB chunks of one shared buffer: costs no CPU to produce, for
+    /// load tests.
+    Zeros(u64),
 }
 
 /// How the upstream answers one request.
@@ -132,6 +135,8 @@ struct State {
     requests: Mutex<Vec<RecordedRequest>>,
     started: AtomicUsize,
     connections: AtomicUsize,
+    /// Connections accepted and not yet closed.
+    open: AtomicUsize,
     status_override: AtomicU16,
 }
 
@@ -181,6 +186,7 @@ impl Upstream {
             requests: Mutex::new(Vec::new()),
             started: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
             status_override: AtomicU16::new(0),
         });
         let st = state.clone();
@@ -194,7 +200,9 @@ impl Upstream {
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 let acceptor = acceptor.clone();
+                st.open.fetch_add(1, Ordering::SeqCst);
                 conns.spawn(async move {
+                    let _open = OpenGuard(st.clone());
                     let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
                     let mut builder = auto::Builder::new(TokioExecutor::new());
                     // Strait adds forwarding headers; accept more than a
@@ -240,6 +248,11 @@ impl Upstream {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// TCP connections open now (accepted and not closed by either side).
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(Ordering::SeqCst)
+    }
+
     /// Fully received requests, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests.lock().unwrap().clone()
@@ -280,6 +293,15 @@ impl Upstream {
             || async { (self.started() >= n).then_some(()) },
         )
         .await
+    }
+}
+
+/// Counts a connection as open until its task ends.
+struct OpenGuard(Arc<State>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -329,6 +351,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<RespB
             .map_err(|e| match e {})
             .boxed(),
         ReplyBody::Generated(n) => generated(n),
+        ReplyBody::Zeros(n) => zeros(n),
     };
     let mut resp = Response::builder().status(reply.status);
     for (k, v) in &reply.headers {
@@ -351,6 +374,26 @@ fn generated(n: u64) -> RespBody {
             Ok::<_, BoxError>(Frame::data(Bytes::from(chunk))),
             off + len,
         ))
+    });
+    BodyExt::boxed(StreamBody::new(stream))
+}
+
+/// `n` zero bytes in 64 KiB chunks sharing one allocation.
+fn zeros(n: u64) -> RespBody {
+    const CHUNK: u64 = 64 * 1024;
+    let block = Bytes::from(vec![0u8; CHUNK as usize]);
+    let stream = futures_util::stream::unfold(0u64, move |off| {
+        let block = block.clone();
+        async move {
+            if off >= n {
+                return None;
+            }
+            let len = CHUNK.min(n - off);
+            Some((
+                Ok::<_, BoxError>(Frame::data(block.slice(..len as usize))),
+                off + len,
+            ))
+        }
     });
     BodyExt::boxed(StreamBody::new(stream))
 }

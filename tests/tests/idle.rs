@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use strait_e2e::client::{self, read_until_close, text, Conn, Proto};
 use strait_e2e::ws::WsEcho;
-use strait_e2e::{rss_kib, within, Reply, ReplyBody, Strait, Upstream};
+use strait_e2e::{raise_nofile, rss_kib, within, Reply, ReplyBody, Strait, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -203,21 +203,6 @@ async fn pipelined_requests_after_idle_are_answered_in_order() {
         assert_eq!(raw.response().await, (200, path.to_string()));
     }
     assert_eq!(up.requests().len(), 6);
-}
-
-/// Raises the open-files limit for this process and the strait it starts (CI often has 1024).
-fn raise_nofile(want: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
-            lim.rlim_cur = want.min(lim.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

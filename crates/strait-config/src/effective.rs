@@ -223,6 +223,10 @@ fn listener(l: &Listener) -> Node {
         idle_timeout,
         max_connections,
         max_request_body,
+        send_timeout,
+        max_concurrent_streams,
+        ping_interval,
+        ping_timeout,
     } = limits;
     M::new()
         .put("name", name.as_str())
@@ -238,7 +242,11 @@ fn listener(l: &Listener) -> Node {
                 .put("header_read_timeout", *header_read_timeout)
                 .put("idle_timeout", *idle_timeout)
                 .put("max_connections", int(*max_connections))
-                .put("max_request_body", int(*max_request_body)),
+                .put("max_request_body", int(*max_request_body))
+                .put("send_timeout", *send_timeout)
+                .put("max_concurrent_streams", int(*max_concurrent_streams))
+                .put("ping_interval", *ping_interval)
+                .put("ping_timeout", *ping_timeout),
         )
         .put("http", http)
         .put("policies", policy::refs(policies))

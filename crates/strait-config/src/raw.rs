@@ -99,6 +99,10 @@ pub(crate) struct RawLimits {
     pub idle_timeout: Option<S>,
     pub max_connections: Option<S>,
     pub max_request_body: Option<S>,
+    pub send_timeout: Option<S>,
+    pub max_concurrent_streams: Option<S>,
+    pub ping_interval: Option<S>,
+    pub ping_timeout: Option<S>,
 }
 
 #[derive(Deserialize)]

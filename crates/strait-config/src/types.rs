@@ -181,6 +181,15 @@ pub struct Limits {
     pub max_connections: usize,
     /// Request body bytes, 0 = unlimited (default 0) → 413.
     pub max_request_body: u64,
+    /// Longest wait for the client to take response bytes (default 60 s); then the response is
+    /// abandoned (HTTP/1: connection closed; HTTP/2: stream reset).
+    pub send_timeout: Duration,
+    /// HTTP/2 streams open at once per connection (default 256); more are refused.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keepalive PING interval, zero = no PINGs (default 60 s).
+    pub ping_interval: Duration,
+    /// HTTP/2 PING acknowledgement wait before the connection is closed (default 20 s).
+    pub ping_timeout: Duration,
 }
 
 /// A route: a match, one action, and optional rewrites and header edits.

@@ -419,6 +419,30 @@ fn limits(cx: &mut Ctx, raw: Option<&RawLimits>) -> Limits {
             (1, 10_000_000),
         ),
         max_request_body: cx.size(f(|l| l.max_request_body.as_ref()), "max_request_body", 0),
+        send_timeout: cx.duration(
+            f(|l| l.send_timeout.as_ref()),
+            "send_timeout",
+            Duration::from_secs(60),
+            false,
+        ),
+        max_concurrent_streams: cx.count(
+            f(|l| l.max_concurrent_streams.as_ref()),
+            "max_concurrent_streams",
+            256,
+            (1, 65_536),
+        ),
+        ping_interval: cx.duration(
+            f(|l| l.ping_interval.as_ref()),
+            "ping_interval",
+            Duration::from_secs(60),
+            true,
+        ),
+        ping_timeout: cx.duration(
+            f(|l| l.ping_timeout.as_ref()),
+            "ping_timeout",
+            Duration::from_secs(20),
+            false,
+        ),
     }
 }
 

@@ -368,6 +368,10 @@ fn listener(l: &cfg::Listener, live: &LiveState) -> Result<ListenerSpec, String>
             idle_timeout: l.limits.idle_timeout,
             max_connections: l.limits.max_connections,
             max_request_body: l.limits.max_request_body,
+            send_timeout: l.limits.send_timeout,
+            max_concurrent_streams: l.limits.max_concurrent_streams,
+            ping_interval: l.limits.ping_interval,
+            ping_timeout: l.limits.ping_timeout,
         },
         http: listener_http(&l.http),
     })

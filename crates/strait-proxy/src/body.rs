@@ -128,6 +128,24 @@ pub struct BodyAborted(pub &'static str);
 #[error("request body exceeds {0} bytes")]
 pub struct BodyTooLarge(pub u64);
 
+/// The client's request body failed (it closed mid-body, or the HTTP/1 guard refused its
+/// framing): the client's fault, not the upstream's.
+#[derive(Debug, thiserror::Error)]
+#[error("request body from the client failed: {0}")]
+pub struct ClientBodyError(#[source] pub hyper::Error);
+
+/// Whether a failed upstream exchange was caused by the client's request body.
+pub fn client_body_failed(e: &hyper::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if s.is::<ClientBodyError>() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
 /// Idle-time enforcement for a streamed body; the timer is only created once the peer makes us wait.
 pub struct IdleTimer {
     limit: Duration,
@@ -216,7 +234,7 @@ impl Body for Streamed {
                 this.sent();
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(ClientBodyError(e))))),
         }
     }
 

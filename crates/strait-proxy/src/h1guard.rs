@@ -32,9 +32,11 @@
 //!   the hyper connection.
 
 mod chunked;
+mod fields;
 mod framing;
 mod head;
 mod park;
+mod send;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -55,8 +57,11 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+pub(crate) use self::chunked::Decoder;
+pub(crate) use self::fields::{narrow, Event, Fields};
 pub(crate) use self::framing::H2_PREFACE;
 use self::framing::{Fed, Framing};
+pub(crate) use self::head::is_field_vchar;
 use self::park::Park;
 pub use self::park::{ParkHandle, ParkSignal};
 
@@ -75,6 +80,8 @@ pub struct H1Limits {
     pub idle_timeout: Duration,
     /// Quiet time between requests after which a guard with a [`ParkSignal`] offers to park.
     pub park_after: Duration,
+    /// Longest time a write may stay blocked (the client takes no byte); then writes fail.
+    pub send_timeout: Duration,
 }
 
 impl Default for H1Limits {
@@ -88,8 +95,24 @@ impl Default for H1Limits {
             idle_timeout: Duration::from_secs(300),
             // Far above the gaps of a busy keep-alive connection (a few ms), far below human pauses.
             park_after: Duration::from_millis(100),
+            // nginx's send_timeout.
+            send_timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// A refusal the guard sent, for its metrics and access log line.
+#[derive(Clone, Copy, Debug)]
+pub struct Refusal<'a> {
+    /// Why.
+    pub rejection: Rejection,
+    /// The start of the refused request's request line (possibly cut short, or empty).
+    pub line: &'a [u8],
+    /// When.
+    pub at: std::time::Instant,
+    /// Refused inside a body whose head an earlier read had handed on: the request path has
+    /// the request and accounts for it.
+    pub in_body: bool,
 }
 
 /// Why the guard refused a request.
@@ -198,6 +221,13 @@ pub struct H1Guard<IO> {
     write_blocked: bool,
     /// Bytes a previous hyper read and left unprocessed, already checked; they are read first.
     replay: Bytes,
+    /// When the refusal was decided (for its access log line).
+    rejected_at: Option<std::time::Instant>,
+    /// Heads handed on to hyper so far (a refused read hands on none of its bytes).
+    passed_heads: u64,
+    /// Since when writes have been blocked, and the timer for the send timeout.
+    send_blocked: Option<Instant>,
+    send_timer: Option<Pin<Box<Sleep>>>,
 }
 
 // === impl H1Guard ===
@@ -222,12 +252,26 @@ impl<IO> H1Guard<IO> {
             park_fired: false,
             write_blocked: false,
             replay: Bytes::new(),
+            rejected_at: None,
+            passed_heads: 0,
+            send_blocked: None,
+            send_timer: None,
         }
     }
 
     /// The refusal sent on this connection, if any (for metrics and logs).
     pub fn rejection(&self) -> Option<Rejection> {
         self.rejection
+    }
+
+    /// The refusal sent on this connection, if any: see [`Refusal`].
+    pub fn refused(&self) -> Option<Refusal<'_>> {
+        Some(Refusal {
+            rejection: self.rejection?,
+            line: self.framing.request_line(),
+            at: self.rejected_at?,
+            in_body: self.framing.in_body() && self.passed_heads == self.framing.heads(),
+        })
     }
 
     /// The wrapped stream.
@@ -237,6 +281,7 @@ impl<IO> H1Guard<IO> {
 
     fn reject(&mut self, rejection: Rejection) {
         self.rejection = Some(rejection);
+        self.rejected_at = Some(std::time::Instant::now());
         self.refusing = Some(Refusing::Write {
             response: rejection.response(),
             written: 0,
@@ -446,6 +491,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for H1Guard<IO> {
                 return this.poll_refuse(cx);
             }
         }
+        this.passed_heads = this.framing.heads();
         // Arm now so the header timer counts from this read, not from hyper's next poll.
         let want = this.wanted();
         this.arm(want);
@@ -465,7 +511,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
             return Poll::Ready(Ok(buf.len()));
         }
         let result = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.note_write(&result);
+        let result = this.track_send(cx, result);
         if let Poll::Ready(Ok(n)) = result {
             if n > 0 {
                 this.note_activity();
@@ -485,18 +531,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
         let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.note_write(&result);
+        let result = this.track_send(cx, result);
         if let Poll::Ready(Ok(n)) = result {
             if n > 0 {
                 this.note_activity();
-                let mut left = n;
-                for buf in bufs {
-                    if left == 0 {
-                        break;
-                    }
-                    let take = left.min(buf.len());
-                    this.wrote(&buf[..take]);
-                    left -= take;
+                for buf in crate::vectored::written(bufs, n) {
+                    this.wrote(buf);
                 }
             }
         }
@@ -512,7 +552,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
         if this.refusing.is_some() {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.io).poll_flush(cx)
+        let result = Pin::new(&mut this.io).poll_flush(cx);
+        this.track_flush(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -525,6 +566,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<IO> {
             // hyper is being ended to park: the stream stays open for the next request.
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.io).poll_shutdown(cx)
+        let result = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.track_flush(cx, result)
     }
 }

@@ -168,7 +168,7 @@ async fn route_and_serve<'s>(
         let resp = if grpc { local::grpc_reply(resp) } else { resp };
         return (resp, Some(&table.unmatched));
     }
-    let routed = match route(conn, snap, &req, grpc) {
+    let routed = match route(conn, snap, &req, grpc, &shared.metrics) {
         Ok(r) => r,
         Err((e, close)) => {
             let mut resp = error_response(&e, request_id, grpc);
@@ -325,18 +325,14 @@ fn route<'s>(
     snap: &'s Snapshot,
     req: &Request<Incoming>,
     grpc: bool,
+    metrics: &strait_observe::Metrics,
 ) -> Result<Routed<'s>, (ProxyError, bool)> {
     let limits = &conn.listener.limits;
     let table = snap
         .listener_routes(conn.listener.id)
         .ok_or((ProxyError::NoRoute, false))?;
-    if req.version() == http::Version::HTTP_2
-        && req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > limits.max_request_line
-    {
-        let e = ProxyError::BadRequest(StatusCode::URI_TOO_LONG, "request target too long");
-        return Err((e, false));
-    }
     let host = request_host(req).map_err(|reason| {
+        crate::reject::count(metrics, &table.name, crate::reject::Reason::BadRequest);
         (
             ProxyError::BadRequest(StatusCode::BAD_REQUEST, reason),
             true,

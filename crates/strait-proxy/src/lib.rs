@@ -13,18 +13,23 @@ pub mod filtered;
 pub mod forward;
 pub mod h1conn;
 pub mod h1guard;
+pub mod h2conn;
+mod h2guard;
 pub mod handler;
 pub mod headers;
 pub mod health;
 pub mod hygiene;
 pub mod pool;
+pub mod reject;
 pub mod replay;
 pub mod retry;
 pub mod route;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+mod upguard;
 pub mod upstream;
+mod vectored;
 
 use std::sync::Arc;
 

@@ -382,7 +382,8 @@ async fn dial_h1(pool: &Arc<EndpointPool>, upstream: &Upstream) -> Result<H1Conn
     });
     let io = connect_io(pool, upstream).await?;
     let (tx, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(io))
+        .max_buf_size(crate::upguard::MAX_READ_BUF)
+        .handshake(TokioIo::new(crate::upguard::UpstreamGuard::new(io)))
         .await
         .inspect_err(|_| pool.connect_errors.inc())?;
     tokio::spawn(async move {

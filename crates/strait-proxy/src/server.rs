@@ -1,6 +1,6 @@
 //! Listeners and downstream connections: accept, TLS handshake, protocol choice (ALPN, or the
 //! HTTP/2 preface on plain TCP), the HTTP/1 guard, hyper serving (HTTP/1 in `h1conn`, with
-//! parking), graceful drain.
+//! parking; HTTP/2 in `h2conn`, behind its guard), graceful drain.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -11,24 +11,24 @@ use std::{
 };
 
 use crate::snapshot::ListenerSpec;
-use http::HeaderValue;
-use hyper::{
-    server::conn::{http1, http2},
-    service::service_fn,
-};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http::{HeaderValue, StatusCode};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::TokioExecutor;
 use prometheus::IntGauge;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
     sync::{watch, Notify, OwnedSemaphorePermit, Semaphore},
+    time::Instant,
 };
 
 use self::sniff::{Prefixed, Sniffed};
 use crate::{
     h1conn::{self, H1Ctx, H1Shared},
     h1guard::{H1Guard, H1Limits, H2_PREFACE},
-    handler::{self, ConnInfo},
+    h2conn,
+    handler::ConnInfo,
+    reject::{self, Refused},
     Shared,
 };
 
@@ -207,17 +207,14 @@ impl ListenerCtx {
             .header_read_timeout(None)
             .max_headers(spec.limits.max_headers + 1)
             .max_buf_size((spec.limits.max_request_headers + 16 * 1024).max(8192));
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new())
-            .max_concurrent_streams(256)
-            .max_header_list_size(spec.limits.max_request_headers as u32)
-            .keep_alive_interval(None);
+        let h2 = h2conn::builder(&spec.limits);
         let limits = H1Limits {
             max_request_line: spec.limits.max_request_line,
             max_head: spec.limits.max_request_headers,
             max_headers: spec.limits.max_headers,
             header_read_timeout: spec.limits.header_read_timeout,
             idle_timeout: spec.limits.idle_timeout,
+            send_timeout: spec.limits.send_timeout,
             ..H1Limits::default()
         };
         let transport = if spec.tls.is_some() { "tls" } else { "tcp" };
@@ -245,6 +242,7 @@ impl ListenerCtx {
         _held: (OwnedSemaphorePermit, TrackGuard),
     ) {
         let _ = tcp.set_nodelay(true);
+        let accepted = Instant::now();
         self.active.inc();
         let info = Arc::new(ConnInfo {
             listener: self.spec.clone(),
@@ -254,9 +252,9 @@ impl ListenerCtx {
         });
         if self.spec.tls.is_some() {
             // Boxed: the handshake state is large and would size every connection's task.
-            Box::pin(self.serve_tls(tcp, info, &mut stop)).await;
+            Box::pin(self.serve_tls(tcp, info, accepted, &mut stop)).await;
         } else {
-            self.serve_tcp(tcp, info, &mut stop).await;
+            self.serve_tcp(tcp, info, accepted, &mut stop).await;
         }
         self.active.dec();
     }
@@ -265,15 +263,17 @@ impl ListenerCtx {
         &self,
         tcp: TcpStream,
         info: Arc<ConnInfo>,
+        accepted: Instant,
         stop: &mut watch::Receiver<bool>,
     ) {
         if !self.spec.http1 {
-            return self.serve_h2(Prefixed::new(tcp, &[]), info, stop).await;
+            let io = Prefixed::new(tcp, &[]);
+            return self.serve_h2(io, info, accepted, stop).await;
         }
         // Nothing of hyper exists until the first bytes arrive; with HTTP/2 on, they tell which.
         let mut seen = [0; H2_PREFACE.len()];
         let want = if self.spec.h2 { seen.len() } else { 1 };
-        let Some(n) = sniff::first_bytes(&tcp, &mut seen[..want], &self.limits, stop).await else {
+        let Some(n) = sniff::first_bytes(&tcp, &mut seen[..want], &self.limits).await else {
             return;
         };
         let mut guard = H1Guard::new(tcp, self.limits);
@@ -285,21 +285,45 @@ impl ListenerCtx {
                 Sniffed::H1(consumed) => guard.unread(&H2_PREFACE[..consumed]),
                 Sniffed::H2(consumed) => {
                     let io = Prefixed::new(guard.into_inner(), &H2_PREFACE[..consumed]);
-                    return self.serve_h2(io, info, stop).await;
+                    return self.serve_h2(io, info, accepted, stop).await;
                 }
                 Sniffed::Gone => return,
             }
         }
+        self.serve_h1(guard, &info, stop).await;
+    }
+
+    /// Serves HTTP/1 behind `guard`, then reports a request the guard refused.
+    async fn serve_h1<IO>(
+        &self,
+        mut guard: H1Guard<IO>,
+        info: &Arc<ConnInfo>,
+        stop: &mut watch::Receiver<bool>,
+    ) where
+        IO: h1conn::ParkIo + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         // The guard stays here (hyper borrows it), so the task holds it once.
-        if let Some(switch) = h1conn::serve(self.h1_ctx(&info), &mut guard, stop).await {
-            switch.spawn(guard);
+        if let Some(switch) = h1conn::serve(self.h1_ctx(info), &mut guard, stop).await {
+            return switch.spawn(guard);
         }
+        let Some(r) = guard.refused() else {
+            return;
+        };
+        if r.in_body {
+            // The request path saw the head and records the request; only the refusal is new.
+            let metrics = &self.shared.metrics;
+            return reject::count(metrics, &info.listener.name, r.rejection.into());
+        }
+        let refused = Refused::from_line(r.line, r.at);
+        let status = StatusCode::from_u16(r.rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        reject::record(&self.shared, info, refused, status);
     }
 
     async fn serve_tls(
         &self,
         tcp: TcpStream,
         info: Arc<ConnInfo>,
+        accepted: Instant,
         stop: &mut watch::Receiver<bool>,
     ) {
         let Some(cfg) = self.spec.tls.clone() else {
@@ -317,12 +341,10 @@ impl ListenerCtx {
         };
         // HTTP/2 only by ALPN; TLS connections are never parked (see `h1conn`).
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") || !self.spec.http1 {
-            self.serve_h2(tls, info, stop).await
+            self.serve_h2(tls, info, accepted, stop).await
         } else {
-            let mut guard = H1Guard::new(tls, self.limits);
-            if let Some(switch) = h1conn::serve(self.h1_ctx(&info), &mut guard, stop).await {
-                switch.spawn(guard);
-            }
+            self.serve_h1(H1Guard::new(tls, self.limits), &info, stop)
+                .await;
         }
     }
 
@@ -334,20 +356,16 @@ impl ListenerCtx {
         }
     }
 
-    async fn serve_h2<IO>(&self, io: IO, info: Arc<ConnInfo>, stop: &mut watch::Receiver<bool>)
-    where
+    async fn serve_h2<IO>(
+        &self,
+        io: IO,
+        info: Arc<ConnInfo>,
+        accepted: Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let shared = self.shared.clone();
-        let svc = service_fn(move |req| handler::handle(shared.clone(), info.clone(), req));
-        let mut conn = Box::pin(self.h2.serve_connection(TokioIo::new(io), svc));
-        tokio::select! {
-            _ = conn.as_mut() => return,
-            _ = stopped(stop) => {}
-        }
-        // Draining: HTTP/2 sends GOAWAY and finishes the streams in flight.
-        conn.as_mut().graceful_shutdown();
-        let _ = conn.await;
+        h2conn::serve(&self.shared, &self.h2, info, io, accepted, stop).await
     }
 }
 

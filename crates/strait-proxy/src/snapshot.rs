@@ -72,6 +72,14 @@ pub struct ListenerLimits {
     pub max_connections: usize,
     /// Request body bytes, 0 = unlimited.
     pub max_request_body: u64,
+    /// Longest wait for the client to take response bytes before the response is abandoned.
+    pub send_timeout: Duration,
+    /// HTTP/2 streams open at once per connection.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keepalive PING interval; zero sends none.
+    pub ping_interval: Duration,
+    /// HTTP/2 PING acknowledgement wait.
+    pub ping_timeout: Duration,
 }
 
 /// A listener's settings.

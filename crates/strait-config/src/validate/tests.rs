@@ -55,6 +55,10 @@ fn defaults_are_filled_in() {
     assert_eq!(li.limits.idle_timeout, Duration::from_secs(300));
     assert_eq!(li.limits.max_connections, 10_000);
     assert_eq!(li.limits.max_request_body, 0);
+    assert_eq!(li.limits.send_timeout, Duration::from_secs(60));
+    assert_eq!(li.limits.max_concurrent_streams, 256);
+    assert_eq!(li.limits.ping_interval, Duration::from_secs(60));
+    assert_eq!(li.limits.ping_timeout, Duration::from_secs(20));
     let u = &c.upstreams[0];
     assert_eq!(u.protocol, Protocol::Http1);
     assert_eq!(u.load_balancer, LoadBalancer::RoundRobin);
@@ -476,6 +480,27 @@ fn sizes_accept_units_and_plain_bytes() {
     let limits = &l.config.listeners[0].limits;
     assert_eq!(limits.max_request_headers, 32 * 1024);
     assert_eq!(limits.max_request_body, 1 << 20);
+}
+
+#[test]
+fn connection_limits_parse_and_ping_interval_may_be_zero() {
+    let l = ok("listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    limits: { send_timeout: 5s, max_concurrent_streams: 100, ping_interval: 0s, ping_timeout: 3s }\n");
+    let limits = &l.config.listeners[0].limits;
+    assert_eq!(limits.send_timeout, Duration::from_secs(5));
+    assert_eq!(limits.max_concurrent_streams, 100);
+    assert_eq!(limits.ping_interval, Duration::ZERO);
+    assert_eq!(limits.ping_timeout, Duration::from_secs(3));
+    let errs = errors("listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    limits: { send_timeout: 0s, max_concurrent_streams: 0 }\n");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("4:") && e.contains("send_timeout must be greater than 0")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("max_concurrent_streams must be a whole number from 1 to 65536")),
+        "{errs:?}"
+    );
 }
 
 #[test]

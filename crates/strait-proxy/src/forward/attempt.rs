@@ -207,6 +207,12 @@ fn failure(
             "request body too large",
         );
     }
+    if crate::body::client_body_failed(&e) {
+        return ProxyError::BadRequest(
+            http::StatusCode::BAD_REQUEST,
+            "request body from the client failed",
+        );
+    }
     if let Some(reason) = body_aborted(&e) {
         return ProxyError::BadRequest(http::StatusCode::BAD_REQUEST, reason);
     }

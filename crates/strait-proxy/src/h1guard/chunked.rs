@@ -8,6 +8,11 @@ use super::Rejection;
 
 /// Longest chunk-size line (size plus extensions) accepted; real clients send a few bytes.
 const MAX_SIZE_LINE: usize = 4096;
+/// Extension bytes accepted over a whole body: hyper refuses 16 KiB of them with an error that
+/// would surface as an upstream failure (502), so the guard refuses first, with a 400.
+const MAX_EXTENSIONS: usize = 8 * 1024;
+/// Trailer section bytes accepted at most, for the same reason (hyper's trailer limit is 16 KiB).
+pub(crate) const MAX_TRAILER: usize = 8 * 1024;
 /// Sixteen hex digits fill a `u64`, so no size that passes this check can overflow.
 const MAX_SIZE_DIGITS: u8 = 16;
 
@@ -42,13 +47,19 @@ pub(crate) struct Decoder {
     line_len: usize,
     trailer_len: usize,
     max_trailer: usize,
+    /// Extension bytes so far, across all chunks.
+    extensions: usize,
+    /// Trailer fields so far, and the most allowed.
+    trailers: usize,
+    max_trailers: usize,
 }
 
 // === impl Decoder ===
 
 impl Decoder {
-    /// A tracker at the start of a chunked body whose trailer section may take `max_trailer` bytes.
-    pub(crate) fn new(max_trailer: usize) -> Self {
+    /// A tracker at the start of a chunked body whose trailer section may take `max_trailer`
+    /// bytes in at most `max_trailers` fields.
+    pub(crate) fn new(max_trailer: usize, max_trailers: usize) -> Self {
         Self {
             state: State::Size,
             size: 0,
@@ -56,6 +67,9 @@ impl Decoder {
             line_len: 0,
             trailer_len: 0,
             max_trailer,
+            extensions: 0,
+            trailers: 0,
+            max_trailers,
         }
     }
 
@@ -121,7 +135,13 @@ impl Decoder {
             (State::Size | State::SizeWs, b' ' | b'\t') => State::SizeWs,
             (State::Size | State::SizeWs, _) => return bad("invalid chunk size"),
             (State::Ext, b'\r') => State::SizeLf,
-            (State::Ext, b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => State::Ext,
+            (State::Ext, b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => {
+                self.extensions += 1;
+                if self.extensions > MAX_EXTENSIONS {
+                    return bad("chunk extensions too large");
+                }
+                State::Ext
+            }
             (State::Ext, _) => return bad("invalid chunk extension"),
             (State::SizeLf, b'\n') => {
                 let size = self.size;
@@ -138,7 +158,14 @@ impl Decoder {
             (State::DataCr, _) => return bad("chunk data longer than its size"),
             (State::DataLf, b'\n') => State::Size,
             (State::TrailerStart, b'\r') => State::EndLf,
-            (State::TrailerStart | State::TrailerName, b) if is_tchar(b) => State::TrailerName,
+            (State::TrailerStart, b) if is_tchar(b) => {
+                self.trailers += 1;
+                if self.trailers > self.max_trailers {
+                    return bad("too many trailer fields");
+                }
+                State::TrailerName
+            }
+            (State::TrailerName, b) if is_tchar(b) => State::TrailerName,
             (State::TrailerStart, _) => return bad("invalid trailer field"),
             (State::TrailerName, b':') => State::TrailerValue,
             (State::TrailerName, _) => return bad("invalid trailer field"),

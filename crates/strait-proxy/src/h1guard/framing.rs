@@ -1,8 +1,8 @@
 //! The guard's pure core: classifies each downstream byte as head, body or opaque, and watches
 //! response status lines for protocol switches. No I/O, no clock.
 
-use super::chunked::Decoder;
-use super::head::{BodyKind, HeadLimits, Parser, UpgradeKind};
+use super::chunked::{Decoder, MAX_TRAILER};
+use super::head::{BodyKind, HeadLimits, Parser, UpgradeKind, LINE_CAPTURE};
 use super::{H1Limits, Rejection};
 
 /// The HTTP/2 prior-knowledge connection preface (RFC 9113 §3.4).
@@ -44,6 +44,8 @@ pub(crate) struct Framing {
     sniff: ResponseSniff,
     /// Complete heads so far, so the shell can tell a new head from the one it timed.
     heads: u64,
+    /// The start of the last complete head's request line, for a refusal inside its body.
+    last_line: ([u8; LINE_CAPTURE], u8),
 }
 
 // === impl Framing ===
@@ -57,13 +59,27 @@ impl Framing {
             upgrade: None,
             sniff: ResponseSniff::default(),
             heads: 0,
+            last_line: ([0; LINE_CAPTURE], 0),
+        }
+    }
+
+    /// The start of the request line of the head being read, or else of the last one.
+    pub(crate) fn request_line(&self) -> &[u8] {
+        match &self.phase {
+            Phase::Head(parser) if parser.started() => parser.request_line(),
+            Phase::Sniff(matched) if *matched > 0 => &H2_PREFACE[..*matched],
+            _ => &self.last_line.0[..usize::from(self.last_line.1)],
         }
     }
 
     /// Complete heads so far.
-    #[cfg(test)]
     pub(crate) fn heads(&self) -> u64 {
         self.heads
+    }
+
+    /// Whether a body is being read (its head has been passed on).
+    pub(crate) fn in_body(&self) -> bool {
+        matches!(self.phase, Phase::Length(_) | Phase::Chunked(_))
     }
 
     /// Whether the stream is no longer HTTP/1 and passes unexamined.
@@ -129,6 +145,9 @@ impl Framing {
                     Ok((n, Some(head))) => {
                         i += n;
                         self.heads += 1;
+                        let line = parser.request_line();
+                        self.last_line.0[..line.len()].copy_from_slice(line);
+                        self.last_line.1 = line.len() as u8;
                         if head.upgrade.is_some() {
                             self.upgrade = head.upgrade;
                             self.sniff = ResponseSniff::default();
@@ -140,7 +159,9 @@ impl Framing {
                                 continue;
                             }
                             BodyKind::Chunked => {
-                                self.phase = Phase::Chunked(Decoder::new(self.limits.max_head()));
+                                let trailer = self.limits.max_head().min(MAX_TRAILER);
+                                let decoder = Decoder::new(trailer, self.limits.max_headers());
+                                self.phase = Phase::Chunked(decoder);
                                 continue;
                             }
                         }

@@ -3,6 +3,7 @@
 //! Because every decision is made from the byte just seen plus a few counters, feeding a head in
 //! one slice or in many gives the same outcome, and nothing of a head is ever copied.
 
+use super::fields::{narrow, Event, Fields};
 use super::{H1Limits, Rejection};
 
 /// How the body following a valid head is framed.
@@ -48,14 +49,7 @@ enum State {
     Version(u8),
     /// Saw the CR ending the request line.
     RequestLineLf,
-    /// Start of a field line, or of the final empty line.
-    LineStart,
-    Name,
-    Value,
-    /// Saw the CR ending a field line.
-    ValueLf,
-    /// Saw the CR of the final empty line.
-    EndLf,
+    Fields(Fields),
 }
 
 /// Progress through optional whitespace, a token, optional whitespace.
@@ -82,6 +76,8 @@ const UPGRADE: u8 = 1 << 2;
 const CHUNKED: &[u8] = b"chunked";
 const CONNECT: &[u8] = b"CONNECT";
 const VERSION: &[u8] = b"HTTP/1.";
+/// Bytes of the request line kept, for the access log line of a refused request.
+pub(crate) const LINE_CAPTURE: usize = 64;
 
 /// The limits a head is checked against: [`H1Limits`]' size limits, kept compact because every
 /// connection holds a copy in its framing state and one in its parser.
@@ -98,6 +94,11 @@ impl HeadLimits {
     /// The longest head (and trailer section).
     pub(crate) fn max_head(&self) -> usize {
         self.max_head as usize
+    }
+
+    /// The most header lines in a head (and trailer fields).
+    pub(crate) fn max_headers(&self) -> usize {
+        self.max_headers as usize
     }
 }
 
@@ -132,6 +133,8 @@ pub(crate) struct Parser {
     content_length: Option<u64>,
     chunked: bool,
     upgrade: bool,
+    /// The start of the request line.
+    line: [u8; LINE_CAPTURE],
 }
 
 // === impl Parser ===
@@ -153,7 +156,17 @@ impl Parser {
             content_length: None,
             chunked: false,
             upgrade: false,
+            line: [0; LINE_CAPTURE],
         }
+    }
+
+    /// The start of the request line so far (at most [`LINE_CAPTURE`] bytes).
+    pub(crate) fn request_line(&self) -> &[u8] {
+        let n = match self.state {
+            State::Leading | State::LeadingLf => 0,
+            _ => self.line_len,
+        };
+        &self.line[..n.min(LINE_CAPTURE)]
     }
 
     /// Whether any byte of this head has arrived (drives the header-read timer).
@@ -184,6 +197,9 @@ impl Parser {
             if self.line_len > self.limits.max_request_line as usize {
                 return Err(Rejection::UriTooLong);
             }
+            if let Some(slot) = self.line.get_mut(self.line_len - 1) {
+                *slot = b;
+            }
         }
         if self.head_len > self.limits.max_head() {
             return Err(Rejection::HeadersTooLarge);
@@ -193,6 +209,7 @@ impl Parser {
             (State::LeadingLf, b'\n') => State::Leading,
             (State::Leading, b) if is_tchar(b) => {
                 self.line_len = 1;
+                self.line[0] = b;
                 self.method_byte(b);
                 State::Method
             }
@@ -217,43 +234,29 @@ impl Parser {
             }
             (State::Version(8), b'\r') => State::RequestLineLf,
             (State::Version(_), _) => return bad("invalid http version"),
-            (State::RequestLineLf, b'\n') => State::LineStart,
-            (State::LineStart, b'\r') => State::EndLf,
-            (State::LineStart, b' ' | b'\t') => return bad("obsolete line folding"),
-            (State::LineStart, b) if is_tchar(b) => {
-                self.headers += 1;
-                if self.headers > self.limits.max_headers as usize {
-                    return Err(Rejection::HeadersTooLarge);
+            (State::RequestLineLf, b'\n') => State::Fields(Fields::LineStart),
+            (State::Fields(fields), b) => {
+                let (next, event) = fields.step(b).map_err(Rejection::BadRequest)?;
+                match event {
+                    Some(Event::NameStart(b)) => {
+                        self.headers += 1;
+                        if self.headers > self.limits.max_headers as usize {
+                            return Err(Rejection::HeadersTooLarge);
+                        }
+                        self.names = CONTENT_LENGTH | TRANSFER_ENCODING | UPGRADE;
+                        self.name_len = 0;
+                        self.name_byte(b);
+                    }
+                    Some(Event::Name(b)) => self.name_byte(b),
+                    Some(Event::NameEnd) => self.name_end()?,
+                    Some(Event::Value(b)) => self.value_byte(b)?,
+                    Some(Event::ValueEnd) => self.value_end()?,
+                    Some(Event::End) => return Ok(Some(self.finish())),
+                    None => {}
                 }
-                self.names = CONTENT_LENGTH | TRANSFER_ENCODING | UPGRADE;
-                self.name_len = 0;
-                self.name_byte(b);
-                State::Name
+                State::Fields(next)
             }
-            (State::LineStart, _) => return bad("invalid field name"),
-            (State::Name, b':') => {
-                self.name_end()?;
-                State::Value
-            }
-            (State::Name, b) if is_tchar(b) => {
-                self.name_byte(b);
-                State::Name
-            }
-            (State::Name, _) => return bad("invalid field name"),
-            (State::Value, b'\r') => State::ValueLf,
-            (State::Value, b) if is_field_vchar(b) || b == b' ' || b == b'\t' => {
-                self.value_byte(b)?;
-                State::Value
-            }
-            (State::Value, _) => return bad("invalid field value"),
-            (State::ValueLf, b'\n') => {
-                self.value_end()?;
-                State::LineStart
-            }
-            (State::EndLf, b'\n') => return Ok(Some(self.finish())),
-            (State::LeadingLf | State::RequestLineLf | State::ValueLf | State::EndLf, _) => {
-                return bad("bare CR")
-            }
+            (State::LeadingLf | State::RequestLineLf, _) => return bad("bare CR"),
         };
         Ok(None)
     }
@@ -268,12 +271,7 @@ impl Parser {
     }
 
     fn name_byte(&mut self, b: u8) {
-        let b = b.to_ascii_lowercase();
-        for (bit, name) in NAMES.iter().enumerate() {
-            if name.get(self.name_len) != Some(&b) {
-                self.names &= !(1 << bit);
-            }
-        }
+        narrow(&mut self.names, &NAMES, self.name_len, b);
         self.name_len += 1;
     }
 

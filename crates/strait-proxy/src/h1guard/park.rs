@@ -175,10 +175,16 @@ impl<IO> H1Guard<IO> {
 
     /// The next deadline while idle: parking first, then the idle timeout.
     pub(super) fn idle_due(&self) -> Instant {
-        let after = if self.park_due() {
-            self.limits.park_after.min(self.limits.idle_timeout)
+        // Keep-alive is earned by a first request: before it, silence gets only the header time.
+        let idle = if self.framing.heads() == 0 {
+            self.limits.header_read_timeout
         } else {
             self.limits.idle_timeout
+        };
+        let after = if self.park_due() {
+            self.limits.park_after.min(idle)
+        } else {
+            idle
         };
         self.last_activity + after
     }

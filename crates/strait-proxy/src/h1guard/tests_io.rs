@@ -170,11 +170,30 @@ async fn header_timer_restarts_for_each_head() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn idle_connection_gets_eof_without_response() {
+async fn a_connection_that_never_sends_a_byte_gets_eof_at_the_header_timeout() {
+    // Keep-alive is earned by a request: silence first gets only the header read timeout.
+    let (client, guard) = guard();
+    closes_quietly_after(client, guard, Duration::from_secs(10)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_connection_after_a_request_gets_eof_without_response_at_the_idle_timeout() {
     let (mut client, mut guard) = guard();
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut buf = [0; 64];
+    assert_eq!(guard.read(&mut buf).await.unwrap(), 18);
+    closes_quietly_after(client, guard, Duration::from_secs(300)).await;
+}
+
+/// The guard reports EOF after `wait`, having written nothing to the client.
+async fn closes_quietly_after(
+    mut client: DuplexStream,
+    mut guard: H1Guard<DuplexStream>,
+    wait: Duration,
+) {
     let started = Instant::now();
     assert_eq!(drain(&mut guard).await, b"");
-    assert_eq!(started.elapsed(), Duration::from_secs(300));
+    assert_eq!(started.elapsed(), wait);
     assert_eq!(guard.rejection(), None);
     drop(guard);
     let mut response = Vec::new();
@@ -286,4 +305,35 @@ async fn hyper_upgrade_reaches_passthrough_with_early_client_bytes() {
         echoed.extend(&buf[..n]);
     }
     assert_eq!(echoed, b"\x00\n\nGET /x HTTP/1.1\n\n");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_the_client_never_takes_fails_at_the_send_timeout() {
+    let (mut client, server) = duplex(1024);
+    let mut guard = H1Guard::new(server, H1Limits::default());
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut buf = [0; 18];
+    guard.read_exact(&mut buf).await.unwrap();
+    let started = Instant::now();
+    let body = vec![b'x'; 4096];
+    // A client that takes a little every 40 s makes progress: no timeout in 200 s.
+    for _ in 0..5 {
+        let mut n = 0;
+        while n < 4096 {
+            n += guard.write(&body[n..]).await.unwrap();
+            let mut some = [0; 4096];
+            let _ = client.read(&mut some).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(40)).await;
+    }
+    assert_eq!(started.elapsed(), Duration::from_secs(200));
+    // Then it stops reading: the write fails once it has been blocked for the send timeout.
+    let blocked = Instant::now();
+    let err = loop {
+        if let Err(e) = guard.write(&body).await {
+            break e;
+        }
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    assert_eq!(blocked.elapsed(), Duration::from_secs(60));
 }

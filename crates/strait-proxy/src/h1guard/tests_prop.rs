@@ -197,3 +197,54 @@ proptest! {
         prop_assert_eq!(&seen[..], &input[..seen.len()]);
     }
 }
+
+proptest! {
+    /// Fully arbitrary bytes (not only the framing-rich soup): the decision does not depend on
+    /// how the bytes were cut into reads, and nothing panics.
+    #[test]
+    fn arbitrary_bytes_decide_the_same_however_they_are_cut(
+        input in prop::collection::vec(any::<u8>(), 0..300),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let whole = feed_pieces(H1Limits::default(), [&input[..]]);
+        prop_assert_eq!(feed_pieces(H1Limits::default(), pieces(&input, &cuts)), whole);
+    }
+
+    /// Chunked bodies with many extensions and trailers: refused by the guard (a 400) before
+    /// hyper's own per-body limits would fail them (a 502), never passed to hyper beyond them.
+    #[test]
+    fn chunk_extensions_and_trailers_stay_under_hypers_limits(
+        ext_len in 0usize..4000,
+        chunks in 1usize..8,
+        trailers in 0usize..150,
+    ) {
+        let mut req = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..chunks {
+            req.extend(format!("1;{}\r\na\r\n", "e".repeat(ext_len)).as_bytes());
+        }
+        req.extend(b"0\r\n");
+        for i in 0..trailers {
+            req.extend(format!("t{i}: v\r\n").as_bytes());
+        }
+        req.extend(b"\r\n");
+        let extensions = (ext_len + 1) * chunks;
+        let outcome = feed_pieces(H1Limits::default(), [&req[..]]);
+        // hyper: 16 KiB of extensions per body, max_headers + 1 trailer fields.
+        if extensions >= 16 * 1024 || trailers > 100 {
+            prop_assert!(outcome.is_err(), "{extensions} extension bytes, {trailers} trailers passed");
+        }
+        if extensions <= 8 * 1024 && trailers <= 100 {
+            prop_assert_eq!(outcome, Ok(1));
+        }
+    }
+
+    /// The request line kept for a refusal's log line is the start of what was sent.
+    #[test]
+    fn the_kept_request_line_is_a_prefix_of_the_input(input in soup()) {
+        let mut framing = Framing::new(H1Limits::default());
+        let _ = framing.feed(&input);
+        let line = framing.request_line();
+        prop_assert!(line.len() <= 64);
+        prop_assert!(line.is_empty() || input.windows(line.len()).any(|w| w == line));
+    }
+}

@@ -7,17 +7,15 @@
 //! caller puts them back in front of the stream ([`Prefixed`], or the HTTP/1 guard's `unread`).
 
 use std::io;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::h1guard::{H1Limits, H2_PREFACE};
-use crate::server::stopped;
 
 /// The protocol, and how many preface bytes were consumed to decide it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,33 +27,21 @@ pub(crate) enum Sniffed {
 }
 
 /// Waits for the first bytes of a fresh connection and peeks them into `buf`: how many, or
-/// `None` when the client closed, failed or stayed silent for `idle_timeout`.
+/// `None` when the client closed, failed or stayed silent for `header_read_timeout`.
 ///
-/// Drain cuts the wait to `header_read_timeout` but does not end it at once: the connection was
-/// accepted before its listener closed, so its client has sent, or is about to send, a request,
-/// and closing now would reset it (a close with unread bytes is answered with RST). The response
-/// then closes the connection. (tokio reports a new socket readable before any byte arrives, so
-/// only a peek really waits.)
+/// Keep-alive is for clients that have made a request: a connection that sends nothing holds a
+/// connection slot, so it gets the time an honest client needs to send a head, not
+/// `idle_timeout`. Drain does not end the wait early: the connection was accepted before its
+/// listener closed, so its client has sent, or is about to send, a request, and closing now would
+/// reset it (a close with unread bytes is answered with RST); the response then closes the
+/// connection. (tokio reports a new socket readable before any byte arrives, so only a peek
+/// really waits.)
 pub(crate) async fn first_bytes(
     tcp: &TcpStream,
     buf: &mut [u8],
     limits: &H1Limits,
-    stop: &mut watch::Receiver<bool>,
 ) -> Option<usize> {
-    let peek = tokio::time::timeout(limits.idle_timeout, tcp.peek(buf));
-    let mut peek = pin!(peek);
-    let peeked = tokio::select! {
-        biased;
-        r = &mut peek => r,
-        _ = stopped(stop) => {
-            let grace = Instant::now() + limits.header_read_timeout;
-            match tokio::time::timeout_at(grace, peek).await {
-                Ok(r) => r,
-                Err(_) => return None,
-            }
-        }
-    };
-    match peeked {
+    match tokio::time::timeout(limits.header_read_timeout, tcp.peek(buf)).await {
         Ok(Ok(n)) if n > 0 => Some(n),
         _ => None,
     }
@@ -223,44 +209,17 @@ mod tests {
     }
 
     async fn first(server: &TcpStream) -> ([u8; 24], usize) {
-        let (_keep, mut stop) = watch::channel(false);
         let mut seen = [0; 24];
-        let n = first_bytes(server, &mut seen, &limits(5_000, 5_000), &mut stop).await;
+        let n = first_bytes(server, &mut seen, &limits(5_000, 5_000)).await;
         (seen, n.expect("first bytes"))
     }
 
     #[tokio::test]
-    async fn a_silent_connection_ends_at_the_idle_timeout() {
+    async fn a_silent_connection_ends_at_the_header_timeout_not_the_idle_timeout() {
         let (_client, server) = pair().await;
-        let (_keep, mut stop) = watch::channel(false);
-        let got = first_bytes(&server, &mut [0; 1], &limits(50, 5_000), &mut stop).await;
-        assert_eq!(got, None);
-    }
-
-    #[tokio::test]
-    async fn drain_gives_a_fresh_connection_the_header_timeout_for_its_first_bytes() {
-        use tokio::io::AsyncWriteExt;
-
-        // Bytes that arrive after the drain began are still taken.
-        let (mut client, server) = pair().await;
-        let (tx, mut stop) = watch::channel(false);
-        let waiting = tokio::spawn(async move {
-            let got = first_bytes(&server, &mut [0; 4], &limits(60_000, 5_000), &mut stop).await;
-            (got, server)
-        });
-        tx.send(true).unwrap();
-        tokio::task::yield_now().await;
-        client.write_all(b"GET ").await.unwrap();
-        let (got, _server) = waiting.await.unwrap();
-        assert_eq!(got, Some(4));
-
-        // A client that stays silent is let go at the header timeout, not the idle timeout.
-        let (_client, server) = pair().await;
-        let (tx, mut stop) = watch::channel(false);
-        tx.send(true).unwrap();
         let got = tokio::time::timeout(
             Duration::from_secs(10),
-            first_bytes(&server, &mut [0; 1], &limits(60_000, 50), &mut stop),
+            first_bytes(&server, &mut [0; 1], &limits(60_000, 50)),
         )
         .await
         .expect("bounded by the header timeout");

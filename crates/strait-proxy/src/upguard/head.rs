@@ -1,0 +1,282 @@
+//! Strict RFC 9112 response-head validator for upstream responses: one byte at a time, keeping
+//! the head's bytes (heads are small, and a head with both Content-Length and
+//! Transfer-Encoding is rewritten before hyper sees it). No I/O.
+
+use crate::h1guard::{is_field_vchar, narrow, Event, Fields};
+
+/// How the body after a valid response head is framed, by its own fields (the request method
+/// and the status may still rule out a body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framed {
+    /// `Transfer-Encoding: chunked` (any Content-Length beside it was rewritten away).
+    Chunked,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// Neither: the body runs until the connection closes.
+    UntilClose,
+}
+
+/// A complete, valid response head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub status: u16,
+    pub framed: Framed,
+    /// The connection must not carry another response (Content-Length beside
+    /// Transfer-Encoding: RFC 9112 §6.3).
+    pub close: bool,
+    /// The head's bytes, as hyper must see them.
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Index into `HTTP/1.` of the next expected byte; 7 is the minor digit.
+    Version(u8),
+    /// After the version: one SP.
+    VersionSp,
+    Status(u8),
+    /// After the status code: SP and a reason, or the end of the line.
+    StatusEnd,
+    Reason,
+    StatusLf,
+    Fields(Fields),
+}
+
+/// Field names whose value matters; bit `i` of `Parser::names` is `NAMES[i]`.
+const NAMES: [&[u8]; 2] = [b"content-length", b"transfer-encoding"];
+const CONTENT_LENGTH: u8 = 1;
+const TRANSFER_ENCODING: u8 = 2;
+const CHUNKED: &[u8] = b"chunked";
+const VERSION: &[u8] = b"HTTP/1.";
+/// What replaces a Content-Length line beside Transfer-Encoding: the same length (padded with
+/// trailing whitespace, which is not part of a field value), and hyper will not reuse the
+/// connection. The shortest Content-Length line, `content-length:0`, is exactly this long.
+const CLOSE: &[u8] = b"connection:close";
+
+#[derive(Clone, Copy, Debug)]
+enum Field {
+    Other,
+    /// Content-Length: its value so far, and whether a digit (then whitespace) was seen.
+    Length {
+        value: u64,
+        digits: bool,
+        done: bool,
+    },
+    /// Transfer-Encoding: bytes of `chunked` matched, and whether trailing whitespace began.
+    Coding {
+        matched: u8,
+        done: bool,
+    },
+}
+
+/// Incremental validator for one response head.
+#[derive(Clone, Debug)]
+pub(crate) struct Parser {
+    max_head: usize,
+    bytes: Vec<u8>,
+    state: State,
+    status: u16,
+    http10: bool,
+    names: u8,
+    name_len: usize,
+    field: Field,
+    line_start: usize,
+    content_length: Option<(u64, usize, usize)>,
+    chunked: bool,
+}
+
+// === impl Parser ===
+
+impl Parser {
+    /// A validator for a head of at most `max_head` bytes.
+    pub(crate) fn new(max_head: usize) -> Self {
+        Self {
+            max_head,
+            bytes: Vec::new(),
+            state: State::Version(0),
+            status: 0,
+            http10: false,
+            names: 0,
+            name_len: 0,
+            field: Field::Other,
+            line_start: 0,
+            content_length: None,
+            chunked: false,
+        }
+    }
+
+    /// Consumes bytes of `buf` up to and including the end of the head: how many, and the head
+    /// when it ended among them.
+    pub(crate) fn feed(&mut self, buf: &[u8]) -> Result<(usize, Option<Head>), &'static str> {
+        for (i, &b) in buf.iter().enumerate() {
+            if self.bytes.len() == self.max_head {
+                return Err("response head too large");
+            }
+            self.bytes.push(b);
+            if self.byte(b)? {
+                return Ok((i + 1, Some(self.finish())));
+            }
+        }
+        Ok((buf.len(), None))
+    }
+
+    fn byte(&mut self, b: u8) -> Result<bool, &'static str> {
+        self.state = match (self.state, b) {
+            (State::Version(i), b)
+                if usize::from(i) < VERSION.len() && b == VERSION[usize::from(i)] =>
+            {
+                State::Version(i + 1)
+            }
+            (State::Version(7), b'0' | b'1') => {
+                self.http10 = b == b'0';
+                State::VersionSp
+            }
+            (State::Version(_), _) => return Err("invalid status line"),
+            (State::VersionSp, b' ') => State::Status(0),
+            (State::Status(n), b'0'..=b'9') => {
+                self.status = self.status * 10 + u16::from(b - b'0');
+                if n == 2 && self.status < 100 {
+                    return Err("invalid status code");
+                }
+                if n == 2 {
+                    State::StatusEnd
+                } else {
+                    State::Status(n + 1)
+                }
+            }
+            (State::StatusEnd, b' ') => State::Reason,
+            (State::StatusEnd | State::Reason, b'\r') => State::StatusLf,
+            (State::Reason, b) if is_field_vchar(b) || b == b' ' || b == b'\t' => State::Reason,
+            (State::VersionSp | State::Status(_) | State::StatusEnd | State::Reason, _) => {
+                return Err("invalid status line")
+            }
+            (State::StatusLf, b'\n') => State::Fields(Fields::LineStart),
+            (State::StatusLf, _) => return Err("bare CR"),
+            (State::Fields(fields), b) => {
+                let (next, event) = fields.step(b)?;
+                match event {
+                    Some(Event::NameStart(b)) => {
+                        self.line_start = self.bytes.len() - 1;
+                        self.names = CONTENT_LENGTH | TRANSFER_ENCODING;
+                        self.name_len = 0;
+                        self.name_byte(b);
+                    }
+                    Some(Event::Name(b)) => self.name_byte(b),
+                    Some(Event::NameEnd) => self.name_end()?,
+                    Some(Event::Value(b)) => self.value_byte(b)?,
+                    Some(Event::ValueEnd) => self.value_end()?,
+                    Some(Event::End) => return Ok(true),
+                    None => {}
+                }
+                State::Fields(next)
+            }
+        };
+        Ok(false)
+    }
+
+    fn name_byte(&mut self, b: u8) {
+        narrow(&mut self.names, &NAMES, self.name_len, b);
+        self.name_len += 1;
+    }
+
+    fn name_end(&mut self) -> Result<(), &'static str> {
+        let is = |bit: u8, i: usize| self.names & bit != 0 && self.name_len == NAMES[i].len();
+        self.field = Field::Other;
+        if is(CONTENT_LENGTH, 0) {
+            if self.content_length.is_some() {
+                return Err("duplicate content-length");
+            }
+            self.field = Field::Length {
+                value: 0,
+                digits: false,
+                done: false,
+            };
+        } else if is(TRANSFER_ENCODING, 1) {
+            if self.chunked {
+                return Err("duplicate transfer-encoding");
+            }
+            if self.http10 {
+                return Err("transfer-encoding in an HTTP/1.0 response");
+            }
+            self.field = Field::Coding {
+                matched: 0,
+                done: false,
+            };
+        }
+        Ok(())
+    }
+
+    fn value_byte(&mut self, b: u8) -> Result<(), &'static str> {
+        let ws = b == b' ' || b == b'\t';
+        match &mut self.field {
+            Field::Other => {}
+            Field::Length {
+                value,
+                digits,
+                done,
+            } => match b {
+                _ if ws => *done |= *digits,
+                b'0'..=b'9' if !*done => {
+                    *digits = true;
+                    *value = value
+                        .checked_mul(10)
+                        .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                        .ok_or("content-length overflow")?;
+                }
+                _ => return Err("invalid content-length"),
+            },
+            Field::Coding { matched, done } => match b {
+                _ if ws => *done |= *matched > 0,
+                b if !*done
+                    && CHUNKED.get(usize::from(*matched)) == Some(&b.to_ascii_lowercase()) =>
+                {
+                    *matched += 1
+                }
+                _ => return Err("unsupported transfer-encoding"),
+            },
+        }
+        Ok(())
+    }
+
+    fn value_end(&mut self) -> Result<(), &'static str> {
+        // The field line ends before its CR, the last byte pushed.
+        let end = self.bytes.len() - 2;
+        match self.field {
+            Field::Other => {}
+            Field::Length { digits: false, .. } => return Err("invalid content-length"),
+            Field::Length { value, .. } => {
+                self.content_length = Some((value, self.line_start, end))
+            }
+            Field::Coding { matched, .. } if usize::from(matched) == CHUNKED.len() => {
+                self.chunked = true
+            }
+            Field::Coding { .. } => return Err("unsupported transfer-encoding"),
+        }
+        self.field = Field::Other;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Head {
+        let mut close = false;
+        let framed = match (self.chunked, self.content_length) {
+            (true, Some((_, start, end))) => {
+                // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the
+                // connection must close after this response.
+                let line = &mut self.bytes[start..end];
+                line.fill(b' ');
+                line[..CLOSE.len()].copy_from_slice(CLOSE);
+                close = true;
+                Framed::Chunked
+            }
+            (true, None) => Framed::Chunked,
+            (false, Some((n, _, _))) => Framed::Length(n),
+            (false, None) => Framed::UntilClose,
+        };
+        Head {
+            status: self.status,
+            framed,
+            close,
+            bytes: std::mem::take(&mut self.bytes),
+        }
+    }
+}
