@@ -186,7 +186,7 @@ fn unknown_field_is_reported_with_line_col_and_expected_names() {
     let e = first_error(yaml);
     assert!(e.starts_with("t.yaml:4:5: unknown field `lisen`"), "{e}");
     assert!(
-        e.contains("name, listen, protocols, tls, limits, http"),
+        e.contains("name, listen, protocols, tls, limits, policies, http"),
         "{e}"
     );
 }
