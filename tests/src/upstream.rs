@@ -154,6 +154,19 @@ impl Upstream {
         Self::with_handler(name, move |_| Reply::text(&n)).await
     }
 
+    /// An upstream named `name` answering `200 <name>`, listening on `addr` (another loopback
+    /// address, or a port shared with upstreams on other addresses).
+    pub async fn start_at(name: &str, addr: SocketAddr) -> std::io::Result<Upstream> {
+        let n = name.to_string();
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self::serve(
+            name,
+            Arc::new(move |_: &RecordedRequest| Reply::text(&n)),
+            None,
+            listener,
+        ))
+    }
+
     /// An upstream whose replies come from `handler`.
     pub async fn with_handler(
         name: &str,
@@ -179,6 +192,15 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
+        Self::serve(name, handler, tls, listener)
+    }
+
+    fn serve(
+        name: &str,
+        handler: Handler,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        listener: TcpListener,
+    ) -> Upstream {
         let addr = listener.local_addr().expect("local_addr");
         let state = Arc::new(State {
             name: name.to_string(),

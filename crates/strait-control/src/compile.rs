@@ -80,22 +80,28 @@ pub fn compile_after(
             .collect(),
         None => HashMap::new(),
     };
+    let dns = live.get_or_insert(crate::dns::KIND, "", 0, crate::dns::DnsCache::default);
     let mut upstreams = Vec::with_capacity(config.upstreams.len());
     let mut by_name: HashMap<&str, Arc<Upstream>> = HashMap::new();
     for (i, u) in config.upstreams.iter().enumerate() {
+        let addresses = crate::dns::expand(u, &dns);
+        // Reused whole when neither its settings nor its DNS answers changed.
+        let unchanged = |running: &Upstream| {
+            running.endpoints.len() == addresses.len()
+                && running
+                    .endpoints
+                    .iter()
+                    .zip(&addresses)
+                    .all(|(e, (a, _))| *e.address == **a)
+        };
         if let Some((_, running)) = previous_upstreams
             .get(u.name.as_str())
-            .filter(|(old, _)| *old == u)
+            .filter(|(old, running)| *old == u && unchanged(running))
         {
             by_name.insert(&u.name, (*running).clone());
             upstreams.push((*running).clone());
             continue;
         }
-        let addresses: Vec<(String, u32)> = u
-            .endpoints
-            .iter()
-            .map(|e| (e.address.clone(), e.weight))
-            .collect();
         match upstream::upstream(u, &addresses, live) {
             Ok(up) => {
                 let up = Arc::new(up);
