@@ -15,7 +15,6 @@ command -v musl-gcc >/dev/null 2>&1 || need+=(musl-tools)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The etcd provider's tests run a real etcd.
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
-command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -32,6 +31,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests drive this binary ($CARGO_TARGET_DIR/debug/strait).
 cargo build -p strait
 cargo test --workspace --no-fail-fast
+# The request-path suites again with a policy that does nothing on every route: the policy
+# pipeline must change no result (tests/src/strait.rs, `with_noop_policy`).
+STRAIT_E2E_NOOP_POLICY=1 cargo test -p strait-e2e --no-fail-fast \
+  --test routing --test forwarding --test protocols --test errors --test lb \
+  --test smuggling --test tls --test paths --test request_head --test resilience
 
 if [ "${STRAIT_SKIP_STATIC:-0}" != 1 ]; then
   scripts/static-build.sh
