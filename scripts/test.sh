@@ -27,6 +27,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/strait-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 cargo fmt --all -- --check
+# Layering: the vocabulary and the policy crates build without the trace exporter's stack.
+if cargo tree -p strait-core -p strait-policy -e normal | grep -E 'tonic|prost|opentelemetry|hyper '; then
+  echo "error: strait-core or strait-policy depends on the crates above" >&2
+  exit 1
+fi
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests drive this binary ($CARGO_TARGET_DIR/debug/strait).
 cargo build -p strait

@@ -296,3 +296,47 @@ async fn consistent_hash_by_cookie_and_path_is_stable_per_key() {
         }
     }
 }
+
+/// An endpoint added by a reload with `initial_state: unhealthy` gets no traffic until its
+/// checks pass; one the reload keeps keeps its health.
+#[tokio::test]
+async fn a_new_endpoint_starting_unhealthy_waits_for_its_checks() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    b.set_status_override(Some(503));
+    let hc = "    health_check: { type: http, path: /healthz, interval: 100ms, timeout: 1s, \
+              healthy_threshold: 1, unhealthy_threshold: 1, initial_state: unhealthy }\n";
+    let s = Strait::start(&config(&endpoint(&a, 1), hc)).await;
+    poll_until(
+        Duration::from_secs(5),
+        "a passes its first check",
+        || async {
+            let seq = sequence(&s, 2, &[]).await;
+            seq.iter().all(|n| n == "a").then_some(())
+        },
+    )
+    .await;
+    let text = std::fs::read_to_string(s.config_path()).unwrap();
+    let added = text.replace(&endpoint(&a, 1), &(endpoint(&a, 1) + &endpoint(&b, 1)));
+    std::fs::write(s.config_path(), added).unwrap();
+    poll_until(Duration::from_secs(5), "the reload is applied", || async {
+        strait_e2e::metrics::sum(&s.metrics().await, "strait_config_version", &[])
+            .eq(&2.0)
+            .then_some(())
+    })
+    .await;
+    // b fails its checks: it never gets a request, not even before its first probe.
+    let seq = sequence(&s, 20, &[]).await;
+    assert!(seq.iter().all(|n| n == "a"), "{seq:?}");
+    assert!(b.requests_except("/healthz").is_empty());
+    b.set_status_override(None);
+    poll_until(
+        Duration::from_secs(5),
+        "b joins once its check passes",
+        || async {
+            let seq = sequence(&s, 4, &[]).await;
+            seq.iter().any(|n| n == "b").then_some(())
+        },
+    )
+    .await;
+}

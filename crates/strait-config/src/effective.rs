@@ -487,6 +487,7 @@ fn health(h: &HealthCheck) -> Node {
         timeout,
         healthy_threshold,
         unhealthy_threshold,
+        initially_healthy,
     } = h;
     let m = match kind {
         HealthCheckKind::Http {
@@ -509,6 +510,14 @@ fn health(h: &HealthCheck) -> Node {
         .put("timeout", *timeout)
         .put("healthy_threshold", int(*healthy_threshold))
         .put("unhealthy_threshold", int(*unhealthy_threshold))
+        .put(
+            "initial_state",
+            if *initially_healthy {
+                "healthy"
+            } else {
+                "unhealthy"
+            },
+        )
         .into()
 }
 

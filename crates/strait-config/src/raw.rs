@@ -223,4 +223,5 @@ pub(crate) struct RawHealthCheck {
     pub timeout: Option<S>,
     pub healthy_threshold: Option<S>,
     pub unhealthy_threshold: Option<S>,
+    pub initial_state: Option<S>,
 }

@@ -456,6 +456,8 @@ pub struct HealthCheck {
     pub healthy_threshold: u32,
     /// Consecutive failures to mark an endpoint unhealthy (default 3).
     pub unhealthy_threshold: u32,
+    /// Whether an endpoint seen for the first time starts healthy (default true).
+    pub initially_healthy: bool,
 }
 
 /// The kind of health probe.

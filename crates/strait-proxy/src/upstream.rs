@@ -197,6 +197,15 @@ impl EndpointState {
     }
 }
 
+impl EndpointState {
+    /// A new endpoint that starts healthy or not (`health_check.initial_state`).
+    pub fn starting(healthy: bool) -> Self {
+        let s = Self::new();
+        s.set_healthy(healthy);
+        s
+    }
+}
+
 impl Default for EndpointState {
     fn default() -> Self {
         Self::new()

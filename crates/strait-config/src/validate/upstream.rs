@@ -348,6 +348,12 @@ fn health_check(cx: &mut Ctx, raw: &Spanned<RawHealthCheck>) -> HealthCheck {
             3,
             (1, 1000),
         ),
+        initially_healthy: cx.token(
+            h.initial_state.as_ref(),
+            "initial_state",
+            &[("healthy", true), ("unhealthy", false)],
+            true,
+        ),
     }
 }
 

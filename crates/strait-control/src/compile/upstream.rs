@@ -54,6 +54,7 @@ pub(super) fn upstream(
         .circuit_breaker
         .as_ref()
         .is_some_and(|b| b.scope == cfg::BreakerScope::Endpoint);
+    let initially_healthy = u.health_check.as_ref().is_none_or(|h| h.initially_healthy);
     let mut endpoints = Vec::with_capacity(addresses.len());
     for (address, weight) in addresses {
         let authority = http::uri::Authority::try_from(address.as_str())
@@ -63,7 +64,11 @@ pub(super) fn upstream(
             address: Arc::from(address.as_str()),
             authority,
             weight: *weight,
-            state: live.get_or_insert(ENDPOINT, &key, transport, EndpointState::new),
+            // Only an endpoint seen for the first time takes the initial state: one a reload
+            // keeps keeps what its checks found.
+            state: live.get_or_insert(ENDPOINT, &key, transport, || {
+                EndpointState::starting(initially_healthy)
+            }),
             breaker: breaker.filter(|_| per_endpoint).map(|s| {
                 live.get_or_insert("breaker.endpoint", &key, fingerprint(&s), || {
                     Breaker::new(s)
