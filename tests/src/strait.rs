@@ -152,14 +152,7 @@ impl Strait {
         for (name, contents) in files {
             std::fs::write(dir.path().join(name), contents).expect("write file");
         }
-        let mut text = String::new();
-        if !yaml.starts_with("admin:") && !yaml.contains("\nadmin:") {
-            text.push_str("admin:\n  listen: 127.0.0.1:0\n");
-        }
-        text.push_str(yaml);
-        if std::env::var_os("STRAIT_E2E_NOOP_POLICY").is_some() {
-            text = with_noop_policy(&text);
-        }
+        let text = prepare(yaml);
         let config = dir.path().join("strait.yaml");
         std::fs::write(&config, &text).expect("write config");
         let path = dir.path().to_path_buf();
@@ -310,6 +303,12 @@ impl Strait {
         &self.config
     }
 
+    /// Replaces the watched config file with `yaml`, completed as [`Strait::start`] does
+    /// (admin on port 0, the no-op policy when `STRAIT_E2E_NOOP_POLICY` is set).
+    pub fn write_config(&self, yaml: &str) {
+        std::fs::write(&self.config, prepare(yaml)).expect("write config");
+    }
+
     /// The temp dir holding the config.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -372,6 +371,20 @@ impl Strait {
         assert_eq!(resp.status(), 200, "GET /metrics status");
         String::from_utf8(resp.into_body().to_vec()).expect("metrics are utf-8")
     }
+}
+
+/// `yaml` with `admin: {listen: 127.0.0.1:0}` prepended when it has no `admin:` section, and
+/// the no-op policy on every route when `STRAIT_E2E_NOOP_POLICY` is set.
+fn prepare(yaml: &str) -> String {
+    let mut text = String::new();
+    if !yaml.starts_with("admin:") && !yaml.contains("\nadmin:") {
+        text.push_str("admin:\n  listen: 127.0.0.1:0\n");
+    }
+    text.push_str(yaml);
+    if std::env::var_os("STRAIT_E2E_NOOP_POLICY").is_some() {
+        text = with_noop_policy(&text);
+    }
+    text
 }
 
 /// Starts `strait run -c config`, collecting its stderr lines.

@@ -316,9 +316,7 @@ async fn a_new_endpoint_starting_unhealthy_waits_for_its_checks() {
         },
     )
     .await;
-    let text = std::fs::read_to_string(s.config_path()).unwrap();
-    let added = text.replace(&endpoint(&a, 1), &(endpoint(&a, 1) + &endpoint(&b, 1)));
-    std::fs::write(s.config_path(), added).unwrap();
+    s.write_config(&config(&(endpoint(&a, 1) + &endpoint(&b, 1)), hc));
     poll_until(Duration::from_secs(5), "the reload is applied", || async {
         strait_e2e::metrics::sum(&s.metrics().await, "strait_config_version", &[])
             .eq(&2.0)

@@ -75,11 +75,12 @@ async fn a_dead_endpoint_without_health_checks_fails_no_request() {
     let failed = statuses.iter().filter(|&&s| s != 200).count();
     assert_eq!(failed, 0, "failed requests out of 1000: {failed}");
     let m = s.metrics().await;
-    // Passive health took the dead endpoint out after its consecutive connect failures.
+    // Passive health took the dead endpoint out after its 5 consecutive connect failures;
+    // the other 3 workers may each have picked it before the ejection landed.
     assert_eq!(sum(&m, "strait_outlier_ejections_total", &[]), 1.0, "{m}");
     let connect_errors = sum(&m, "strait_upstream_connect_errors_total", &[]);
     assert!(
-        connect_errors <= 5.0,
+        connect_errors <= 8.0,
         "connect attempts to the dead endpoint: {connect_errors}"
     );
 }
