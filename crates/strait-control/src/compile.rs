@@ -35,6 +35,12 @@ pub fn compile(
     compile_after(config, version, live, metrics, None)
 }
 
+/// The upstream connection pools, one set per process (kept in live state, so the policies'
+/// upstream clients and the data plane share them).
+pub fn pools(live: &LiveState) -> Arc<strait_proxy::pool::Pools> {
+    live.get_or_insert("pools", "", 0, strait_proxy::pool::Pools::default)
+}
+
 /// The snapshot that replaces `previous`.
 pub struct Previous<'a> {
     /// The configuration `snapshot` was compiled from.
@@ -121,7 +127,9 @@ pub fn compile_after(
     }
     let pcx = PolicyCx {
         live,
-        metrics: metrics.as_ref(),
+        metrics,
+        upstreams: &by_name,
+        pools: pools(live),
     };
     let named = match policy::named(&config.policies, &pcx) {
         Ok(n) => n,

@@ -133,7 +133,11 @@ impl Control {
         let prepared = listeners
             .prepare(&snap)
             .map_err(|(i, msg)| bind_error(&loaded.config, i, msg))?;
-        let shared = Arc::new(Shared::new(snap.clone(), metrics.clone()));
+        let shared = Arc::new(Shared::new(
+            snap.clone(),
+            metrics.clone(),
+            crate::compile::pools(&live),
+        ));
         admin.commit(&loaded.config.admin, admin_prepared);
         listeners.commit(&shared, &snap, prepared);
         let started = Started {

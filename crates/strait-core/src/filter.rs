@@ -24,7 +24,8 @@ pub struct RequestCtx<'a> {
     /// Request head; filters may rewrite headers and the URI, and keep values for later
     /// filters in `head.extensions` (e.g. the consumer an auth filter identified).
     pub head: &'a mut http::request::Parts,
-    /// Downstream peer address.
+    /// The client's address: the peer's, or the one the listener's trusted proxies vouch for
+    /// (`X-Forwarded-For`, PROXY protocol).
     pub client: SocketAddr,
     /// Listener name.
     pub listener: &'a str,

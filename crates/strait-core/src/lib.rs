@@ -9,9 +9,11 @@ pub mod chain;
 pub mod clock;
 pub mod error;
 pub mod filter;
+pub mod identity;
 pub mod live;
 pub mod rand;
 pub mod resilience;
+pub mod subrequest;
 
 pub use chain::{Chain, ChainRun};
 pub use error::{ErrorKind, ProxyError, Side};
@@ -19,4 +21,6 @@ pub use filter::{
     BodyFilter, BodyFlow, Decision, Filter, FilterState, Flow, Hooks, Outcome, Reply, RequestCtx,
     ResponseCtx,
 };
+pub use identity::{Claims, Consumer};
 pub use live::LiveState;
+pub use subrequest::UpstreamClient;

@@ -40,7 +40,7 @@ use crate::{
     Shared,
 };
 
-mod attempt;
+pub(crate) mod attempt;
 
 use attempt::{AttemptError, Sent};
 

@@ -26,6 +26,7 @@ pub mod retry;
 pub mod route;
 pub mod server;
 pub mod snapshot;
+pub mod subrequest;
 pub mod tls;
 mod upguard;
 pub mod upstream;
@@ -43,17 +44,17 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// Metric families.
     pub metrics: Arc<Metrics>,
-    /// Upstream connection pools.
-    pub pools: pool::Pools,
+    /// Upstream connection pools (shared with the policies' upstream clients).
+    pub pools: Arc<pool::Pools>,
 }
 
 impl Shared {
     /// Creates the shared state around a first snapshot.
-    pub fn new(snapshot: Arc<Snapshot>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(snapshot: Arc<Snapshot>, metrics: Arc<Metrics>, pools: Arc<pool::Pools>) -> Self {
         Shared {
             snapshot: ArcSwap::new(snapshot),
             metrics,
-            pools: pool::Pools::default(),
+            pools,
         }
     }
 }

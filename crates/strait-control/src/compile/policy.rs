@@ -8,11 +8,11 @@ use strait_config as cfg;
 use strait_core::{
     live::fingerprint,
     resilience::{RetryBudget, RetryBudgetSettings},
-    Filter, LiveState,
+    Filter, LiveState, UpstreamClient,
 };
 use strait_observe::Metrics;
 use strait_policy::{FaultFilter, HeaderOps, HeadersFilter};
-use strait_proxy::retry::RetryPolicy;
+use strait_proxy::{pool::Pools, retry::RetryPolicy, subrequest::Client, upstream::Upstream};
 
 /// A compiled policy.
 #[derive(Clone)]
@@ -26,7 +26,27 @@ pub(super) enum Compiled {
 /// What compiling policies needs.
 pub(super) struct PolicyCx<'a> {
     pub live: &'a LiveState,
-    pub metrics: &'a Metrics,
+    pub metrics: &'a Arc<Metrics>,
+    /// The snapshot's upstreams by name, for policies that send their own requests.
+    pub upstreams: &'a HashMap<&'a str, Arc<Upstream>>,
+    pub pools: Arc<Pools>,
+}
+
+impl PolicyCx<'_> {
+    /// A client for upstream `name` (JWKS fetches, forward auth, call-outs), through the
+    /// data plane's pools.
+    #[allow(dead_code)]
+    pub fn client(&self, name: &str) -> Result<Arc<dyn UpstreamClient>, String> {
+        let up = self
+            .upstreams
+            .get(name)
+            .ok_or_else(|| format!("unknown upstream {name}"))?;
+        Ok(Arc::new(Client::new(
+            up.clone(),
+            self.pools.clone(),
+            self.metrics.clone(),
+        )))
+    }
 }
 
 /// Compiles every named policy once; routes share them.

@@ -20,19 +20,19 @@ use crate::retry::is_idempotent;
 use crate::upstream::{Endpoint, Upstream};
 
 /// A response head and the HTTP/1.1 connection it came on (to pool when the exchange ends).
-pub(super) struct Sent {
+pub(crate) struct Sent {
     pub response: Response<Incoming>,
     pub conn: Option<H1Conn>,
 }
 
 /// A failed attempt, with the request when it was never sent.
-pub(super) struct AttemptError {
+pub(crate) struct AttemptError {
     pub error: ProxyError,
     pub request: Option<Request<ProxyBody>>,
 }
 
 /// Sends `req` to `endpoint` and waits up to `timeout` for the response head.
-pub(super) async fn send(
+pub(crate) async fn send(
     pool: &Arc<EndpointPool>,
     upstream: &Upstream,
     endpoint: &Endpoint,
