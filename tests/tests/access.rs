@@ -72,7 +72,10 @@ async fn forwarded_for_is_believed_only_from_trusted_peers_and_feeds_ip_rules() 
     // chain and appends the peer.
     let r = exchange(web, &get("/", &xff("203.0.113.5"))).await;
     assert_eq!(r.status(), Some(200), "{}", r.text());
-    assert_eq!(up.requests()[0].header("x-forwarded-for"), "203.0.113.5, 127.0.0.1");
+    assert_eq!(
+        up.requests()[0].header("x-forwarded-for"),
+        "203.0.113.5, 127.0.0.1"
+    );
     // A denied client, direct and behind a trusted hop.
     for chain in ["198.51.100.7", "198.51.100.7, 127.0.0.5", "2001:db8:bad::1"] {
         let r = exchange(web, &get("/", &xff(chain))).await;
@@ -104,7 +107,10 @@ async fn forwarded_for_is_believed_only_from_trusted_peers_and_feeds_ip_rules() 
     assert_eq!(log[1]["policy"], "no-evil");
     assert_eq!(log[1]["status"], 403);
     assert_eq!(log[1]["client_address"], "198.51.100.7:0");
-    assert!(log[6]["client_address"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(log[6]["client_address"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
 }
 
 fn v2_header(src: [u8; 4], port: u16) -> Vec<u8> {
@@ -143,7 +149,11 @@ async fn proxy_protocol_names_the_client_and_refuses_connections_without_a_valid
     let r = exchange(web, &with(b"PROXY UNKNOWN\r\n")).await;
     assert_eq!(r.status(), Some(200), "UNKNOWN keeps the peer");
     let r = exchange(web, &with(b"PROXY TCP4 198.51.100.9 127.0.0.1 1 2\r\n")).await;
-    assert_eq!(r.status(), Some(403), "the header's address is the client for ip_rules");
+    assert_eq!(
+        r.status(),
+        Some(403),
+        "the header's address is the client for ip_rules"
+    );
 
     // Refused: no header, a malformed one, an oversized one, a slow one. Closed, no response.
     let mut oversized = b"PROXY TCP4 ".to_vec();
@@ -163,8 +173,16 @@ async fn proxy_protocol_names_the_client_and_refuses_connections_without_a_valid
     let started = std::time::Instant::now();
     let r = read_until_close(&mut slow, Duration::from_secs(5)).await;
     assert!(r.closed && r.bytes.is_empty(), "slow: {}", r.text());
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-    assert_eq!(up.requests().len(), 4, "refused connections never reached the upstream");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        up.requests().len(),
+        4,
+        "refused connections never reached the upstream"
+    );
 
     let m = s.metrics().await;
     assert_eq!(
@@ -206,7 +224,9 @@ async fn proxy_protocol_comes_before_tls() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let mut tcp = TcpStream::connect(s.web()).await.unwrap();
-    tcp.write_all(&v2_header([192, 0, 2, 44], 7000)).await.unwrap();
+    tcp.write_all(&v2_header([192, 0, 2, 44], 7000))
+        .await
+        .unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = within(
         Duration::from_secs(10),
@@ -231,7 +251,10 @@ async fn proxy_protocol_comes_before_tls() {
 #[tokio::test]
 async fn request_limits_answer_413_for_large_bodies_and_504_past_the_deadline() {
     let up = Upstream::start("up").await;
-    let slow = Upstream::with_handler("slow", |_| Reply::text("late").delay(Duration::from_secs(3))).await;
+    let slow = Upstream::with_handler("slow", |_| {
+        Reply::text("late").delay(Duration::from_secs(3))
+    })
+    .await;
     let yaml = format!(
         "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n\
          policies:\n  - name: small-bodies\n    request_limits: {{ max_body: 1KiB, timeout: 400ms }}\n\
@@ -266,12 +289,19 @@ async fn request_limits_answer_413_for_large_bodies_and_504_past_the_deadline() 
     chunked.extend_from_slice(b"0\r\n\r\n");
     let r = exchange(web, &post("Transfer-Encoding: chunked\r\n", &chunked)).await;
     assert_eq!(r.status(), Some(413), "{}", r.text());
-    assert_eq!(up.requests().iter().filter(|q| q.body_len > 1024).count(), 0);
+    assert_eq!(
+        up.requests().iter().filter(|q| q.body_len > 1024).count(),
+        0
+    );
     // The upstream answers after the route's deadline.
     let started = std::time::Instant::now();
     let r = exchange(web, &get("/slow", "")).await;
     assert_eq!(r.status(), Some(504), "{}", r.text());
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 
     let m = s.metrics().await;
     assert_eq!(denials(&m, "small-bodies", "body_too_large"), 2.0, "{m}");
@@ -304,12 +334,25 @@ async fn cors_answers_preflights_and_decorates_allowed_responses() {
         )
         .into_bytes()
     };
-    let r = exchange(web, &preflight("https://app.example", "POST", "content-type, Authorization")).await;
+    let r = exchange(
+        web,
+        &preflight("https://app.example", "POST", "content-type, Authorization"),
+    )
+    .await;
     let t = r.text().to_ascii_lowercase();
     assert_eq!(r.status(), Some(204), "{t}");
-    assert!(t.contains("access-control-allow-origin: https://app.example\r\n"), "{t}");
-    assert!(t.contains("access-control-allow-methods: get, post\r\n"), "{t}");
-    assert!(t.contains("access-control-allow-credentials: true\r\n"), "{t}");
+    assert!(
+        t.contains("access-control-allow-origin: https://app.example\r\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("access-control-allow-methods: get, post\r\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("access-control-allow-credentials: true\r\n"),
+        "{t}"
+    );
     assert!(t.contains("access-control-max-age: 600\r\n"), "{t}");
     assert!(t.contains("vary: origin"), "{t}");
     let r = exchange(web, &preflight("https://a.b.Example.com", "GET", "")).await;
@@ -321,18 +364,39 @@ async fn cors_answers_preflights_and_decorates_allowed_responses() {
         ("https://example.com.evil.com", "GET", ""),
     ] {
         let r = exchange(web, &preflight(origin, method, headers)).await;
-        assert_eq!(r.status(), Some(403), "{origin} {method} {headers}: {}", r.text());
-        assert!(!r.text().to_ascii_lowercase().contains("access-control-allow-origin"));
+        assert_eq!(
+            r.status(),
+            Some(403),
+            "{origin} {method} {headers}: {}",
+            r.text()
+        );
+        assert!(!r
+            .text()
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin"));
     }
-    assert_eq!(up.requests().len(), 0, "preflights are answered at the gateway");
+    assert_eq!(
+        up.requests().len(),
+        0,
+        "preflights are answered at the gateway"
+    );
 
     // Actual requests: allowed origin gets the headers, others do not; both vary on Origin.
     let r = exchange(web, &get("/", "Origin: https://app.example\r\n")).await;
     let t = r.text().to_ascii_lowercase();
     assert_eq!(r.status(), Some(200));
-    assert!(t.contains("access-control-allow-origin: https://app.example\r\n"), "{t}");
-    assert!(t.contains("access-control-allow-credentials: true\r\n"), "{t}");
-    assert!(t.contains("access-control-expose-headers: x-total\r\n"), "{t}");
+    assert!(
+        t.contains("access-control-allow-origin: https://app.example\r\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("access-control-allow-credentials: true\r\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("access-control-expose-headers: x-total\r\n"),
+        "{t}"
+    );
     assert!(t.contains("vary: origin"), "{t}");
     let r = exchange(web, &get("/", "Origin: https://evil.example\r\n")).await;
     let t = r.text().to_ascii_lowercase();
@@ -362,7 +426,10 @@ fn config_errors_name_the_line() {
     for (needle, msg) in [
         ("10.0.0.0/33", "prefix length must be at most 32"),
         ("not-an-ip", "not an address block"),
-        ("allow_credentials: true", "cannot be combined with allow_credentials"),
+        (
+            "allow_credentials: true",
+            "cannot be combined with allow_credentials",
+        ),
         ("a.example/path", "no path"),
     ] {
         let line = line_of(yaml, needle);

@@ -253,7 +253,10 @@ fn listener(l: &Listener) -> Node {
         )
         .put("http", http)
         .put("proxy_protocol", *proxy_protocol)
-        .opt("client_address", client_address.as_ref().map(access::client_address))
+        .opt(
+            "client_address",
+            client_address.as_ref().map(access::client_address),
+        )
         .put("policies", policy::refs(policies))
         .into()
 }

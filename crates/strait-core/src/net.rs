@@ -22,9 +22,9 @@ impl FromStr for Cidr {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("`{s}` is not an address block such as 10.0.0.0/8 or 2001:db8::/32"))?;
+        let addr: IpAddr = a.parse().map_err(|_| {
+            format!("`{s}` is not an address block such as 10.0.0.0/8 or 2001:db8::/32")
+        })?;
         let mapped = matches!(addr, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
         let addr = canonical(addr);
         let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -227,11 +227,28 @@ mod tests {
 
     #[test]
     fn cidr_parsing() {
-        assert_eq!("10.1.2.3/8".parse::<Cidr>().unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            "10.1.2.3/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
         assert_eq!("192.0.2.1".parse::<Cidr>().unwrap().len, 32);
-        assert_eq!("::ffff:10.0.0.0/104".parse::<Cidr>().unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!("2001:db8::1/32".parse::<Cidr>().unwrap().to_string(), "2001:db8::/32");
-        for bad in ["10.0.0.0/33", "::/129", "10.0.0/8", "x", "10.0.0.0/", "10.0.0.0/-1", ""] {
+        assert_eq!(
+            "::ffff:10.0.0.0/104".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            "2001:db8::1/32".parse::<Cidr>().unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "x",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
     }
@@ -253,10 +270,20 @@ mod tests {
     fn forwarded_entries() {
         assert_eq!(forwarded_entry(" 192.0.2.1 "), Some(ip("192.0.2.1")));
         assert_eq!(forwarded_entry("192.0.2.1:8080"), Some(ip("192.0.2.1")));
-        assert_eq!(forwarded_entry("[2001:db8::1]:443"), Some(ip("2001:db8::1")));
+        assert_eq!(
+            forwarded_entry("[2001:db8::1]:443"),
+            Some(ip("2001:db8::1"))
+        );
         assert_eq!(forwarded_entry("[2001:db8::1]"), Some(ip("2001:db8::1")));
         assert_eq!(forwarded_entry("2001:db8::1"), Some(ip("2001:db8::1")));
-        for bad in ["unknown", "_hidden", "192.0.2.1:", "[::1]x", "1.2.3.4:123456", ""] {
+        for bad in [
+            "unknown",
+            "_hidden",
+            "192.0.2.1:",
+            "[::1]x",
+            "1.2.3.4:123456",
+            "",
+        ] {
             assert_eq!(forwarded_entry(bad), None, "{bad}");
         }
     }
@@ -272,13 +299,25 @@ mod tests {
         // Untrusted peer: the header is ignored.
         assert_eq!(walk("203.0.113.9", &["1.1.1.1"], &t), ip("203.0.113.9"));
         // Trusted peer: right-most untrusted entry; spoofed left entries do not matter.
-        assert_eq!(walk("10.0.0.1", &["6.6.6.6, 1.1.1.1, 10.0.0.2"], &t), ip("1.1.1.1"));
+        assert_eq!(
+            walk("10.0.0.1", &["6.6.6.6, 1.1.1.1, 10.0.0.2"], &t),
+            ip("1.1.1.1")
+        );
         // Several header lines read as one list.
-        assert_eq!(walk("10.0.0.1", &["6.6.6.6", "1.1.1.1", "10.0.0.2"], &t), ip("1.1.1.1"));
+        assert_eq!(
+            walk("10.0.0.1", &["6.6.6.6", "1.1.1.1", "10.0.0.2"], &t),
+            ip("1.1.1.1")
+        );
         // All trusted: the left-most.
-        assert_eq!(walk("10.0.0.1", &["10.9.9.9, 10.0.0.2"], &t), ip("10.9.9.9"));
+        assert_eq!(
+            walk("10.0.0.1", &["10.9.9.9, 10.0.0.2"], &t),
+            ip("10.9.9.9")
+        );
         // Malformed stops the walk at the last good address.
-        assert_eq!(walk("10.0.0.1", &["1.1.1.1, garbage, 10.0.0.2"], &t), ip("10.0.0.2"));
+        assert_eq!(
+            walk("10.0.0.1", &["1.1.1.1, garbage, 10.0.0.2"], &t),
+            ip("10.0.0.2")
+        );
         assert_eq!(walk("10.0.0.1", &["garbage"], &t), ip("10.0.0.1"));
         // No header: the peer.
         assert_eq!(walk("10.0.0.1", &[], &t), ip("10.0.0.1"));

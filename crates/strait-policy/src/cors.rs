@@ -34,12 +34,18 @@ impl OriginRule {
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         };
-        if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+        if scheme.is_empty()
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
             return Err(format!("origin `{s}` has an invalid scheme"));
         }
         if let Some(rest) = host.strip_prefix("*.") {
             if !host_ok(rest) || rest.contains('*') {
-                return Err(format!("origin `{s}`: only a leading `*.` label is allowed"));
+                return Err(format!(
+                    "origin `{s}`: only a leading `*.` label is allowed"
+                ));
             }
             return Ok(OriginRule::Subdomain {
                 prefix: format!("{scheme}://"),
@@ -133,9 +139,7 @@ impl CorsFilter {
             methods: join(&methods)?.unwrap_or(HeaderValue::from_static("GET, HEAD, POST")),
             headers: join(&s.allow_headers)?,
             expose: join(&s.expose_headers)?,
-            max_age: s
-                .max_age
-                .map(|d| HeaderValue::from(d.as_secs())),
+            max_age: s.max_age.map(|d| HeaderValue::from(d.as_secs())),
             s,
         })
     }
@@ -150,7 +154,10 @@ impl CorsFilter {
             // The CORS-safelisted methods.
             return matches!(m, b"GET" | b"HEAD" | b"POST");
         }
-        self.s.allow_methods.iter().any(|x| x.as_str().as_bytes() == m)
+        self.s
+            .allow_methods
+            .iter()
+            .any(|x| x.as_str().as_bytes() == m)
     }
 
     fn headers_allowed(&self, req: &http::HeaderMap) -> bool {
@@ -161,9 +168,16 @@ impl CorsFilter {
             .iter()
             .all(|v| match v.to_str() {
                 Err(_) => false,
-                Ok(list) => list.split(',').map(str::trim).filter(|h| !h.is_empty()).all(|h| {
-                    self.s.allow_headers.iter().any(|a| a.eq_ignore_ascii_case(h))
-                }),
+                Ok(list) => list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .all(|h| {
+                        self.s
+                            .allow_headers
+                            .iter()
+                            .any(|a| a.eq_ignore_ascii_case(h))
+                    }),
             })
     }
 
@@ -176,19 +190,33 @@ impl CorsFilter {
         }
     }
 
-    fn preflight(&self, head: &http::request::Parts, origin: &HeaderValue, method: &HeaderValue) -> Reply {
+    fn preflight(
+        &self,
+        head: &http::request::Parts,
+        origin: &HeaderValue,
+        method: &HeaderValue,
+    ) -> Reply {
         if !(self.origin_allowed(origin)
             && self.method_allowed(method.as_bytes())
             && self.headers_allowed(&head.headers))
         {
-            let mut r = Reply::text(StatusCode::FORBIDDEN, "strait: CORS request not allowed\n", "cors_denied");
-            r.response.headers_mut().insert(header::VARY, HeaderValue::from_static("Origin"));
+            let mut r = Reply::text(
+                StatusCode::FORBIDDEN,
+                "strait: CORS request not allowed\n",
+                "cors_denied",
+            );
+            r.response
+                .headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Origin"));
             return r;
         }
         let mut resp = http::Response::new(Bytes::new());
         *resp.status_mut() = StatusCode::NO_CONTENT;
         let h = resp.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin(origin));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            self.allow_origin(origin),
+        );
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, self.methods.clone());
         if self.any_header {
             // Echo what was asked: `*` is not honoured by every browser for every header.
@@ -199,7 +227,10 @@ impl CorsFilter {
             h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v.clone());
         }
         if self.s.allow_credentials {
-            h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
         if let Some(v) = &self.max_age {
             h.insert(header::ACCESS_CONTROL_MAX_AGE, v.clone());
@@ -238,7 +269,7 @@ impl Filter for CorsFilter {
         };
         if ctx.head.method == Method::OPTIONS {
             if let Some(m) = ctx.head.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD) {
-                return Flow::Reply(self.preflight(ctx.head, origin, m));
+                return Flow::Reply(self.preflight(&*ctx.head, origin, m));
             }
         }
         if self.origin_allowed(origin) {
@@ -254,19 +285,27 @@ impl Filter for CorsFilter {
     ) -> Flow<'a> {
         let h = &mut ctx.head.headers;
         if let Some(Allowed(origin)) = state.take::<Allowed>() {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin(&origin));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                self.allow_origin(&origin),
+            );
             if self.s.allow_credentials {
-                h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
             }
             if let Some(v) = &self.expose {
                 h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v.clone());
             }
         }
         // The answer depends on Origin whenever the policy runs: caches must key on it.
-        let varies = h
-            .get_all(header::VARY)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case("origin") || p.trim() == "*")));
+        let varies = h.get_all(header::VARY).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("origin") || p.trim() == "*")
+            })
+        });
         if !varies {
             h.append(header::VARY, HeaderValue::from_static("Origin"));
         }
@@ -298,7 +337,13 @@ mod tests {
         assert!(!w.matches(b"https://evil.com/.example.com"));
         assert!(!w.matches(b"https://evilexample.com"));
         assert!(!w.matches(b"http://a.example.com"));
-        for bad in ["app.example", "https://a.example/path", "https://a*.example", "https://*.*.x", "://x"] {
+        for bad in [
+            "app.example",
+            "https://a.example/path",
+            "https://a*.example",
+            "https://*.*.x",
+            "://x",
+        ] {
             assert!(OriginRule::parse(bad).is_err(), "{bad}");
         }
         assert!(CorsFilter::new(

@@ -65,7 +65,11 @@ mod tests {
 
     #[test]
     fn deny_wins_and_allow_list_closes() {
-        let f = IpRulesFilter::new("p", &[c("192.0.2.0/24"), c("2001:db8::/32")], &[c("192.0.2.66")]);
+        let f = IpRulesFilter::new(
+            "p",
+            &[c("192.0.2.0/24"), c("2001:db8::/32")],
+            &[c("192.0.2.66")],
+        );
         assert!(f.admits("192.0.2.1".parse().unwrap()));
         assert!(f.admits("::ffff:192.0.2.1".parse().unwrap()));
         assert!(!f.admits("192.0.2.66".parse().unwrap()));

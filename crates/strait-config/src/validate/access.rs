@@ -25,10 +25,16 @@ pub(super) fn ip_rules(cx: &mut Ctx, raw: &Spanned<RawIpRules>) -> IpRulesPolicy
     let deny = cidrs(cx, r.deny.as_ref(), "ip_rules.deny");
     if r.allow.as_ref().is_some_and(|l| l.value.is_empty()) {
         let at = r.allow.as_ref().map_or(pos(raw), pos);
-        cx.err(at, "ip_rules.allow is empty: omit it to allow every address not denied");
+        cx.err(
+            at,
+            "ip_rules.allow is empty: omit it to allow every address not denied",
+        );
     }
     if r.allow.is_none() && r.deny.is_none() {
-        cx.err(pos(raw), "ip_rules does nothing: set `allow`, `deny` or both");
+        cx.err(
+            pos(raw),
+            "ip_rules does nothing: set `allow`, `deny` or both",
+        );
     }
     IpRulesPolicy { allow, deny }
 }
@@ -36,12 +42,20 @@ pub(super) fn ip_rules(cx: &mut Ctx, raw: &Spanned<RawIpRules>) -> IpRulesPolicy
 pub(super) fn request_limits(cx: &mut Ctx, raw: &Spanned<RawRequestLimits>) -> RequestLimitsPolicy {
     let r = &raw.value;
     if r.max_body.is_none() && r.timeout.is_none() {
-        cx.err(pos(raw), "request_limits does nothing: set `max_body`, `timeout` or both");
+        cx.err(
+            pos(raw),
+            "request_limits does nothing: set `max_body`, `timeout` or both",
+        );
     }
     RequestLimitsPolicy {
         max_body: cx.size(r.max_body.as_ref(), "request_limits.max_body", 0),
         timeout: r.timeout.as_ref().map(|t| {
-            cx.duration(Some(t), "request_limits.timeout", Duration::from_secs(1), false)
+            cx.duration(
+                Some(t),
+                "request_limits.timeout",
+                Duration::from_secs(1),
+                false,
+            )
         }),
     }
 }
@@ -56,9 +70,13 @@ fn origin_ok(o: &str) -> bool {
     };
     let host = host.strip_prefix("*.").unwrap_or(host);
     !scheme.is_empty()
-        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
         && !host.is_empty()
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
 }
 
 fn names(cx: &mut Ctx, raw: Option<&Spanned<Vec<S>>>, field: &str, star: bool) -> Vec<String> {
@@ -80,7 +98,10 @@ pub(super) fn cors(cx: &mut Ctx, raw: &Spanned<RawCors>) -> CorsPolicy {
     let r = &raw.value;
     let mut allow_origins = Vec::new();
     match &r.allow_origins {
-        None => cx.err(pos(raw), "cors needs `allow_origins` (e.g. [\"https://app.example\"])"),
+        None => cx.err(
+            pos(raw),
+            "cors needs `allow_origins` (e.g. [\"https://app.example\"])",
+        ),
         Some(l) if l.value.is_empty() => cx.err(pos(l), "cors.allow_origins is empty"),
         Some(l) => {
             for s in &l.value {
@@ -100,12 +121,20 @@ pub(super) fn cors(cx: &mut Ctx, raw: &Spanned<RawCors>) -> CorsPolicy {
         }
     }
     let mut allow_methods = Vec::new();
-    for s in r.allow_methods.as_ref().map(|l| l.value.as_slice()).unwrap_or_default() {
+    for s in r
+        .allow_methods
+        .as_ref()
+        .map(|l| l.value.as_slice())
+        .unwrap_or_default()
+    {
         let m = s.value.to_ascii_uppercase();
         if http::Method::from_bytes(m.as_bytes()).is_ok() && !m.is_empty() {
             allow_methods.push(m);
         } else {
-            cx.err(pos(s), format!("cors.allow_methods: `{}` is not a method", s.value));
+            cx.err(
+                pos(s),
+                format!("cors.allow_methods: `{}` is not a method", s.value),
+            );
         }
     }
     let allow_headers = names(cx, r.allow_headers.as_ref(), "cors.allow_headers", true);
@@ -137,8 +166,16 @@ pub(super) fn cors(cx: &mut Ctx, raw: &Spanned<RawCors>) -> CorsPolicy {
 
 pub(super) fn client_address(cx: &mut Ctx, raw: &Spanned<RawClientAddress>) -> ClientAddress {
     let r = &raw.value;
-    let trusted_proxies = cidrs(cx, r.trusted_proxies.as_ref(), "client_address.trusted_proxies");
-    if trusted_proxies.is_empty() && r.trusted_proxies.as_ref().is_none_or(|l| l.value.is_empty()) {
+    let trusted_proxies = cidrs(
+        cx,
+        r.trusted_proxies.as_ref(),
+        "client_address.trusted_proxies",
+    );
+    if trusted_proxies.is_empty()
+        && r.trusted_proxies
+            .as_ref()
+            .is_none_or(|l| l.value.is_empty())
+    {
         cx.err(
             pos(raw),
             "client_address needs `trusted_proxies`: the peers whose forwarded-for header is believed",

@@ -134,7 +134,9 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
         return Some(PolicySpec::IpRules(super::access::ip_rules(cx, x)));
     }
     if let Some(x) = &p.request_limits {
-        return Some(PolicySpec::RequestLimits(super::access::request_limits(cx, x)));
+        return Some(PolicySpec::RequestLimits(super::access::request_limits(
+            cx, x,
+        )));
     }
     if let Some(x) = &p.cors {
         return Some(PolicySpec::Cors(super::access::cors(cx, x)));

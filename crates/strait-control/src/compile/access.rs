@@ -24,7 +24,9 @@ pub(super) fn cors(name: &str, p: &cfg::CorsPolicy) -> Result<Arc<dyn Filter>, S
     let allow_methods = p
         .allow_methods
         .iter()
-        .map(|m| http::Method::from_bytes(m.as_bytes()).map_err(|e| format!("policy {name}: cors: {e}")))
+        .map(|m| {
+            http::Method::from_bytes(m.as_bytes()).map_err(|e| format!("policy {name}: cors: {e}"))
+        })
         .collect::<Result<_, _>>()?;
     let s = CorsSettings {
         allow_origins,
@@ -34,5 +36,7 @@ pub(super) fn cors(name: &str, p: &cfg::CorsPolicy) -> Result<Arc<dyn Filter>, S
         allow_credentials: p.allow_credentials,
         max_age: p.max_age,
     };
-    Ok(Arc::new(CorsFilter::new(name, s).map_err(|e| format!("policy {name}: {e}"))?))
+    Ok(Arc::new(
+        CorsFilter::new(name, s).map_err(|e| format!("policy {name}: {e}"))?,
+    ))
 }

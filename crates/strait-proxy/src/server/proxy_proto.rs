@@ -92,9 +92,13 @@ pub(crate) fn parse(h: &[u8]) -> Result<Option<SocketAddr>, Bad> {
     };
     let ip = |s: &str| -> Result<IpAddr, Bad> {
         if v6 {
-            s.parse::<Ipv6Addr>().map(IpAddr::V6).map_err(|_| Bad::Malformed)
+            s.parse::<Ipv6Addr>()
+                .map(IpAddr::V6)
+                .map_err(|_| Bad::Malformed)
         } else {
-            s.parse::<Ipv4Addr>().map(IpAddr::V4).map_err(|_| Bad::Malformed)
+            s.parse::<Ipv4Addr>()
+                .map(IpAddr::V4)
+                .map_err(|_| Bad::Malformed)
         }
     };
     let port = |s: &str| -> Result<u16, Bad> {
@@ -103,7 +107,7 @@ pub(crate) fn parse(h: &[u8]) -> Result<Option<SocketAddr>, Bad> {
         }
         s.parse().map_err(|_| Bad::Malformed)
     };
-    let (src, _dst, sport, _dport) = (ip(src)?, ip(dst)?, port(sport)?, port(dport)?);
+    let (src, _dst, sport, _dport) = (ip(*src)?, ip(*dst)?, port(*sport)?, port(*dport)?);
     Ok(Some(SocketAddr::new(src, sport)))
 }
 
@@ -128,7 +132,10 @@ fn parse_v2(h: &[u8]) -> Result<Option<SocketAddr>, Bad> {
         1 => {
             let a = body.get(..12).ok_or(Bad::Malformed)?;
             let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
-            Ok(Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([a[8], a[9]]))))
+            Ok(Some(SocketAddr::new(
+                IpAddr::V4(ip),
+                u16::from_be_bytes([a[8], a[9]]),
+            )))
         }
         2 => {
             let a = body.get(..36).ok_or(Bad::Malformed)?;
@@ -142,7 +149,10 @@ fn parse_v2(h: &[u8]) -> Result<Option<SocketAddr>, Bad> {
 }
 
 /// Reads the header off `tcp` within `timeout`, taking exactly its bytes.
-pub(crate) async fn read(tcp: &mut TcpStream, timeout: Duration) -> Result<Option<SocketAddr>, Bad> {
+pub(crate) async fn read(
+    tcp: &mut TcpStream,
+    timeout: Duration,
+) -> Result<Option<SocketAddr>, Bad> {
     match tokio::time::timeout(timeout, read_inner(tcp)).await {
         Ok(r) => r,
         Err(_) => Err(Bad::Timeout),
@@ -229,7 +239,10 @@ mod tests {
         let mut six = vec![0u8; 36];
         six[15] = 1;
         six[33] = 80;
-        assert_eq!(parse(&v2(1, 0x21, &six)), Ok(Some("[::1]:80".parse().unwrap())));
+        assert_eq!(
+            parse(&v2(1, 0x21, &six)),
+            Ok(Some("[::1]:80".parse().unwrap()))
+        );
         let mut huge = v2(1, 0x11, &body);
         huge[14] = 0xff;
         assert_eq!(peek(&huge), Err(Bad::TooLarge));
