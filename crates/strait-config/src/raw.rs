@@ -7,9 +7,9 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+pub(crate) use access::*;
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
-pub(crate) use access::*;
 pub(crate) use policy::*;
 
 mod access;

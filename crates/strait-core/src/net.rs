@@ -116,8 +116,8 @@ impl IpSet {
             }
         }
         // Longest prefixes first: specific blocks are the likelier hits in practice.
-        set.v4.sort_by(|a, b| b.0.cmp(&a.0));
-        set.v6.sort_by(|a, b| b.0.cmp(&a.0));
+        set.v4.sort_by_key(|e| std::cmp::Reverse(e.0));
+        set.v6.sort_by_key(|e| std::cmp::Reverse(e.0));
         set
     }
 

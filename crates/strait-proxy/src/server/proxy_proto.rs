@@ -107,7 +107,7 @@ pub(crate) fn parse(h: &[u8]) -> Result<Option<SocketAddr>, Bad> {
         }
         s.parse().map_err(|_| Bad::Malformed)
     };
-    let (src, _dst, sport, _dport) = (ip(*src)?, ip(*dst)?, port(*sport)?, port(*dport)?);
+    let (src, _dst, sport, _dport) = (ip(src)?, ip(dst)?, port(sport)?, port(dport)?);
     Ok(Some(SocketAddr::new(src, sport)))
 }
 
