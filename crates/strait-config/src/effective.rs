@@ -8,6 +8,7 @@ use crate::policy::Backend;
 use crate::provider::{EtcdSettings, EtcdTls, Password, ProviderKind, ProviderSettings};
 use crate::types::*;
 
+mod access;
 mod node;
 mod policy;
 
@@ -159,6 +160,8 @@ fn listener(l: &Listener) -> Node {
         limits,
         policies,
         http,
+        proxy_protocol,
+        client_address,
     } = l;
     let ListenerHttp {
         normalize_path,
@@ -249,6 +252,11 @@ fn listener(l: &Listener) -> Node {
                 .put("ping_timeout", *ping_timeout),
         )
         .put("http", http)
+        .put("proxy_protocol", *proxy_protocol)
+        .opt(
+            "client_address",
+            client_address.as_ref().map(access::client_address),
+        )
         .put("policies", policy::refs(policies))
         .into()
 }

@@ -22,6 +22,12 @@ pub enum PolicySpec {
     Retry(RetryPolicy),
     /// Injected aborts and delays, for chaos tests and game days.
     Fault(FaultPolicy),
+    /// Client address allow and deny lists.
+    IpRules(crate::IpRulesPolicy),
+    /// Per-route body cap and request deadline.
+    RequestLimits(crate::RequestLimitsPolicy),
+    /// Cross-origin resource sharing: preflights and response headers.
+    Cors(crate::CorsPolicy),
 }
 
 impl PolicySpec {
@@ -31,6 +37,9 @@ impl PolicySpec {
             PolicySpec::Headers(_) => "headers",
             PolicySpec::Retry(_) => "retry",
             PolicySpec::Fault(_) => "fault",
+            PolicySpec::IpRules(_) => "ip_rules",
+            PolicySpec::RequestLimits(_) => "request_limits",
+            PolicySpec::Cors(_) => "cors",
         }
     }
 
@@ -42,6 +51,9 @@ impl PolicySpec {
     /// fault 700, header edits 800, then forwarding (retry 1000).
     pub fn rank(&self) -> u16 {
         match self {
+            PolicySpec::IpRules(_) => 100,
+            PolicySpec::RequestLimits(_) => 200,
+            PolicySpec::Cors(_) => 300,
             PolicySpec::Fault(_) => 700,
             PolicySpec::Headers(_) => 800,
             PolicySpec::Retry(_) => 1000,

@@ -7,10 +7,12 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+pub(crate) use access::*;
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
 pub(crate) use policy::*;
 
+mod access;
 mod forms;
 mod policy;
 
@@ -62,6 +64,8 @@ pub(crate) struct RawListener {
     pub limits: Option<RawLimits>,
     pub policies: Option<Spanned<Vec<Spanned<RawPolicyRef>>>>,
     pub http: Option<RawListenerHttp>,
+    pub proxy_protocol: Option<Spanned<bool>>,
+    pub client_address: Option<Spanned<RawClientAddress>>,
 }
 
 #[derive(Deserialize)]

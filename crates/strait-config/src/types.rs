@@ -91,6 +91,10 @@ pub struct Listener {
     pub policies: Vec<PolicyRef>,
     /// How request targets and header names are cleaned before routing.
     pub http: ListenerHttp,
+    /// Expect a PROXY protocol (v1 or v2) header before anything else on each connection.
+    pub proxy_protocol: bool,
+    /// Resolve the client from a forwarded-for header sent by trusted proxies.
+    pub client_address: Option<crate::ClientAddress>,
 }
 
 /// Request-head hygiene of a listener (`listeners[].http`).

@@ -18,6 +18,7 @@ use crate::raw::{RawConfig, RawLimits, RawListener, RawListenerTls, S};
 use crate::types::*;
 use crate::units::{parse_duration, parse_size};
 
+mod access;
 mod binds;
 mod files;
 mod http;
@@ -296,6 +297,11 @@ fn listeners(
             limits: limits(cx, l.limits.as_ref()),
             policies,
             http: http::listener_http(cx, l.http.as_ref()),
+            proxy_protocol: l.proxy_protocol.as_ref().is_some_and(|b| b.value),
+            client_address: l
+                .client_address
+                .as_ref()
+                .map(|c| access::client_address(cx, c)),
         });
         locs.listeners.push(ll);
     }

@@ -17,6 +17,7 @@ use strait_proxy::{
     upstream::Upstream,
 };
 
+mod access;
 mod policy;
 mod upstream;
 
@@ -388,6 +389,21 @@ fn listener(l: &cfg::Listener, live: &LiveState) -> Result<ListenerSpec, String>
             ping_timeout: l.limits.ping_timeout,
         },
         http: listener_http(&l.http),
+        proxy_protocol: l.proxy_protocol,
+        client_address: l
+            .client_address
+            .as_ref()
+            .map(|c| {
+                http::HeaderName::from_bytes(c.header.as_bytes())
+                    .map(|h| {
+                        Arc::new(strait_proxy::client_addr::ClientResolver::new(
+                            &c.trusted_proxies,
+                            h,
+                        ))
+                    })
+                    .map_err(|e| format!("listener {} client_address.header: {e}", l.name))
+            })
+            .transpose()?,
     })
 }
 

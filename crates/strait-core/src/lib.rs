@@ -10,7 +10,9 @@ pub mod clock;
 pub mod error;
 pub mod filter;
 pub mod identity;
+pub mod limits;
 pub mod live;
+pub mod net;
 pub mod rand;
 pub mod resilience;
 pub mod subrequest;
@@ -22,5 +24,6 @@ pub use filter::{
     ResponseCtx,
 };
 pub use identity::{Claims, Consumer};
+pub use limits::RouteLimits;
 pub use live::LiveState;
 pub use subrequest::UpstreamClient;

@@ -140,6 +140,10 @@ pub async fn forward(
         && req.version() == Version::HTTP_11
         && upgrade_allowed(req.headers(), &f.spec.upgrades);
     let (mut head, body) = req.into_parts();
+    let (route_max_body, route_deadline) = head
+        .extensions
+        .get::<strait_core::RouteLimits>()
+        .map_or((0, None), |l| (l.max_body, l.deadline));
     let kept = next_hop_head(&f, upstream, &mut head, may_upgrade)?;
 
     let breaker = match &upstream.breaker {
@@ -155,12 +159,16 @@ pub async fn forward(
         None => None,
     };
     let retry = f.spec.retry.as_deref();
-    let mut req = sendable(&f, upstream, head, body, filters, retry);
+    let mut req = sendable(&f, upstream, head, body, filters, retry, route_max_body);
     let hash = upstream
         .hash_on
         .as_ref()
         .map(|h| request_hash(h, req.head.as_ref().expect("not sent yet"), f.conn));
-    let deadline = Deadline::now() + upstream.timeouts.request;
+    let mut deadline = Deadline::now() + upstream.timeouts.request;
+    if let Some(d) = route_deadline {
+        // A request_limits timeout counts from the request, not from here.
+        deadline = deadline.min(Deadline::from_std(d));
+    }
     let max_attempts = retry.map_or(2, |p| p.attempts);
     let mut tried = Tried::default();
     let mut last_err = None;
@@ -296,8 +304,13 @@ fn sendable(
     body: Incoming,
     filters: Vec<Box<dyn strait_core::BodyFilter>>,
     retry: Option<&RetryPolicy>,
+    route_max_body: u64,
 ) -> Sendable {
-    let limit = f.conn.listener.limits.max_request_body;
+    let limit = match (f.conn.listener.limits.max_request_body, route_max_body) {
+        (0, r) => r,
+        (l, 0) => l,
+        (l, r) => l.min(r),
+    };
     let mut body = ProxyBody::Downstream(Streamed::new(body, upstream.timeouts.idle, limit));
     if !filters.is_empty() {
         // Filters may change the length: the body goes chunked (or as HTTP/2 DATA frames).
@@ -520,7 +533,8 @@ fn next_hop_head(
         head.headers
             .insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    headers::append_forwarded_for(&mut head.headers, &f.conn.client_ip);
+    let peer_ip = f.conn.peer_ip.as_ref().unwrap_or(&f.conn.client_ip);
+    headers::append_forwarded_for(&mut head.headers, peer_ip);
     head.headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if f.conn.is_tls() { "https" } else { "http" }),

@@ -29,10 +29,13 @@ pub struct ConnInfo {
     pub listener: Arc<ListenerSpec>,
     /// Peer address.
     pub client: SocketAddr,
-    /// Peer IP, preformatted for `X-Forwarded-For`.
+    /// Client IP, preformatted (the `client_ip` hash key).
     pub client_ip: HeaderValue,
+    /// The peer's IP when the client is another address (resolved from a trusted proxy's
+    /// header): what `X-Forwarded-For` gets appended; `None` = `client_ip`.
+    pub peer_ip: Option<HeaderValue>,
     /// HTTP/1 connection state shared with the connection task: parking, protocol switches.
-    pub h1: crate::h1conn::H1Shared,
+    pub h1: Arc<crate::h1conn::H1Shared>,
 }
 
 /// Failed-request lines at warn level, at most ten a second.
@@ -45,6 +48,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let start = Instant::now();
+    let conn = if conn.listener.client_address.is_some() {
+        crate::client_addr::for_request(conn, req.headers())
+    } else {
+        conn
+    };
     let snap = shared.snapshot.load_full();
     let request_id = headers::request_id(req.headers());
     let method = req.method().clone();
@@ -257,11 +265,19 @@ async fn route_and_serve<'s>(
                     record: record.as_deref_mut(),
                     tracer: snap.observe.as_ref().and_then(|o| o.tracer()),
                 };
+                // Kept only when a request_limits policy ran: it is named when its bound fails.
+                let limited = head
+                    .extensions
+                    .get::<strait_core::RouteLimits>()
+                    .map(|l| (l.policy.clone(), l.max_body, l.deadline));
                 let req = Request::from_parts(head, body);
                 let filters = std::mem::take(&mut request_filters);
                 match forward::forward(f, req, filters, &mut tally).await {
                     Ok(r) => r,
                     Err(e) => {
+                        if let Some(l) = &limited {
+                            route_limit_denial(shared, conn, l, &e, record.as_deref_mut());
+                        }
                         report_failure(&e, &entry.route.name, record.as_deref_mut());
                         let resp = error_response(&e, request_id, routed.grpc);
                         failure = Some((e.kind(), e.side()));
@@ -367,6 +383,39 @@ fn route<'s>(
         host,
         grpc,
     })
+}
+
+/// A forwarding failure caused by a `request_limits` bound (the body cap, the deadline) is
+/// that policy's denial: counted under its name, as a filter's reply would be.
+fn route_limit_denial(
+    shared: &Shared,
+    conn: &ConnInfo,
+    (policy, max_body, deadline): &(Arc<str>, u64, Option<Instant>),
+    e: &ProxyError,
+    record: Option<&mut RequestRecord>,
+) {
+    let listener_max = conn.listener.limits.max_request_body;
+    let reason = match e {
+        ProxyError::BadRequest(s, _)
+            if *s == StatusCode::PAYLOAD_TOO_LARGE
+                && *max_body > 0
+                && (listener_max == 0 || *max_body <= listener_max) =>
+        {
+            "body_too_large"
+        }
+        ProxyError::Timeout { .. } if deadline.is_some_and(|d| Instant::now() >= d) => {
+            "request_timeout"
+        }
+        _ => return,
+    };
+    shared
+        .metrics
+        .policy_denials
+        .with_label_values(&[&**policy, reason])
+        .inc();
+    if let Some(rec) = record {
+        rec.policy = Some(policy.clone());
+    }
 }
 
 /// The reply of a filter that answered in place of the upstream: counted and recorded.

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod client_addr;
 pub mod errlog;
 pub mod filtered;
 pub mod forward;

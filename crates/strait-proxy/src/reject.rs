@@ -39,13 +39,15 @@ pub enum Reason {
     H2EnhanceYourCalm,
     /// Any other HTTP/2 protocol error the codec answered with a reset or GOAWAY.
     H2ProtocolError,
+    /// A connection to a `proxy_protocol` listener without a valid PROXY header in time: closed.
+    ProxyProtocol,
 }
 
 // === impl Reason ===
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::BadRequest,
         Reason::UriTooLong,
         Reason::HeadersTooLarge,
@@ -54,6 +56,7 @@ impl Reason {
         Reason::H2RefusedStream,
         Reason::H2EnhanceYourCalm,
         Reason::H2ProtocolError,
+        Reason::ProxyProtocol,
     ];
 
     /// The `reason` label value.
@@ -67,6 +70,7 @@ impl Reason {
             Reason::H2RefusedStream => "h2_refused_stream",
             Reason::H2EnhanceYourCalm => "h2_enhance_your_calm",
             Reason::H2ProtocolError => "h2_protocol_error",
+            Reason::ProxyProtocol => "proxy_protocol",
         }
     }
 

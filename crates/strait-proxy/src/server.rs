@@ -32,6 +32,7 @@ use crate::{
     Shared,
 };
 
+mod proxy_proto;
 mod sniff;
 
 /// Binds a listening socket the way a server should (SO_REUSEADDR, a deep backlog).
@@ -236,19 +237,37 @@ impl ListenerCtx {
     /// released when it ends.
     async fn serve(
         self: Arc<Self>,
-        tcp: TcpStream,
-        peer: SocketAddr,
+        mut tcp: TcpStream,
+        mut peer: SocketAddr,
         mut stop: watch::Receiver<bool>,
         _held: (OwnedSemaphorePermit, TrackGuard),
     ) {
         let _ = tcp.set_nodelay(true);
         let accepted = Instant::now();
+        if self.spec.proxy_protocol {
+            // Before TLS and HTTP: the balancer's header names the client.
+            let wait = self.spec.limits.header_read_timeout;
+            match proxy_proto::read(&mut tcp, wait).await {
+                Ok(Some(addr)) => peer = addr,
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::debug!(listener = %self.spec.name, peer = %peer, ?why, "PROXY header refused");
+                    crate::reject::count(
+                        &self.shared.metrics,
+                        &self.spec.name,
+                        crate::reject::Reason::ProxyProtocol,
+                    );
+                    return;
+                }
+            }
+        }
         self.active.inc();
         let info = Arc::new(ConnInfo {
             listener: self.spec.clone(),
             client: peer,
             client_ip: ip_header(peer.ip()),
-            h1: H1Shared::default(),
+            peer_ip: None,
+            h1: Arc::new(H1Shared::default()),
         });
         if self.spec.tls.is_some() {
             // Boxed: the handshake state is large and would size every connection's task.
@@ -370,7 +389,7 @@ impl ListenerCtx {
 }
 
 /// The peer IP as an `X-Forwarded-For` value, formatted without a temporary string.
-fn ip_header(ip: IpAddr) -> HeaderValue {
+pub(crate) fn ip_header(ip: IpAddr) -> HeaderValue {
     use std::io::Write;
 
     // The longest textual IPv6 address (IPv4-mapped) has 45 characters.

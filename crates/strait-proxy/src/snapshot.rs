@@ -100,6 +100,10 @@ pub struct ListenerSpec {
     pub limits: ListenerLimits,
     /// Request-head hygiene: path normalisation, header names with underscores.
     pub http: ListenerHttp,
+    /// Read a PROXY protocol header (v1 or v2) before anything else on each connection.
+    pub proxy_protocol: bool,
+    /// Trusted proxies whose forwarded-for header names the client; `None` = the peer is.
+    pub client_address: Option<Arc<crate::client_addr::ClientResolver>>,
 }
 
 /// How a listener cleans a request head before routing (`listeners[].http`).

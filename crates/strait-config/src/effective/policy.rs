@@ -9,6 +9,8 @@ fn float(v: f64) -> Node {
     Node::Str(format!("{v}"))
 }
 
+use super::access as access_node;
+
 /// The `policies:` list.
 pub(super) fn policies(list: &[Policy]) -> Node {
     Node::List(list.iter().map(policy).collect())
@@ -41,6 +43,9 @@ pub(super) fn refs(list: &[PolicyRef]) -> Node {
 
 fn spec_node(spec: &PolicySpec) -> Node {
     match spec {
+        PolicySpec::IpRules(p) => access_node::ip_rules(p),
+        PolicySpec::RequestLimits(p) => access_node::request_limits(p),
+        PolicySpec::Cors(p) => access_node::cors(p),
         PolicySpec::Headers(HeadersPolicy { request, response }) => M::new()
             .put("request", super::header_ops(request))
             .put("response", super::header_ops(response))

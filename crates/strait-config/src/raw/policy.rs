@@ -15,6 +15,9 @@ pub(crate) struct RawPolicy {
     pub headers: Option<Spanned<RawHeadersPolicy>>,
     pub retry: Option<Spanned<RawRetry>>,
     pub fault: Option<Spanned<RawFault>>,
+    pub ip_rules: Option<Spanned<super::RawIpRules>>,
+    pub request_limits: Option<Spanned<super::RawRequestLimits>>,
+    pub cors: Option<Spanned<super::RawCors>>,
 }
 
 /// `fault:` injected aborts and delays.

@@ -93,9 +93,21 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(f) = &p.fault {
         kinds.push(("fault", pos(f)));
     }
+    if let Some(x) = &p.ip_rules {
+        kinds.push(("ip_rules", pos(x)));
+    }
+    if let Some(x) = &p.request_limits {
+        kinds.push(("request_limits", pos(x)));
+    }
+    if let Some(x) = &p.cors {
+        kinds.push(("cors", pos(x)));
+    }
     match kinds.as_slice() {
         [] => {
-            cx.err(at, "policy has no kind: set one of headers, retry, fault");
+            cx.err(
+                at,
+                "policy has no kind: set one of headers, retry, fault, ip_rules, request_limits, cors",
+            );
             return None;
         }
         [_] => {}
@@ -117,6 +129,17 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     }
     if let Some(f) = &p.fault {
         return Some(PolicySpec::Fault(fault(cx, f)));
+    }
+    if let Some(x) = &p.ip_rules {
+        return Some(PolicySpec::IpRules(super::access::ip_rules(cx, x)));
+    }
+    if let Some(x) = &p.request_limits {
+        return Some(PolicySpec::RequestLimits(super::access::request_limits(
+            cx, x,
+        )));
+    }
+    if let Some(x) = &p.cors {
+        return Some(PolicySpec::Cors(super::access::cors(cx, x)));
     }
     p.retry
         .as_ref()
