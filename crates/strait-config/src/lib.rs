@@ -17,6 +17,7 @@ use std::path::Path;
 
 use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
+mod auth;
 mod diag;
 mod effective;
 pub mod env;
@@ -32,6 +33,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use auth::*;
 pub use diag::{Diagnostic, Errors, Locations, Pos};
 pub use effective::{effective, effective_yaml, Node, REDACTED};
 pub use observability::*;

@@ -22,6 +22,12 @@ pub enum PolicySpec {
     Retry(RetryPolicy),
     /// Injected aborts and delays, for chaos tests and game days.
     Fault(FaultPolicy),
+    /// API keys in a header or query parameter.
+    ApiKey(crate::auth::ApiKeyPolicy),
+    /// HTTP basic authentication against password hashes.
+    BasicAuth(crate::auth::BasicAuthPolicy),
+    /// A decision asked of an auth service.
+    ForwardAuth(crate::auth::ForwardAuthPolicy),
 }
 
 impl PolicySpec {
@@ -31,6 +37,9 @@ impl PolicySpec {
             PolicySpec::Headers(_) => "headers",
             PolicySpec::Retry(_) => "retry",
             PolicySpec::Fault(_) => "fault",
+            PolicySpec::ApiKey(_) => "api_key",
+            PolicySpec::BasicAuth(_) => "basic_auth",
+            PolicySpec::ForwardAuth(_) => "forward_auth",
         }
     }
 
@@ -43,6 +52,9 @@ impl PolicySpec {
     pub fn rank(&self) -> u16 {
         match self {
             PolicySpec::Fault(_) => 700,
+            PolicySpec::ApiKey(_) => 410,
+            PolicySpec::BasicAuth(_) => 420,
+            PolicySpec::ForwardAuth(_) => 450,
             PolicySpec::Headers(_) => 800,
             PolicySpec::Retry(_) => 1000,
         }

@@ -10,7 +10,9 @@ use serde_saphyr::Spanned;
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
 pub(crate) use policy::*;
+pub(crate) use auth::*;
 
+mod auth;
 mod forms;
 mod policy;
 

@@ -17,6 +17,7 @@ use strait_proxy::{
     upstream::Upstream,
 };
 
+mod auth;
 mod policy;
 mod upstream;
 

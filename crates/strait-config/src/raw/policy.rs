@@ -15,6 +15,9 @@ pub(crate) struct RawPolicy {
     pub headers: Option<Spanned<RawHeadersPolicy>>,
     pub retry: Option<Spanned<RawRetry>>,
     pub fault: Option<Spanned<RawFault>>,
+    pub api_key: Option<Spanned<super::RawApiKey>>,
+    pub basic_auth: Option<Spanned<super::RawBasicAuth>>,
+    pub forward_auth: Option<Spanned<super::RawForwardAuth>>,
 }
 
 /// `fault:` injected aborts and delays.
