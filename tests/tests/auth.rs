@@ -60,17 +60,34 @@ async fn api_keys_in_header_and_query_name_consumers_and_are_hidden() {
     );
     let s = Strait::start_opts(&yaml, &[], &[], &[("T_ALICE_KEY", "alice-key-1")]).await;
 
-    let r = send(&s, "/a", &[("x-api-key", "alice-key-1"), ("x-consumer", "mallory")]).await;
+    let r = send(
+        &s,
+        "/a",
+        &[("x-api-key", "alice-key-1"), ("x-consumer", "mallory")],
+    )
+    .await;
     assert_eq!(r.status(), 200, "{}", client::text(&r));
     let seen = up.requests().last().cloned().unwrap();
-    assert_eq!(seen.header("x-consumer"), "alice", "the spoofed consumer is replaced");
+    assert_eq!(
+        seen.header("x-consumer"),
+        "alice",
+        "the spoofed consumer is replaced"
+    );
     assert_eq!(seen.headers.get_all("x-consumer").iter().count(), 1);
-    assert_eq!(seen.header("x-api-key"), "", "the key is hidden from the upstream");
+    assert_eq!(
+        seen.header("x-api-key"),
+        "",
+        "the key is hidden from the upstream"
+    );
 
     let r = send(&s, "/q?a=1&api_key=bob-secret&b=2", &[]).await;
     assert_eq!(r.status(), 200);
     let seen = up.requests().last().cloned().unwrap();
-    assert_eq!(seen.path_and_query(), "/q?a=1&b=2", "the query key is hidden");
+    assert_eq!(
+        seen.path_and_query(),
+        "/q?a=1&b=2",
+        "the query key is hidden"
+    );
     assert_eq!(seen.header("x-consumer"), "bob", "a sha256-stored key");
 
     let r = send(&s, "/a", &[("x-consumer", "alice")]).await;
@@ -80,16 +97,39 @@ async fn api_keys_in_header_and_query_name_consumers_and_are_hidden() {
     assert!(!client::text(&r).contains("bob"), "no secrets echoed");
     let r = send(&s, "/q?api_key=nope", &[]).await;
     assert_eq!(r.status(), 401);
-    assert_eq!(up.requests().len(), 2, "denied requests never reach the upstream");
+    assert_eq!(
+        up.requests().len(),
+        2,
+        "denied requests never reach the upstream"
+    );
 
     let m = s.metrics().await;
-    let c = |consumer| sum(&m, "strait_consumer_requests_total", &[("policy", "keys"), ("consumer", consumer)]);
+    let c = |consumer| {
+        sum(
+            &m,
+            "strait_consumer_requests_total",
+            &[("policy", "keys"), ("consumer", consumer)],
+        )
+    };
     assert_eq!((c("alice"), c("bob")), (1.0, 1.0), "{m}");
-    let d = |reason| sum(&m, "strait_policy_denials_total", &[("policy", "keys"), ("reason", reason)]);
+    let d = |reason| {
+        sum(
+            &m,
+            "strait_policy_denials_total",
+            &[("policy", "keys"), ("reason", reason)],
+        )
+    };
     assert_eq!((d("missing_key"), d("invalid_key")), (1.0, 2.0), "{m}");
     let p = logged_policies(&s, 5).await;
     assert_eq!(p[0], serde_json::Value::Null);
-    assert_eq!(&p[2..5], &[serde_json::json!("keys"), serde_json::json!("keys"), serde_json::json!("keys")]);
+    assert_eq!(
+        &p[2..5],
+        &[
+            serde_json::json!("keys"),
+            serde_json::json!("keys"),
+            serde_json::json!("keys")
+        ]
+    );
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -127,7 +167,10 @@ async fn basic_auth_with_bcrypt_and_argon2_caches_and_bounds_verifications() {
 
     let r = send(&s, "/", &[]).await;
     assert_eq!(r.status(), 401);
-    assert_eq!(client::header(&r, "www-authenticate"), "Basic realm=\"admin\", charset=\"UTF-8\"");
+    assert_eq!(
+        client::header(&r, "www-authenticate"),
+        "Basic realm=\"admin\", charset=\"UTF-8\""
+    );
 
     let good = basic("ops", "ops-pass");
     let t = Instant::now();
@@ -141,7 +184,10 @@ async fn basic_auth_with_bcrypt_and_argon2_caches_and_bounds_verifications() {
     let mut cached = Duration::ZERO;
     for _ in 0..5 {
         let t = Instant::now();
-        assert_eq!(send(&s, "/", &[("authorization", &good)]).await.status(), 200);
+        assert_eq!(
+            send(&s, "/", &[("authorization", &good)]).await.status(),
+            200
+        );
         cached = cached.max(t.elapsed());
     }
     assert!(
@@ -173,16 +219,32 @@ async fn basic_auth_with_bcrypt_and_argon2_caches_and_bounds_verifications() {
     for t in tasks {
         statuses.push(t.await.unwrap().unwrap());
     }
-    assert!(statuses.iter().all(|s| *s == 401 || *s == 503), "{statuses:?}");
-    assert!(statuses.contains(&503), "over the bound → 503: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&503),
+        "over the bound → 503: {statuses:?}"
+    );
     assert!(statuses.contains(&401), "{statuses:?}");
 
     let m = s.metrics().await;
-    let d = |reason| sum(&m, "strait_policy_denials_total", &[("policy", "admins"), ("reason", reason)]);
+    let d = |reason| {
+        sum(
+            &m,
+            "strait_policy_denials_total",
+            &[("policy", "admins"), ("reason", reason)],
+        )
+    };
     assert_eq!(d("missing_credentials"), 1.0, "{m}");
     assert!(d("invalid_credentials") >= 3.0, "{m}");
     assert!(d("verify_busy") >= 1.0, "{m}");
-    let c = sum(&m, "strait_consumer_requests_total", &[("policy", "admins"), ("consumer", "operators")]);
+    let c = sum(
+        &m,
+        "strait_consumer_requests_total",
+        &[("policy", "admins"), ("consumer", "operators")],
+    );
     assert_eq!(c, 6.0, "{m}");
     let p = logged_policies(&s, 18).await;
     assert_eq!(p[0], serde_json::json!("admins"));
@@ -231,12 +293,21 @@ async fn forward_auth_allows_denies_fails_and_caches() {
     let s = Strait::start(&yaml).await;
 
     // Allow: the named response header is copied, a client-sent copy removed first.
-    let r = send(&s, "/closed/x?y=1", &[("authorization", "Bearer good"), ("x-user-id", "admin")]).await;
+    let r = send(
+        &s,
+        "/closed/x?y=1",
+        &[("authorization", "Bearer good"), ("x-user-id", "admin")],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let seen = up.requests().last().cloned().unwrap();
     assert_eq!(seen.header("x-user-id"), "u1");
     assert_eq!(seen.headers.get_all("x-user-id").iter().count(), 1);
-    assert_eq!(seen.header("x-auth-internal"), "", "only named headers are copied");
+    assert_eq!(
+        seen.header("x-auth-internal"),
+        "",
+        "only named headers are copied"
+    );
     let asked = auth.requests().last().cloned().unwrap();
     assert_eq!(asked.path_and_query(), "/verify");
     assert_eq!(asked.header("x-forwarded-method"), "GET");
@@ -250,16 +321,30 @@ async fn forward_auth_allows_denies_fails_and_caches() {
     let r = send(&s, "/closed/x", &[("authorization", "Bearer bad")]).await;
     assert_eq!(r.status(), 401);
     assert_eq!(client::text(&r), "go away");
-    assert_eq!(client::header(&r, "www-authenticate"), "Bearer realm=\"sso\"");
-    assert_eq!(client::header(&r, "x-auth-internal"), "", "unsafe headers are dropped");
+    assert_eq!(
+        client::header(&r, "www-authenticate"),
+        "Bearer realm=\"sso\""
+    );
+    assert_eq!(
+        client::header(&r, "x-auth-internal"),
+        "",
+        "unsafe headers are dropped"
+    );
     let upstream_hits = up.requests().len();
 
     // Timeout: closed → 503, open → through.
     let t = Instant::now();
     let r = send(&s, "/closed/x", &[("authorization", "Bearer slow")]).await;
     assert_eq!(r.status(), 503);
-    assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
-    assert!(!client::text(&r).contains(&auth.addr().to_string()), "no internals echoed");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        !client::text(&r).contains(&auth.addr().to_string()),
+        "no internals echoed"
+    );
     let r = send(&s, "/open/x", &[("authorization", "Bearer slow")]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(up.requests().len(), upstream_hits + 1);
@@ -267,11 +352,25 @@ async fn forward_auth_allows_denies_fails_and_caches() {
     // Cache: one auth call for repeated allows and denials with the same key header.
     let before = auth.requests().len();
     for _ in 0..3 {
-        assert_eq!(send(&s, "/cached/a", &[("authorization", "Bearer good")]).await.status(), 200);
+        assert_eq!(
+            send(&s, "/cached/a", &[("authorization", "Bearer good")])
+                .await
+                .status(),
+            200
+        );
         assert_eq!(up.requests().last().unwrap().header("x-user-id"), "u1");
-        assert_eq!(send(&s, "/cached/a", &[("authorization", "Bearer bad")]).await.status(), 401);
+        assert_eq!(
+            send(&s, "/cached/a", &[("authorization", "Bearer bad")])
+                .await
+                .status(),
+            401
+        );
     }
-    assert_eq!(auth.requests().len(), before + 2, "cache hits do not ask the auth service");
+    assert_eq!(
+        auth.requests().len(),
+        before + 2,
+        "cache hits do not ask the auth service"
+    );
 
     // The auth service gone: closed → 503 at once.
     let auth_addr = auth.addr();
@@ -281,7 +380,13 @@ async fn forward_auth_allows_denies_fails_and_caches() {
     assert!(!client::text(&r).contains(&auth_addr.to_string()));
 
     let m = s.metrics().await;
-    let d = |policy, reason| sum(&m, "strait_policy_denials_total", &[("policy", policy), ("reason", reason)]);
+    let d = |policy, reason| {
+        sum(
+            &m,
+            "strait_policy_denials_total",
+            &[("policy", policy), ("reason", reason)],
+        )
+    };
     assert_eq!(d("sso", "denied"), 1.0, "{m}");
     assert_eq!(d("sso", "auth_unavailable"), 2.0, "{m}");
     assert_eq!(d("sso-cached", "denied"), 3.0, "{m}");
@@ -307,9 +412,16 @@ async fn config_errors_name_the_line() {
     )
     .unwrap();
     let out = strait_e2e::strait::run_cli(&["validate", "-c", path.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains(":6:") && err.contains("sha256 must be 64 hex digits"), "{err}");
+    assert!(
+        err.contains(":6:") && err.contains("sha256 must be 64 hex digits"),
+        "{err}"
+    );
     assert!(err.contains(":8:") && err.contains("bcrypt"), "{err}");
-    assert!(err.contains(":10:") && err.contains("`nowhere` is not defined"), "{err}");
+    assert!(
+        err.contains(":10:") && err.contains("`nowhere` is not defined"),
+        "{err}"
+    );
 }

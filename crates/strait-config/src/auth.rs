@@ -40,7 +40,9 @@ impl fmt::Debug for KeySecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Settings are fingerprinted and may be logged through Debug: never print a key.
         match self {
-            KeySecret::Plain(k) => write!(f, "Plain(<{} bytes, hash {:x}>)", k.len(), short_hash(k)),
+            KeySecret::Plain(k) => {
+                write!(f, "Plain(<{} bytes, hash {:x}>)", k.len(), short_hash(k))
+            }
             KeySecret::Sha256(h) => write!(f, "Sha256({})", hex(h)),
         }
     }

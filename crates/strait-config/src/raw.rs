@@ -7,10 +7,10 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+pub(crate) use auth::*;
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
 pub(crate) use policy::*;
-pub(crate) use auth::*;
 
 mod auth;
 mod forms;

@@ -111,16 +111,14 @@ fn percent_decode(s: &str) -> Cow<'_, [u8]> {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match (hexval(b[i + 1]), hexval(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hexval(b[i + 1]), hexval(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -205,7 +203,10 @@ mod tests {
             take_param("a=1&api_key=s%2Fx&b=2", "api_key"),
             Some((b"s/x".to_vec(), Some("a=1&b=2".to_owned())))
         );
-        assert_eq!(take_param("api_key=k", "api_key"), Some((b"k".to_vec(), None)));
+        assert_eq!(
+            take_param("api_key=k", "api_key"),
+            Some((b"k".to_vec(), None))
+        );
         assert_eq!(take_param("api_keyx=k", "api_key"), None);
         assert_eq!(
             take_param("api_key=a&api_key=b&c", "api_key"),

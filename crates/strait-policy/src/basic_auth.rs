@@ -26,7 +26,8 @@ impl PasswordHash {
         if ["$2a$", "$2b$", "$2y$"].iter().any(|p| s.starts_with(p)) {
             // A bcrypt hash is `$2b$NN$` and 53 characters of salt and digest.
             let b = s.as_bytes();
-            let ok = b.len() == 60 && b[4].is_ascii_digit() && b[5].is_ascii_digit() && b[6] == b'$';
+            let ok =
+                b.len() == 60 && b[4].is_ascii_digit() && b[5].is_ascii_digit() && b[6] == b'$';
             return if ok {
                 Ok(PasswordHash::Bcrypt(s.into()))
             } else {
@@ -127,13 +128,17 @@ impl BasicAuthFilter {
         cache_ttl: Duration,
         cache_max: usize,
     ) -> Result<Self, String> {
-        let challenge = HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\""))
-            .map_err(|_| "basic_auth.realm: not a valid header value".to_owned())?;
+        let challenge =
+            HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\""))
+                .map_err(|_| "basic_auth.realm: not a valid header value".to_owned())?;
         let decoy = users.first().map(|(_, u)| u.hash.clone());
         Ok(BasicAuthFilter {
             name: Arc::from(name),
             challenge,
-            users: users.into_iter().map(|(n, u)| (n.into_boxed_str(), u)).collect(),
+            users: users
+                .into_iter()
+                .map(|(n, u)| (n.into_boxed_str(), u))
+                .collect(),
             decoy,
             hide,
             consumer_header,

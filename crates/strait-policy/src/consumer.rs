@@ -20,7 +20,8 @@ pub struct ConsumerTag {
 impl ConsumerTag {
     /// The consumer `name` (a valid header value), counted by `count`.
     pub fn new(name: &str, count: Count) -> Result<Self, String> {
-        let value = HeaderValue::from_str(name).map_err(|_| format!("consumer `{name}`: not a valid header value"))?;
+        let value = HeaderValue::from_str(name)
+            .map_err(|_| format!("consumer `{name}`: not a valid header value"))?;
         Ok(ConsumerTag {
             consumer: Consumer(Arc::from(name)),
             value,

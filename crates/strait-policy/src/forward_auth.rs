@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use strait_core::{Decision, Filter, FilterState, Flow, Reply, RequestCtx, UpstreamClient};
 
-use crate::consumer::{salt, sha256};
+use crate::consumer::salt;
 
 /// Headers of a denial passed on to the client; others (hop-by-hop, framing, the auth
 /// service's internals) are dropped.
@@ -64,7 +64,9 @@ impl DecisionCache {
 
     fn get(&self, key: &[u8; 32], now: Instant) -> Option<Arc<Verdict>> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(key).filter(|(until, _)| *until > now).map(|(_, v)| v.clone())
+        map.get(key)
+            .filter(|(until, _)| *until > now)
+            .map(|(_, v)| v.clone())
     }
 
     fn insert(&self, key: [u8; 32], verdict: Arc<Verdict>, now: Instant) {
@@ -153,11 +155,11 @@ impl ForwardAuthFilter {
         if let Ok(v) = HeaderValue::from_str(uri) {
             h.insert("x-forwarded-uri", v);
         }
-        let host = head
-            .headers
-            .get(http::header::HOST)
-            .cloned()
-            .or_else(|| head.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let host = head.headers.get(http::header::HOST).cloned().or_else(|| {
+            head.uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         if let Some(v) = host {
             h.insert("x-forwarded-host", v);
         }

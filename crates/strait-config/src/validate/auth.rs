@@ -47,7 +47,10 @@ pub(super) fn api_key(cx: &mut Ctx, raw: &Spanned<RawApiKey>) -> ApiKeyPolicy {
     let r = &raw.value;
     let query = r.query.as_ref().map(|q| {
         if q.value.is_empty() || q.value.contains(['&', '=', '#', ' ']) {
-            cx.err(pos(q), format!("api_key.query `{}` is not a query parameter name", q.value));
+            cx.err(
+                pos(q),
+                format!("api_key.query `{}` is not a query parameter name", q.value),
+            );
         }
         q.value.clone()
     });
@@ -114,9 +117,16 @@ pub(crate) fn parse_sha256(s: &str) -> Option<[u8; 32]> {
 
 /// Whether `h` looks like a hash `basic_auth` can verify (its full parse is at compile time).
 fn known_hash(h: &str) -> bool {
-    ["$2a$", "$2b$", "$2y$", "$argon2id$", "$argon2i$", "$argon2d$"]
-        .iter()
-        .any(|p| h.starts_with(p))
+    [
+        "$2a$",
+        "$2b$",
+        "$2y$",
+        "$argon2id$",
+        "$argon2i$",
+        "$argon2d$",
+    ]
+    .iter()
+    .any(|p| h.starts_with(p))
 }
 
 /// `basic_auth:`.
@@ -126,7 +136,10 @@ pub(super) fn basic_auth(cx: &mut Ctx, raw: &Spanned<RawBasicAuth>) -> BasicAuth
         || "strait".to_owned(),
         |s| {
             if s.value.contains(['"', '\\']) || super::values::header_value(&s.value).is_err() {
-                cx.err(pos(s), "basic_auth.realm must not contain quotes, backslashes or line breaks");
+                cx.err(
+                    pos(s),
+                    "basic_auth.realm must not contain quotes, backslashes or line breaks",
+                );
             }
             s.value.clone()
         },
@@ -145,14 +158,23 @@ pub(super) fn basic_auth(cx: &mut Ctx, raw: &Spanned<RawBasicAuth>) -> BasicAuth
             continue;
         };
         if name.value.is_empty() || name.value.contains(':') {
-            cx.err(pos(name), "a basic_auth username must be non-empty and without `:`");
+            cx.err(
+                pos(name),
+                "a basic_auth username must be non-empty and without `:`",
+            );
         }
         if !seen.insert(name.value.clone()) {
-            cx.err(pos(name), format!("duplicate basic_auth user `{}`", name.value));
+            cx.err(
+                pos(name),
+                format!("duplicate basic_auth user `{}`", name.value),
+            );
         }
         let password_hash = match &u.value.password_hash {
             None => {
-                cx.err(at, "a basic_auth user needs a `password_hash` (bcrypt or argon2)");
+                cx.err(
+                    at,
+                    "a basic_auth user needs a `password_hash` (bcrypt or argon2)",
+                );
                 String::new()
             }
             Some(h) => {
@@ -174,7 +196,10 @@ pub(super) fn basic_auth(cx: &mut Ctx, raw: &Spanned<RawBasicAuth>) -> BasicAuth
     }
     let cache = r.cache.as_ref();
     if let Some(k) = cache.and_then(|c| c.value.key.as_ref()) {
-        cx.err(pos(k), "basic_auth.cache has no `key`: it is keyed by user name and password");
+        cx.err(
+            pos(k),
+            "basic_auth.cache has no `key`: it is keyed by user name and password",
+        );
     }
     BasicAuthPolicy {
         realm,
@@ -215,7 +240,10 @@ pub(super) fn forward_auth(cx: &mut Ctx, raw: &Spanned<RawForwardAuth>) -> Forwa
             u.value.clone()
         }
         None => {
-            cx.err(pos(raw), "forward_auth needs an `upstream` (the auth service)");
+            cx.err(
+                pos(raw),
+                "forward_auth needs an `upstream` (the auth service)",
+            );
             String::new()
         }
     };
@@ -223,7 +251,13 @@ pub(super) fn forward_auth(cx: &mut Ctx, raw: &Spanned<RawForwardAuth>) -> Forwa
         None => "/".to_owned(),
         Some(p) => {
             if !p.value.starts_with('/') || p.value.parse::<http::Uri>().is_err() {
-                cx.err(pos(p), format!("forward_auth.path `{}` must be a path starting with /", p.value));
+                cx.err(
+                    pos(p),
+                    format!(
+                        "forward_auth.path `{}` must be a path starting with /",
+                        p.value
+                    ),
+                );
             }
             p.value.clone()
         }
@@ -293,6 +327,9 @@ pub(super) fn check_upstreams(cx: &mut Ctx, known: &HashSet<&str>) {
         .cloned()
         .collect();
     for (name, at) in missing {
-        cx.err(at, format!("forward_auth.upstream `{name}` is not defined under `upstreams:`"));
+        cx.err(
+            at,
+            format!("forward_auth.upstream `{name}` is not defined under `upstreams:`"),
+        );
     }
 }
