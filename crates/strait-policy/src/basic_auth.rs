@@ -291,7 +291,7 @@ mod tests {
     fn rejects_unknown_hash_formats() {
         assert!(PasswordHash::parse("$1$abc").is_err());
         assert!(PasswordHash::parse("$2b$10$short").is_err());
-        assert!(PasswordHash::parse("$argon2id$garbage").is_err());
+        assert!(PasswordHash::parse("$argon2id$v=19$m=x,t=2,p=1$!!$!!").is_err());
     }
 
     #[test]
