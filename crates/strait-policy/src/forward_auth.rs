@@ -40,10 +40,13 @@ pub struct CacheSettings {
     pub max_entries: usize,
 }
 
+/// Cached decisions by key: until when, and the decision.
+type Decisions = HashMap<[u8; 32], (Instant, Arc<Verdict>)>;
+
 struct DecisionCache {
     settings: CacheSettings,
     salt: [u8; 16],
-    map: Mutex<HashMap<[u8; 32], (Instant, Arc<Verdict>)>>,
+    map: Mutex<Decisions>,
 }
 
 impl DecisionCache {
