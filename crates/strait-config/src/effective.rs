@@ -9,6 +9,7 @@ use crate::provider::{EtcdSettings, EtcdTls, Password, ProviderKind, ProviderSet
 use crate::types::*;
 
 mod access;
+mod auth;
 mod node;
 mod policy;
 

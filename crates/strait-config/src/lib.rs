@@ -18,6 +18,7 @@ use std::path::Path;
 use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
 mod access;
+mod auth;
 mod diag;
 mod effective;
 pub mod env;
@@ -34,6 +35,7 @@ mod validate;
 mod tests;
 
 pub use access::*;
+pub use auth::*;
 pub use diag::{Diagnostic, Errors, Locations, Pos};
 pub use effective::{effective, effective_yaml, Node, REDACTED};
 pub use observability::*;

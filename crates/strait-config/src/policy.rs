@@ -28,6 +28,12 @@ pub enum PolicySpec {
     RequestLimits(crate::RequestLimitsPolicy),
     /// Cross-origin resource sharing: preflights and response headers.
     Cors(crate::CorsPolicy),
+    /// API keys in a header or query parameter.
+    ApiKey(crate::auth::ApiKeyPolicy),
+    /// HTTP basic authentication against password hashes.
+    BasicAuth(crate::auth::BasicAuthPolicy),
+    /// A decision asked of an auth service.
+    ForwardAuth(crate::auth::ForwardAuthPolicy),
 }
 
 impl PolicySpec {
@@ -40,6 +46,9 @@ impl PolicySpec {
             PolicySpec::IpRules(_) => "ip_rules",
             PolicySpec::RequestLimits(_) => "request_limits",
             PolicySpec::Cors(_) => "cors",
+            PolicySpec::ApiKey(_) => "api_key",
+            PolicySpec::BasicAuth(_) => "basic_auth",
+            PolicySpec::ForwardAuth(_) => "forward_auth",
         }
     }
 
@@ -55,6 +64,9 @@ impl PolicySpec {
             PolicySpec::RequestLimits(_) => 200,
             PolicySpec::Cors(_) => 300,
             PolicySpec::Fault(_) => 700,
+            PolicySpec::ApiKey(_) => 410,
+            PolicySpec::BasicAuth(_) => 420,
+            PolicySpec::ForwardAuth(_) => 450,
             PolicySpec::Headers(_) => 800,
             PolicySpec::Retry(_) => 1000,
         }

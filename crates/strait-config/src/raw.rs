@@ -8,11 +8,13 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 pub(crate) use access::*;
+pub(crate) use auth::*;
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
 pub(crate) use policy::*;
 
 mod access;
+mod auth;
 mod forms;
 mod policy;
 

@@ -19,6 +19,7 @@ use crate::types::*;
 use crate::units::{parse_duration, parse_size};
 
 mod access;
+mod auth;
 mod binds;
 mod files;
 mod http;
@@ -44,6 +45,8 @@ pub(crate) struct Ctx<'a> {
     policy: Option<&'a PathPolicy>,
     /// Validating a section that an etcd instance reads from its own bootstrap file.
     local_section: bool,
+    /// Upstreams named by `forward_auth` policies, checked once the upstreams are known.
+    auth_upstreams: Vec<(String, Pos)>,
 }
 
 /// The position of a spanned node; `(0, 0)` when it has none.
@@ -73,6 +76,7 @@ pub(crate) fn validate(
         warnings: Vec::new(),
         policy,
         local_section: false,
+        auth_upstreams: Vec::new(),
     };
     let mut locations = Locations {
         source: source.to_owned(),
@@ -129,6 +133,7 @@ pub(crate) fn validate(
         .map(|(rt, r)| (rt.name.as_str(), name_pos(r.value.name.as_ref(), pos(r))))
         .collect();
     cx.unique("route", &named);
+    auth::check_upstreams(&mut cx, &known.upstreams);
 
     cx.local_section = true;
     let observability = crate::observability::validate(&mut cx, raw.observability.as_ref());
@@ -165,6 +170,7 @@ pub(crate) fn provider_section(
         warnings: Vec::new(),
         policy: None,
         local_section: true,
+        auth_upstreams: Vec::new(),
     };
     let settings = crate::provider::validate(&mut cx, raw.config.as_ref());
     if cx.errors.is_empty() {
@@ -453,6 +459,7 @@ fn limits(cx: &mut Ctx, raw: Option<&RawLimits>) -> Limits {
 }
 
 fn warn_unused_upstreams(cx: &mut Ctx, config: &Config) {
+    let auth: Vec<String> = cx.auth_upstreams.iter().map(|(n, _)| n.clone()).collect();
     let used: HashSet<&str> = config
         .routes
         .iter()
@@ -461,6 +468,7 @@ fn warn_unused_upstreams(cx: &mut Ctx, config: &Config) {
             _ => &[],
         })
         .map(|b| b.upstream.as_str())
+        .chain(auth.iter().map(String::as_str))
         .collect();
     for (i, u) in config.upstreams.iter().enumerate() {
         if !used.contains(u.name.as_str()) {

@@ -18,6 +18,7 @@ use strait_proxy::{
 };
 
 mod access;
+mod auth;
 mod policy;
 mod upstream;
 

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub rate_limit_decisions: IntCounterVec,
     /// `strait_auth_failures_total{route,policy,reason}` (reserved for auth policies).
     pub auth_failures: IntCounterVec,
+    /// `strait_consumer_requests_total{policy,consumer}`: requests an auth policy identified (consumers come from the configuration, so the label set is bounded).
+    pub consumer_requests: IntCounterVec,
     /// `strait_trace_spans_exported_total`: spans the collector accepted.
     pub spans_exported: prometheus::IntCounter,
     /// `strait_trace_spans_dropped_total{reason}`: `queue_full` or `export_failed`.
@@ -241,6 +243,11 @@ impl Metrics {
             "Requests denied by an auth policy, by reason (reserved).",
             &["route", "policy", "reason"],
         );
+        let consumer_requests = counter(
+            "strait_consumer_requests_total",
+            "Requests an auth policy let through, by policy and the consumer it identified.",
+            &["policy", "consumer"],
+        );
         let spans_exported = prometheus::IntCounter::new(
             "strait_trace_spans_exported_total",
             "Spans accepted by the OTLP collector.",
@@ -290,6 +297,7 @@ impl Metrics {
             Box::new(breaker_state.clone()),
             Box::new(rate_limit_decisions.clone()),
             Box::new(auth_failures.clone()),
+            Box::new(consumer_requests.clone()),
             Box::new(config_reloads.clone()),
             Box::new(spans_dropped.clone()),
         ];
@@ -346,6 +354,7 @@ impl Metrics {
             policy_denials,
             rate_limit_decisions,
             auth_failures,
+            consumer_requests,
             spans_exported,
             spans_dropped,
             sampling_ratio,

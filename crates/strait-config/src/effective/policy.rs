@@ -51,6 +51,9 @@ fn spec_node(spec: &PolicySpec) -> Node {
             .put("response", super::header_ops(response))
             .into(),
         PolicySpec::Retry(r) => retry(r),
+        PolicySpec::ApiKey(k) => super::auth::api_key(k),
+        PolicySpec::BasicAuth(b) => super::auth::basic_auth(b),
+        PolicySpec::ForwardAuth(f) => super::auth::forward_auth(f),
         PolicySpec::Fault(FaultPolicy {
             abort,
             delay,

@@ -18,6 +18,9 @@ pub(crate) struct RawPolicy {
     pub ip_rules: Option<Spanned<super::RawIpRules>>,
     pub request_limits: Option<Spanned<super::RawRequestLimits>>,
     pub cors: Option<Spanned<super::RawCors>>,
+    pub api_key: Option<Spanned<super::RawApiKey>>,
+    pub basic_auth: Option<Spanned<super::RawBasicAuth>>,
+    pub forward_auth: Option<Spanned<super::RawForwardAuth>>,
 }
 
 /// `fault:` injected aborts and delays.

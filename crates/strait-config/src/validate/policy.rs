@@ -102,11 +102,21 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(x) = &p.cors {
         kinds.push(("cors", pos(x)));
     }
+    if let Some(k) = &p.api_key {
+        kinds.push(("api_key", pos(k)));
+    }
+    if let Some(b) = &p.basic_auth {
+        kinds.push(("basic_auth", pos(b)));
+    }
+    if let Some(f) = &p.forward_auth {
+        kinds.push(("forward_auth", pos(f)));
+    }
     match kinds.as_slice() {
         [] => {
             cx.err(
                 at,
-                "policy has no kind: set one of headers, retry, fault, ip_rules, request_limits, cors",
+                "policy has no kind: set one of headers, retry, fault, ip_rules, request_limits, \
+                 cors, api_key, basic_auth, forward_auth",
             );
             return None;
         }
@@ -140,6 +150,15 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     }
     if let Some(x) = &p.cors {
         return Some(PolicySpec::Cors(super::access::cors(cx, x)));
+    }
+    if let Some(k) = &p.api_key {
+        return Some(PolicySpec::ApiKey(super::auth::api_key(cx, k)));
+    }
+    if let Some(b) = &p.basic_auth {
+        return Some(PolicySpec::BasicAuth(super::auth::basic_auth(cx, b)));
+    }
+    if let Some(f) = &p.forward_auth {
+        return Some(PolicySpec::ForwardAuth(super::auth::forward_auth(cx, f)));
     }
     p.retry
         .as_ref()

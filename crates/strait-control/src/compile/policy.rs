@@ -35,7 +35,6 @@ pub(super) struct PolicyCx<'a> {
 impl PolicyCx<'_> {
     /// A client for upstream `name` (JWKS fetches, forward auth, call-outs), through the
     /// data plane's pools.
-    #[allow(dead_code)]
     pub fn client(&self, name: &str) -> Result<Arc<dyn UpstreamClient>, String> {
         let up = self
             .upstreams
@@ -108,6 +107,13 @@ pub(super) fn compile(p: &cfg::Policy, cx: &PolicyCx<'_>) -> Result<Compiled, St
                     .map_err(|e| format!("fault.header: {e}"))?,
             )),
         ),
+        cfg::PolicySpec::ApiKey(k) => Compiled::Filter(rank, super::auth::api_key(&p.name, k, cx)?),
+        cfg::PolicySpec::BasicAuth(b) => {
+            Compiled::Filter(rank, super::auth::basic_auth(&p.name, b, cx)?)
+        }
+        cfg::PolicySpec::ForwardAuth(f) => {
+            Compiled::Filter(rank, super::auth::forward_auth(&p.name, f, cx)?)
+        }
     })
 }
 
