@@ -8,6 +8,7 @@ use crate::policy::Backend;
 use crate::provider::{EtcdSettings, EtcdTls, Password, ProviderKind, ProviderSettings};
 use crate::types::*;
 
+mod jwt;
 mod node;
 mod policy;
 

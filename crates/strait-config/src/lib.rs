@@ -20,6 +20,7 @@ use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 mod diag;
 mod effective;
 pub mod env;
+mod jwt;
 mod observability;
 mod paths;
 mod policy;
@@ -34,6 +35,7 @@ mod tests;
 
 pub use diag::{Diagnostic, Errors, Locations, Pos};
 pub use effective::{effective, effective_yaml, Node, REDACTED};
+pub use jwt::*;
 pub use observability::*;
 pub use paths::{PathPolicy, PathScope, MAX_INPUT_FILE_BYTES, SHARED_SECTIONS};
 pub use policy::*;

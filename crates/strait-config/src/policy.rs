@@ -22,6 +22,8 @@ pub enum PolicySpec {
     Retry(RetryPolicy),
     /// Injected aborts and delays, for chaos tests and game days.
     Fault(FaultPolicy),
+    /// JSON Web Token verification.
+    Jwt(Box<crate::JwtPolicy>),
 }
 
 impl PolicySpec {
@@ -31,6 +33,7 @@ impl PolicySpec {
             PolicySpec::Headers(_) => "headers",
             PolicySpec::Retry(_) => "retry",
             PolicySpec::Fault(_) => "fault",
+            PolicySpec::Jwt(_) => "jwt",
         }
     }
 
@@ -42,6 +45,7 @@ impl PolicySpec {
     /// fault 700, header edits 800, then forwarding (retry 1000).
     pub fn rank(&self) -> u16 {
         match self {
+            PolicySpec::Jwt(_) => 400,
             PolicySpec::Fault(_) => 700,
             PolicySpec::Headers(_) => 800,
             PolicySpec::Retry(_) => 1000,

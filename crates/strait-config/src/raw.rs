@@ -10,8 +10,10 @@ use serde_saphyr::Spanned;
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
 pub(crate) use policy::*;
+pub(crate) use jwt::*;
 
 mod forms;
+mod jwt;
 mod policy;
 
 /// A scalar kept as text, with its position.

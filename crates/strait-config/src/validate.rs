@@ -21,6 +21,7 @@ use crate::units::{parse_duration, parse_size};
 mod binds;
 mod files;
 mod http;
+mod jwt;
 mod policy;
 mod resilience;
 mod route;

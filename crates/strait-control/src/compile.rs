@@ -17,6 +17,7 @@ use strait_proxy::{
     upstream::Upstream,
 };
 
+mod jwt;
 mod policy;
 mod upstream;
 
@@ -425,6 +426,7 @@ pub fn certificate_files(config: &cfg::Config) -> Vec<std::path::PathBuf> {
             files.push(ca);
         }
     }
+    files.extend(jwt::key_files(config));
     files.sort();
     files.dedup();
     files

@@ -3,6 +3,8 @@
 
 pub mod fault;
 pub mod headers;
+pub mod jwt;
 
 pub use fault::FaultFilter;
 pub use headers::{HeaderOps, HeadersFilter};
+pub use jwt::JwtFilter;

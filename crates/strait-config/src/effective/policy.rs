@@ -46,6 +46,7 @@ fn spec_node(spec: &PolicySpec) -> Node {
             .put("response", super::header_ops(response))
             .into(),
         PolicySpec::Retry(r) => retry(r),
+        PolicySpec::Jwt(j) => super::jwt::jwt(j),
         PolicySpec::Fault(FaultPolicy {
             abort,
             delay,

@@ -15,6 +15,7 @@ pub(crate) struct RawPolicy {
     pub headers: Option<Spanned<RawHeadersPolicy>>,
     pub retry: Option<Spanned<RawRetry>>,
     pub fault: Option<Spanned<RawFault>>,
+    pub jwt: Option<Spanned<super::RawJwt>>,
 }
 
 /// `fault:` injected aborts and delays.

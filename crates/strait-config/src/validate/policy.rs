@@ -93,9 +93,12 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(f) = &p.fault {
         kinds.push(("fault", pos(f)));
     }
+    if let Some(j) = &p.jwt {
+        kinds.push(("jwt", pos(j)));
+    }
     match kinds.as_slice() {
         [] => {
-            cx.err(at, "policy has no kind: set one of headers, retry, fault");
+            cx.err(at, "policy has no kind: set one of headers, retry, fault, jwt");
             return None;
         }
         [_] => {}
@@ -117,6 +120,9 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     }
     if let Some(f) = &p.fault {
         return Some(PolicySpec::Fault(fault(cx, f)));
+    }
+    if let Some(j) = &p.jwt {
+        return Some(PolicySpec::Jwt(Box::new(super::jwt::jwt(cx, j))));
     }
     p.retry
         .as_ref()

@@ -35,7 +35,6 @@ pub(super) struct PolicyCx<'a> {
 impl PolicyCx<'_> {
     /// A client for upstream `name` (JWKS fetches, forward auth, call-outs), through the
     /// data plane's pools.
-    #[allow(dead_code)]
     pub fn client(&self, name: &str) -> Result<Arc<dyn UpstreamClient>, String> {
         let up = self
             .upstreams
@@ -90,6 +89,7 @@ pub(super) fn compile(p: &cfg::Policy, cx: &PolicyCx<'_>) -> Result<Compiled, St
             )),
         ),
         cfg::PolicySpec::Retry(r) => Compiled::Retry(Arc::new(retry(&p.name, r, cx))),
+        cfg::PolicySpec::Jwt(j) => Compiled::Filter(rank, super::jwt::compile(&p.name, j, cx)?),
         cfg::PolicySpec::Fault(f) => Compiled::Filter(
             rank,
             Arc::new(FaultFilter::new(
