@@ -28,16 +28,42 @@ fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
         .args(args)
         .output()
         .expect("openssl runs");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
 fn rsa_key(dir: &Path, name: &str) -> RsaKey {
     let der = format!("{name}.der");
     let pem = format!("{name}.pub.pem");
-    openssl(dir, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-outform", "DER", "-out", &der]);
-    openssl(dir, &["pkey", "-inform", "DER", "-in", &der, "-pubout", "-out", &pem]);
-    let hex = String::from_utf8(openssl(dir, &["rsa", "-pubin", "-in", &pem, "-noout", "-modulus"])).unwrap();
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-outform",
+            "DER",
+            "-out",
+            &der,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "pkey", "-inform", "DER", "-in", &der, "-pubout", "-out", &pem,
+        ],
+    );
+    let hex = String::from_utf8(openssl(
+        dir,
+        &["rsa", "-pubin", "-in", &pem, "-noout", "-modulus"],
+    ))
+    .unwrap();
     let hex = hex.trim().trim_start_matches("Modulus=");
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)
@@ -62,19 +88,30 @@ fn rs256(k: &RsaKey, header: Value, claims: &Value) -> String {
     let input = format!("{}.{}", b64(&header), b64(claims));
     let mut sig = vec![0; k.pair.public().modulus_len()];
     k.pair
-        .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig)
+        .sign(
+            &RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
         .unwrap();
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 
 fn hs256(secret: &[u8], header: Value, claims: &Value) -> String {
     let input = format!("{}.{}", b64(&header), b64(claims));
-    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret), input.as_bytes());
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+        input.as_bytes(),
+    );
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn claims() -> Value {
@@ -114,7 +151,10 @@ async fn key_server(doc: Arc<Mutex<Value>>) -> Upstream {
 }
 
 fn jwks_hits(idp: &Upstream) -> usize {
-    idp.requests().iter().filter(|r| r.uri.path() == "/jwks").count()
+    idp.requests()
+        .iter()
+        .filter(|r| r.uri.path() == "/jwks")
+        .count()
 }
 
 #[tokio::test]
@@ -143,7 +183,15 @@ async fn jwks_tokens_attacks_rotation_cooldown_and_failing_key_server() {
 
     // A valid token: forwarded with the subject as a header, a client-sent copy replaced.
     let good = rs256(&k1, h1.clone(), &claims());
-    let r = call(&s, "/", &[("authorization", &format!("Bearer {good}")), ("x-user-id", "mallory")]).await;
+    let r = call(
+        &s,
+        "/",
+        &[
+            ("authorization", &format!("Bearer {good}")),
+            ("x-user-id", "mallory"),
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 200, "{}", client::text(&r));
     let seen = app.requests();
     assert_eq!(seen.len(), 1);
@@ -152,59 +200,177 @@ async fn jwks_tokens_attacks_rotation_cooldown_and_failing_key_server() {
     // A spoofed identity header without a token never reaches the upstream either.
     let r = call(&s, "/", &[("x-user-id", "mallory")]).await;
     assert_eq!(r.status(), 401);
-    assert_eq!(client::header(&r, "www-authenticate"), "Bearer realm=\"strait\"");
+    assert_eq!(
+        client::header(&r, "www-authenticate"),
+        "Bearer realm=\"strait\""
+    );
 
     let pem = k1.public_pem.as_bytes();
     let (head, payload, sig) = {
         let mut p = good.split('.');
-        (p.next().unwrap().to_owned(), p.next().unwrap().to_owned(), p.next().unwrap().to_owned())
+        (
+            p.next().unwrap().to_owned(),
+            p.next().unwrap().to_owned(),
+            p.next().unwrap().to_owned(),
+        )
     };
-    let tampered = format!("{head}.{}.{sig}", b64(&with(claims(), "sub", json!("admin"))));
+    let tampered = format!(
+        "{head}.{}.{sig}",
+        b64(&with(claims(), "sub", json!("admin")))
+    );
     let mut bad_sig = URL_SAFE_NO_PAD.decode(&sig).unwrap();
     bad_sig[10] ^= 1;
     let bad_sig = format!("{head}.{payload}.{}", URL_SAFE_NO_PAD.encode(bad_sig));
-    let none = format!("{}.{}.", b64(&json!({"alg": "none", "kid": "k1"})), b64(&claims()));
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "kid": "k1"})),
+        b64(&claims())
+    );
     let table: Vec<(&str, String, u16)> = vec![
         ("none alg", none, 401),
-        ("HS256 with the RSA public key as secret", hs256(pem, json!({"alg": "HS256", "kid": "k1"}), &claims()), 401),
-        ("expired", rs256(&k1, h1.clone(), &with(claims(), "exp", json!(now() - 60))), 401),
-        ("not yet valid", rs256(&k1, h1.clone(), &with(claims(), "nbf", json!(now() + 60))), 401),
-        ("wrong issuer", rs256(&k1, h1.clone(), &with(claims(), "iss", json!("https://evil"))), 401),
-        ("wrong audience", rs256(&k1, h1.clone(), &with(claims(), "aud", json!("other"))), 401),
+        (
+            "HS256 with the RSA public key as secret",
+            hs256(pem, json!({"alg": "HS256", "kid": "k1"}), &claims()),
+            401,
+        ),
+        (
+            "expired",
+            rs256(&k1, h1.clone(), &with(claims(), "exp", json!(now() - 60))),
+            401,
+        ),
+        (
+            "not yet valid",
+            rs256(&k1, h1.clone(), &with(claims(), "nbf", json!(now() + 60))),
+            401,
+        ),
+        (
+            "wrong issuer",
+            rs256(
+                &k1,
+                h1.clone(),
+                &with(claims(), "iss", json!("https://evil")),
+            ),
+            401,
+        ),
+        (
+            "wrong audience",
+            rs256(&k1, h1.clone(), &with(claims(), "aud", json!("other"))),
+            401,
+        ),
         ("tampered payload", tampered, 401),
         ("bad signature", bad_sig, 401),
         ("malformed", "abc.def".into(), 401),
-        ("oversized", rs256(&k1, h1.clone(), &with(claims(), "pad", json!("x".repeat(6300)))), 401),
-        ("jku header", rs256(&k1, json!({"alg": "RS256", "kid": "k1", "jku": "http://evil/jwks"}), &claims()), 401),
-        ("embedded jwk", rs256(&k1, json!({"alg": "RS256", "kid": "k1", "jwk": jwk(&k2, "k1")}), &claims()), 401),
-        ("unknown crit", rs256(&k1, json!({"alg": "RS256", "kid": "k1", "crit": ["x-ext"], "x-ext": 1}), &claims()), 401),
-        ("missing subject", rs256(&k1, h1.clone(), &without(claims(), "sub")), 403),
-        ("missing scope", rs256(&k1, h1.clone(), &with(claims(), "scope", json!("profile"))), 403),
-        ("scope as scp array", rs256(&k1, h1.clone(), &with(without(claims(), "scope"), "scp", json!(["orders:read"]))), 200),
+        (
+            "oversized",
+            rs256(
+                &k1,
+                h1.clone(),
+                &with(claims(), "pad", json!("x".repeat(6300))),
+            ),
+            401,
+        ),
+        (
+            "jku header",
+            rs256(
+                &k1,
+                json!({"alg": "RS256", "kid": "k1", "jku": "http://evil/jwks"}),
+                &claims(),
+            ),
+            401,
+        ),
+        (
+            "embedded jwk",
+            rs256(
+                &k1,
+                json!({"alg": "RS256", "kid": "k1", "jwk": jwk(&k2, "k1")}),
+                &claims(),
+            ),
+            401,
+        ),
+        (
+            "unknown crit",
+            rs256(
+                &k1,
+                json!({"alg": "RS256", "kid": "k1", "crit": ["x-ext"], "x-ext": 1}),
+                &claims(),
+            ),
+            401,
+        ),
+        (
+            "missing subject",
+            rs256(&k1, h1.clone(), &without(claims(), "sub")),
+            403,
+        ),
+        (
+            "missing scope",
+            rs256(&k1, h1.clone(), &with(claims(), "scope", json!("profile"))),
+            403,
+        ),
+        (
+            "scope as scp array",
+            rs256(
+                &k1,
+                h1.clone(),
+                &with(without(claims(), "scope"), "scp", json!(["orders:read"])),
+            ),
+            200,
+        ),
     ];
     for (what, token, status) in &table {
         let r = bearer(&s, token).await;
         assert_eq!(r.status(), *status, "{what}: {}", client::text(&r));
         let challenge = client::header(&r, "www-authenticate");
         match *status {
-            401 => assert_eq!(challenge, "Bearer realm=\"strait\", error=\"invalid_token\"", "{what}"),
-            403 => assert_eq!(challenge, "Bearer realm=\"strait\", error=\"insufficient_scope\"", "{what}"),
+            401 => assert_eq!(
+                challenge, "Bearer realm=\"strait\", error=\"invalid_token\"",
+                "{what}"
+            ),
+            403 => assert_eq!(
+                challenge, "Bearer realm=\"strait\", error=\"insufficient_scope\"",
+                "{what}"
+            ),
             _ => {}
         }
-        assert!(!client::text(&r).contains("127.0.0.1"), "{what}: no internals in the body");
+        assert!(
+            !client::text(&r).contains("127.0.0.1"),
+            "{what}: no internals in the body"
+        );
     }
-    assert_eq!(app.requests().len(), 2, "only the valid tokens reached the upstream");
+    assert_eq!(
+        app.requests().len(),
+        2,
+        "only the valid tokens reached the upstream"
+    );
     let m = s.metrics().await;
-    for (reason, n) in [("missing_token", 1.0), ("invalid_token", 11.0), ("expired", 1.0), ("not_yet_valid", 1.0), ("insufficient_claims", 1.0), ("insufficient_scope", 1.0)] {
-        assert_eq!(sum(&m, "strait_policy_denials_total", &[("policy", "users"), ("reason", reason)]), n, "{reason}: {m}");
+    for (reason, n) in [
+        ("missing_token", 1.0),
+        ("invalid_token", 11.0),
+        ("expired", 1.0),
+        ("not_yet_valid", 1.0),
+        ("insufficient_claims", 1.0),
+        ("insufficient_scope", 1.0),
+    ] {
+        assert_eq!(
+            sum(
+                &m,
+                "strait_policy_denials_total",
+                &[("policy", "users"), ("reason", reason)]
+            ),
+            n,
+            "{reason}: {m}"
+        );
     }
     let log_path = s.dir().join("access.log");
-    let denied = poll_until(Duration::from_secs(10), "a denial in the access log", || async {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|l| l["status"] == 403)
-    })
+    let denied = poll_until(
+        Duration::from_secs(10),
+        "a denial in the access log",
+        || async {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["status"] == 403)
+        },
+    )
     .await;
     assert_eq!(denied["policy"], "users", "{denied}");
 
@@ -216,19 +382,36 @@ async fn jwks_tokens_attacks_rotation_cooldown_and_failing_key_server() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = bearer(&s, &new_token).await;
     assert_eq!(r.status(), 200, "rotated key: {}", client::text(&r));
-    assert_eq!(bearer(&s, &good).await.status(), 200, "old key still published");
+    assert_eq!(
+        bearer(&s, &good).await.status(),
+        200,
+        "old key still published"
+    );
 
     // Cooldown: random kids cannot make Strait hammer the key server.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let before = jwks_hits(&idp);
     for i in 0..30 {
-        let t = rs256(&k1, json!({"alg": "RS256", "kid": format!("random-{i}")}), &claims());
+        let t = rs256(
+            &k1,
+            json!({"alg": "RS256", "kid": format!("random-{i}")}),
+            &claims(),
+        );
         assert_eq!(bearer(&s, &t).await.status(), 401);
     }
     let during = jwks_hits(&idp) - before;
-    assert!(during <= 1, "{during} fetches for 30 random kids within the cooldown");
+    assert!(
+        during <= 1,
+        "{during} fetches for 30 random kids within the cooldown"
+    );
     let m = s.metrics().await;
-    assert!(sum(&m, "strait_policy_denials_total", &[("policy", "users"), ("reason", "unknown_kid")]) >= 30.0);
+    assert!(
+        sum(
+            &m,
+            "strait_policy_denials_total",
+            &[("policy", "users"), ("reason", "unknown_kid")]
+        ) >= 30.0
+    );
 
     // The key server fails: the last good key set still verifies.
     idp.set_status_override(Some(500));
@@ -236,10 +419,28 @@ async fn jwks_tokens_attacks_rotation_cooldown_and_failing_key_server() {
     let t = rs256(&k1, json!({"alg": "RS256", "kid": "k3"}), &claims());
     assert_eq!(bearer(&s, &t).await.status(), 401);
     assert_eq!(bearer(&s, &good).await.status(), 200, "last good keys kept");
-    assert_eq!(bearer(&s, &new_token).await.status(), 200, "last good keys kept");
+    assert_eq!(
+        bearer(&s, &new_token).await.status(),
+        200,
+        "last good keys kept"
+    );
     let m = s.metrics().await;
-    assert!(sum(&m, "strait_jwks_fetch_total", &[("policy", "users"), ("result", "error")]) >= 1.0, "{m}");
-    assert!(sum(&m, "strait_jwks_fetch_total", &[("policy", "users"), ("result", "ok")]) >= 2.0, "{m}");
+    assert!(
+        sum(
+            &m,
+            "strait_jwks_fetch_total",
+            &[("policy", "users"), ("result", "error")]
+        ) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        sum(
+            &m,
+            "strait_jwks_fetch_total",
+            &[("policy", "users"), ("result", "ok")]
+        ) >= 2.0,
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -273,18 +474,41 @@ async fn static_keys_query_token_strip_and_algorithm_confusion() {
     let confused_nokid = hs256(pem, json!({"alg": "HS256"}), &c);
     let r = call(&s, &format!("/a?x=1&access_token={rs}&y=2"), &[]).await;
     assert_eq!(r.status(), 200, "{}", client::text(&r));
-    assert_eq!(app.requests()[0].path_and_query(), "/a?x=1&y=2", "token stripped from the query");
-    assert_eq!(call(&s, &format!("/?access_token={hs}"), &[]).await.status(), 200);
+    assert_eq!(
+        app.requests()[0].path_and_query(),
+        "/a?x=1&y=2",
+        "token stripped from the query"
+    );
+    assert_eq!(
+        call(&s, &format!("/?access_token={hs}"), &[])
+            .await
+            .status(),
+        200
+    );
     for t in [&confused, &confused_nokid] {
         let r = call(&s, &format!("/?access_token={t}"), &[]).await;
         assert_eq!(r.status(), 401, "algorithm confusion");
-        assert_eq!(client::header(&r, "www-authenticate"), "Bearer realm=\"api\", error=\"invalid_token\"");
+        assert_eq!(
+            client::header(&r, "www-authenticate"),
+            "Bearer realm=\"api\", error=\"invalid_token\""
+        );
     }
     // A token anywhere but the configured place is ignored.
     let r = call(&s, "/", &[("authorization", &format!("Bearer {rs}"))]).await;
     assert_eq!(r.status(), 401);
-    assert_eq!(client::header(&r, "www-authenticate"), "Bearer realm=\"api\"");
+    assert_eq!(
+        client::header(&r, "www-authenticate"),
+        "Bearer realm=\"api\""
+    );
     assert_eq!(app.requests().len(), 2);
     let m = s.metrics().await;
-    assert_eq!(sum(&m, "strait_policy_denials_total", &[("policy", "api/jwt"), ("reason", "missing_token")]), 1.0, "{m}");
+    assert_eq!(
+        sum(
+            &m,
+            "strait_policy_denials_total",
+            &[("policy", "api/jwt"), ("reason", "missing_token")]
+        ),
+        1.0,
+        "{m}"
+    );
 }

@@ -9,8 +9,8 @@ use serde_saphyr::Spanned;
 
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
-pub(crate) use policy::*;
 pub(crate) use jwt::*;
+pub(crate) use policy::*;
 
 mod forms;
 mod jwt;

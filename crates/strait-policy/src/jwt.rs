@@ -107,7 +107,12 @@ impl JwtFilter {
     /// Parses and verifies `token` against `keys`; the verified claims.
     fn verify(&self, token: &str, keys: &KeySet) -> Result<Map<String, Value>, Refusal> {
         let p = token::parse(token, &self.s.algorithms, self.s.max_token)?;
-        match keys.verify(p.alg, p.kid.as_deref(), p.signing_input.as_bytes(), &p.signature) {
+        match keys.verify(
+            p.alg,
+            p.kid.as_deref(),
+            p.signing_input.as_bytes(),
+            &p.signature,
+        ) {
             Ok(()) => Ok(p.claims),
             Err(keys::VerifyError::UnknownKid) => Err(Refusal::UnknownKid),
             Err(keys::VerifyError::BadSignature) => Err(Refusal::Invalid),
@@ -126,7 +131,10 @@ impl JwtFilter {
             .collect();
         let claims = Claims(Arc::new(flat));
         for (claim, header) in &self.s.forward {
-            if let Some(v) = claims.get(claim).and_then(|v| HeaderValue::from_str(v).ok()) {
+            if let Some(v) = claims
+                .get(claim)
+                .and_then(|v| HeaderValue::from_str(v).ok())
+            {
                 ctx.head.headers.insert(header.clone(), v);
             }
         }
@@ -148,7 +156,9 @@ impl JwtFilter {
                 ctx.head.headers.remove(name);
             }
             TokenSource::Query(param) => {
-                let Some(q) = ctx.head.uri.query() else { return };
+                let Some(q) = ctx.head.uri.query() else {
+                    return;
+                };
                 let q = token::strip_query(q, param);
                 let path = ctx.head.uri.path();
                 let pq = if q.is_empty() {
@@ -173,7 +183,9 @@ impl JwtFilter {
                     .filter_map(|v| v.to_str().ok())
                     .flat_map(|v| v.split(';'))
                     .map(str::trim)
-                    .filter(|c| !c.is_empty() && c.split_once('=').map_or(*c, |(k, _)| k) != name.as_str())
+                    .filter(|c| {
+                        !c.is_empty() && c.split_once('=').map_or(*c, |(k, _)| k) != name.as_str()
+                    })
                     .map(str::to_owned)
                     .collect();
                 ctx.head.headers.remove(http::header::COOKIE);
@@ -186,7 +198,11 @@ impl JwtFilter {
         }
     }
 
-    fn finish(&self, ctx: &mut RequestCtx<'_>, verified: Result<Map<String, Value>, Refusal>) -> Option<Reply> {
+    fn finish(
+        &self,
+        ctx: &mut RequestCtx<'_>,
+        verified: Result<Map<String, Value>, Refusal>,
+    ) -> Option<Reply> {
         match verified.and_then(|c| self.admit(ctx, c)) {
             Ok(()) => None,
             Err(r) => Some(self.deny(r)),

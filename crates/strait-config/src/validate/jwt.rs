@@ -25,7 +25,10 @@ pub(super) fn jwt(cx: &mut Ctx, raw: &Spanned<RawJwt>) -> JwtPolicy {
     let at = pos(raw);
     let mut algorithms = Vec::new();
     match &j.algorithms {
-        None => cx.err(at, "jwt needs `algorithms` (e.g. [RS256]): the list of accepted algorithms"),
+        None => cx.err(
+            at,
+            "jwt needs `algorithms` (e.g. [RS256]): the list of accepted algorithms",
+        ),
         Some(list) if list.value.is_empty() => cx.err(pos(list), "jwt.algorithms is empty"),
         Some(list) => {
             for a in &list.value {
@@ -52,7 +55,10 @@ pub(super) fn jwt(cx: &mut Ctx, raw: &Spanned<RawJwt>) -> JwtPolicy {
             JwtKeys::Keys(Vec::new())
         }
         (None, None) => {
-            cx.err(at, "jwt needs keys: set `jwks` (a key set on an upstream) or `keys`");
+            cx.err(
+                at,
+                "jwt needs keys: set `jwks` (a key set on an upstream) or `keys`",
+            );
             JwtKeys::Keys(Vec::new())
         }
         (Some(w), None) => {
@@ -66,7 +72,10 @@ pub(super) fn jwt(cx: &mut Ctx, raw: &Spanned<RawJwt>) -> JwtPolicy {
             let upstream = match &s.upstream {
                 Some(u) => u.value.clone(),
                 None => {
-                    cx.err(pos(w), "jwt.jwks needs an `upstream` (the name of an upstream)");
+                    cx.err(
+                        pos(w),
+                        "jwt.jwks needs an `upstream` (the name of an upstream)",
+                    );
                     String::new()
                 }
             };
@@ -77,16 +86,37 @@ pub(super) fn jwt(cx: &mut Ctx, raw: &Spanned<RawJwt>) -> JwtPolicy {
                     p.value.clone()
                 }
                 None => {
-                    cx.err(pos(w), "jwt.jwks needs a `path` (e.g. /.well-known/jwks.json)");
+                    cx.err(
+                        pos(w),
+                        "jwt.jwks needs a `path` (e.g. /.well-known/jwks.json)",
+                    );
                     String::new()
                 }
             };
-            let refresh = cx.duration(s.refresh.as_ref(), "jwt.jwks.refresh", Duration::from_secs(600), false);
-            let cooldown = cx.duration(s.cooldown.as_ref(), "jwt.jwks.cooldown", Duration::from_secs(30), true);
-            let timeout = cx.duration(s.timeout.as_ref(), "jwt.jwks.timeout", Duration::from_secs(2), false);
+            let refresh = cx.duration(
+                s.refresh.as_ref(),
+                "jwt.jwks.refresh",
+                Duration::from_secs(600),
+                false,
+            );
+            let cooldown = cx.duration(
+                s.cooldown.as_ref(),
+                "jwt.jwks.cooldown",
+                Duration::from_secs(30),
+                true,
+            );
+            let timeout = cx.duration(
+                s.timeout.as_ref(),
+                "jwt.jwks.timeout",
+                Duration::from_secs(2),
+                false,
+            );
             if cooldown > refresh {
                 if let Some(c) = &s.cooldown {
-                    cx.err(pos(c), "jwt.jwks.cooldown must not be longer than jwt.jwks.refresh");
+                    cx.err(
+                        pos(c),
+                        "jwt.jwks.cooldown must not be longer than jwt.jwks.refresh",
+                    );
                 }
             }
             JwtKeys::Jwks(JwksSource {
@@ -109,7 +139,10 @@ pub(super) fn jwt(cx: &mut Ctx, raw: &Spanned<RawJwt>) -> JwtPolicy {
                     .flatten()
                     .collect();
                 if set.len() != 1 {
-                    cx.err(pos(k), "a jwt key has exactly one of `pem`, `pem_file`, `secret`, `secret_file`");
+                    cx.err(
+                        pos(k),
+                        "a jwt key has exactly one of `pem`, `pem_file`, `secret`, `secret_file`",
+                    );
                     continue;
                 }
                 let material = if let Some(p) = &v.pem {
@@ -118,7 +151,10 @@ pub(super) fn jwt(cx: &mut Ctx, raw: &Spanned<RawJwt>) -> JwtPolicy {
                     JwtKeyMaterial::PemFile(cx.file(f, "jwt.keys.pem_file"))
                 } else if let Some(s) = &v.secret {
                     if s.value.len() < 32 {
-                        cx.err(pos(s), "jwt key secret must be at least 32 bytes (RFC 7518 §3.2)");
+                        cx.err(
+                            pos(s),
+                            "jwt key secret must be at least 32 bytes (RFC 7518 §3.2)",
+                        );
                     }
                     JwtKeyMaterial::Secret(s.value.clone())
                 } else if let Some(f) = &v.secret_file {
@@ -126,12 +162,21 @@ pub(super) fn jwt(cx: &mut Ctx, raw: &Spanned<RawJwt>) -> JwtPolicy {
                 } else {
                     continue;
                 };
-                let secret = matches!(material, JwtKeyMaterial::Secret(_) | JwtKeyMaterial::SecretFile(_));
+                let secret = matches!(
+                    material,
+                    JwtKeyMaterial::Secret(_) | JwtKeyMaterial::SecretFile(_)
+                );
                 if secret && !hmac {
-                    cx.err(pos(k), "a jwt secret key needs an HS algorithm in `algorithms`");
+                    cx.err(
+                        pos(k),
+                        "a jwt secret key needs an HS algorithm in `algorithms`",
+                    );
                 }
                 if !secret && !public {
-                    cx.err(pos(k), "a jwt public key needs an RS, PS, ES or EdDSA algorithm in `algorithms`");
+                    cx.err(
+                        pos(k),
+                        "a jwt public key needs an RS, PS, ES or EdDSA algorithm in `algorithms`",
+                    );
                 }
                 out.push(JwtKey {
                     kid: v.kid.as_ref().map(|s| s.value.clone()),
@@ -174,7 +219,12 @@ pub(super) fn jwt(cx: &mut Ctx, raw: &Spanned<RawJwt>) -> JwtPolicy {
         keys,
         issuers: list(&j.issuer),
         audiences: list(&j.audiences),
-        leeway: cx.duration(j.leeway.as_ref(), "jwt.leeway", Duration::from_secs(60), true),
+        leeway: cx.duration(
+            j.leeway.as_ref(),
+            "jwt.leeway",
+            Duration::from_secs(60),
+            true,
+        ),
         required_claims: texts(j.required_claims.as_ref()),
         scopes: texts(j.scopes.as_ref()),
         token: token(cx, j.token.as_ref()),
@@ -183,9 +233,18 @@ pub(super) fn jwt(cx: &mut Ctx, raw: &Spanned<RawJwt>) -> JwtPolicy {
         strip_token: j.strip_token.as_ref().is_some_and(|b| b.value),
         consumer_claim: j.consumer_claim.as_ref().map(|s| s.value.clone()),
         realm: match &j.realm {
-            Some(r) if r.value.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ') => r.value.clone(),
+            Some(r)
+                if r.value
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ') =>
+            {
+                r.value.clone()
+            }
             Some(r) => {
-                cx.err(pos(r), "jwt.realm: use printable ASCII without quotes or backslashes");
+                cx.err(
+                    pos(r),
+                    "jwt.realm: use printable ASCII without quotes or backslashes",
+                );
                 r.value.clone()
             }
             None => "strait".into(),
@@ -200,9 +259,15 @@ fn token(cx: &mut Ctx, raw: Option<&Spanned<RawJwtToken>>) -> JwtToken {
     };
     let Some(t) = raw else { return default };
     let v = &t.value;
-    let places = [&v.header, &v.query, &v.cookie].into_iter().flatten().count();
+    let places = [&v.header, &v.query, &v.cookie]
+        .into_iter()
+        .flatten()
+        .count();
     if places != 1 {
-        cx.err(pos(t), "jwt.token takes exactly one of `header`, `query`, `cookie`");
+        cx.err(
+            pos(t),
+            "jwt.token takes exactly one of `header`, `query`, `cookie`",
+        );
         return default;
     }
     if let (Some(p), None) = (&v.prefix, &v.header) {
@@ -272,13 +337,22 @@ mod tests {
 
     #[test]
     fn errors_have_positions() {
-        let e = check("      algorithms: [RS256, none]\n      jwks: { upstream: idp, path: /jwks }\n").unwrap_err();
-        assert!(e[0].starts_with("14:") && e[0].contains("unknown jwt algorithm `none`"), "{e:?}");
-        let e = check("      algorithms: [HS256]\n      jwks: { upstream: idp, path: /jwks }\n").unwrap_err();
+        let e =
+            check("      algorithms: [RS256, none]\n      jwks: { upstream: idp, path: /jwks }\n")
+                .unwrap_err();
+        assert!(
+            e[0].starts_with("14:") && e[0].contains("unknown jwt algorithm `none`"),
+            "{e:?}"
+        );
+        let e = check("      algorithms: [HS256]\n      jwks: { upstream: idp, path: /jwks }\n")
+            .unwrap_err();
         assert!(e[0].contains("HS algorithms need a shared secret"), "{e:?}");
         let e = check("      algorithms: [RS256]\n      keys: [{ secret: short }]\n").unwrap_err();
         assert!(e.iter().any(|m| m.contains("at least 32 bytes")), "{e:?}");
-        assert!(e.iter().any(|m| m.contains("needs an HS algorithm")), "{e:?}");
+        assert!(
+            e.iter().any(|m| m.contains("needs an HS algorithm")),
+            "{e:?}"
+        );
         let e = check("      algorithms: [RS256]\n      jwks: { upstream: idp, path: /jwks }\n      token: { query: t, cookie: c }\n").unwrap_err();
         assert!(e[0].contains("exactly one of"), "{e:?}");
         let e = check("      algorithms: [RS256]\n").unwrap_err();

@@ -98,7 +98,10 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     }
     match kinds.as_slice() {
         [] => {
-            cx.err(at, "policy has no kind: set one of headers, retry, fault, jwt");
+            cx.err(
+                at,
+                "policy has no kind: set one of headers, retry, fault, jwt",
+            );
             return None;
         }
         [_] => {}

@@ -313,15 +313,17 @@ fn b64url(v: &serde_json::Value) -> Option<Vec<u8>> {
 /// The verification keys of a JWKS document; keys of unknown types, private parts, or with
 /// `use` other than `sig` are skipped. Fails when the document is not a JWKS at all.
 pub fn from_jwks(doc: &[u8]) -> Result<KeySet, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(doc).map_err(|_| "not JSON".to_string())?;
+    let v: serde_json::Value = serde_json::from_slice(doc).map_err(|_| "not JSON".to_string())?;
     let list = v
         .get("keys")
         .and_then(|k| k.as_array())
         .ok_or("no `keys` array")?;
     let mut keys = Vec::new();
     for k in list {
-        if k.get("use").and_then(|u| u.as_str()).is_some_and(|u| u != "sig") {
+        if k.get("use")
+            .and_then(|u| u.as_str())
+            .is_some_and(|u| u != "sig")
+        {
             continue;
         }
         let kid = k.get("kid").and_then(|s| s.as_str()).map(str::to_owned);
@@ -386,7 +388,10 @@ mod tests {
             }],
         };
         assert_eq!(set.verify(Alg::HS256, None, b"msg", tag.as_ref()), Ok(()));
-        assert_eq!(set.verify(Alg::HS256, Some("a"), b"msg", tag.as_ref()), Ok(()));
+        assert_eq!(
+            set.verify(Alg::HS256, Some("a"), b"msg", tag.as_ref()),
+            Ok(())
+        );
         assert_eq!(
             set.verify(Alg::HS256, Some("b"), b"msg", tag.as_ref()),
             Err(VerifyError::UnknownKid)
@@ -421,7 +426,9 @@ mod tests {
     #[test]
     fn tlv_never_panics_on_arbitrary_bytes() {
         for len in 0..64u8 {
-            let d: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37).wrapping_add(len)).collect();
+            let d: Vec<u8> = (0..len)
+                .map(|i| i.wrapping_mul(37).wrapping_add(len))
+                .collect();
             let _ = from_spki(&d);
             let _ = rsa_from_pkcs1(&d);
         }

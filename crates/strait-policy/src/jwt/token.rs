@@ -311,14 +311,23 @@ mod tests {
             prefix: String::new(),
         };
         assert_eq!(extract(&hdr, &h, q), Some("T1"));
-        assert_eq!(extract(&TokenSource::Query("access_token".into()), &h, q), Some("Q1"));
-        assert_eq!(extract(&TokenSource::Cookie("jwt".into()), &h, q), Some("C1"));
+        assert_eq!(
+            extract(&TokenSource::Query("access_token".into()), &h, q),
+            Some("Q1")
+        );
+        assert_eq!(
+            extract(&TokenSource::Cookie("jwt".into()), &h, q),
+            Some("C1")
+        );
         assert_eq!(extract(&TokenSource::Cookie("no".into()), &h, q), None);
         h.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(extract(&TokenSource::default(), &h, q), None);
         h.insert("authorization", "Bearer ".parse().unwrap());
         assert_eq!(extract(&TokenSource::default(), &h, q), None);
-        assert_eq!(strip_query("a=1&access_token=x&b=2", "access_token"), "a=1&b=2");
+        assert_eq!(
+            strip_query("a=1&access_token=x&b=2", "access_token"),
+            "a=1&b=2"
+        );
     }
 
     #[test]
@@ -337,12 +346,18 @@ mod tests {
             json!({"alg": "HS256", "kid": 5}),
             json!({}),
         ] {
-            assert_eq!(parse(&tok(h, c.clone()), &all, 8192).unwrap_err(), Refusal::Invalid);
+            assert_eq!(
+                parse(&tok(h, c.clone()), &all, 8192).unwrap_err(),
+                Refusal::Invalid
+            );
         }
         let big = tok(json!({"alg": "HS256"}), json!({"x": "a".repeat(9000)}));
         assert_eq!(parse(&big, &all, 8192).unwrap_err(), Refusal::Invalid);
         assert_eq!(parse("a.b", &all, 8192).unwrap_err(), Refusal::Invalid);
-        assert_eq!(parse("a.b.c.d.e", &all, 8192).unwrap_err(), Refusal::Invalid);
+        assert_eq!(
+            parse("a.b.c.d.e", &all, 8192).unwrap_err(),
+            Refusal::Invalid
+        );
         let unsigned = format!("{}.{}.", enc(&json!({"alg": "HS256"})), enc(&c));
         assert_eq!(parse(&unsigned, &all, 8192).unwrap_err(), Refusal::Invalid);
     }
@@ -359,14 +374,38 @@ mod tests {
         let ok = |c: Value| check_claims(c.as_object().unwrap(), &rules, 1000);
         let good = json!({"iss": "i2", "aud": ["x", "api"], "sub": "u", "exp": 1001, "nbf": 1005, "scope": "write read"});
         assert_eq!(ok(good), Ok(()));
-        assert_eq!(ok(json!({"iss": "i1", "aud": "api", "sub": "u", "scp": ["read"], "exp": 991})), Ok(()));
-        assert_eq!(ok(json!({"iss": "i1", "aud": "api", "sub": "u", "scope": "read", "exp": 990})), Err(Refusal::Expired));
-        assert_eq!(ok(json!({"iss": "i1", "aud": "api", "sub": "u", "scope": "read", "nbf": 1011})), Err(Refusal::NotYetValid));
-        assert_eq!(ok(json!({"iss": "i3", "aud": "api", "sub": "u", "scope": "read"})), Err(Refusal::Invalid));
-        assert_eq!(ok(json!({"iss": "i1", "aud": "web", "sub": "u", "scope": "read"})), Err(Refusal::Invalid));
-        assert_eq!(ok(json!({"iss": "i1", "aud": "api", "scope": "read"})), Err(Refusal::MissingClaims));
-        assert_eq!(ok(json!({"iss": "i1", "aud": "api", "sub": "u", "scope": "reader"})), Err(Refusal::MissingScope));
-        assert_eq!(ok(json!({"iss": "i1", "aud": "api", "sub": "u", "scope": "read", "exp": "soon"})), Err(Refusal::Invalid));
+        assert_eq!(
+            ok(json!({"iss": "i1", "aud": "api", "sub": "u", "scp": ["read"], "exp": 991})),
+            Ok(())
+        );
+        assert_eq!(
+            ok(json!({"iss": "i1", "aud": "api", "sub": "u", "scope": "read", "exp": 990})),
+            Err(Refusal::Expired)
+        );
+        assert_eq!(
+            ok(json!({"iss": "i1", "aud": "api", "sub": "u", "scope": "read", "nbf": 1011})),
+            Err(Refusal::NotYetValid)
+        );
+        assert_eq!(
+            ok(json!({"iss": "i3", "aud": "api", "sub": "u", "scope": "read"})),
+            Err(Refusal::Invalid)
+        );
+        assert_eq!(
+            ok(json!({"iss": "i1", "aud": "web", "sub": "u", "scope": "read"})),
+            Err(Refusal::Invalid)
+        );
+        assert_eq!(
+            ok(json!({"iss": "i1", "aud": "api", "scope": "read"})),
+            Err(Refusal::MissingClaims)
+        );
+        assert_eq!(
+            ok(json!({"iss": "i1", "aud": "api", "sub": "u", "scope": "reader"})),
+            Err(Refusal::MissingScope)
+        );
+        assert_eq!(
+            ok(json!({"iss": "i1", "aud": "api", "sub": "u", "scope": "read", "exp": "soon"})),
+            Err(Refusal::Invalid)
+        );
     }
 
     proptest! {
