@@ -70,7 +70,13 @@ fn rsa_key(dir: &Path, name: &str) -> RsaKey {
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect();
     RsaKey {
-        pair: RsaKeyPair::from_pkcs8(&std::fs::read(dir.join(&der)).unwrap()).unwrap(),
+        pair: {
+            // OpenSSL writes PKCS#8 or, depending on version, PKCS#1 DER.
+            let bytes = std::fs::read(dir.join(&der)).unwrap();
+            RsaKeyPair::from_pkcs8(&bytes)
+                .or_else(|_| RsaKeyPair::from_der(&bytes))
+                .unwrap()
+        },
         public_pem: std::fs::read_to_string(dir.join(&pem)).unwrap(),
         n: URL_SAFE_NO_PAD.encode(bytes),
     }
