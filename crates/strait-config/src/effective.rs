@@ -10,6 +10,7 @@ use crate::types::*;
 
 mod access;
 mod auth;
+mod jwt;
 mod node;
 mod policy;
 

@@ -34,6 +34,8 @@ pub enum PolicySpec {
     BasicAuth(crate::auth::BasicAuthPolicy),
     /// A decision asked of an auth service.
     ForwardAuth(crate::auth::ForwardAuthPolicy),
+    /// JSON Web Token verification.
+    Jwt(Box<crate::JwtPolicy>),
 }
 
 impl PolicySpec {
@@ -49,6 +51,7 @@ impl PolicySpec {
             PolicySpec::ApiKey(_) => "api_key",
             PolicySpec::BasicAuth(_) => "basic_auth",
             PolicySpec::ForwardAuth(_) => "forward_auth",
+            PolicySpec::Jwt(_) => "jwt",
         }
     }
 
@@ -63,6 +66,7 @@ impl PolicySpec {
             PolicySpec::IpRules(_) => 100,
             PolicySpec::RequestLimits(_) => 200,
             PolicySpec::Cors(_) => 300,
+            PolicySpec::Jwt(_) => 400,
             PolicySpec::Fault(_) => 700,
             PolicySpec::ApiKey(_) => 410,
             PolicySpec::BasicAuth(_) => 420,

@@ -11,11 +11,13 @@ pub(crate) use access::*;
 pub(crate) use auth::*;
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
+pub(crate) use jwt::*;
 pub(crate) use policy::*;
 
 mod access;
 mod auth;
 mod forms;
+mod jwt;
 mod policy;
 
 /// A scalar kept as text, with its position.

@@ -23,6 +23,7 @@ mod auth;
 mod binds;
 mod files;
 mod http;
+mod jwt;
 mod policy;
 mod resilience;
 mod route;

@@ -19,6 +19,7 @@ use strait_proxy::{
 
 mod access;
 mod auth;
+mod jwt;
 mod policy;
 mod upstream;
 
@@ -442,6 +443,7 @@ pub fn certificate_files(config: &cfg::Config) -> Vec<std::path::PathBuf> {
             files.push(ca);
         }
     }
+    files.extend(jwt::key_files(config));
     files.sort();
     files.dedup();
     files

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub ejections: IntCounterVec,
     /// `strait_policy_denials_total{policy,reason}`: requests a policy answered in place of the upstream.
     pub policy_denials: IntCounterVec,
+    /// `strait_jwks_fetch_total{policy,result}`: JWKS fetches of `jwt` policies (`ok`, `error`).
+    pub jwks_fetches: IntCounterVec,
     /// `strait_rate_limit_decisions_total{route,policy,decision}` (reserved for rate limits).
     pub rate_limit_decisions: IntCounterVec,
     /// `strait_auth_failures_total{route,policy,reason}` (reserved for auth policies).
@@ -223,6 +225,11 @@ impl Metrics {
             "Requests a policy answered in place of the upstream, by policy and reason.",
             &["policy", "reason"],
         );
+        let jwks_fetches = counter(
+            "strait_jwks_fetch_total",
+            "JWKS key set fetches of jwt policies, by policy and result (ok, error).",
+            &["policy", "result"],
+        );
         let breaker_state = gauge(
             "strait_circuit_breaker_state",
             "Circuit breaker state of an upstream: 0 closed, 1 open, 2 half-open.",
@@ -294,6 +301,7 @@ impl Metrics {
             Box::new(retries.clone()),
             Box::new(retry_budget_exhausted.clone()),
             Box::new(policy_denials.clone()),
+            Box::new(jwks_fetches.clone()),
             Box::new(breaker_state.clone()),
             Box::new(rate_limit_decisions.clone()),
             Box::new(auth_failures.clone()),
@@ -352,6 +360,7 @@ impl Metrics {
             breaker_state,
             ejections,
             policy_denials,
+            jwks_fetches,
             rate_limit_decisions,
             auth_failures,
             consumer_requests,

@@ -10,6 +10,7 @@ pub mod forward_auth;
 pub mod headers;
 pub mod ip_rules;
 pub mod request_limits;
+pub mod jwt;
 
 pub use cors::{CorsFilter, CorsSettings, OriginRule};
 pub use api_key::ApiKeyFilter;
@@ -20,3 +21,4 @@ pub use forward_auth::ForwardAuthFilter;
 pub use headers::{HeaderOps, HeadersFilter};
 pub use ip_rules::IpRulesFilter;
 pub use request_limits::RequestLimitsFilter;
+pub use jwt::JwtFilter;

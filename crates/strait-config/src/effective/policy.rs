@@ -54,6 +54,7 @@ fn spec_node(spec: &PolicySpec) -> Node {
         PolicySpec::ApiKey(k) => super::auth::api_key(k),
         PolicySpec::BasicAuth(b) => super::auth::basic_auth(b),
         PolicySpec::ForwardAuth(f) => super::auth::forward_auth(f),
+        PolicySpec::Jwt(j) => super::jwt::jwt(j),
         PolicySpec::Fault(FaultPolicy {
             abort,
             delay,

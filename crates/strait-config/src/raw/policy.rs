@@ -21,6 +21,7 @@ pub(crate) struct RawPolicy {
     pub api_key: Option<Spanned<super::RawApiKey>>,
     pub basic_auth: Option<Spanned<super::RawBasicAuth>>,
     pub forward_auth: Option<Spanned<super::RawForwardAuth>>,
+    pub jwt: Option<Spanned<super::RawJwt>>,
 }
 
 /// `fault:` injected aborts and delays.

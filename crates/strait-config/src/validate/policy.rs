@@ -111,12 +111,15 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(f) = &p.forward_auth {
         kinds.push(("forward_auth", pos(f)));
     }
+    if let Some(j) = &p.jwt {
+        kinds.push(("jwt", pos(j)));
+    }
     match kinds.as_slice() {
         [] => {
             cx.err(
                 at,
                 "policy has no kind: set one of headers, retry, fault, ip_rules, request_limits, \
-                 cors, api_key, basic_auth, forward_auth",
+                 cors, jwt, api_key, basic_auth, forward_auth",
             );
             return None;
         }
@@ -159,6 +162,9 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     }
     if let Some(f) = &p.forward_auth {
         return Some(PolicySpec::ForwardAuth(super::auth::forward_auth(cx, f)));
+    }
+    if let Some(j) = &p.jwt {
+        return Some(PolicySpec::Jwt(Box::new(super::jwt::jwt(cx, j))));
     }
     p.retry
         .as_ref()

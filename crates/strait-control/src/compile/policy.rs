@@ -94,6 +94,7 @@ pub(super) fn compile(p: &cfg::Policy, cx: &PolicyCx<'_>) -> Result<Compiled, St
             Compiled::Filter(rank, super::access::request_limits(&p.name, x))
         }
         cfg::PolicySpec::Cors(x) => Compiled::Filter(rank, super::access::cors(&p.name, x)?),
+        cfg::PolicySpec::Jwt(j) => Compiled::Filter(rank, super::jwt::compile(&p.name, j, cx)?),
         cfg::PolicySpec::Fault(f) => Compiled::Filter(
             rank,
             Arc::new(FaultFilter::new(
