@@ -1,24 +1,24 @@
 //! Built-in filters (policies) attached to routes; each is a `strait_core::Filter`.
 #![forbid(unsafe_code)]
 
-pub mod cors;
 pub mod api_key;
 pub mod basic_auth;
 pub mod consumer;
+pub mod cors;
 pub mod fault;
 pub mod forward_auth;
 pub mod headers;
 pub mod ip_rules;
-pub mod request_limits;
 pub mod jwt;
+pub mod request_limits;
 
-pub use cors::{CorsFilter, CorsSettings, OriginRule};
 pub use api_key::ApiKeyFilter;
 pub use basic_auth::BasicAuthFilter;
 pub use consumer::ConsumerTag;
+pub use cors::{CorsFilter, CorsSettings, OriginRule};
 pub use fault::FaultFilter;
 pub use forward_auth::ForwardAuthFilter;
 pub use headers::{HeaderOps, HeadersFilter};
 pub use ip_rules::IpRulesFilter;
-pub use request_limits::RequestLimitsFilter;
 pub use jwt::JwtFilter;
+pub use request_limits::RequestLimitsFilter;
