@@ -10,6 +10,7 @@ use crate::types::*;
 
 mod node;
 mod policy;
+mod ratelimit;
 
 pub use node::Node;
 use node::{int, pairs, M};

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use crate::types::HeaderOps;
 
+mod ratelimit;
+pub use ratelimit::*;
+
 /// A policy with its settings parsed; the kind is the variant of [`PolicySpec`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -22,6 +25,10 @@ pub enum PolicySpec {
     Retry(RetryPolicy),
     /// Injected aborts and delays, for chaos tests and game days.
     Fault(FaultPolicy),
+    /// Requests per period per key, locally or across a fleet (Redis).
+    RateLimit(RateLimitPolicy),
+    /// Most requests in flight per key.
+    ConcurrencyLimit(ConcurrencyLimitPolicy),
 }
 
 impl PolicySpec {
@@ -31,6 +38,8 @@ impl PolicySpec {
             PolicySpec::Headers(_) => "headers",
             PolicySpec::Retry(_) => "retry",
             PolicySpec::Fault(_) => "fault",
+            PolicySpec::RateLimit(_) => "rate_limit",
+            PolicySpec::ConcurrencyLimit(_) => "concurrency_limit",
         }
     }
 
@@ -42,6 +51,8 @@ impl PolicySpec {
     /// fault 700, header edits 800, then forwarding (retry 1000).
     pub fn rank(&self) -> u16 {
         match self {
+            PolicySpec::RateLimit(_) => 500,
+            PolicySpec::ConcurrencyLimit(_) => 550,
             PolicySpec::Fault(_) => 700,
             PolicySpec::Headers(_) => 800,
             PolicySpec::Retry(_) => 1000,

@@ -10,9 +10,11 @@ use serde_saphyr::Spanned;
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
 pub(crate) use policy::*;
+pub(crate) use ratelimit::*;
 
 mod forms;
 mod policy;
+mod ratelimit;
 
 /// A scalar kept as text, with its position.
 pub(crate) type S = Spanned<String>;

@@ -22,6 +22,7 @@ mod binds;
 mod files;
 mod http;
 mod policy;
+mod ratelimit;
 mod resilience;
 mod route;
 mod upstream;

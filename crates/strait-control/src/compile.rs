@@ -18,6 +18,7 @@ use strait_proxy::{
 };
 
 mod policy;
+mod ratelimit;
 mod upstream;
 
 pub use upstream::ENDPOINT;

@@ -12,6 +12,7 @@ pub mod filter;
 pub mod identity;
 pub mod live;
 pub mod rand;
+pub mod rate;
 pub mod resilience;
 pub mod subrequest;
 

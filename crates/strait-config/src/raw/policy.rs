@@ -15,6 +15,8 @@ pub(crate) struct RawPolicy {
     pub headers: Option<Spanned<RawHeadersPolicy>>,
     pub retry: Option<Spanned<RawRetry>>,
     pub fault: Option<Spanned<RawFault>>,
+    pub rate_limit: Option<Spanned<super::RawRateLimit>>,
+    pub concurrency_limit: Option<Spanned<super::RawConcurrencyLimit>>,
 }
 
 /// `fault:` injected aborts and delays.

@@ -93,9 +93,15 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(f) = &p.fault {
         kinds.push(("fault", pos(f)));
     }
+    if let Some(r) = &p.rate_limit {
+        kinds.push(("rate_limit", pos(r)));
+    }
+    if let Some(c) = &p.concurrency_limit {
+        kinds.push(("concurrency_limit", pos(c)));
+    }
     match kinds.as_slice() {
         [] => {
-            cx.err(at, "policy has no kind: set one of headers, retry, fault");
+            cx.err(at, "policy has no kind: set one of headers, retry, fault, rate_limit, concurrency_limit");
             return None;
         }
         [_] => {}
@@ -117,6 +123,14 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     }
     if let Some(f) = &p.fault {
         return Some(PolicySpec::Fault(fault(cx, f)));
+    }
+    if let Some(r) = &p.rate_limit {
+        return Some(PolicySpec::RateLimit(super::ratelimit::rate_limit(cx, r)));
+    }
+    if let Some(c) = &p.concurrency_limit {
+        return Some(PolicySpec::ConcurrencyLimit(
+            super::ratelimit::concurrency_limit(cx, c),
+        ));
     }
     p.retry
         .as_ref()
