@@ -103,12 +103,23 @@ async fn drive(addrs: &[SocketAddr], workers: usize, length: Duration) -> Tally 
     total
 }
 
+/// The fleet tests measure rates on a two-core machine: one at a time.
+static FLEET: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn fleet(config: &str) -> Vec<Strait> {
     let mut v = Vec::new();
     for _ in 0..3 {
         v.push(Strait::start(config).await);
     }
+    warm(&webs(&v)).await;
     v
+}
+
+/// Traffic until every instance has (re)connected to the store, then a pause that lets the
+/// shared bucket fill again, so a measurement starts from a quiet limit.
+async fn warm(addrs: &[SocketAddr]) {
+    drive(addrs, 1, Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
 fn webs(fleet: &[Strait]) -> Vec<SocketAddr> {
@@ -227,28 +238,33 @@ fn assert_near(admitted: u32, expected: f64, what: &str) {
 
 #[tokio::test]
 async fn three_instances_sharing_one_redis_admit_the_limit_once() {
+    let _one_at_a_time = FLEET.lock().await;
     let redis = Redis::start().await;
-    let store = format!("{{ redis: {{ url: \"{}\" }} }}", redis.url());
+    // A generous timeout: this test is about exactness, not failures, on a busy machine.
+    let store = format!("{{ redis: {{ url: \"{}\", timeout: 1s }} }}", redis.url());
     let fleet = fleet(&respond_config(&redis_policy(&store, 5))).await;
     let t = drive(&webs(&fleet), 6, Duration::from_secs(10)).await;
     assert_eq!(t.other + t.unavailable, 0, "{t:?}");
     assert!(t.limited > 1000, "driven hard: {t:?}");
     // 100 per second for 10 s, plus the burst of 5.
     assert_near(t.ok, 1005.0, "standalone Redis");
-    let keys = redis.cli(&["keys", "strait:rl:limit:*"]);
-    assert!(keys.contains("strait:rl:limit:{g:}"), "{keys}");
+    let stats = redis.cli(&["info", "commandstats"]);
+    assert!(stats.contains("cmdstat_evalsha:calls="), "{stats}");
 }
 
 #[tokio::test]
 async fn three_instances_sharing_one_redis_cluster_admit_the_limit_once() {
+    let _one_at_a_time = FLEET.lock().await;
     let cluster = RedisCluster::start().await;
-    let store = format!("{{ redis_cluster: {{ nodes: {} }} }}", cluster.nodes_yaml());
+    let store = format!(
+        "{{ redis_cluster: {{ nodes: {}, timeout: 1s }} }}",
+        cluster.nodes_yaml()
+    );
     let fleet = fleet(&respond_config(&redis_policy(&store, 5))).await;
     let t = drive(&webs(&fleet), 6, Duration::from_secs(10)).await;
     assert_eq!(t.other + t.unavailable, 0, "{t:?}");
     assert!(t.limited > 1000, "driven hard: {t:?}");
     assert_near(t.ok, 1005.0, "Redis Cluster");
-    assert!(cluster.cli(&["get", "strait:rl:limit:{g:}"]).trim().len() > 5);
 }
 
 #[tokio::test]
@@ -286,9 +302,10 @@ async fn a_tls_redis_with_a_password_counts_the_limit_and_a_wrong_password_fails
 
 #[tokio::test]
 async fn redis_killed_mid_run_fails_open_to_the_local_limit_and_the_shared_limit_resumes() {
+    let _one_at_a_time = FLEET.lock().await;
     let mut redis = Redis::start().await;
     let store = format!(
-        "\n        redis: {{ url: \"{}\", timeout: 50ms }}\n        failure: open",
+        "\n        redis: {{ url: \"{}\", timeout: 200ms }}\n        failure: open",
         redis.url()
     );
     let fleet = fleet(&respond_config(&redis_policy(&store, 5))).await;
@@ -322,7 +339,7 @@ async fn redis_killed_mid_run_fails_open_to_the_local_limit_and_the_shared_limit
 
     redis.restart().await;
     // Recovery without a restart: once every instance has reconnected, the limit is shared again.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    warm(&addrs).await;
     let t = drive(&addrs, 4, Duration::from_secs(3)).await;
     assert_eq!(t.unavailable + t.other, 0, "{t:?}");
     assert!((280..=330).contains(&t.ok), "shared again: {t:?}");
@@ -331,9 +348,10 @@ async fn redis_killed_mid_run_fails_open_to_the_local_limit_and_the_shared_limit
 
 #[tokio::test]
 async fn redis_killed_mid_run_fails_closed_with_503_and_recovers() {
+    let _one_at_a_time = FLEET.lock().await;
     let mut redis = Redis::start().await;
     let store = format!(
-        "\n        redis: {{ url: \"{}\", timeout: 50ms }}\n        failure: closed",
+        "\n        redis: {{ url: \"{}\", timeout: 200ms }}\n        failure: closed",
         redis.url()
     );
     let fleet = fleet(&respond_config(&redis_policy(&store, 5))).await;
@@ -357,7 +375,7 @@ async fn redis_killed_mid_run_fails_closed_with_503_and_recovers() {
     );
 
     redis.restart().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    warm(&addrs).await;
     let t = drive(&addrs, 2, Duration::from_secs(2)).await;
     assert_eq!(t.unavailable, 0, "{t:?}");
     assert!((180..=230).contains(&t.ok), "shared again: {t:?}");

@@ -7,7 +7,7 @@
 //! quota is whole again).
 
 pub mod key;
-pub mod redis;
+pub mod store;
 pub mod table;
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use strait_core::rate::{micros, Gcra, RateDecision};
 use strait_core::{Decision, Filter, FilterState, Flow, Hooks, Reply, RequestCtx, ResponseCtx};
 
 pub use key::{KeyPart, LimitKey};
-pub use redis::{RedisSettings, RedisStore, StoreError, Target};
+pub use store::{RedisSettings, RedisStore, StoreError, Target};
 pub use table::LocalTable;
 
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
