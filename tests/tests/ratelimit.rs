@@ -144,16 +144,27 @@ async fn a_local_limit_answers_429_with_retry_after_and_ratelimit_headers() {
     );
     let s = Strait::start(&yaml).await;
     for remaining in ["2", "1", "0"] {
-        let r = client::send(s.web(), Proto::H1, get("/", &[])).await.unwrap();
+        let r = client::send(s.web(), Proto::H1, get("/", &[]))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["ratelimit-policy"], "\"limit\";q=3;w=60");
         let rl = r.headers()["ratelimit"].to_str().unwrap().to_owned();
-        assert!(rl.starts_with(&format!("\"limit\";r={remaining};t=")), "{rl}");
+        assert!(
+            rl.starts_with(&format!("\"limit\";r={remaining};t=")),
+            "{rl}"
+        );
     }
-    let r = client::send(s.web(), Proto::H1, get("/", &[])).await.unwrap();
+    let r = client::send(s.web(), Proto::H1, get("/", &[]))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(client::text(&r), "strait: too many requests\n");
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=20).contains(&retry), "one request every 20 s: {retry}");
     assert_eq!(r.headers()["ratelimit-policy"], "\"limit\";q=3;w=60");
     assert_eq!(
@@ -185,7 +196,9 @@ async fn a_local_limit_answers_429_with_retry_after_and_ratelimit_headers() {
     s.write_config(&format!("{yaml}# touched\n"));
     s.signal("HUP");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = client::send(s.web(), Proto::H1, get("/", &[])).await.unwrap();
+    let r = client::send(s.web(), Proto::H1, get("/", &[]))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429, "the reload kept the limit's state");
 }
 
@@ -202,7 +215,11 @@ async fn a_header_key_limits_each_value_apart_and_a_missing_header_falls_back_to
     assert_eq!(status(&[("x-api-key", "a")]).await, 200);
     assert_eq!(status(&[("x-api-key", "a")]).await, 200);
     assert_eq!(status(&[("x-api-key", "a")]).await, 429);
-    assert_eq!(status(&[("x-api-key", "b")]).await, 200, "another key, its own budget");
+    assert_eq!(
+        status(&[("x-api-key", "b")]).await,
+        200,
+        "another key, its own budget"
+    );
     // Without the header the client IP stands in: its own budget of 2.
     assert_eq!(status(&[]).await, 200);
     assert_eq!(status(&[]).await, 200);
@@ -216,8 +233,14 @@ async fn a_header_key_limits_each_value_apart_and_a_missing_header_falls_back_to
     for _ in 0..5 {
         assert_eq!(client::status(s.web(), get("/", &[])).await, 200);
     }
-    assert_eq!(client::status(s.web(), get("/", &[("x-api-key", "k")])).await, 200);
-    assert_eq!(client::status(s.web(), get("/", &[("x-api-key", "k")])).await, 429);
+    assert_eq!(
+        client::status(s.web(), get("/", &[("x-api-key", "k")])).await,
+        200
+    );
+    assert_eq!(
+        client::status(s.web(), get("/", &[("x-api-key", "k")])).await,
+        429
+    );
 }
 
 fn redis_policy(store: &str, burst: u32) -> String {
@@ -284,9 +307,14 @@ async fn a_tls_redis_with_a_password_counts_the_limit_and_a_wrong_password_fails
     assert_eq!(client::status(s.web(), get("/", &[])).await, 200);
     assert_eq!(client::status(s.web(), get("/", &[])).await, 429);
     let wrong = Strait::start(&respond_config(&policy("wrong"))).await;
-    let r = client::send(wrong.web(), Proto::H1, get("/", &[])).await.unwrap();
+    let r = client::send(wrong.web(), Proto::H1, get("/", &[]))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
-    assert!(!client::text(&r).contains("redis"), "nothing about the store is told");
+    assert!(
+        !client::text(&r).contains("redis"),
+        "nothing about the store is told"
+    );
     let m = wrong.metrics().await;
     assert_eq!(
         sum(
@@ -297,7 +325,10 @@ async fn a_tls_redis_with_a_password_counts_the_limit_and_a_wrong_password_fails
         1.0,
         "{m}"
     );
-    assert!(!s.logs_text().contains("s3cret"), "the password is never logged");
+    assert!(
+        !s.logs_text().contains("s3cret"),
+        "the password is never logged"
+    );
 }
 
 #[tokio::test]
@@ -410,16 +441,20 @@ async fn a_concurrency_limit_refuses_beyond_max_and_frees_slots_after_clients_ab
     };
     let held = slow(2);
     up.wait_started(2, Duration::from_secs(10)).await;
-    let r = client::send(addr, Proto::H1, get("/fast", &[])).await.unwrap();
+    let r = client::send(addr, Proto::H1, get("/fast", &[]))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(client::text(&r), "strait: too many requests in flight\n");
     // The clients go away before their answers: their slots come back.
     for h in held {
         h.abort();
     }
-    poll_until(Duration::from_secs(10), "a slot freed after the aborts", || async {
-        (client::status(addr, get("/fast", &[])).await == 200).then_some(())
-    })
+    poll_until(
+        Duration::from_secs(10),
+        "a slot freed after the aborts",
+        || async { (client::status(addr, get("/fast", &[])).await == 200).then_some(()) },
+    )
     .await;
     // Exactly two slots again (none leaked): two slow ones pass, a third is refused.
     let started = up.started();

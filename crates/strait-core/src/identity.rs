@@ -16,9 +16,6 @@ pub struct Claims(pub Arc<Vec<(Box<str>, Box<str>)>>);
 impl Claims {
     /// The value of claim `name`, if the token had it.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| &**k == name)
-            .map(|(_, v)| &**v)
+        self.0.iter().find(|(k, _)| &**k == name).map(|(_, v)| &**v)
     }
 }

@@ -162,20 +162,29 @@ mod tests {
             route,
             tls: false,
         };
-        matches!(f.on_request(&mut ctx, state), Flow::Continue)
+        let admitted = matches!(f.on_request(&mut ctx, state), Flow::Continue);
+        admitted
     }
 
     #[test]
     fn beyond_max_in_flight_per_route_requests_are_refused_until_a_slot_frees() {
         let table = Arc::new(InFlight::new(100));
-        let f = ConcurrencyFilter::new("c", 2, LimitKey::new(vec![KeyPart::Route], false), table.clone());
+        let f = ConcurrencyFilter::new(
+            "c",
+            2,
+            LimitKey::new(vec![KeyPart::Route], false),
+            table.clone(),
+        );
         let mut a = FilterState::default();
         let mut b = FilterState::default();
         let mut c = FilterState::default();
         assert!(request(&f, "api", &mut a));
         assert!(request(&f, "api", &mut b));
         assert!(!request(&f, "api", &mut c));
-        assert!(request(&f, "other", &mut c), "another route has its own slots");
+        assert!(
+            request(&f, "other", &mut c),
+            "another route has its own slots"
+        );
         f.on_end(&Outcome::default(), &mut a);
         let mut d = FilterState::default();
         assert!(request(&f, "api", &mut d));

@@ -118,7 +118,10 @@ impl RateLimitFilter {
             "rate_limited",
         );
         let h = r.response.headers_mut();
-        h.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds(d.retry_after)));
+        h.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(seconds(d.retry_after)),
+        );
         self.add_headers(h, d);
         r
     }
@@ -130,7 +133,11 @@ impl RateLimitFilter {
             "\"{}\";r={};t={}",
             sf_name(&self.name),
             d.remaining,
-            if d.allowed { seconds_or_zero(t) } else { seconds(t) }
+            if d.allowed {
+                seconds_or_zero(t)
+            } else {
+                seconds(t)
+            }
         );
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(RATELIMIT.clone(), v);

@@ -53,7 +53,12 @@ impl UpstreamClient for Client {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + timeout;
             let name = upstream.name.to_string();
-            match tokio::time::timeout_at(deadline, exchange(&upstream, &pools, &metrics, req, deadline, max_body)).await {
+            match tokio::time::timeout_at(
+                deadline,
+                exchange(&upstream, &pools, &metrics, req, deadline, max_body),
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(_) => Err(ProxyError::Timeout {
                     upstream: name,

@@ -68,7 +68,10 @@ pub(super) fn concurrency_limit(
     let r = &raw.value;
     let max = match &r.max {
         None => {
-            cx.err(pos(raw), "concurrency_limit needs `max` (requests in flight)");
+            cx.err(
+                pos(raw),
+                "concurrency_limit needs `max` (requests in flight)",
+            );
             1
         }
         Some(s) => cx.count(Some(s), "concurrency_limit.max", 1u32, (1, 10_000_000)),
@@ -76,11 +79,7 @@ pub(super) fn concurrency_limit(
     ConcurrencyLimitPolicy {
         max,
         key: keys(cx, r.key.as_ref(), "concurrency_limit.key", LimitKey::Route),
-        missing_key: missing(
-            cx,
-            r.missing_key.as_ref(),
-            "concurrency_limit.missing_key",
-        ),
+        missing_key: missing(cx, r.missing_key.as_ref(), "concurrency_limit.missing_key"),
         max_keys: cx.count(
             r.max_keys.as_ref(),
             "concurrency_limit.max_keys",
@@ -94,7 +93,10 @@ fn missing(cx: &mut Ctx, raw: Option<&S>, field: &str) -> MissingKey {
     cx.token(
         raw,
         field,
-        &[("client_ip", MissingKey::ClientIp), ("allow", MissingKey::Allow)],
+        &[
+            ("client_ip", MissingKey::ClientIp),
+            ("allow", MissingKey::Allow),
+        ],
         MissingKey::ClientIp,
     )
 }
@@ -256,7 +258,10 @@ fn redis_url(cx: &mut Ctx, s: &S, parent: Pos) -> Option<String> {
 fn standalone(cx: &mut Ctx, raw: &Spanned<RawRedis>) -> Option<RedisTarget> {
     let r = &raw.value;
     if let Some(n) = &r.nodes {
-        cx.err(pos(n), "`nodes` belongs to `redis_cluster`; `redis` takes a `url`");
+        cx.err(
+            pos(n),
+            "`nodes` belongs to `redis_cluster`; `redis` takes a `url`",
+        );
     }
     match &r.url {
         None => {
@@ -270,7 +275,10 @@ fn standalone(cx: &mut Ctx, raw: &Spanned<RawRedis>) -> Option<RedisTarget> {
 fn cluster(cx: &mut Ctx, raw: &Spanned<RawRedis>) -> Option<RedisTarget> {
     let r = &raw.value;
     if let Some(u) = &r.url {
-        cx.err(pos(u), "`url` belongs to `redis`; `redis_cluster` takes `nodes`");
+        cx.err(
+            pos(u),
+            "`url` belongs to `redis`; `redis_cluster` takes `nodes`",
+        );
     }
     let Some(nodes) = r.nodes.as_ref().filter(|n| !n.value.is_empty()) else {
         cx.err(
@@ -296,8 +304,7 @@ mod tests {
                         policies:\n  - name: p\n";
 
     fn spec(policy: &str) -> PolicySpec {
-        let l = parse("t.yaml", &format!("{HEAD}{policy}"), None)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let l = parse("t.yaml", &format!("{HEAD}{policy}"), None).unwrap_or_else(|e| panic!("{e}"));
         l.config.policies[0].spec.clone()
     }
 
@@ -339,7 +346,10 @@ mod tests {
             ]
         );
         let s = r.store.unwrap();
-        assert_eq!(s.redis, RedisTarget::Standalone("redis://127.0.0.1:6379".into()));
+        assert_eq!(
+            s.redis,
+            RedisTarget::Standalone("redis://127.0.0.1:6379".into())
+        );
         assert_eq!(s.failure, StoreFailure::Closed);
         assert_eq!(s.timeout, std::time::Duration::from_millis(50));
         assert_eq!(format!("{:?}", s.auth.password), "Some(<redacted>)");
@@ -352,15 +362,22 @@ mod tests {
     #[test]
     fn bad_settings_are_reported_with_their_position() {
         let e = errors("    rate_limit: { requests: 0 }\n");
-        assert!(e.contains("t.yaml:10:29: rate_limit.requests must be a whole number"), "{e}");
+        assert!(
+            e.contains("t.yaml:10:29: rate_limit.requests must be a whole number"),
+            "{e}"
+        );
         let e = errors("    rate_limit: { requests: 5, key: ip }\n");
         assert!(e.contains("unknown rate_limit.key `ip`"), "{e}");
         let e = errors("    rate_limit: { per: 1s }\n");
         assert!(e.contains("rate_limit needs `requests`"), "{e}");
-        let e = errors("    rate_limit: { requests: 5, store: { redis: { url: \"http://x\" } } }\n");
+        let e =
+            errors("    rate_limit: { requests: 5, store: { redis: { url: \"http://x\" } } }\n");
         assert!(e.contains("is not a Redis address"), "{e}");
         let e = errors("    rate_limit: { requests: 5, store: { failure: open } }\n");
-        assert!(e.contains("needs `redis: { url }` or `redis_cluster: { nodes }`"), "{e}");
+        assert!(
+            e.contains("needs `redis: { url }` or `redis_cluster: { nodes }`"),
+            "{e}"
+        );
         let e = errors("    concurrency_limit: { key: route }\n");
         assert!(e.contains("concurrency_limit needs `max`"), "{e}");
         let e = errors("    rate_limit: { requests: 5, bogus: 1 }\n");

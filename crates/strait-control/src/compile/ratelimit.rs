@@ -24,7 +24,8 @@ fn key(parts: &[cfg::LimitKey], missing: cfg::MissingKey) -> Result<LimitKey, St
                 cfg::LimitKey::Consumer => KeyPart::Consumer,
                 cfg::LimitKey::Claim(c) => KeyPart::Claim(c.as_str().into()),
                 cfg::LimitKey::Header(h) => KeyPart::Header(
-                    HeaderName::from_bytes(h.as_bytes()).map_err(|e| format!("key header {h}: {e}"))?,
+                    HeaderName::from_bytes(h.as_bytes())
+                        .map_err(|e| format!("key header {h}: {e}"))?,
                 ),
             })
         })
@@ -39,7 +40,14 @@ pub(super) fn rate_limit(
     cx: &PolicyCx<'_>,
 ) -> Result<Arc<dyn Filter>, String> {
     // Keys are hashed with the table's own hasher, so the key's shape is part of its identity.
-    let local_settings = (r.requests, r.per, r.burst, r.max_keys, &r.key, r.missing_key);
+    let local_settings = (
+        r.requests,
+        r.per,
+        r.burst,
+        r.max_keys,
+        &r.key,
+        r.missing_key,
+    );
     let local = cx
         .live
         .get_or_insert("rate_limit", name, fingerprint(&local_settings), || {
@@ -52,7 +60,9 @@ pub(super) fn rate_limit(
     let m = cx.metrics;
     let counters = RateLimitCounters {
         evicted: m.rate_limit_evicted_keys.with_label_values(&[name]),
-        store_errors: m.rate_limit_store_errors.with_label_values(&[name, "error"]),
+        store_errors: m
+            .rate_limit_store_errors
+            .with_label_values(&[name, "error"]),
         store_timeouts: m
             .rate_limit_store_errors
             .with_label_values(&[name, "timeout"]),

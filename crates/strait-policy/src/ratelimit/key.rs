@@ -179,7 +179,10 @@ mod tests {
     #[test]
     fn parts_combine_in_order_and_text_is_escaped() {
         let key = LimitKey::new(
-            vec![KeyPart::Header(HeaderName::from_static("x-api-key")), KeyPart::Route],
+            vec![
+                KeyPart::Header(HeaderName::from_static("x-api-key")),
+                KeyPart::Route,
+            ],
             false,
         );
         let t = with_ctx(&[("x-api-key", "a b|c")], |_| {}, |c| key.text(c));

@@ -153,7 +153,10 @@ impl RedisStore {
             other => other?,
         };
         let (allowed, ahead) = parse(&reply).ok_or_else(|| {
-            RedisError::from((redis::ErrorKind::Parse, "unexpected rate-limit script reply"))
+            RedisError::from((
+                redis::ErrorKind::Parse,
+                "unexpected rate-limit script reply",
+            ))
         })?;
         Ok(if allowed {
             gcra.admitted(ahead)

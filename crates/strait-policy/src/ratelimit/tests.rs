@@ -36,11 +36,12 @@ fn run(f: &RateLimitFilter, ip: [u8; 4], state: &mut FilterState) -> Option<Repl
         route: "api",
         tls: false,
     };
-    match f.on_request(&mut ctx, state) {
+    let out = match f.on_request(&mut ctx, state) {
         Flow::Continue => None,
         Flow::Reply(r) => Some(r),
         Flow::Wait(_) => panic!("a local limit never waits"),
-    }
+    };
+    out
 }
 
 #[test]
