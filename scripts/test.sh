@@ -15,6 +15,8 @@ command -v musl-gcc >/dev/null 2>&1 || need+=(musl-tools)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The etcd provider's tests run a real etcd.
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
+# Rate limits across a fleet run a real Redis (standalone and Cluster, via redis-cli).
+{ [ -x /usr/bin/redis-server ] && [ -x /usr/bin/redis-cli ]; } || need+=(redis-server redis-tools)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

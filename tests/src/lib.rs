@@ -22,6 +22,7 @@ pub mod process;
 pub mod prometheus;
 pub mod raw;
 pub mod rawup;
+pub mod redis;
 pub mod strait;
 pub mod upstream;
 pub mod ws;
@@ -151,4 +152,24 @@ pub fn raise_nofile(want: u64) {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
+}
+
+/// The JSON objects of a JSON-lines file such as an access log (lines that do not parse, as a
+/// half-written last line, are left out; a missing file has none).
+pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// [`json_lines`] of `path` once it has at least `n` (the log is written asynchronously); panics
+/// after 10 s.
+pub async fn wait_json_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    poll_until(Duration::from_secs(10), "JSON lines in the log", || async {
+        let l = json_lines(path);
+        (l.len() >= n).then_some(l)
+    })
+    .await
 }

@@ -1,7 +1,6 @@
 //! Client address and access policies through the real binary: trusted proxies and `X-Forwarded-For`, the PROXY protocol (v1, v2, refused headers, with TLS), `ip_rules`, `request_limits` (413, 504) and `cors`, each denial named in the access log and `strait_policy_denials_total`.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use strait_e2e::certs::{provider, Ca};
 use strait_e2e::client::{raw_exchange, read_until_close, RawReply};
 use strait_e2e::config_file::{line_of, Validated};
 use strait_e2e::metrics::sum;
-use strait_e2e::{poll_until, within, Reply, Strait, Upstream};
+use strait_e2e::{within, Reply, Strait, Upstream};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -23,21 +22,8 @@ async fn exchange(addr: SocketAddr, data: &[u8]) -> RawReply {
     raw_exchange(addr, data, Duration::from_secs(10)).await
 }
 
-fn lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 async fn log_lines(s: &Strait, n: usize) -> Vec<serde_json::Value> {
-    let path = s.dir().join("access.log");
-    poll_until(Duration::from_secs(10), "access log lines", || async {
-        let l = lines(&path);
-        (l.len() >= n).then_some(l)
-    })
-    .await
+    strait_e2e::wait_json_lines(&s.dir().join("access.log"), n).await
 }
 
 fn denials(m: &str, policy: &str, reason: &str) -> f64 {

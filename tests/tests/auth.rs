@@ -1,8 +1,8 @@
 //! Credential policies through the real binary: API keys (header, query, SHA-256-stored), basic auth (bcrypt, argon2, the verification cache and bound), consumers (upstream header, spoofing, metric), and forward auth against a real local auth service (allow, deny, timeout in both failure modes, cache).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strait_e2e::json_lines as lines;
 
 use base64::Engine;
 use http::Request;
@@ -22,14 +22,6 @@ async fn send(s: &Strait, path: &str, headers: &[(&str, &str)]) -> http::Respons
     client::send(s.web(), client::Proto::H1, get(path, headers))
         .await
         .expect("response")
-}
-
-fn lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// Waits for `n` access log lines and returns the `policy` of each.

@@ -19,11 +19,7 @@ fn get(path: &str) -> Request<client::Body> {
 }
 
 fn access_log(s: &Strait) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(s.dir().join("access.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    strait_e2e::json_lines(&s.dir().join("access.log"))
 }
 
 #[tokio::test]

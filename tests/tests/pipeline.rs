@@ -1,9 +1,9 @@
 //! The policy pipeline through the real binary: named and inline policies, listener policies before route policies in kind order, a waiting (async) policy, the denying policy named in metrics, access log and span, and policy live state kept across reloads.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strait_e2e::json_lines as lines;
 
 use http::Request;
 use strait_e2e::client::{self, empty};
@@ -18,14 +18,6 @@ fn get(path: &str, headers: &[(&str, &str)]) -> Request<client::Body> {
         b = b.header(*k, *v);
     }
     b.body(empty()).unwrap()
-}
-
-fn lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ mod auth;
 mod jwt;
 mod node;
 mod policy;
+mod ratelimit;
 
 pub use node::Node;
 use node::{int, pairs, M};

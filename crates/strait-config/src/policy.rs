@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use crate::types::HeaderOps;
 
+mod ratelimit;
+pub use ratelimit::*;
+
 /// A policy with its settings parsed; the kind is the variant of [`PolicySpec`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -36,6 +39,10 @@ pub enum PolicySpec {
     ForwardAuth(crate::auth::ForwardAuthPolicy),
     /// JSON Web Token verification.
     Jwt(Box<crate::JwtPolicy>),
+    /// Requests per period per key, locally or across a fleet (Redis).
+    RateLimit(Box<RateLimitPolicy>),
+    /// Most requests in flight per key.
+    ConcurrencyLimit(ConcurrencyLimitPolicy),
 }
 
 impl PolicySpec {
@@ -52,6 +59,8 @@ impl PolicySpec {
             PolicySpec::BasicAuth(_) => "basic_auth",
             PolicySpec::ForwardAuth(_) => "forward_auth",
             PolicySpec::Jwt(_) => "jwt",
+            PolicySpec::RateLimit(_) => "rate_limit",
+            PolicySpec::ConcurrencyLimit(_) => "concurrency_limit",
         }
     }
 
@@ -67,6 +76,8 @@ impl PolicySpec {
             PolicySpec::RequestLimits(_) => 200,
             PolicySpec::Cors(_) => 300,
             PolicySpec::Jwt(_) => 400,
+            PolicySpec::RateLimit(_) => 500,
+            PolicySpec::ConcurrencyLimit(_) => 550,
             PolicySpec::Fault(_) => 700,
             PolicySpec::ApiKey(_) => 410,
             PolicySpec::BasicAuth(_) => 420,

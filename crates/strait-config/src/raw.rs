@@ -13,12 +13,14 @@ pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
 pub(crate) use jwt::*;
 pub(crate) use policy::*;
+pub(crate) use ratelimit::*;
 
 mod access;
 mod auth;
 mod forms;
 mod jwt;
 mod policy;
+mod ratelimit;
 
 /// A scalar kept as text, with its position.
 pub(crate) type S = Spanned<String>;

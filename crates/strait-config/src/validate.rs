@@ -25,6 +25,7 @@ mod files;
 mod http;
 mod jwt;
 mod policy;
+mod ratelimit;
 mod resilience;
 mod route;
 mod upstream;

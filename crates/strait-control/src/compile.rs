@@ -21,6 +21,7 @@ mod access;
 mod auth;
 mod jwt;
 mod policy;
+mod ratelimit;
 mod upstream;
 
 pub use upstream::ENDPOINT;

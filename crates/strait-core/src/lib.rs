@@ -14,6 +14,7 @@ pub mod limits;
 pub mod live;
 pub mod net;
 pub mod rand;
+pub mod rate;
 pub mod resilience;
 pub mod subrequest;
 

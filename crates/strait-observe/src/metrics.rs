@@ -68,6 +68,12 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// `strait_consumer_requests_total{policy,consumer}`: requests an auth policy identified (consumers come from the configuration, so the label set is bounded).
     pub consumer_requests: IntCounterVec,
+    /// `strait_rate_limit_store_errors_total{policy,error}`: Redis requests that failed (`error`) or timed out (`timeout`).
+    pub rate_limit_store_errors: IntCounterVec,
+    /// `strait_rate_limit_store_fallbacks_total{policy,mode}`: decisions made without the store (`open`: locally, `closed`: 503).
+    pub rate_limit_store_fallbacks: IntCounterVec,
+    /// `strait_rate_limit_evicted_keys_total{policy}`: live keys evicted from a full local table.
+    pub rate_limit_evicted_keys: IntCounterVec,
     /// `strait_trace_spans_exported_total`: spans the collector accepted.
     pub spans_exported: prometheus::IntCounter,
     /// `strait_trace_spans_dropped_total{reason}`: `queue_full` or `export_failed`.
@@ -255,6 +261,21 @@ impl Metrics {
             "Requests an auth policy let through, by policy and the consumer it identified.",
             &["policy", "consumer"],
         );
+        let rate_limit_store_errors = counter(
+            "strait_rate_limit_store_errors_total",
+            "Rate-limit store (Redis) requests that failed (error) or timed out (timeout).",
+            &["policy", "error"],
+        );
+        let rate_limit_store_fallbacks = counter(
+            "strait_rate_limit_store_fallbacks_total",
+            "Rate-limit decisions made without the store: locally (open) or refused with 503 (closed).",
+            &["policy", "mode"],
+        );
+        let rate_limit_evicted_keys = counter(
+            "strait_rate_limit_evicted_keys_total",
+            "Live keys evicted from a rate limit's full local table.",
+            &["policy"],
+        );
         let spans_exported = prometheus::IntCounter::new(
             "strait_trace_spans_exported_total",
             "Spans accepted by the OTLP collector.",
@@ -306,6 +327,9 @@ impl Metrics {
             Box::new(rate_limit_decisions.clone()),
             Box::new(auth_failures.clone()),
             Box::new(consumer_requests.clone()),
+            Box::new(rate_limit_store_errors.clone()),
+            Box::new(rate_limit_store_fallbacks.clone()),
+            Box::new(rate_limit_evicted_keys.clone()),
             Box::new(config_reloads.clone()),
             Box::new(spans_dropped.clone()),
         ];
@@ -364,6 +388,9 @@ impl Metrics {
             rate_limit_decisions,
             auth_failures,
             consumer_requests,
+            rate_limit_store_errors,
+            rate_limit_store_fallbacks,
+            rate_limit_evicted_keys,
             spans_exported,
             spans_dropped,
             sampling_ratio,

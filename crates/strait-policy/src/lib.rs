@@ -3,6 +3,7 @@
 
 pub mod api_key;
 pub mod basic_auth;
+pub mod concurrency;
 pub mod consumer;
 pub mod cors;
 pub mod fault;
@@ -10,10 +11,12 @@ pub mod forward_auth;
 pub mod headers;
 pub mod ip_rules;
 pub mod jwt;
+pub mod ratelimit;
 pub mod request_limits;
 
 pub use api_key::ApiKeyFilter;
 pub use basic_auth::BasicAuthFilter;
+pub use concurrency::{ConcurrencyFilter, InFlight};
 pub use consumer::ConsumerTag;
 pub use cors::{CorsFilter, CorsSettings, OriginRule};
 pub use fault::FaultFilter;
@@ -21,4 +24,5 @@ pub use forward_auth::ForwardAuthFilter;
 pub use headers::{HeaderOps, HeadersFilter};
 pub use ip_rules::IpRulesFilter;
 pub use jwt::JwtFilter;
+pub use ratelimit::RateLimitFilter;
 pub use request_limits::RequestLimitsFilter;

@@ -74,6 +74,8 @@ fn spec_node(spec: &PolicySpec) -> Node {
             )
             .opt("header", header.clone())
             .into(),
+        PolicySpec::RateLimit(r) => super::ratelimit::rate_limit(r),
+        PolicySpec::ConcurrencyLimit(c) => super::ratelimit::concurrency_limit(c),
     }
 }
 

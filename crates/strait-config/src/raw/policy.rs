@@ -22,6 +22,8 @@ pub(crate) struct RawPolicy {
     pub basic_auth: Option<Spanned<super::RawBasicAuth>>,
     pub forward_auth: Option<Spanned<super::RawForwardAuth>>,
     pub jwt: Option<Spanned<super::RawJwt>>,
+    pub rate_limit: Option<Spanned<super::RawRateLimit>>,
+    pub concurrency_limit: Option<Spanned<super::RawConcurrencyLimit>>,
 }
 
 /// `fault:` injected aborts and delays.

@@ -114,12 +114,18 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(j) = &p.jwt {
         kinds.push(("jwt", pos(j)));
     }
+    if let Some(r) = &p.rate_limit {
+        kinds.push(("rate_limit", pos(r)));
+    }
+    if let Some(c) = &p.concurrency_limit {
+        kinds.push(("concurrency_limit", pos(c)));
+    }
     match kinds.as_slice() {
         [] => {
             cx.err(
                 at,
                 "policy has no kind: set one of headers, retry, fault, ip_rules, request_limits, \
-                 cors, jwt, api_key, basic_auth, forward_auth",
+                 cors, jwt, api_key, basic_auth, forward_auth, rate_limit, concurrency_limit",
             );
             return None;
         }
@@ -165,6 +171,16 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     }
     if let Some(j) = &p.jwt {
         return Some(PolicySpec::Jwt(Box::new(super::jwt::jwt(cx, j))));
+    }
+    if let Some(r) = &p.rate_limit {
+        return Some(PolicySpec::RateLimit(Box::new(
+            super::ratelimit::rate_limit(cx, r),
+        )));
+    }
+    if let Some(c) = &p.concurrency_limit {
+        return Some(PolicySpec::ConcurrencyLimit(
+            super::ratelimit::concurrency_limit(cx, c),
+        ));
     }
     p.retry
         .as_ref()

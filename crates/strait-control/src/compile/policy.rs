@@ -95,6 +95,12 @@ pub(super) fn compile(p: &cfg::Policy, cx: &PolicyCx<'_>) -> Result<Compiled, St
         }
         cfg::PolicySpec::Cors(x) => Compiled::Filter(rank, super::access::cors(&p.name, x)?),
         cfg::PolicySpec::Jwt(j) => Compiled::Filter(rank, super::jwt::compile(&p.name, j, cx)?),
+        cfg::PolicySpec::RateLimit(r) => {
+            Compiled::Filter(rank, super::ratelimit::rate_limit(&p.name, r, cx)?)
+        }
+        cfg::PolicySpec::ConcurrencyLimit(c) => {
+            Compiled::Filter(rank, super::ratelimit::concurrency_limit(&p.name, c, cx)?)
+        }
         cfg::PolicySpec::Fault(f) => Compiled::Filter(
             rank,
             Arc::new(FaultFilter::new(
