@@ -91,6 +91,7 @@ async fn forwarded_for_is_believed_only_from_trusted_peers_and_feeds_ip_rules() 
     let log = log_lines(&s, 10).await;
     assert_eq!(log[0]["client_address"], "203.0.113.5:0", "{}", log[0]);
     assert_eq!(log[1]["policy"], "no-evil");
+    assert_eq!(log[1]["policy_reason"], "ip_denied");
     assert_eq!(log[1]["status"], 403);
     assert_eq!(log[1]["client_address"], "198.51.100.7:0");
     assert!(log[6]["client_address"]
@@ -296,6 +297,7 @@ async fn request_limits_answer_413_for_large_bodies_and_504_past_the_deadline() 
     assert_eq!(log[1]["policy"], "small-bodies");
     assert_eq!(log[2]["policy"], "small-bodies");
     assert_eq!(log[3]["policy"], "small-bodies");
+    assert_eq!(log[3]["policy_reason"], "request_timeout");
     assert_eq!(log[3]["status"], 504);
 }
 

@@ -379,6 +379,12 @@ async fn jwks_tokens_attacks_rotation_cooldown_and_failing_key_server() {
     )
     .await;
     assert_eq!(denied["policy"], "users", "{denied}");
+    assert!(
+        denied["policy_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("insufficient_")),
+        "{denied}"
+    );
 
     // Rotation: a token with a new kid is accepted once the key server publishes it; the old
     // key keeps working while it is still published.
@@ -393,6 +399,20 @@ async fn jwks_tokens_attacks_rotation_cooldown_and_failing_key_server() {
         200,
         "old key still published"
     );
+
+    // Retiring a key: once a refetch finds k1 gone, a token signed with it is refused, although
+    // it was accepted (and remembered as verified) before.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    *doc.lock().unwrap() = json!({"keys": [jwk(&k2, "k2")]});
+    let probe = rs256(&k2, json!({"alg": "RS256", "kid": "k9"}), &claims());
+    assert_eq!(
+        bearer(&s, &probe).await.status(),
+        401,
+        "unknown kid refetches"
+    );
+    assert_eq!(bearer(&s, &good).await.status(), 401, "retired key");
+    assert_eq!(bearer(&s, &new_token).await.status(), 200, "current key");
+    *doc.lock().unwrap() = json!({"keys": [jwk(&k1, "k1"), jwk(&k2, "k2")]});
 
     // Cooldown: random kids cannot make Strait hammer the key server.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -513,6 +533,49 @@ async fn static_keys_query_token_strip_and_algorithm_confusion() {
             &m,
             "strait_policy_denials_total",
             &[("policy", "api/jwt"), ("reason", "missing_token")]
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_remembered_token_still_expires() {
+    let secret = "0123456789abcdef0123456789abcdef-secret";
+    let app = Upstream::start("app").await;
+    let yaml = format!(
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n\
+         routes:\n  - name: api\n    upstream: app\n    policies:\n      - jwt:\n          \
+         algorithms: [HS256]\n          keys: [{{ secret: \"{secret}\" }}]\n          leeway: 0s\n\
+         upstreams:\n  - name: app\n    endpoints: [\"{}\"]\n",
+        app.addr(),
+    );
+    let s = Strait::start(&yaml).await;
+    let exp = now() + 2;
+    let t = hs256(
+        secret.as_bytes(),
+        json!({"alg": "HS256"}),
+        &json!({"sub": "eve", "exp": exp}),
+    );
+    // The second request finds the token verified in the cache; both are in time.
+    for _ in 0..2 {
+        assert_eq!(bearer(&s, &t).await.status(), 200);
+    }
+    while now() < exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = bearer(&s, &t).await;
+    assert_eq!(r.status(), 401, "expired although remembered");
+    assert_eq!(
+        client::header(&r, "www-authenticate"),
+        "Bearer realm=\"strait\", error=\"invalid_token\""
+    );
+    let m = s.metrics().await;
+    assert_eq!(
+        sum(
+            &m,
+            "strait_policy_denials_total",
+            &[("policy", "api/jwt"), ("reason", "expired")]
         ),
         1.0,
         "{m}"

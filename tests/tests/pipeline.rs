@@ -71,6 +71,7 @@ async fn the_denying_policy_is_named_in_metrics_access_log_and_span() {
     .await;
     assert_eq!(log[0]["policy"], serde_json::Value::Null);
     assert_eq!(log[1]["policy"], "game-day");
+    assert_eq!(log[1]["policy_reason"], "fault_abort");
     assert_eq!(log[1]["status"], 503);
     let spans = poll_until(
         Duration::from_secs(10),
@@ -83,6 +84,10 @@ async fn the_denying_policy_is_named_in_metrics_access_log_and_span() {
     .await;
     let server = spans.iter().find(|s| s.is_server()).expect("server span");
     assert_eq!(server.attr("strait.policy").as_deref(), Some("game-day"));
+    assert_eq!(
+        server.attr("strait.policy.reason").as_deref(),
+        Some("fault_abort")
+    );
     assert!(
         spans.iter().all(|s| s.is_server()),
         "no upstream attempt was made"

@@ -182,6 +182,8 @@ async fn a_local_limit_answers_429_with_retry_after_and_ratelimit_headers() {
     .await;
     assert_eq!(log[2]["policy"], serde_json::Value::Null);
     assert_eq!(log[3]["policy"], "limit");
+    assert_eq!(log[3]["policy_reason"], "rate_limited");
+    assert_eq!(log[2]["policy_reason"], serde_json::Value::Null);
     assert_eq!(log[3]["status"], 429);
 
     // A reload that leaves the settings alone keeps the counts: still limited.

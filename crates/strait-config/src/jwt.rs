@@ -33,6 +33,8 @@ pub struct JwtPolicy {
     pub consumer_claim: Option<String>,
     /// `realm` of the `WWW-Authenticate` challenge (default `strait`).
     pub realm: String,
+    /// Verified tokens remembered, so a token sent again is not verified again (default 1024; 0: none).
+    pub cache_size: u32,
 }
 
 /// Key sources of a `jwt` policy.

@@ -84,6 +84,8 @@ pub enum AccessLogField {
     UserAgent,
     /// Name of the policy that denied the request, null when none did.
     Policy,
+    /// Why that policy denied it (its metric `reason`, e.g. `rate_limited`), null when none did.
+    PolicyReason,
     /// Listener name.
     Listener,
     /// HTTP version of the downstream request.
@@ -94,7 +96,7 @@ pub enum AccessLogField {
 
 impl AccessLogField {
     /// Every field, in the default order.
-    pub const ALL: [AccessLogField; 21] = [
+    pub const ALL: [AccessLogField; 22] = [
         AccessLogField::Time,
         AccessLogField::RequestId,
         AccessLogField::TraceId,
@@ -113,6 +115,7 @@ impl AccessLogField {
         AccessLogField::BytesOut,
         AccessLogField::UserAgent,
         AccessLogField::Policy,
+        AccessLogField::PolicyReason,
         AccessLogField::Listener,
         AccessLogField::Protocol,
         AccessLogField::Error,
@@ -139,6 +142,7 @@ impl AccessLogField {
             AccessLogField::BytesOut => "bytes_out",
             AccessLogField::UserAgent => "user_agent",
             AccessLogField::Policy => "policy",
+            AccessLogField::PolicyReason => "policy_reason",
             AccessLogField::Listener => "listener",
             AccessLogField::Protocol => "protocol",
             AccessLogField::Error => "error",

@@ -47,8 +47,9 @@ pub(crate) struct Ctx<'a> {
     policy: Option<&'a PathPolicy>,
     /// Validating a section that an etcd instance reads from its own bootstrap file.
     local_section: bool,
-    /// Upstreams named by `forward_auth` policies, checked once the upstreams are known.
-    auth_upstreams: Vec<(String, Pos)>,
+    /// Upstreams named by policies (`forward_auth`, `jwt.jwks`) with the field that names them,
+    /// checked once the upstreams are known.
+    auth_upstreams: Vec<(String, Pos, &'static str)>,
 }
 
 /// The position of a spanned node; `(0, 0)` when it has none.
@@ -461,7 +462,11 @@ fn limits(cx: &mut Ctx, raw: Option<&RawLimits>) -> Limits {
 }
 
 fn warn_unused_upstreams(cx: &mut Ctx, config: &Config) {
-    let auth: Vec<String> = cx.auth_upstreams.iter().map(|(n, _)| n.clone()).collect();
+    let auth: Vec<String> = cx
+        .auth_upstreams
+        .iter()
+        .map(|(n, _, _)| n.clone())
+        .collect();
     let used: HashSet<&str> = config
         .routes
         .iter()

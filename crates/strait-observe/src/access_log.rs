@@ -255,6 +255,7 @@ fn field(out: &mut String, rec: &RequestRecord, f: AccessLogField) {
         }
         F::UserAgent => string(out, rec.user_agent.as_ref().map(HeaderValueBytes::bytes)),
         F::Policy => string(out, rec.policy.as_deref().map(str::as_bytes)),
+        F::PolicyReason => string(out, rec.policy_reason.map(str::as_bytes)),
         F::Error => string(out, rec.error.as_deref().map(str::as_bytes)),
         F::Listener => string(out, Some(rec.listener.as_bytes())),
         F::Protocol => string(
@@ -394,6 +395,7 @@ mod tests {
             status: 404,
             attempts: Vec::new(),
             policy: None,
+            policy_reason: None,
             error: None,
             bytes_out: 12,
             head: Duration::from_micros(1000),

@@ -62,10 +62,6 @@ pub struct Metrics {
     pub policy_denials: IntCounterVec,
     /// `strait_jwks_fetch_total{policy,result}`: JWKS fetches of `jwt` policies (`ok`, `error`).
     pub jwks_fetches: IntCounterVec,
-    /// `strait_rate_limit_decisions_total{route,policy,decision}` (reserved for rate limits).
-    pub rate_limit_decisions: IntCounterVec,
-    /// `strait_auth_failures_total{route,policy,reason}` (reserved for auth policies).
-    pub auth_failures: IntCounterVec,
     /// `strait_consumer_requests_total{policy,consumer}`: requests an auth policy identified (consumers come from the configuration, so the label set is bounded).
     pub consumer_requests: IntCounterVec,
     /// `strait_rate_limit_store_errors_total{policy,error}`: Redis requests that failed (`error`) or timed out (`timeout`).
@@ -246,16 +242,6 @@ impl Metrics {
             "Endpoints ejected by outlier detection (passive health).",
             &["upstream", "endpoint"],
         );
-        let rate_limit_decisions = counter(
-            "strait_rate_limit_decisions_total",
-            "Rate limit decisions (allowed, limited) by route and policy (reserved).",
-            &["route", "policy", "decision"],
-        );
-        let auth_failures = counter(
-            "strait_auth_failures_total",
-            "Requests denied by an auth policy, by reason (reserved).",
-            &["route", "policy", "reason"],
-        );
         let consumer_requests = counter(
             "strait_consumer_requests_total",
             "Requests an auth policy let through, by policy and the consumer it identified.",
@@ -324,8 +310,6 @@ impl Metrics {
             Box::new(policy_denials.clone()),
             Box::new(jwks_fetches.clone()),
             Box::new(breaker_state.clone()),
-            Box::new(rate_limit_decisions.clone()),
-            Box::new(auth_failures.clone()),
             Box::new(consumer_requests.clone()),
             Box::new(rate_limit_store_errors.clone()),
             Box::new(rate_limit_store_fallbacks.clone()),
@@ -385,8 +369,6 @@ impl Metrics {
             ejections,
             policy_denials,
             jwks_fetches,
-            rate_limit_decisions,
-            auth_failures,
             consumer_requests,
             rate_limit_store_errors,
             rate_limit_store_fallbacks,

@@ -84,6 +84,8 @@ pub struct RequestRecord {
     pub attempts: Vec<Attempt>,
     /// The policy that denied the request, if one did.
     pub policy: Option<Arc<str>>,
+    /// Why that policy denied it (the `reason` label of `strait_policy_denials_total`).
+    pub policy_reason: Option<&'static str>,
     /// Why the request failed, in detail (upstream, endpoint, cause), if it did.
     pub error: Option<Arc<str>>,
     /// Response body bytes sent.

@@ -1,5 +1,6 @@
 //! The `jwt` policy: verifies a JSON Web Token from the configured place against inline, file or JWKS keys, checks its claims, and passes the caller's identity on (claims, consumer, forwarded headers).
 
+pub mod cache;
 pub mod jwks;
 pub mod keys;
 pub mod token;
@@ -11,6 +12,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 use strait_core::{Claims, Consumer, Decision, Filter, FilterState, Flow, Reply, RequestCtx};
 
+pub use cache::{Admitted, TokenCache};
 pub use jwks::{FetchHook, Jwks, JwksSettings};
 pub use keys::{Alg, Key, KeyMaterial, KeySet};
 pub use token::{ClaimRules, Refusal, TokenSource};
@@ -43,12 +45,15 @@ pub struct JwtSettings {
     pub consumer_claim: Option<String>,
     /// `realm` of `WWW-Authenticate`.
     pub realm: String,
+    /// Verified tokens remembered (0: none).
+    pub cache_size: usize,
 }
 
 /// The filter.
 pub struct JwtFilter {
     name: Arc<str>,
     s: JwtSettings,
+    cache: Option<TokenCache>,
     challenge_missing: HeaderValue,
     challenge_invalid: HeaderValue,
     challenge_scope: HeaderValue,
@@ -67,6 +72,7 @@ impl JwtFilter {
             challenge_missing: v("")?,
             challenge_invalid: v(", error=\"invalid_token\"")?,
             challenge_scope: v(", error=\"insufficient_scope\"")?,
+            cache: TokenCache::new(s.cache_size),
             s,
         })
     }
@@ -119,35 +125,90 @@ impl JwtFilter {
         }
     }
 
-    /// Checks the verified claims and hands the identity on.
-    fn admit(&self, ctx: &mut RequestCtx<'_>, claims: Map<String, Value>) -> Result<(), Refusal> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        token::check_claims(&claims, &self.s.rules, now)?;
+    /// Checks the verified claims and builds what the request hands on.
+    fn identify(&self, claims: &Map<String, Value>, now: u64) -> Result<Admitted, Refusal> {
+        token::check_claims(claims, &self.s.rules, now)?;
         let flat: Vec<(Box<str>, Box<str>)> = claims
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().into(), token::claim_text(v)?.into())))
             .collect();
-        let claims = Claims(Arc::new(flat));
-        for (claim, header) in &self.s.forward {
-            if let Some(v) = claims
-                .get(claim)
-                .and_then(|v| HeaderValue::from_str(v).ok())
-            {
-                ctx.head.headers.insert(header.clone(), v);
-            }
+        let flat = Claims(Arc::new(flat));
+        let headers = self
+            .s
+            .forward
+            .iter()
+            .filter_map(|(claim, header)| {
+                let v = HeaderValue::from_str(flat.get(claim)?).ok()?;
+                Some((header.clone(), v))
+            })
+            .collect();
+        let consumer = self
+            .s
+            .consumer_claim
+            .as_deref()
+            .and_then(|c| flat.get(c))
+            .map(|v| Consumer(Arc::from(v)));
+        Ok(Admitted {
+            exp: claims.get("exp").and_then(Value::as_f64),
+            nbf: claims.get("nbf").and_then(Value::as_f64),
+            claims: flat,
+            headers,
+            consumer,
+        })
+    }
+
+    /// `exp` and `nbf` of a remembered token, at unix time `now`.
+    fn in_time(&self, a: &Admitted, now: u64) -> Result<(), Refusal> {
+        let (now, leeway) = (now as f64, self.s.rules.leeway as f64);
+        if a.exp.is_some_and(|exp| now - leeway >= exp) {
+            return Err(Refusal::Expired);
         }
-        if let Some(c) = &self.s.consumer_claim {
-            if let Some(v) = claims.get(c) {
-                ctx.head.extensions.insert(Consumer(Arc::from(v)));
-            }
+        if a.nbf.is_some_and(|nbf| now + leeway < nbf) {
+            return Err(Refusal::NotYetValid);
         }
-        ctx.head.extensions.insert(claims);
+        Ok(())
+    }
+
+    /// Hands the identity on: claim headers, the consumer, the claims; strips the token.
+    fn apply(&self, ctx: &mut RequestCtx<'_>, a: &Admitted) {
+        for (header, v) in &a.headers {
+            ctx.head.headers.insert(header.clone(), v.clone());
+        }
+        if let Some(c) = &a.consumer {
+            ctx.head.extensions.insert(c.clone());
+        }
+        ctx.head.extensions.insert(a.claims.clone());
         if self.s.strip_token {
             self.strip(ctx);
         }
-        Ok(())
+    }
+
+    /// Checks `token` against `keys`, from the cache when it was verified before.
+    fn check(&self, token: &str, keys: &Arc<KeySet>, now: u64) -> Result<Arc<Admitted>, Refusal> {
+        if let Some(a) = self.cache.as_ref().and_then(|c| c.get(token, keys)) {
+            self.in_time(&a, now)?;
+            return Ok(a);
+        }
+        let claims = self.verify(token, keys)?;
+        let a = Arc::new(self.identify(&claims, now)?);
+        if let Some(c) = &self.cache {
+            c.insert(token, keys, a.clone(), now as f64);
+        }
+        Ok(a)
+    }
+
+    fn finish(
+        &self,
+        ctx: &mut RequestCtx<'_>,
+        checked: Result<Arc<Admitted>, Refusal>,
+    ) -> Option<Reply> {
+        match checked {
+            Ok(a) => {
+                self.apply(ctx, &a);
+                None
+            }
+            Err(r) => Some(self.deny(r)),
+        }
     }
 
     fn strip(&self, ctx: &mut RequestCtx<'_>) {
@@ -197,17 +258,6 @@ impl JwtFilter {
             }
         }
     }
-
-    fn finish(
-        &self,
-        ctx: &mut RequestCtx<'_>,
-        verified: Result<Map<String, Value>, Refusal>,
-    ) -> Option<Reply> {
-        match verified.and_then(|c| self.admit(ctx, c)) {
-            Ok(()) => None,
-            Err(r) => Some(self.deny(r)),
-        }
-    }
 }
 
 impl Filter for JwtFilter {
@@ -232,15 +282,16 @@ impl Filter for JwtFilter {
         else {
             return Flow::Reply(self.deny(Refusal::Missing));
         };
-        let verified = match &self.s.keys {
-            KeySource::Static(keys) => self.verify(token, keys),
+        let now = unix_now();
+        let checked = match &self.s.keys {
+            KeySource::Static(keys) => self.check(token, keys, now),
             KeySource::Remote(jwks) => {
                 jwks.refresh_if_due();
-                let verified = match jwks.current() {
-                    Some(keys) => self.verify(token, &keys),
+                let checked = match jwks.current() {
+                    Some(keys) => self.check(token, &keys, now),
                     None => Err(Refusal::NoKeys),
                 };
-                if matches!(verified, Err(Refusal::UnknownKid | Refusal::NoKeys))
+                if matches!(checked, Err(Refusal::UnknownKid | Refusal::NoKeys))
                     && (jwks.may_fetch() || jwks.fetching())
                 {
                     // Rare path (first request, key rotation): wait for one fetch, bounded.
@@ -248,22 +299,28 @@ impl Filter for JwtFilter {
                     let jwks = jwks.clone();
                     return Flow::wait(async move {
                         let _ = tokio::time::timeout(jwks.timeout(), jwks.fetch()).await;
-                        let verified = match jwks.current() {
-                            Some(keys) => self.verify(&token, &keys),
+                        let checked = match jwks.current() {
+                            Some(keys) => self.check(&token, &keys, unix_now()),
                             None => Err(Refusal::NoKeys),
                         };
-                        match self.finish(ctx, verified) {
+                        match self.finish(ctx, checked) {
                             None => Decision::Continue,
                             Some(r) => Decision::Reply(r),
                         }
                     });
                 }
-                verified
+                checked
             }
         };
-        match self.finish(ctx, verified) {
+        match self.finish(ctx, checked) {
             None => Flow::Continue,
             Some(r) => Flow::Reply(r),
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -113,6 +113,7 @@ async fn handle_observed(
         status: 0,
         attempts: Vec::new(),
         policy: None,
+        policy_reason: None,
         error: None,
         bytes_out: 0,
         head: std::time::Duration::ZERO,
@@ -305,13 +306,15 @@ async fn route_and_serve<'s>(
         if before.is_none() && run.denied_index().is_some() {
             // A response hook replaced the upstream's answer: that is a denial too.
             let name = chain.denied_by(&run).unwrap_or("");
+            let reason = run.reason().unwrap_or("");
             shared
                 .metrics
                 .policy_denials
-                .with_label_values(&[name, run.reason().unwrap_or("")])
+                .with_label_values(&[name, reason])
                 .inc();
             if let Some(rec) = record {
                 rec.policy = Some(Arc::from(name));
+                rec.policy_reason = Some(reason);
             }
         }
     }
@@ -415,6 +418,7 @@ fn route_limit_denial(
         .inc();
     if let Some(rec) = record {
         rec.policy = Some(policy.clone());
+        rec.policy_reason = Some(reason);
     }
 }
 
@@ -434,6 +438,7 @@ fn denied(
         .inc();
     if let Some(rec) = record {
         rec.policy = Some(Arc::from(name));
+        rec.policy_reason = Some(reply.reason);
     }
     reply.response.map(ProxyBody::full)
 }

@@ -247,6 +247,7 @@ fn record_with(
         status: status.as_u16(),
         attempts: Vec::new(),
         policy: None,
+        policy_reason: None,
         error: None,
         bytes_out,
         head,

@@ -24,6 +24,7 @@ pub(super) fn jwt(j: &JwtPolicy) -> Node {
         strip_token,
         consumer_claim,
         realm,
+        cache_size,
     } = j;
     let m = M::new().put("algorithms", strs(algorithms));
     let m = match keys {
@@ -86,5 +87,6 @@ pub(super) fn jwt(j: &JwtPolicy) -> Node {
         .put("strip_token", *strip_token)
         .opt("consumer_claim", consumer_claim.clone())
         .put("realm", realm.as_str())
+        .put("cache_size", int(u64::from(*cache_size)))
         .into()
 }

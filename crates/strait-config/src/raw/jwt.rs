@@ -23,6 +23,7 @@ pub(crate) struct RawJwt {
     pub strip_token: Option<Spanned<bool>>,
     pub consumer_claim: Option<S>,
     pub realm: Option<S>,
+    pub cache_size: Option<S>,
 }
 
 /// `jwt.jwks:` a key set served by a named upstream.

@@ -236,7 +236,8 @@ pub(super) fn forward_auth(cx: &mut Ctx, raw: &Spanned<RawForwardAuth>) -> Forwa
     let r = &raw.value;
     let upstream = match &r.upstream {
         Some(u) => {
-            cx.auth_upstreams.push((u.value.clone(), pos(u)));
+            cx.auth_upstreams
+                .push((u.value.clone(), pos(u), "forward_auth.upstream"));
             u.value.clone()
         }
         None => {
@@ -318,18 +319,19 @@ pub(super) fn forward_auth(cx: &mut Ctx, raw: &Spanned<RawForwardAuth>) -> Forwa
     }
 }
 
-/// Reports `forward_auth` upstreams that `upstreams:` does not define.
+/// Reports upstreams named by policies (`forward_auth`, `jwt.jwks`) that `upstreams:` does not
+/// define.
 pub(super) fn check_upstreams(cx: &mut Ctx, known: &HashSet<&str>) {
-    let missing: Vec<(String, crate::diag::Pos)> = cx
+    let missing: Vec<(String, crate::diag::Pos, &str)> = cx
         .auth_upstreams
         .iter()
-        .filter(|(n, _)| !n.is_empty() && !known.contains(n.as_str()))
+        .filter(|(n, _, _)| !n.is_empty() && !known.contains(n.as_str()))
         .cloned()
         .collect();
-    for (name, at) in missing {
+    for (name, at, field) in missing {
         cx.err(
             at,
-            format!("forward_auth.upstream `{name}` is not defined under `upstreams:`"),
+            format!("{field} `{name}` is not defined under `upstreams:`"),
         );
     }
 }

@@ -70,7 +70,11 @@ pub(super) fn jwt(cx: &mut Ctx, raw: &Spanned<RawJwt>) -> JwtPolicy {
             }
             let s = &w.value;
             let upstream = match &s.upstream {
-                Some(u) => u.value.clone(),
+                Some(u) => {
+                    cx.auth_upstreams
+                        .push((u.value.clone(), pos(u), "jwt.jwks.upstream"));
+                    u.value.clone()
+                }
                 None => {
                     cx.err(
                         pos(w),
@@ -249,6 +253,12 @@ pub(super) fn jwt(cx: &mut Ctx, raw: &Spanned<RawJwt>) -> JwtPolicy {
             }
             None => "strait".into(),
         },
+        cache_size: cx.count(
+            j.cache_size.as_ref(),
+            "jwt.cache_size",
+            1024,
+            (0, 1_000_000),
+        ),
     }
 }
 
@@ -316,6 +326,16 @@ mod tests {
                 .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
                 .collect()),
         }
+    }
+
+    #[test]
+    fn an_unknown_jwks_upstream_is_an_error_at_its_name() {
+        let e = check("      algorithms: [RS256]\n      jwks: { upstream: nope, path: /jwks }\n")
+            .unwrap_err();
+        assert_eq!(
+            e,
+            ["15:25: jwt.jwks.upstream `nope` is not defined under `upstreams:`"]
+        );
     }
 
     #[test]

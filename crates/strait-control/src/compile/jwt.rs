@@ -89,6 +89,7 @@ pub(super) fn compile(
         strip_token: j.strip_token,
         consumer_claim: j.consumer_claim.clone(),
         realm: j.realm.clone(),
+        cache_size: j.cache_size as usize,
     };
     Ok(Arc::new(JwtFilter::new(name, settings)?))
 }

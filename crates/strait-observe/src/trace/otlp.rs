@@ -49,6 +49,9 @@ pub fn spans(rec: &RequestRecord, out: &mut Vec<Span>) {
     if let Some(p) = &rec.policy {
         attrs.push(kv_str("strait.policy", p));
     }
+    if let Some(r) = rec.policy_reason {
+        attrs.push(kv_str("strait.policy.reason", r));
+    }
     let server_error = rec.status >= 500;
     if server_error {
         attrs.push(kv_str("error.type", &rec.status.to_string()));
