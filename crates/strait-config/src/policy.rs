@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use crate::types::HeaderOps;
 
+mod mirror;
 mod ratelimit;
+pub use mirror::*;
 pub use ratelimit::*;
 
 /// A policy with its settings parsed; the kind is the variant of [`PolicySpec`].
@@ -43,6 +45,8 @@ pub enum PolicySpec {
     RateLimit(Box<RateLimitPolicy>),
     /// Most requests in flight per key.
     ConcurrencyLimit(ConcurrencyLimitPolicy),
+    /// Copies of a share of requests sent to a shadow upstream.
+    Mirror(MirrorPolicy),
 }
 
 impl PolicySpec {
@@ -61,6 +65,7 @@ impl PolicySpec {
             PolicySpec::Jwt(_) => "jwt",
             PolicySpec::RateLimit(_) => "rate_limit",
             PolicySpec::ConcurrencyLimit(_) => "concurrency_limit",
+            PolicySpec::Mirror(_) => "mirror",
         }
     }
 
@@ -69,7 +74,8 @@ impl PolicySpec {
     /// The order is fixed by kind, not by where a policy is listed (docs/protect.md): IP rules
     /// 100, request limits 200, CORS 300, authentication 400..=499 (jwt 400, api_key 410,
     /// basic_auth 420, forward_auth 450), rate limits 500, concurrency limits 550, plugins 600,
-    /// fault 700, header edits 800, then forwarding (retry 1000).
+    /// fault 700, header edits 800, mirror 900 (so the shadow sees the request as the upstream
+    /// will), then forwarding (retry 1000).
     pub fn rank(&self) -> u16 {
         match self {
             PolicySpec::IpRules(_) => 100,
@@ -83,6 +89,7 @@ impl PolicySpec {
             PolicySpec::BasicAuth(_) => 420,
             PolicySpec::ForwardAuth(_) => 450,
             PolicySpec::Headers(_) => 800,
+            PolicySpec::Mirror(_) => 900,
             PolicySpec::Retry(_) => 1000,
         }
     }

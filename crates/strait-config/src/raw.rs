@@ -12,6 +12,7 @@ pub(crate) use auth::*;
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
 pub(crate) use jwt::*;
+pub(crate) use mirror::*;
 pub(crate) use policy::*;
 pub(crate) use ratelimit::*;
 
@@ -19,6 +20,7 @@ mod access;
 mod auth;
 mod forms;
 mod jwt;
+mod mirror;
 mod policy;
 mod ratelimit;
 

@@ -255,11 +255,12 @@ fn yes_is_not_a_boolean() {
     assert!(parse("t.yaml", yaml, None).is_err());
 }
 
-/// Blocks in docs/configuration.md are fragments: they get stub listeners when they have
-/// none, and may name upstreams they do not define; anything else must be valid.
-#[test]
-fn every_yaml_block_in_the_configuration_docs_is_valid() {
-    let doc_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+/// Checks every YAML block of `docs/NAME`; returns how many.
+///
+/// Blocks are fragments: they get stub listeners when they have none, and may name upstreams
+/// they do not define; anything else must be valid.
+fn doc_blocks_are_valid(name: &str) -> usize {
+    let doc_path = format!("{}/../../docs/{name}", env!("CARGO_MANIFEST_DIR"));
     let doc = std::fs::read_to_string(doc_path).unwrap();
     let stub = "listeners:\n  - {name: web, listen: \"127.0.0.1:0\"}\n  - {name: http, listen: \"127.0.0.1:0\"}\n  - {name: https, listen: \"127.0.0.1:0\"}\n";
     let mut checked = 0;
@@ -274,7 +275,7 @@ fn every_yaml_block_in_the_configuration_docs_is_valid() {
             format!("{yaml}{stub}")
         };
         // Examples may use `${VAR:-default}`: they are read as config files are.
-        if let Err(e) = parse_with_env("configuration.md", &full, Some(&examples_dir())) {
+        if let Err(e) = parse_with_env(name, &full, Some(&examples_dir())) {
             let real: Vec<_> =
                 e.0.iter()
                     .filter(|d| !d.message.starts_with("unknown upstream"))
@@ -283,7 +284,18 @@ fn every_yaml_block_in_the_configuration_docs_is_valid() {
         }
         checked += 1;
     }
+    checked
+}
+
+#[test]
+fn every_yaml_block_in_the_configuration_docs_is_valid() {
+    let checked = doc_blocks_are_valid("configuration.md");
     assert!(checked >= 10, "only {checked} blocks checked");
+}
+
+#[test]
+fn every_yaml_block_in_the_release_docs_is_valid() {
+    assert!(doc_blocks_are_valid("release.md") >= 1);
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod binds;
 mod files;
 mod http;
 mod jwt;
+mod mirror;
 mod policy;
 mod ratelimit;
 mod resilience;
@@ -47,7 +48,7 @@ pub(crate) struct Ctx<'a> {
     policy: Option<&'a PathPolicy>,
     /// Validating a section that an etcd instance reads from its own bootstrap file.
     local_section: bool,
-    /// Upstreams named by policies (`forward_auth`, `jwt.jwks`) with the field that names them,
+    /// Upstreams named by policies (`forward_auth`, `jwt.jwks`, `mirror`) with the field that names them,
     /// checked once the upstreams are known.
     auth_upstreams: Vec<(String, Pos, &'static str)>,
 }

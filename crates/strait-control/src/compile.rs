@@ -20,6 +20,7 @@ use strait_proxy::{
 mod access;
 mod auth;
 mod jwt;
+mod mirror;
 mod policy;
 mod ratelimit;
 mod upstream;

@@ -219,6 +219,14 @@ pub trait BodyFilter: Send {
 
     /// Called with the trailers, if the body has any.
     fn on_trailers(&mut self, _trailers: &mut HeaderMap) {}
+
+    /// True for a filter that only looks: it passes every chunk on unchanged at once (a tee,
+    /// such as the `mirror` policy's). When every body filter of a request only looks, the
+    /// request keeps its framing (`Content-Length`), and a body that has already ended is
+    /// shown to the filters as one empty last chunk instead of being streamed through them.
+    fn observes_only(&self) -> bool {
+        false
+    }
 }
 
 /// A policy attached to routes: compiled once per snapshot, shared by every request.

@@ -23,4 +23,19 @@ pub trait UpstreamClient: Send + Sync + 'static {
         timeout: Duration,
         max_body: usize,
     ) -> BoxFuture<'static, Result<http::Response<Bytes>, ProxyError>>;
+
+    /// Sends `req` like [`UpstreamClient::send`] but reads the response body to its end
+    /// without keeping it (any size: a fire-and-forget copy such as a mirror's), all within
+    /// `timeout`; returns the status.
+    ///
+    /// The default keeps at most 64 KiB and fails on a larger body; clients that can drain a
+    /// body override it.
+    fn send_discarding(
+        &self,
+        req: http::Request<Bytes>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<http::StatusCode, ProxyError>> {
+        let sent = self.send(req, timeout, 64 * 1024);
+        Box::pin(async move { sent.await.map(|r| r.status()) })
+    }
 }

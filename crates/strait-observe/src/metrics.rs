@@ -70,6 +70,8 @@ pub struct Metrics {
     pub rate_limit_store_fallbacks: IntCounterVec,
     /// `strait_rate_limit_evicted_keys_total{policy}`: live keys evicted from a full local table.
     pub rate_limit_evicted_keys: IntCounterVec,
+    /// `strait_mirror_requests_total{policy,result}`: request copies of `mirror` policies: `sent` (the shadow answered), `error`, `timeout`, `dropped_busy` (`max_in_flight` reached), `dropped_body_too_large` (body over `max_body`).
+    pub mirror_requests: IntCounterVec,
     /// `strait_trace_spans_exported_total`: spans the collector accepted.
     pub spans_exported: prometheus::IntCounter,
     /// `strait_trace_spans_dropped_total{reason}`: `queue_full` or `export_failed`.
@@ -262,6 +264,11 @@ impl Metrics {
             "Live keys evicted from a rate limit's full local table.",
             &["policy"],
         );
+        let mirror_requests = counter(
+            "strait_mirror_requests_total",
+            "Request copies of mirror policies, by policy and result (sent, error, timeout, dropped_busy, dropped_body_too_large).",
+            &["policy", "result"],
+        );
         let spans_exported = prometheus::IntCounter::new(
             "strait_trace_spans_exported_total",
             "Spans accepted by the OTLP collector.",
@@ -314,6 +321,7 @@ impl Metrics {
             Box::new(rate_limit_store_errors.clone()),
             Box::new(rate_limit_store_fallbacks.clone()),
             Box::new(rate_limit_evicted_keys.clone()),
+            Box::new(mirror_requests.clone()),
             Box::new(config_reloads.clone()),
             Box::new(spans_dropped.clone()),
         ];
@@ -373,6 +381,7 @@ impl Metrics {
             rate_limit_store_errors,
             rate_limit_store_fallbacks,
             rate_limit_evicted_keys,
+            mirror_requests,
             spans_exported,
             spans_dropped,
             sampling_ratio,

@@ -11,6 +11,7 @@ pub mod forward_auth;
 pub mod headers;
 pub mod ip_rules;
 pub mod jwt;
+pub mod mirror;
 pub mod ratelimit;
 pub mod request_limits;
 
@@ -24,5 +25,6 @@ pub use forward_auth::ForwardAuthFilter;
 pub use headers::{HeaderOps, HeadersFilter};
 pub use ip_rules::IpRulesFilter;
 pub use jwt::JwtFilter;
+pub use mirror::MirrorFilter;
 pub use ratelimit::RateLimitFilter;
 pub use request_limits::RequestLimitsFilter;

@@ -312,9 +312,21 @@ fn sendable(
         (l, r) => l.min(r),
     };
     let mut body = ProxyBody::Downstream(Streamed::new(body, upstream.timeouts.idle, limit));
+    let mut filters = filters;
+    let observers = filters.iter().all(|f| f.observes_only());
+    if observers && http_body::Body::is_end_stream(&body) {
+        // Nothing will stream: the observers see the (empty) end now, and the request keeps
+        // its framing instead of going chunked.
+        for f in &mut filters {
+            let _ = f.on_data(bytes::Bytes::new(), true);
+        }
+        filters.clear();
+    }
     if !filters.is_empty() {
-        // Filters may change the length: the body goes chunked (or as HTTP/2 DATA frames).
-        head.headers.remove(header::CONTENT_LENGTH);
+        if !observers {
+            // Filters may change the length: the body goes chunked (or as HTTP/2 DATA frames).
+            head.headers.remove(header::CONTENT_LENGTH);
+        }
         body = ProxyBody::Filtered(Box::new(crate::filtered::Filtered::new(body, filters)));
     }
     let mut replay = None;

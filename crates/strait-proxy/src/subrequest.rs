@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, Version};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Limited};
 use strait_core::{clock, filter::BoxFuture, ProxyError, UpstreamClient};
 use strait_observe::Metrics;
@@ -45,6 +45,35 @@ impl UpstreamClient for Client {
         timeout: Duration,
         max_body: usize,
     ) -> BoxFuture<'static, Result<Response<Bytes>, ProxyError>> {
+        self.run(req, timeout, ReadBody::Keep(max_body))
+    }
+
+    fn send_discarding(
+        &self,
+        req: Request<Bytes>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<StatusCode, ProxyError>> {
+        let sent = self.run(req, timeout, ReadBody::Discard);
+        Box::pin(async move { sent.await.map(|r| r.status()) })
+    }
+}
+
+/// What becomes of a response body.
+#[derive(Clone, Copy)]
+enum ReadBody {
+    /// Kept, up to this many bytes (more is an error).
+    Keep(usize),
+    /// Read to the end and dropped chunk by chunk, so the connection can be pooled again.
+    Discard,
+}
+
+impl Client {
+    fn run(
+        &self,
+        req: Request<Bytes>,
+        timeout: Duration,
+        read: ReadBody,
+    ) -> BoxFuture<'static, Result<Response<Bytes>, ProxyError>> {
         let (upstream, pools, metrics) = (
             self.upstream.clone(),
             self.pools.clone(),
@@ -55,7 +84,7 @@ impl UpstreamClient for Client {
             let name = upstream.name.to_string();
             match tokio::time::timeout_at(
                 deadline,
-                exchange(&upstream, &pools, &metrics, req, deadline, max_body),
+                exchange(&upstream, &pools, &metrics, req, deadline, read),
             )
             .await
             {
@@ -76,7 +105,7 @@ async fn exchange(
     metrics: &Metrics,
     req: Request<Bytes>,
     deadline: tokio::time::Instant,
-    max_body: usize,
+    read: ReadBody,
 ) -> Result<Response<Bytes>, ProxyError> {
     let (head, body) = req.into_parts();
     let h2 = upstream.protocol.is_h2();
@@ -108,15 +137,25 @@ async fn exchange(
                 let (parts, body) = sent.response.into_parts();
                 let ret = sent.conn.map(|c| (c, upstream.pool.max_idle_per_endpoint));
                 let body = PooledBody::new(body, upstream.timeouts.idle, ret);
-                let bytes = Limited::new(body, max_body)
-                    .collect()
-                    .await
-                    .map_err(|e| ProxyError::Upstream {
-                        upstream: upstream.name.to_string(),
-                        endpoint: endpoint.address.to_string(),
-                        source: format!("response body: {e}").into(),
-                    })?
-                    .to_bytes();
+                let failed = |e: &dyn std::fmt::Display| ProxyError::Upstream {
+                    upstream: upstream.name.to_string(),
+                    endpoint: endpoint.address.to_string(),
+                    source: format!("response body: {e}").into(),
+                };
+                let bytes = match read {
+                    ReadBody::Keep(max_body) => Limited::new(body, max_body)
+                        .collect()
+                        .await
+                        .map_err(|e| failed(&e))?
+                        .to_bytes(),
+                    ReadBody::Discard => {
+                        let mut body = body;
+                        while let Some(frame) = body.frame().await {
+                            frame.map_err(|e| failed(&e))?;
+                        }
+                        Bytes::new()
+                    }
+                };
                 return Ok(Response::from_parts(parts, bytes));
             }
             Err(AttemptError { error, request }) => {

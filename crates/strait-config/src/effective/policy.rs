@@ -76,6 +76,19 @@ fn spec_node(spec: &PolicySpec) -> Node {
             .into(),
         PolicySpec::RateLimit(r) => super::ratelimit::rate_limit(r),
         PolicySpec::ConcurrencyLimit(c) => super::ratelimit::concurrency_limit(c),
+        PolicySpec::Mirror(MirrorPolicy {
+            upstream,
+            percentage,
+            max_body,
+            max_in_flight,
+            timeout,
+        }) => M::new()
+            .put("upstream", upstream.as_str())
+            .put("percentage", float(*percentage))
+            .put("max_body", int(*max_body))
+            .put("max_in_flight", int(*max_in_flight))
+            .put("timeout", *timeout)
+            .into(),
     }
 }
 

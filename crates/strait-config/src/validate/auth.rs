@@ -319,7 +319,7 @@ pub(super) fn forward_auth(cx: &mut Ctx, raw: &Spanned<RawForwardAuth>) -> Forwa
     }
 }
 
-/// Reports upstreams named by policies (`forward_auth`, `jwt.jwks`) that `upstreams:` does not
+/// Reports upstreams named by policies (`forward_auth`, `jwt.jwks`, `mirror`) that `upstreams:` does not
 /// define.
 pub(super) fn check_upstreams(cx: &mut Ctx, known: &HashSet<&str>) {
     let missing: Vec<(String, crate::diag::Pos, &str)> = cx

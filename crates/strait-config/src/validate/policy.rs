@@ -120,12 +120,16 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(c) = &p.concurrency_limit {
         kinds.push(("concurrency_limit", pos(c)));
     }
+    if let Some(m) = &p.mirror {
+        kinds.push(("mirror", pos(m)));
+    }
     match kinds.as_slice() {
         [] => {
             cx.err(
                 at,
                 "policy has no kind: set one of headers, retry, fault, ip_rules, request_limits, \
-                 cors, jwt, api_key, basic_auth, forward_auth, rate_limit, concurrency_limit",
+                 cors, jwt, api_key, basic_auth, forward_auth, rate_limit, concurrency_limit, \
+                 mirror",
             );
             return None;
         }
@@ -182,6 +186,9 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
             super::ratelimit::concurrency_limit(cx, c),
         ));
     }
+    if let Some(m) = &p.mirror {
+        return Some(PolicySpec::Mirror(super::mirror::mirror(cx, m)));
+    }
     p.retry
         .as_ref()
         .map(|r| PolicySpec::Retry(retry(cx, &r.value)))
@@ -231,7 +238,7 @@ fn fault(cx: &mut Ctx, raw: &Spanned<RawFault>) -> FaultPolicy {
 }
 
 /// A percentage 0 to 100 (default 100).
-fn percentage(cx: &mut Ctx, raw: Option<&S>, field: &str) -> f64 {
+pub(super) fn percentage(cx: &mut Ctx, raw: Option<&S>, field: &str) -> f64 {
     let Some(s) = raw else { return 100.0 };
     match s.value.trim().trim_end_matches('%').parse::<f64>() {
         Ok(v) if (0.0..=100.0).contains(&v) => v,
