@@ -96,7 +96,11 @@ async fn the_shadow_receives_the_configured_share_with_method_path_and_headers()
         }
     })
     .await;
-    assert_eq!(primary.requests().len(), total, "every request reached the primary");
+    assert_eq!(
+        primary.requests().len(),
+        total,
+        "every request reached the primary"
+    );
     // The copies are sent on their own tasks: wait until every one was answered.
     let sent = poll_until(Duration::from_secs(10), "copies answered", || async {
         let m = s.metrics().await;
@@ -115,8 +119,16 @@ async fn the_shadow_receives_the_configured_share_with_method_path_and_headers()
         let seq = r.header("x-seq");
         assert_eq!(r.method, http::Method::GET);
         assert_eq!(r.path_and_query(), format!("/orders/{seq}?q=1"));
-        assert_eq!(r.header("host"), "api.test-shadow:8080", "Host marked before the port");
-        assert_eq!(r.header("x-edited"), "yes", "the copy is made after header edits");
+        assert_eq!(
+            r.header("host"),
+            "api.test-shadow:8080",
+            "Host marked before the port"
+        );
+        assert_eq!(
+            r.header("x-edited"),
+            "yes",
+            "the copy is made after header edits"
+        );
         assert_eq!(r.body_len, 0);
     }
     // The primary sees the request unmarked.
@@ -142,11 +154,17 @@ async fn bodies_up_to_max_body_are_copied_and_larger_ones_are_counted() {
     // Fits: declared length, and streamed without one.
     let req = post("/upload/a", full(small.clone()), Some(small.len()));
     assert_eq!(status(&mut conn, req).await, 200);
-    assert_eq!(status(&mut conn, post("/upload/b", chunked(300), None)).await, 200);
+    assert_eq!(
+        status(&mut conn, post("/upload/b", chunked(300), None)).await,
+        200
+    );
     // Too large: declared (refused before any byte is kept), and found out while streaming.
     let req = post("/upload/c", full(vec![b'x'; 4096]), Some(4096));
     assert_eq!(status(&mut conn, req).await, 200);
-    assert_eq!(status(&mut conn, post("/upload/d", chunked(2000), None)).await, 200);
+    assert_eq!(
+        status(&mut conn, post("/upload/d", chunked(2000), None)).await,
+        200
+    );
     // No body at all.
     assert_eq!(status(&mut conn, get("/upload/e")).await, 200);
 
@@ -184,7 +202,11 @@ async fn bodies_up_to_max_body_are_copied_and_larger_ones_are_counted() {
     let pd = prim.iter().find(|r| r.uri.path() == "/upload/d").unwrap();
     assert_eq!(pd.body_len, 2000);
     let pe = prim.iter().find(|r| r.uri.path() == "/upload/e").unwrap();
-    assert_eq!(pe.header("transfer-encoding"), "", "a bodiless GET stays bodiless");
+    assert_eq!(
+        pe.header("transfer-encoding"),
+        "",
+        "a bodiless GET stays bodiless"
+    );
 }
 
 /// Mirrors every request of route `hang` to a shadow that accepts and never answers (4 in
@@ -224,7 +246,12 @@ async fn sequential(addr: SocketAddr, path: &str, n: usize) -> Duration {
 async fn a_hanging_or_refusing_shadow_never_delays_or_fails_the_primary() {
     let primary = Upstream::start("primary").await;
     let silent = SilentUpstream::start().await;
-    let s = Strait::start(&failing_config(primary.addr(), silent.addr(), closed_addr())).await;
+    let s = Strait::start(&failing_config(
+        primary.addr(),
+        silent.addr(),
+        closed_addr(),
+    ))
+    .await;
     // Warm the primary's pool so both runs below start alike.
     sequential(s.web(), "/warm", 20).await;
 
@@ -250,18 +277,26 @@ async fn a_hanging_or_refusing_shadow_never_delays_or_fails_the_primary() {
     // request finds the bound full and its copy is dropped at once, never queued.
     assert_eq!(mirrored(&m, "hang", "dropped_busy"), 196.0);
     assert_eq!(mirrored(&m, "hang", "sent"), 0.0);
-    let refused_errors = poll_until(Duration::from_secs(10), "refused copies counted", || async {
-        let m = s.metrics().await;
-        let e = mirrored(&m, "refused", "error");
-        (e == 200.0).then_some(e)
-    })
+    let refused_errors = poll_until(
+        Duration::from_secs(10),
+        "refused copies counted",
+        || async {
+            let m = s.metrics().await;
+            let e = mirrored(&m, "refused", "error");
+            (e == 200.0).then_some(e)
+        },
+    )
     .await;
     assert_eq!(refused_errors, 200.0);
     // The 200 ms copies time out, each counted once the bound runs out.
-    poll_until(Duration::from_secs(10), "short copies timed out", || async {
-        let m = s.metrics().await;
-        (mirrored(&m, "slow", "timeout") == 50.0).then_some(())
-    })
+    poll_until(
+        Duration::from_secs(10),
+        "short copies timed out",
+        || async {
+            let m = s.metrics().await;
+            (mirrored(&m, "slow", "timeout") == 50.0).then_some(())
+        },
+    )
     .await;
     // The silent shadow saw the 4 held copies and the 50 short ones, nothing more.
     assert!(silent.accepted() <= 54, "{} connections", silent.accepted());
@@ -296,6 +331,51 @@ fn bad_mirror_settings_are_reported_with_their_positions() {
     );
     assert!(b.contains(&want), "{b}");
     let c = at("max_in_flight: 0");
-    assert!(c.contains("mirror.max_in_flight must be a whole number"), "{c}");
+    assert!(
+        c.contains("mirror.max_in_flight must be a whole number"),
+        "{c}"
+    );
     assert!(c.contains("mirror.timeout"), "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_are_mirrored_with_the_authority_marked() {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::start("shadow").await;
+    let s = Strait::start(&config(primary.addr(), shadow.addr())).await;
+    let mut conn = Conn::connect(s.web(), Proto::H2c).await.unwrap();
+    // A bodiless GET (END_STREAM on its HEADERS) and a POST with a body and no length.
+    let req = Request::get("http://api.test/upload/h2-get")
+        .version(http::Version::HTTP_2)
+        .body(empty())
+        .unwrap();
+    assert_eq!(status(&mut conn, req).await, 200);
+    let req = Request::post("http://api.test/upload/h2-post")
+        .version(http::Version::HTTP_2)
+        .body(chunked(250))
+        .unwrap();
+    assert_eq!(status(&mut conn, req).await, 200);
+    poll_until(Duration::from_secs(10), "two copies answered", || async {
+        (shadow.requests().len() == 2).then_some(())
+    })
+    .await;
+    for r in shadow.requests() {
+        assert_eq!(r.header("host"), "api.test-shadow", "{}", r.uri);
+    }
+    let post = shadow
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.path() == "/upload/h2-post")
+        .unwrap();
+    assert_eq!(post.body_len, 250);
+    let get = primary
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.path() == "/upload/h2-get")
+        .unwrap();
+    assert_eq!(
+        get.header("transfer-encoding"),
+        "",
+        "a bodiless GET stays bodiless"
+    );
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Uri, Version};
+use http::{Request, Uri, Version};
 use prometheus::IntCounter;
 use strait_core::{
     BodyFilter, BodyFlow, Filter, FilterState, Flow, Hooks, ProxyError, RequestCtx, UpstreamClient,
@@ -325,12 +325,14 @@ pub fn shadow_host(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Method;
     use proptest::prelude::*;
 
-    /// How many of `n` evenly spread draws over `u64` the share admits.
+    /// How many of `n` draws over `u64`, one in the middle of each of `n` equal strata, the
+    /// share admits.
     fn admitted_of_spread(share: Share, n: u64) -> u64 {
         let step = u64::MAX / n;
-        (0..n).filter(|i| share.admits(i * step)).count() as u64
+        (0..n).filter(|i| share.admits(i * step + step / 2)).count() as u64
     }
 
     #[test]

@@ -23,7 +23,11 @@ pub(super) fn mirror(
     let slots = cx
         .live
         .get_or_insert("mirror", name, fingerprint(&max), || Semaphore::new(max));
-    let counter = |result: &str| cx.metrics.mirror_requests.with_label_values(&[name, result]);
+    let counter = |result: &str| {
+        cx.metrics
+            .mirror_requests
+            .with_label_values(&[name, result])
+    };
     // Every result's series exists from the start, so rate() works before the first copy.
     let counters = MirrorCounters {
         sent: counter("sent"),

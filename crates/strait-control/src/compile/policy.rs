@@ -121,7 +121,9 @@ pub(super) fn compile(p: &cfg::Policy, cx: &PolicyCx<'_>) -> Result<Compiled, St
         cfg::PolicySpec::ForwardAuth(f) => {
             Compiled::Filter(rank, super::auth::forward_auth(&p.name, f, cx)?)
         }
-        cfg::PolicySpec::Mirror(m) => Compiled::Filter(rank, super::mirror::mirror(&p.name, m, cx)?),
+        cfg::PolicySpec::Mirror(m) => {
+            Compiled::Filter(rank, super::mirror::mirror(&p.name, m, cx)?)
+        }
     })
 }
 
