@@ -152,6 +152,17 @@ mod tests {
     }
 
     #[test]
+    fn the_effective_form_reads_back_equal() {
+        let l = parsed(
+            "    mirror: { upstream: shadow, percentage: 12.5, max_body: 2KiB, timeout: 1s }\n",
+        )
+        .unwrap();
+        let text = effective_yaml(&l.config);
+        let again = parse("effective.yaml", &text, None).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(again.config.policies, l.config.policies);
+    }
+
+    #[test]
     fn unknown_fields_are_rejected() {
         let e = errors("    mirror: { upstream: shadow, sample: 10 }\n");
         assert!(e.contains("t.yaml:15:"), "{e}");
