@@ -22,6 +22,7 @@ mod auth;
 mod jwt;
 mod policy;
 mod ratelimit;
+mod split;
 mod upstream;
 
 pub use upstream::ENDPOINT;
@@ -305,6 +306,11 @@ fn route(
                 rewrite: r.rewrite.as_ref().map(rewrite).transpose()?,
                 retry,
                 upgrades: r.upgrades.iter().map(|u| u.as_str().into()).collect(),
+                split: r
+                    .split
+                    .as_ref()
+                    .map(|s| split::split(s, backends).map(Box::new))
+                    .transpose()?,
             }))
         }
         cfg::RouteAction::Respond(resp) => {

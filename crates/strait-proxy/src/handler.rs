@@ -251,7 +251,7 @@ async fn route_and_serve<'s>(
                 resp
             }
             Action::Forward(spec) => {
-                let backend = spec.backends.pick();
+                let backend = spec.select(&head, &conn.client_ip);
                 stats = &entry.backend_stats[backend];
                 upstream = Some(spec.backends.upstream(backend).name.clone());
                 let f = forward::Forward {
