@@ -307,3 +307,22 @@ async fn a_verified_claim_is_a_sticky_key_like_a_header_with_the_same_value() {
     let r = client.get(s.url("/claim")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test]
+async fn the_access_log_says_what_chose_the_upstream() {
+    let stable = Upstream::start("stable").await;
+    let canary = Upstream::start("canary").await;
+    let log = "access.log";
+    let yaml = format!(
+        "{}observability:\n  access_log: {{ path: {log} }}\n",
+        config(stable.addr(), canary.addr(), 5)
+    );
+    let s = Strait::start(&yaml).await;
+    let client = reqwest_client();
+    served_by(&client, &s, "/checkout", &[("x-canary", "always")]).await;
+    served_by(&client, &s, "/sticky", &[("x-user-id", "u1")]).await;
+    served_by(&client, &s, "/sticky", &[]).await;
+    let lines = strait_e2e::wait_json_lines(&s.dir().join(log), 3).await;
+    let split: Vec<&str> = lines.iter().map(|l| l["split"].as_str().unwrap()).collect();
+    assert_eq!(split, ["override", "sticky", "weights"]);
+}

@@ -12,7 +12,11 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use http::request::Parts;
 use strait_core::split::StickyLayout;
 
-use crate::{retry::RetryPolicy, split::Split, upstream::Upstream};
+use crate::{
+    retry::RetryPolicy,
+    split::{Choice, Split},
+    upstream::Upstream,
+};
 
 /// A compiled route.
 pub struct Route {
@@ -47,13 +51,13 @@ pub struct Forward {
 }
 
 impl Forward {
-    /// Chooses the backend for one request (an index into [`Backends::all`]): a gray override,
-    /// else the sticky key's interval, else the smooth weighted round robin.
-    pub fn select(&self, head: &Parts, client_ip: &HeaderValue) -> usize {
+    /// Chooses the backend for one request (an index into [`Backends::all`]) and says how:
+    /// a gray override, else the sticky key's interval, else the smooth weighted round robin.
+    pub fn select(&self, head: &Parts, client_ip: &HeaderValue) -> (usize, Choice) {
         self.split
             .as_ref()
             .and_then(|s| s.choose(self.backends.layout(), head, client_ip))
-            .unwrap_or_else(|| self.backends.pick())
+            .unwrap_or_else(|| (self.backends.pick(), Choice::Weights))
     }
 }
 

@@ -48,6 +48,28 @@ pub enum StickyKey {
     ClientIp,
 }
 
+/// How a backend was chosen (the access log's `split` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// A gray override matched.
+    Override,
+    /// The sticky key's hash.
+    Sticky,
+    /// The weighted round robin.
+    Weights,
+}
+
+impl Choice {
+    /// The access log value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Choice::Override => "override",
+            Choice::Sticky => "sticky",
+            Choice::Weights => "weights",
+        }
+    }
+}
+
 // === impl Split ===
 
 impl Split {
@@ -58,16 +80,16 @@ impl Split {
         layout: &StickyLayout,
         head: &Parts,
         client_ip: &HeaderValue,
-    ) -> Option<usize> {
+    ) -> Option<(usize, Choice)> {
         if let Some(o) = self.overrides.iter().find(|o| o.matches(head)) {
-            return Some(o.backend);
+            return Some((o.backend, Choice::Override));
         }
         let key = self.sticky.as_ref()?.read(head, client_ip)?;
         if key.is_empty() {
             // An empty key would pin every such request to one backend.
             return None;
         }
-        layout.pick(key_hash(key))
+        layout.pick(key_hash(key)).map(|i| (i, Choice::Sticky))
     }
 }
 

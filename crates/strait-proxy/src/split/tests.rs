@@ -19,6 +19,11 @@ fn rule(on: OverrideOn, value: Option<&str>, backend: usize) -> Override {
     }
 }
 
+/// The backend `s` chooses for `h`, if it chooses.
+fn chosen(s: &Split, h: &Parts) -> Option<usize> {
+    s.choose(&layout(), h, &ip()).map(|(i, _)| i)
+}
+
 fn ip() -> HeaderValue {
     HeaderValue::from_static("10.0.0.7")
 }
@@ -47,7 +52,7 @@ fn gray() -> Split {
 #[test]
 fn overrides_match_header_cookie_and_query_values() {
     let s = gray();
-    let pick = |h: &Parts| s.choose(&layout(), h, &ip());
+    let pick = |h: &Parts| chosen(&s, h);
     assert_eq!(pick(&head("/", &[("x-canary", "always")])), Some(1));
     assert_eq!(pick(&head("/", &[("x-canary", "sometimes")])), None);
     assert_eq!(pick(&head("/", &[("cookie", "a=2; beta=1")])), Some(1));
@@ -59,17 +64,28 @@ fn overrides_match_header_cookie_and_query_values() {
 }
 
 #[test]
+fn the_choice_says_which_mechanism_chose() {
+    let h = head("/?dark", &[("x-user-id", "u")]);
+    assert_eq!(
+        gray().choose(&layout(), &h, &ip()).unwrap().1,
+        Choice::Override
+    );
+    let s = sticky(StickyKey::Header(HeaderName::from_static("x-user-id")));
+    assert_eq!(s.choose(&layout(), &h, &ip()).unwrap().1, Choice::Sticky);
+}
+
+#[test]
 fn the_first_matching_override_wins() {
     let s = gray();
     let h = head("/?dark", &[("x-canary", "always")]);
-    assert_eq!(s.choose(&layout(), &h, &ip()), Some(1));
+    assert_eq!(chosen(&s, &h), Some(1));
 }
 
 #[test]
 fn any_value_of_a_repeated_header_can_match() {
     let s = gray();
     let h = head("/", &[("x-canary", "no"), ("x-canary", "always")]);
-    assert_eq!(s.choose(&layout(), &h, &ip()), Some(1));
+    assert_eq!(chosen(&s, &h), Some(1));
 }
 
 fn sticky(key: StickyKey) -> Split {
@@ -86,9 +102,9 @@ fn sticky_keys_give_every_user_the_same_backend_every_time() {
     for user in 0..200 {
         let id = format!("user-{user}");
         let h = head("/", &[("x-user-id", &id)]);
-        let first = s.choose(&layout(), &h, &ip()).unwrap();
+        let first = chosen(&s, &h).unwrap();
         for _ in 0..3 {
-            assert_eq!(s.choose(&layout(), &h, &ip()), Some(first));
+            assert_eq!(chosen(&s, &h), Some(first));
         }
         seen[first] += 1;
     }
@@ -112,18 +128,18 @@ fn cookie_claim_and_client_ip_keys_hash_their_value() {
     let want = layout().pick(key_hash(b"alice"));
     let s = sticky(StickyKey::Cookie("sid".into()));
     let h = head("/", &[("cookie", "x=1; sid=alice")]);
-    assert_eq!(s.choose(&layout(), &h, &ip()), want);
+    assert_eq!(chosen(&s, &h), want);
 
     let s = sticky(StickyKey::Claim("sub".into()));
     let mut h = head("/", &[]);
     h.extensions
         .insert(Claims(Arc::new(vec![("sub".into(), "alice".into())])));
-    assert_eq!(s.choose(&layout(), &h, &ip()), want);
+    assert_eq!(chosen(&s, &h), want);
 
     let s = sticky(StickyKey::ClientIp);
     let h = head("/", &[]);
     let want = layout().pick(key_hash(b"10.0.0.7"));
-    assert_eq!(s.choose(&layout(), &h, &ip()), want);
+    assert_eq!(chosen(&s, &h), want);
 }
 
 #[test]
