@@ -409,12 +409,7 @@ fn route_split(s: &Split) -> Node {
             },
         )
         .collect();
-    let key = sticky.as_ref().map(|k| match k {
-        StickyKey::Header(n) => format!("header:{n}"),
-        StickyKey::Cookie(n) => format!("cookie:{n}"),
-        StickyKey::Claim(n) => format!("claim:{n}"),
-        StickyKey::ClientIp => "client_ip".to_owned(),
-    });
+    let key = sticky.as_ref().map(ToString::to_string);
     let mut m = M::new();
     if !overrides.is_empty() || sticky.is_none() {
         m = m.put("overrides", overrides);

@@ -267,6 +267,18 @@ pub enum StickyKey {
     ClientIp,
 }
 
+impl std::fmt::Display for StickyKey {
+    /// The key as written in `sticky.key`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StickyKey::Header(n) => write!(f, "header:{n}"),
+            StickyKey::Cookie(n) => write!(f, "cookie:{n}"),
+            StickyKey::Claim(n) => write!(f, "claim:{n}"),
+            StickyKey::ClientIp => f.write_str("client_ip"),
+        }
+    }
+}
+
 /// Conditions a request must meet, all of them; empty lists impose nothing.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RouteMatch {
