@@ -167,6 +167,15 @@ async fn restart_with_etcd_down_serves_from_the_cache_then_converges() {
     seed(&etcd, &c, "v0").await;
     let mut s = Strait::start(&etcd.bootstrap()).await;
     put_root(&etcd, &c, &s, "v1", Duration::from_secs(3)).await;
+    // The cache file is written off the watch task (it syncs to disk), so it can trail what is
+    // served by a few milliseconds; the crash below must come after it.
+    let cache = s.dir().join(".strait.yaml.etcd-cache.json");
+    poll_until(Duration::from_secs(10), "v1 in the cache file", || async {
+        std::fs::read_to_string(&cache)
+            .is_ok_and(|t| t.contains("v1"))
+            .then_some(())
+    })
+    .await;
     etcd.stop_all();
     s.restart().await;
     assert!(

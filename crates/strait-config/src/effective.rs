@@ -292,6 +292,7 @@ fn route(r: &Route) -> Node {
         response_headers,
         policies,
         upgrades,
+        split,
     } = r;
     let RouteMatch {
         hosts,
@@ -380,7 +381,40 @@ fn route(r: &Route) -> Node {
     out.put("request_headers", header_ops(request_headers))
         .put("response_headers", header_ops(response_headers))
         .put("policies", policy::refs(policies))
+        .opt("split", split.as_ref().map(route_split))
         .into()
+}
+
+/// A route's `split:`, in the forms it is written in.
+fn route_split(s: &Split) -> Node {
+    let Split { overrides, sticky } = s;
+    let overrides: Vec<Node> = overrides
+        .iter()
+        .map(
+            |SplitOverride {
+                 on,
+                 value,
+                 upstream,
+             }| {
+                let (k, name) = match on {
+                    OverrideOn::Header(n) => ("header", n),
+                    OverrideOn::Cookie(n) => ("cookie", n),
+                    OverrideOn::Query(n) => ("query", n),
+                };
+                M::new()
+                    .put(k, name.as_str())
+                    .opt("value", value.clone())
+                    .put("upstream", upstream.as_str())
+                    .into()
+            },
+        )
+        .collect();
+    let key = sticky.as_ref().map(ToString::to_string);
+    let mut m = M::new();
+    if !overrides.is_empty() || sticky.is_none() {
+        m = m.put("overrides", overrides);
+    }
+    m.opt("sticky", key.map(|k| M::new().put("key", k))).into()
 }
 
 pub(crate) fn header_ops(h: &HeaderOps) -> Node {

@@ -70,6 +70,8 @@ pub enum AccessLogField {
     Upstream,
     /// Endpoint address the request was sent to, null if none.
     Endpoint,
+    /// How the upstream was chosen among the route's: `override`, `sticky` or `weights`; null if none was.
+    Split,
     /// Response status code.
     Status,
     /// Total time until the response body ended, milliseconds.
@@ -96,7 +98,7 @@ pub enum AccessLogField {
 
 impl AccessLogField {
     /// Every field, in the default order.
-    pub const ALL: [AccessLogField; 22] = [
+    pub const ALL: [AccessLogField; 23] = [
         AccessLogField::Time,
         AccessLogField::RequestId,
         AccessLogField::TraceId,
@@ -108,6 +110,7 @@ impl AccessLogField {
         AccessLogField::Route,
         AccessLogField::Upstream,
         AccessLogField::Endpoint,
+        AccessLogField::Split,
         AccessLogField::Status,
         AccessLogField::DurationMs,
         AccessLogField::UpstreamDurationMs,
@@ -135,6 +138,7 @@ impl AccessLogField {
             AccessLogField::Route => "route",
             AccessLogField::Upstream => "upstream",
             AccessLogField::Endpoint => "endpoint",
+            AccessLogField::Split => "split",
             AccessLogField::Status => "status",
             AccessLogField::DurationMs => "duration_ms",
             AccessLogField::UpstreamDurationMs => "upstream_duration_ms",

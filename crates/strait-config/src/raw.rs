@@ -134,6 +134,30 @@ pub(crate) struct RawRoute {
     pub response_headers: Option<RawHeaderOps>,
     pub policies: Option<Spanned<Vec<Spanned<RawPolicyRef>>>>,
     pub upgrades: Option<Spanned<Vec<S>>>,
+    pub split: Option<Spanned<RawSplit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSplit {
+    pub overrides: Option<Spanned<Vec<Spanned<RawOverride>>>>,
+    pub sticky: Option<Spanned<RawSticky>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOverride {
+    pub header: Option<S>,
+    pub cookie: Option<S>,
+    pub query: Option<S>,
+    pub value: Option<S>,
+    pub upstream: Option<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSticky {
+    pub key: Option<S>,
 }
 
 #[derive(Deserialize, Default)]

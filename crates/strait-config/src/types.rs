@@ -219,6 +219,64 @@ pub struct Route {
     pub policies: Vec<PolicyRef>,
     /// `Upgrade` tokens tunnelled for this route, lowercased (default `websocket`).
     pub upgrades: Vec<String>,
+    /// Gray overrides and sticky assignment over the route's backends (only when it forwards).
+    pub split: Option<Split>,
+}
+
+/// How a forwarding route chooses among its backends ahead of the weighted round robin.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Split {
+    /// Gray routing rules, tried in written order; the first match forces its upstream.
+    pub overrides: Vec<SplitOverride>,
+    /// The user key that pins a request to a backend by weight; without it, round robin.
+    pub sticky: Option<StickyKey>,
+}
+
+/// A gray routing rule: requests carrying a value are sent to one of the route's upstreams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitOverride {
+    /// Where the value is read.
+    pub on: OverrideOn,
+    /// The value that must be present exactly; `None` = the header, cookie or parameter is present.
+    pub value: Option<String>,
+    /// The upstream forced (one of the route's backends, weight 0 allowed).
+    pub upstream: String,
+}
+
+/// Where an override reads its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverrideOn {
+    /// A request header (name lowercased).
+    Header(String),
+    /// A cookie.
+    Cookie(String),
+    /// A query parameter (name as sent, case-sensitive).
+    Query(String),
+}
+
+/// Where a sticky key is read (`header:NAME`, `cookie:NAME`, `claim:NAME`, `client_ip`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyKey {
+    /// A request header's value (name lowercased).
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+    /// A claim of the JWT a `jwt` policy verified on this request.
+    Claim(String),
+    /// The client's IP address.
+    ClientIp,
+}
+
+impl std::fmt::Display for StickyKey {
+    /// The key as written in `sticky.key`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StickyKey::Header(n) => write!(f, "header:{n}"),
+            StickyKey::Cookie(n) => write!(f, "cookie:{n}"),
+            StickyKey::Claim(n) => write!(f, "claim:{n}"),
+            StickyKey::ClientIp => f.write_str("client_ip"),
+        }
+    }
 }
 
 /// Conditions a request must meet, all of them; empty lists impose nothing.

@@ -29,6 +29,7 @@ mod policy;
 mod ratelimit;
 mod resilience;
 mod route;
+mod split;
 mod upstream;
 pub(crate) mod values;
 

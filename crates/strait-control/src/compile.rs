@@ -23,6 +23,7 @@ mod jwt;
 mod mirror;
 mod policy;
 mod ratelimit;
+mod split;
 mod upstream;
 
 pub use upstream::ENDPOINT;
@@ -306,6 +307,11 @@ fn route(
                 rewrite: r.rewrite.as_ref().map(rewrite).transpose()?,
                 retry,
                 upgrades: r.upgrades.iter().map(|u| u.as_str().into()).collect(),
+                split: r
+                    .split
+                    .as_ref()
+                    .map(|s| split::split(s, backends).map(Box::new))
+                    .transpose()?,
             }))
         }
         cfg::RouteAction::Respond(resp) => {

@@ -242,6 +242,7 @@ fn field(out: &mut String, rec: &RequestRecord, f: AccessLogField) {
             u => string(out, Some(u.as_bytes())),
         },
         F::Endpoint => string(out, rec.endpoint().map(str::as_bytes)),
+        F::Split => string(out, rec.split.map(str::as_bytes)),
         F::Status => {
             let _ = write!(out, "{}", rec.status);
         }
@@ -394,6 +395,7 @@ mod tests {
             stats: None,
             status: 404,
             attempts: Vec::new(),
+            split: None,
             policy: None,
             policy_reason: None,
             error: None,

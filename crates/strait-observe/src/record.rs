@@ -82,6 +82,8 @@ pub struct RequestRecord {
     pub status: u16,
     /// Upstream attempts in order (retries add more).
     pub attempts: Vec<Attempt>,
+    /// How the upstream was chosen among the route's (`override`, `sticky`, `weights`).
+    pub split: Option<&'static str>,
     /// The policy that denied the request, if one did.
     pub policy: Option<Arc<str>>,
     /// Why that policy denied it (the `reason` label of `strait_policy_denials_total`).

@@ -713,7 +713,8 @@ fn request_hash(h: &HashOn, head: &Parts, conn: &ConnInfo) -> u64 {
     }
 }
 
-fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
+/// The first value of cookie `name` in the request's `Cookie` headers, read in place.
+pub(crate) fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
     headers.get_all(header::COOKIE).iter().find_map(|v| {
         v.as_bytes().split(|&b| b == b';').find_map(|pair| {
             let pair = pair.trim_ascii();

@@ -112,6 +112,7 @@ async fn handle_observed(
         stats: None,
         status: 0,
         attempts: Vec::new(),
+        split: None,
         policy: None,
         policy_reason: None,
         error: None,
@@ -251,7 +252,10 @@ async fn route_and_serve<'s>(
                 resp
             }
             Action::Forward(spec) => {
-                let backend = spec.backends.pick();
+                let (backend, choice) = spec.select(&head, &conn.client_ip);
+                if let Some(rec) = record.as_deref_mut() {
+                    rec.split = Some(choice.as_str());
+                }
                 stats = &entry.backend_stats[backend];
                 upstream = Some(spec.backends.upstream(backend).name.clone());
                 let f = forward::Forward {

@@ -27,6 +27,7 @@ pub mod retry;
 pub mod route;
 pub mod server;
 pub mod snapshot;
+pub mod split;
 pub mod subrequest;
 pub mod tls;
 mod upguard;

@@ -246,6 +246,7 @@ fn record_with(
         stats: Some(table.unmatched.clone()),
         status: status.as_u16(),
         attempts: Vec::new(),
+        split: None,
         policy: None,
         policy_reason: None,
         error: None,

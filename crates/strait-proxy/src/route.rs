@@ -9,7 +9,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::{retry::RetryPolicy, upstream::Upstream};
+use http::request::Parts;
+use strait_core::split::StickyLayout;
+
+use crate::{
+    retry::RetryPolicy,
+    split::{Choice, Split},
+    upstream::Upstream,
+};
 
 /// A compiled route.
 pub struct Route {
@@ -39,6 +46,19 @@ pub struct Forward {
     pub retry: Option<Arc<RetryPolicy>>,
     /// `Upgrade` tokens tunnelled (lowercase); others are dropped from the request.
     pub upgrades: Box<[Box<str>]>,
+    /// Gray overrides and sticky assignment ahead of the weights, if configured.
+    pub split: Option<Box<Split>>,
+}
+
+impl Forward {
+    /// Chooses the backend for one request (an index into [`Backends::all`]) and says how:
+    /// a gray override, else the sticky key's interval, else the smooth weighted round robin.
+    pub fn select(&self, head: &Parts, client_ip: &HeaderValue) -> (usize, Choice) {
+        self.split
+            .as_ref()
+            .and_then(|s| s.choose(self.backends.layout(), head, client_ip))
+            .unwrap_or_else(|| (self.backends.pick(), Choice::Weights))
+    }
 }
 
 /// Weighted backends: the first step of forwarding picks one by smooth weighted round robin,
@@ -48,6 +68,8 @@ pub struct Backends {
     /// Backend indices in smooth weighted order (backends of weight 0 never appear).
     sequence: Box<[u32]>,
     cursor: AtomicUsize,
+    /// Grid intervals by weight, for sticky keys.
+    layout: StickyLayout,
 }
 
 impl Backends {
@@ -57,6 +79,8 @@ impl Backends {
             .filter(|&i| upstreams[i].1 > 0)
             .collect();
         let weights: Vec<u32> = live.iter().map(|&i| upstreams[i].1).collect();
+        let all: Vec<u32> = upstreams.iter().map(|(_, w)| *w).collect();
+        let layout = StickyLayout::new(&all);
         let sequence = strait_core::balance::smooth_sequence(&weights)
             .into_iter()
             .map(|k| live[k as usize] as u32)
@@ -65,6 +89,7 @@ impl Backends {
             upstreams: upstreams.into(),
             sequence,
             cursor: AtomicUsize::new(0),
+            layout,
         }
     }
 
@@ -78,6 +103,11 @@ impl Backends {
             .get(i % self.sequence.len().max(1))
             .copied()
             .unwrap_or(0) as usize
+    }
+
+    /// The backends' grid intervals by weight, for sticky keys.
+    pub fn layout(&self) -> &StickyLayout {
+        &self.layout
     }
 
     /// Every backend with its weight, in configuration order.

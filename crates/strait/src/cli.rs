@@ -258,6 +258,10 @@ pub fn routes(path: &std::path::Path) -> ExitCode {
             RouteAction::Respond(resp) => format!("respond {}", resp.status.as_u16()),
             RouteAction::Redirect(rd) => format!("redirect {}", rd.status.as_u16()),
         };
+        let action = match &r.split {
+            Some(sp) => format!("{action} {}", split_summary(sp)),
+            None => action,
+        };
         println!(
             "{:<5} {:<24} {:<16} {:>8}  {:<48} {}",
             n + 1,
@@ -269,6 +273,18 @@ pub fn routes(path: &std::path::Path) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// A route's split in one word group: how many overrides, and the sticky key.
+fn split_summary(s: &strait_config::Split) -> String {
+    let mut parts = Vec::new();
+    if !s.overrides.is_empty() {
+        parts.push(format!("overrides={}", s.overrides.len()));
+    }
+    if let Some(k) = &s.sticky {
+        parts.push(format!("sticky={k}"));
+    }
+    format!("split({})", parts.join(","))
 }
 
 fn match_summary(r: &strait_config::Route) -> String {

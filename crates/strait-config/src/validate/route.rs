@@ -56,6 +56,14 @@ pub(super) fn route(cx: &mut Ctx, raw: &Spanned<RawRoute>, known: &Known) -> (Ro
     let policies = super::policy::refs(cx, r.policies.as_ref(), &name, known.policies);
     check_route_policies(cx, r, &policies, forwards, known);
     let upgrades = upgrades(cx, r.upgrades.as_ref(), forwards);
+    let backends = match &action {
+        Some(RouteAction::Forward { backends }) => Some(backends.as_slice()),
+        _ => None,
+    };
+    let split = r
+        .split
+        .as_ref()
+        .map(|s| super::split::split(cx, s, backends, forwards));
     let route = Route {
         name,
         listeners,
@@ -70,6 +78,7 @@ pub(super) fn route(cx: &mut Ctx, raw: &Spanned<RawRoute>, known: &Known) -> (Ro
         response_headers: header_ops(cx, r.response_headers.as_ref()),
         policies,
         upgrades,
+        split,
     };
     let locs = RouteLocs {
         at,
