@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use crate::types::HeaderOps;
 
+mod colour;
 mod ratelimit;
+pub use colour::*;
 pub use ratelimit::*;
 
 /// A policy with its settings parsed; the kind is the variant of [`PolicySpec`].
@@ -43,6 +45,8 @@ pub enum PolicySpec {
     RateLimit(Box<RateLimitPolicy>),
     /// Most requests in flight per key.
     ConcurrencyLimit(ConcurrencyLimitPolicy),
+    /// Traffic colouring: the endpoints whose label matches the request's colour.
+    Colour(ColourPolicy),
 }
 
 impl PolicySpec {
@@ -61,6 +65,7 @@ impl PolicySpec {
             PolicySpec::Jwt(_) => "jwt",
             PolicySpec::RateLimit(_) => "rate_limit",
             PolicySpec::ConcurrencyLimit(_) => "concurrency_limit",
+            PolicySpec::Colour(_) => "colour",
         }
     }
 
@@ -69,7 +74,8 @@ impl PolicySpec {
     /// The order is fixed by kind, not by where a policy is listed (docs/protect.md): IP rules
     /// 100, request limits 200, CORS 300, authentication 400..=499 (jwt 400, api_key 410,
     /// basic_auth 420, forward_auth 450), rate limits 500, concurrency limits 550, plugins 600,
-    /// fault 700, header edits 800, then forwarding (retry 1000).
+    /// colour 650 (after authentication, so a colour may be derived from a claim), fault 700,
+    /// header edits 800, then forwarding (retry 1000).
     pub fn rank(&self) -> u16 {
         match self {
             PolicySpec::IpRules(_) => 100,
@@ -78,6 +84,7 @@ impl PolicySpec {
             PolicySpec::Jwt(_) => 400,
             PolicySpec::RateLimit(_) => 500,
             PolicySpec::ConcurrencyLimit(_) => 550,
+            PolicySpec::Colour(_) => 650,
             PolicySpec::Fault(_) => 700,
             PolicySpec::ApiKey(_) => 410,
             PolicySpec::BasicAuth(_) => 420,

@@ -76,6 +76,7 @@ fn spec_node(spec: &PolicySpec) -> Node {
             .into(),
         PolicySpec::RateLimit(r) => super::ratelimit::rate_limit(r),
         PolicySpec::ConcurrencyLimit(c) => super::ratelimit::concurrency_limit(c),
+        PolicySpec::Colour(c) => super::colour::colour(c),
     }
 }
 

@@ -24,6 +24,7 @@ pub(crate) struct RawPolicy {
     pub jwt: Option<Spanned<super::RawJwt>>,
     pub rate_limit: Option<Spanned<super::RawRateLimit>>,
     pub concurrency_limit: Option<Spanned<super::RawConcurrencyLimit>>,
+    pub colour: Option<Spanned<super::RawColour>>,
 }
 
 /// `fault:` injected aborts and delays.

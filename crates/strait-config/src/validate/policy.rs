@@ -120,12 +120,16 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(c) = &p.concurrency_limit {
         kinds.push(("concurrency_limit", pos(c)));
     }
+    if let Some(c) = &p.colour {
+        kinds.push(("colour", pos(c)));
+    }
     match kinds.as_slice() {
         [] => {
             cx.err(
                 at,
                 "policy has no kind: set one of headers, retry, fault, ip_rules, request_limits, \
-                 cors, jwt, api_key, basic_auth, forward_auth, rate_limit, concurrency_limit",
+                 cors, jwt, api_key, basic_auth, forward_auth, rate_limit, concurrency_limit, \
+                 colour",
             );
             return None;
         }
@@ -181,6 +185,9 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
         return Some(PolicySpec::ConcurrencyLimit(
             super::ratelimit::concurrency_limit(cx, c),
         ));
+    }
+    if let Some(c) = &p.colour {
+        return Some(PolicySpec::Colour(super::colour::colour(cx, c)));
     }
     p.retry
         .as_ref()
