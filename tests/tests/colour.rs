@@ -313,13 +313,13 @@ fn bad_labels_and_colour_settings_are_reported_with_their_position() {
     let file = v.file.display().to_string();
     assert!(
         v.stderr
-            .contains(&format!("{file}:6:59: colour.values lists `eu` twice")),
+            .contains(&format!("{file}:6:56: colour.values lists `eu` twice")),
         "{}",
         v.stderr
     );
     assert!(
         v.stderr.contains(&format!(
-            "{file}:13:50: label `region`: `e u` is not a label value"
+            "{file}:14:53: label `region`: `e u` is not a label value"
         )),
         "{}",
         v.stderr

@@ -16,7 +16,7 @@ fn derive_hash_is_pinned_across_builds() {
     assert_eq!(derive_index(b"anyone", 0), 0);
 }
 
-const GOLDEN: [usize; 5] = [0, 0, 0, 0, 0];
+const GOLDEN: [usize; 5] = [0, 2, 0, 2, 1];
 
 #[test]
 fn grouping_makes_one_subset_per_label_value() {

@@ -88,30 +88,30 @@ fn bad_colour_settings_are_reported_with_their_position() {
         "{HEAD}    colour: {{ header: x-r, label: region, values: [eu, \"e u\", eu] }}\n"
     ));
     assert!(
-        e.contains("t.yaml:13:50: colour.values: `e u` is not a label value"),
+        e.contains("t.yaml:13:56: colour.values: `e u` is not a label value"),
         "{e}"
     );
     assert!(
-        e.contains("t.yaml:13:57: colour.values lists `eu` twice"),
+        e.contains("t.yaml:13:63: colour.values lists `eu` twice"),
         "{e}"
     );
     let e = errors(&format!(
         "{HEAD}    colour: {{ header: x-r, label: region, values: [eu], derive: {{ key: ip }} }}\n"
     ));
     assert!(
-        e.contains("t.yaml:13:68: unknown colour.derive.key `ip`"),
+        e.contains("t.yaml:13:72: unknown colour.derive.key `ip`"),
         "{e}"
     );
     let e = errors(&format!(
         "{HEAD}    colour: {{ header: x-r, label: region, values: [eu], fallback: default }}\n"
     ));
-    assert!(e.contains("t.yaml:13:62:"), "{e}");
+    assert!(e.contains("t.yaml:13:67:"), "{e}");
     assert!(e.contains("colour.fallback"), "{e}");
     let e = errors(&format!(
         "{HEAD}    colour: {{ header: \"bad header\", label: \"1x\", values: [eu] }}\n"
     ));
     assert!(e.contains("t.yaml:13:23: colour.header:"), "{e}");
-    assert!(e.contains("t.yaml:13:43: colour.label: `1x` is not a label name"), "{e}");
+    assert!(e.contains("t.yaml:13:44: colour.label: `1x` is not a label name"), "{e}");
     let e = errors(&format!("{HEAD}    colour: {{ header: x-r, label: r, values: [] }}\n"));
     assert!(e.contains("colour.values is empty"), "{e}");
 }
@@ -123,7 +123,7 @@ fn bad_endpoint_labels_are_reported_with_their_position() {
                 upstreams:\n  - name: u\n    endpoints:\n      \
                 - { address: \"127.0.0.1:1\", labels: { \"-x\": eu, region: \"e/u\" } }\n";
     let e = errors(text);
-    assert!(e.contains("t.yaml:10:46: `-x` is not a label name"), "{e}");
+    assert!(e.contains("t.yaml:10:45: `-x` is not a label name"), "{e}");
     assert!(
         e.contains("t.yaml:10:63: label `region`: `e/u` is not a label value"),
         "{e}"
