@@ -15,7 +15,10 @@ pub(super) fn colour(cx: &mut Ctx, raw: &Spanned<RawColour>) -> ColourPolicy {
     let at = pos(raw);
     let header = match &c.header {
         None => {
-            cx.err(at, "colour needs `header` (the request header that carries the colour)");
+            cx.err(
+                at,
+                "colour needs `header` (the request header that carries the colour)",
+            );
             String::new()
         }
         Some(h) => values::header_name(h.value.trim()).unwrap_or_else(|e| {
@@ -25,7 +28,10 @@ pub(super) fn colour(cx: &mut Ctx, raw: &Spanned<RawColour>) -> ColourPolicy {
     };
     let label = match &c.label {
         None => {
-            cx.err(at, "colour needs `label` (the endpoint label the colour selects by)");
+            cx.err(
+                at,
+                "colour needs `label` (the endpoint label the colour selects by)",
+            );
             String::new()
         }
         Some(l) => {
@@ -46,7 +52,10 @@ pub(super) fn colour(cx: &mut Ctx, raw: &Spanned<RawColour>) -> ColourPolicy {
     let fallback = cx.token(
         c.fallback.as_ref(),
         "colour.fallback",
-        &[("any", ColourFallback::Any), ("reject", ColourFallback::Reject)],
+        &[
+            ("any", ColourFallback::Any),
+            ("reject", ColourFallback::Reject),
+        ],
         ColourFallback::Any,
     );
     ColourPolicy {
@@ -61,7 +70,10 @@ pub(super) fn colour(cx: &mut Ctx, raw: &Spanned<RawColour>) -> ColourPolicy {
 /// `values:` the known colours: label values, unique, at least one.
 fn colours(cx: &mut Ctx, raw: Option<&Spanned<Vec<S>>>, at: Pos) -> Vec<String> {
     let Some(list) = raw else {
-        cx.err(at, "colour needs `values` (the colours it knows, e.g. [eu, us])");
+        cx.err(
+            at,
+            "colour needs `values` (the colours it knows, e.g. [eu, us])",
+        );
         return Vec::new();
     };
     let lat = pos(list);
@@ -71,7 +83,10 @@ fn colours(cx: &mut Ctx, raw: Option<&Spanned<Vec<S>>>, at: Pos) -> Vec<String> 
     if list.value.len() > MAX_VALUES {
         cx.err(
             lat,
-            format!("colour.values has {} colours; at most {MAX_VALUES}", list.value.len()),
+            format!(
+                "colour.values has {} colours; at most {MAX_VALUES}",
+                list.value.len()
+            ),
         );
     }
     let mut out: Vec<String> = Vec::with_capacity(list.value.len());
@@ -107,7 +122,10 @@ fn key(cx: &mut Ctx, raw: &S, parent: Pos) -> Option<ColourKey> {
                 }
             } else if let Some(c) = named("cookie:") {
                 if !super::upstream::cookie_name(c) {
-                    cx.err(p, format!("colour.derive.key: `{c}` is not a valid cookie name"));
+                    cx.err(
+                        p,
+                        format!("colour.derive.key: `{c}` is not a valid cookie name"),
+                    );
                     return None;
                 }
                 ColourKey::Cookie(c.to_owned())

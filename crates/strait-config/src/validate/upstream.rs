@@ -9,9 +9,7 @@ use serde_saphyr::Spanned;
 use super::values;
 use super::{pos, pos_or, Ctx};
 use crate::diag::{Pos, UpstreamLocs};
-use crate::raw::{
-    Pairs, RawEndpoint, RawHashOn, RawHealthCheck, RawUpstream, RawUpstreamTls, S,
-};
+use crate::raw::{Pairs, RawEndpoint, RawHashOn, RawHealthCheck, RawUpstream, RawUpstreamTls, S};
 use crate::types::*;
 
 /// Converts one upstream, reporting every problem in it.
@@ -206,7 +204,10 @@ fn labels(cx: &mut Ctx, raw: &Spanned<Pairs<S>>) -> Vec<(String, String)> {
     if pairs.len() > MAX_LABELS {
         cx.err(
             at,
-            format!("an endpoint has at most {MAX_LABELS} labels, not {}", pairs.len()),
+            format!(
+                "an endpoint has at most {MAX_LABELS} labels, not {}",
+                pairs.len()
+            ),
         );
     }
     let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());

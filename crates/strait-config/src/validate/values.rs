@@ -215,7 +215,8 @@ pub(crate) const MAX_LABEL_LEN: usize = 63;
 pub(crate) fn label_name(s: &str) -> Result<(), String> {
     let ok = s.len() <= MAX_LABEL_LEN
         && s.starts_with(|c: char| c.is_ascii_alphabetic())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -229,7 +230,8 @@ pub(crate) fn label_name(s: &str) -> Result<(), String> {
 pub(crate) fn label_value(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= MAX_LABEL_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
     if ok {
         Ok(())
     } else {

@@ -32,7 +32,8 @@ pub(super) fn colour(
         .values
         .iter()
         .map(|v| {
-            ["matched", "fallback", "rejected", "passed"].map(|r| family.with_label_values(&[name, v, r]))
+            ["matched", "fallback", "rejected", "passed"]
+                .map(|r| family.with_label_values(&[name, v, r]))
         })
         .collect();
     let set = ColourSet {

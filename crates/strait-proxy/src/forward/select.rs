@@ -69,9 +69,11 @@ pub(super) fn pick<'u>(
     first: bool,
 ) -> Result<Option<(usize, &'u Arc<Endpoint>)>, ProxyError> {
     let all = || {
-        upstream
-            .pick(hash, now_ms, |i| !tried(i))
-            .or_else(|| again.then(|| upstream.pick(hash, now_ms, |_| true)).flatten())
+        upstream.pick(hash, now_ms, |i| !tried(i)).or_else(|| {
+            again
+                .then(|| upstream.pick(hash, now_ms, |_| true))
+                .flatten()
+        })
     };
     let Some(c) = coloured.filter(|c| !c.fell_back && !c.passed) else {
         return Ok(all());
@@ -79,7 +81,11 @@ pub(super) fn pick<'u>(
     if let Some(s) = c.subset {
         let picked = upstream
             .pick_in(s, hash, now_ms, |i| !tried(i))
-            .or_else(|| again.then(|| upstream.pick_in(s, hash, now_ms, |_| true)).flatten());
+            .or_else(|| {
+                again
+                    .then(|| upstream.pick_in(s, hash, now_ms, |_| true))
+                    .flatten()
+            });
         if picked.is_some() {
             return Ok(picked);
         }

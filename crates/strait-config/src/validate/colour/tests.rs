@@ -78,11 +78,17 @@ fn a_colour_policy_prints_and_reads_back() {
 
 #[test]
 fn bad_colour_settings_are_reported_with_their_position() {
-    let e = errors(&format!("{HEAD}    colour: {{ label: region, values: [eu] }}\n"));
+    let e = errors(&format!(
+        "{HEAD}    colour: {{ label: region, values: [eu] }}\n"
+    ));
     assert!(e.contains("t.yaml:13:13: colour needs `header`"), "{e}");
-    let e = errors(&format!("{HEAD}    colour: {{ header: x-r, values: [eu] }}\n"));
+    let e = errors(&format!(
+        "{HEAD}    colour: {{ header: x-r, values: [eu] }}\n"
+    ));
     assert!(e.contains("t.yaml:13:13: colour needs `label`"), "{e}");
-    let e = errors(&format!("{HEAD}    colour: {{ header: x-r, label: region }}\n"));
+    let e = errors(&format!(
+        "{HEAD}    colour: {{ header: x-r, label: region }}\n"
+    ));
     assert!(e.contains("t.yaml:13:13: colour needs `values`"), "{e}");
     let e = errors(&format!(
         "{HEAD}    colour: {{ header: x-r, label: region, values: [eu, \"e u\", eu] }}\n"
@@ -111,8 +117,13 @@ fn bad_colour_settings_are_reported_with_their_position() {
         "{HEAD}    colour: {{ header: \"bad header\", label: \"1x\", values: [eu] }}\n"
     ));
     assert!(e.contains("t.yaml:13:23: colour.header:"), "{e}");
-    assert!(e.contains("t.yaml:13:44: colour.label: `1x` is not a label name"), "{e}");
-    let e = errors(&format!("{HEAD}    colour: {{ header: x-r, label: r, values: [] }}\n"));
+    assert!(
+        e.contains("t.yaml:13:44: colour.label: `1x` is not a label name"),
+        "{e}"
+    );
+    let e = errors(&format!(
+        "{HEAD}    colour: {{ header: x-r, label: r, values: [] }}\n"
+    ));
     assert!(e.contains("colour.values is empty"), "{e}");
 }
 
