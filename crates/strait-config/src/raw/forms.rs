@@ -65,7 +65,7 @@ impl<'de> Deserialize<'de> for StrOrList {
 /// An endpoint: `"host:port"` or `{ address, weight, labels }`.
 pub(crate) enum RawEndpoint {
     Short(String),
-    Full(RawEndpointFull),
+    Full(Box<RawEndpointFull>),
 }
 
 #[derive(Deserialize)]
@@ -169,7 +169,7 @@ impl<'de> Deserialize<'de> for RawEndpoint {
                 "an endpoint: \"host:port\" or { address: \"host:port\", weight: N, labels: { NAME: VALUE } }",
             numbers_as_text: false,
             from_str: RawEndpoint::Short,
-            from_map: RawEndpoint::Full,
+            from_map: |f| RawEndpoint::Full(Box::new(f)),
         })
     }
 }
