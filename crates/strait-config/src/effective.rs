@@ -10,6 +10,7 @@ use crate::types::*;
 
 mod access;
 mod auth;
+mod colour;
 mod jwt;
 mod node;
 mod policy;
@@ -444,12 +445,24 @@ fn upstream(u: &Upstream) -> Node {
     } = u;
     let endpoints: Vec<Node> = endpoints
         .iter()
-        .map(|Endpoint { address, weight }| {
-            M::new()
-                .put("address", address.as_str())
-                .put("weight", int(*weight))
-                .into()
-        })
+        .map(
+            |Endpoint {
+                 address,
+                 weight,
+                 labels,
+             }| {
+                let labels = (!labels.is_empty()).then(|| {
+                    labels
+                        .iter()
+                        .fold(M::new(), |m, (k, v)| m.put(k.as_str(), v.as_str()))
+                });
+                M::new()
+                    .put("address", address.as_str())
+                    .put("weight", int(*weight))
+                    .opt("labels", labels)
+                    .into()
+            },
+        )
         .collect();
     let hash_on = hash_on.as_ref().map(|h| -> Node {
         match h {

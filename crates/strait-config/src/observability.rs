@@ -94,11 +94,16 @@ pub enum AccessLogField {
     Protocol,
     /// Why the request failed (upstream, endpoint and cause), null when it did not.
     Error,
+    /// The colour a `colour` policy gave the request, null when it has none.
+    Colour,
+    /// Whether the colour's endpoints were all unavailable and another endpoint served it
+    /// (`fallback: any`).
+    ColourFallback,
 }
 
 impl AccessLogField {
     /// Every field, in the default order.
-    pub const ALL: [AccessLogField; 23] = [
+    pub const ALL: [AccessLogField; 25] = [
         AccessLogField::Time,
         AccessLogField::RequestId,
         AccessLogField::TraceId,
@@ -122,6 +127,8 @@ impl AccessLogField {
         AccessLogField::Listener,
         AccessLogField::Protocol,
         AccessLogField::Error,
+        AccessLogField::Colour,
+        AccessLogField::ColourFallback,
     ];
 
     /// The JSON key (also the name used in `fields:`).
@@ -150,6 +157,8 @@ impl AccessLogField {
             AccessLogField::Listener => "listener",
             AccessLogField::Protocol => "protocol",
             AccessLogField::Error => "error",
+            AccessLogField::Colour => "colour",
+            AccessLogField::ColourFallback => "colour_fallback",
         }
     }
 }

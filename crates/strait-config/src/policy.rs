@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use crate::types::HeaderOps;
 
+mod colour;
 mod mirror;
 mod ratelimit;
+pub use colour::*;
 pub use mirror::*;
 pub use ratelimit::*;
 
@@ -47,6 +49,8 @@ pub enum PolicySpec {
     ConcurrencyLimit(ConcurrencyLimitPolicy),
     /// Copies of a share of requests sent to a shadow upstream.
     Mirror(MirrorPolicy),
+    /// Traffic colouring: the endpoints whose label matches the request's colour.
+    Colour(ColourPolicy),
 }
 
 impl PolicySpec {
@@ -66,6 +70,7 @@ impl PolicySpec {
             PolicySpec::RateLimit(_) => "rate_limit",
             PolicySpec::ConcurrencyLimit(_) => "concurrency_limit",
             PolicySpec::Mirror(_) => "mirror",
+            PolicySpec::Colour(_) => "colour",
         }
     }
 
@@ -74,7 +79,8 @@ impl PolicySpec {
     /// The order is fixed by kind, not by where a policy is listed (docs/protect.md): IP rules
     /// 100, request limits 200, CORS 300, authentication 400..=499 (jwt 400, api_key 410,
     /// basic_auth 420, forward_auth 450), rate limits 500, concurrency limits 550, plugins 600,
-    /// fault 700, header edits 800, mirror 900 (so the shadow sees the request as the upstream
+    /// colour 650 (after authentication, so a colour may be derived from a claim), fault 700,
+    /// header edits 800, mirror 900 (so the shadow sees the request as the upstream
     /// will), then forwarding (retry 1000).
     pub fn rank(&self) -> u16 {
         match self {
@@ -84,6 +90,7 @@ impl PolicySpec {
             PolicySpec::Jwt(_) => 400,
             PolicySpec::RateLimit(_) => 500,
             PolicySpec::ConcurrencyLimit(_) => 550,
+            PolicySpec::Colour(_) => 650,
             PolicySpec::Fault(_) => 700,
             PolicySpec::ApiKey(_) => 410,
             PolicySpec::BasicAuth(_) => 420,

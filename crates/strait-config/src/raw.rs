@@ -9,6 +9,7 @@ use serde_saphyr::Spanned;
 
 pub(crate) use access::*;
 pub(crate) use auth::*;
+pub(crate) use colour::*;
 pub(crate) use forms::Pairs;
 pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
 pub(crate) use jwt::*;
@@ -18,6 +19,7 @@ pub(crate) use ratelimit::*;
 
 mod access;
 mod auth;
+mod colour;
 mod forms;
 mod jwt;
 mod mirror;

@@ -435,6 +435,8 @@ pub struct Endpoint {
     pub address: String,
     /// Relative weight 1..=1000 (default 1).
     pub weight: u32,
+    /// Labels (`region: eu`) sorted by name; `colour` policies pick endpoints by them.
+    pub labels: Vec<(String, String)>,
 }
 
 /// Upstream wire protocol.

@@ -21,6 +21,7 @@ use crate::units::{parse_duration, parse_size};
 mod access;
 mod auth;
 mod binds;
+mod colour;
 mod files;
 mod http;
 mod jwt;

@@ -19,6 +19,7 @@ use strait_proxy::{
 
 mod access;
 mod auth;
+mod colour;
 mod jwt;
 mod mirror;
 mod policy;
@@ -104,7 +105,7 @@ pub fn compile_after(
                     .endpoints
                     .iter()
                     .zip(&addresses)
-                    .all(|(e, (a, _))| *e.address == **a)
+                    .all(|(e, (a, _, _))| *e.address == **a)
         };
         if let Some((_, running)) = previous_upstreams
             .get(u.name.as_str())

@@ -77,10 +77,11 @@ pub fn is_name(address: &str) -> bool {
             .is_some_and(|(host, _)| host.trim_matches(['[', ']']).parse::<IpAddr>().is_err())
 }
 
-/// The endpoints of `u` with DNS names expanded to their last answer: `(address, weight)`.
-pub fn expand(u: &cfg::Upstream, cache: &DnsCache) -> Vec<(String, u32)> {
-    let mut out: Vec<(String, u32)> = Vec::with_capacity(u.endpoints.len());
-    for e in &u.endpoints {
+/// The endpoints of `u` with DNS names expanded to their last answer: `(address, weight,
+/// index of the written endpoint)`, the index giving the written endpoint's labels.
+pub fn expand(u: &cfg::Upstream, cache: &DnsCache) -> Vec<(String, u32, usize)> {
+    let mut out: Vec<(String, u32, usize)> = Vec::with_capacity(u.endpoints.len());
+    for (i, e) in u.endpoints.iter().enumerate() {
         match is_name(&e.address)
             .then(|| cache.get(&e.address))
             .flatten()
@@ -90,12 +91,12 @@ pub fn expand(u: &cfg::Upstream, cache: &DnsCache) -> Vec<(String, u32)> {
                 for a in addrs {
                     let a = a.to_string();
                     // Two names may resolve to one address: it is one endpoint.
-                    if !out.iter().any(|(x, _)| *x == a) {
-                        out.push((a, e.weight));
+                    if !out.iter().any(|(x, _, _)| *x == a) {
+                        out.push((a, e.weight, i));
                     }
                 }
             }
-            None => out.push((e.address.clone(), e.weight)),
+            None => out.push((e.address.clone(), e.weight, i)),
         }
     }
     out

@@ -46,6 +46,8 @@ pub enum ErrorKind {
     Upstream,
     /// The request is invalid or over a limit.
     Request,
+    /// The request's colour has no available endpoint and its policy says `fallback: reject`.
+    ColourUnavailable,
 }
 
 impl ErrorKind {
@@ -60,6 +62,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Upstream => "upstream",
             ErrorKind::Request => "request",
+            ErrorKind::ColourUnavailable => "colour_unavailable",
         }
     }
 }
@@ -119,6 +122,16 @@ pub enum ProxyError {
         #[source]
         source: Cause,
     },
+    /// No endpoint of the request's colour is available and the policy rejects (`fallback: reject`).
+    #[error("no available endpoint of colour {label}={colour} in upstream {upstream}")]
+    ColourUnavailable {
+        /// Upstream name.
+        upstream: String,
+        /// The colour's label.
+        label: String,
+        /// The colour.
+        colour: String,
+    },
     /// The request itself is invalid (e.g. its body exceeds a limit).
     #[error("{1}")]
     BadRequest(StatusCode, &'static str),
@@ -131,6 +144,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoHealthyEndpoint(_)
             | ProxyError::CircuitOpen(_)
+            | ProxyError::ColourUnavailable { .. }
             | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -144,6 +158,7 @@ impl ProxyError {
             ProxyError::NoRoute => "no route matched",
             ProxyError::NoHealthyEndpoint(_)
             | ProxyError::CircuitOpen(_)
+            | ProxyError::ColourUnavailable { .. }
             | ProxyError::Overloaded { .. } => "service unavailable",
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => "bad gateway",
             ProxyError::Timeout { .. } => "gateway timeout",
@@ -162,6 +177,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => ErrorKind::Timeout,
             ProxyError::Upstream { .. } => ErrorKind::Upstream,
             ProxyError::BadRequest(..) => ErrorKind::Request,
+            ProxyError::ColourUnavailable { .. } => ErrorKind::ColourUnavailable,
         }
     }
 

@@ -7,6 +7,8 @@
 pub mod balance;
 pub mod chain;
 pub mod clock;
+pub mod colour;
+pub mod cookie;
 pub mod error;
 pub mod filter;
 pub mod identity;
@@ -20,6 +22,7 @@ pub mod split;
 pub mod subrequest;
 
 pub use chain::{Chain, ChainRun};
+pub use colour::Colour;
 pub use error::{ErrorKind, ProxyError, Side};
 pub use filter::{
     BodyFilter, BodyFlow, Decision, Filter, FilterState, Flow, Hooks, Outcome, Reply, RequestCtx,

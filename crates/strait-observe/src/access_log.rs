@@ -258,6 +258,8 @@ fn field(out: &mut String, rec: &RequestRecord, f: AccessLogField) {
         F::Policy => string(out, rec.policy.as_deref().map(str::as_bytes)),
         F::PolicyReason => string(out, rec.policy_reason.map(str::as_bytes)),
         F::Error => string(out, rec.error.as_deref().map(str::as_bytes)),
+        F::Colour => string(out, rec.colour.as_deref().map(str::as_bytes)),
+        F::ColourFallback => out.push_str(if rec.colour_fallback { "true" } else { "false" }),
         F::Listener => string(out, Some(rec.listener.as_bytes())),
         F::Protocol => string(
             out,
@@ -399,6 +401,8 @@ mod tests {
             policy: None,
             policy_reason: None,
             error: None,
+            colour: None,
+            colour_fallback: false,
             bytes_out: 12,
             head: Duration::from_micros(1000),
             duration: Duration::from_micros(1500),

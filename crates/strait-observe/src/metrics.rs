@@ -64,6 +64,8 @@ pub struct Metrics {
     pub jwks_fetches: IntCounterVec,
     /// `strait_consumer_requests_total{policy,consumer}`: requests an auth policy identified (consumers come from the configuration, so the label set is bounded).
     pub consumer_requests: IntCounterVec,
+    /// `strait_colour_requests_total{policy,colour,result}`: coloured requests by how they were served (`matched`, `fallback`, `rejected`); colours are bounded by the policy's `values`.
+    pub colour_requests: IntCounterVec,
     /// `strait_rate_limit_store_errors_total{policy,error}`: Redis requests that failed (`error`) or timed out (`timeout`).
     pub rate_limit_store_errors: IntCounterVec,
     /// `strait_rate_limit_store_fallbacks_total{policy,mode}`: decisions made without the store (`open`: locally, `closed`: 503).
@@ -249,6 +251,11 @@ impl Metrics {
             "Requests an auth policy let through, by policy and the consumer it identified.",
             &["policy", "consumer"],
         );
+        let colour_requests = counter(
+            "strait_colour_requests_total",
+            "Coloured requests by policy, colour and result (matched, fallback, rejected).",
+            &["policy", "colour", "result"],
+        );
         let rate_limit_store_errors = counter(
             "strait_rate_limit_store_errors_total",
             "Rate-limit store (Redis) requests that failed (error) or timed out (timeout).",
@@ -318,6 +325,7 @@ impl Metrics {
             Box::new(jwks_fetches.clone()),
             Box::new(breaker_state.clone()),
             Box::new(consumer_requests.clone()),
+            Box::new(colour_requests.clone()),
             Box::new(rate_limit_store_errors.clone()),
             Box::new(rate_limit_store_fallbacks.clone()),
             Box::new(rate_limit_evicted_keys.clone()),
@@ -378,6 +386,7 @@ impl Metrics {
             policy_denials,
             jwks_fetches,
             consumer_requests,
+            colour_requests,
             rate_limit_store_errors,
             rate_limit_store_fallbacks,
             rate_limit_evicted_keys,

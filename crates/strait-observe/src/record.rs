@@ -90,6 +90,10 @@ pub struct RequestRecord {
     pub policy_reason: Option<&'static str>,
     /// Why the request failed, in detail (upstream, endpoint, cause), if it did.
     pub error: Option<Arc<str>>,
+    /// The colour the request was forwarded with, if a `colour` policy gave it one.
+    pub colour: Option<Arc<str>>,
+    /// Whether an endpoint outside the colour's subset served it (`fallback: any`).
+    pub colour_fallback: bool,
     /// Response body bytes sent.
     pub bytes_out: u64,
     /// Time to the response head (what the duration histogram observed).

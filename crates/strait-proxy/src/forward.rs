@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use strait_core::{
     balance::hash_key,
     clock,
+    cookie::cookie,
     resilience::{backoff, outlier::may_eject, Admission, AttemptResult, Breaker, BreakerState},
     ProxyError,
 };
@@ -41,6 +42,7 @@ use crate::{
 };
 
 pub(crate) mod attempt;
+mod select;
 
 use attempt::{AttemptError, Sent};
 
@@ -144,6 +146,7 @@ pub async fn forward(
         .extensions
         .get::<strait_core::RouteLimits>()
         .map_or((0, None), |l| (l.max_body, l.deadline));
+    let colour = head.extensions.get::<strait_core::Colour>().cloned();
     let kept = next_hop_head(&f, upstream, &mut head, may_upgrade)?;
 
     let breaker = match &upstream.breaker {
@@ -170,16 +173,34 @@ pub async fn forward(
         deadline = deadline.min(Deadline::from_std(d));
     }
     let max_attempts = retry.map_or(2, |p| p.attempts);
+    let mut coloured = colour.map(|c| select::Coloured::new(c, upstream));
+    if let (Some(rec), Some(c)) = (f.record.as_deref_mut(), &coloured) {
+        rec.colour = Some(c.colour().value().clone());
+    }
     let mut tried = Tried::default();
     let mut last_err = None;
     loop {
         let now_ms = clock::millis(Instant::now());
         // Another endpoint when there is one; a retry policy may go back to one tried before.
-        let picked = upstream.pick(hash, now_ms, |i| !tried.has(i)).or_else(|| {
-            (tally.attempts > 0 && retry.is_some())
-                .then(|| upstream.pick(hash, now_ms, |_| true))
-                .flatten()
-        });
+        let picked = select::pick(
+            upstream,
+            coloured.as_mut(),
+            hash,
+            now_ms,
+            |i| tried.has(i),
+            tally.attempts > 0 && retry.is_some(),
+            tally.attempts == 0,
+        );
+        if let (Some(rec), Some(c)) = (f.record.as_deref_mut(), &coloured) {
+            rec.colour_fallback = c.fell_back;
+        }
+        let picked = match picked {
+            Ok(p) => p,
+            Err(e) => {
+                colour_denied(&mut f, coloured.as_ref());
+                return Err(e);
+            }
+        };
         let Some((index, endpoint)) = picked else {
             break;
         };
@@ -294,6 +315,21 @@ pub async fn forward(
         }
     }
     Err(last_err.unwrap_or_else(|| ProxyError::NoHealthyEndpoint(upstream.name.to_string())))
+}
+
+/// A colour policy refused the request (`fallback: reject`): a denial by that policy.
+fn colour_denied(f: &mut Forward<'_>, coloured: Option<&select::Coloured<'_>>) {
+    let Some(c) = coloured else { return };
+    let policy = &c.colour().set.policy;
+    f.shared
+        .metrics
+        .policy_denials
+        .with_label_values(&[policy, "colour_unavailable"])
+        .inc();
+    if let Some(rec) = f.record.as_deref_mut() {
+        rec.policy = Some(policy.clone());
+        rec.policy_reason = Some("colour_unavailable");
+    }
 }
 
 /// The request prepared for its attempts.
@@ -713,17 +749,6 @@ fn request_hash(h: &HashOn, head: &Parts, conn: &ConnInfo) -> u64 {
     }
 }
 
-/// The first value of cookie `name` in the request's `Cookie` headers, read in place.
-pub(crate) fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
-    headers.get_all(header::COOKIE).iter().find_map(|v| {
-        v.as_bytes().split(|&b| b == b';').find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            (&pair[..eq] == name.as_bytes()).then(|| &pair[eq + 1..])
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -751,14 +776,6 @@ mod tests {
             rewritten_path(&uri, Some(&rw("/")), 4).unwrap().unwrap(),
             "/"
         );
-    }
-
-    #[test]
-    fn cookie_value_is_found_among_several() {
-        let mut h = http::HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; sid=xyz; b=2".parse().unwrap());
-        assert_eq!(cookie(&h, "sid"), Some(&b"xyz"[..]));
-        assert_eq!(cookie(&h, "s"), None);
     }
 
     #[test]

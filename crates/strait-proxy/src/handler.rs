@@ -116,6 +116,8 @@ async fn handle_observed(
         policy: None,
         policy_reason: None,
         error: None,
+        colour: None,
+        colour_fallback: false,
         bytes_out: 0,
         head: std::time::Duration::ZERO,
         duration: std::time::Duration::ZERO,

@@ -250,6 +250,8 @@ fn record_with(
         policy: None,
         policy_reason: None,
         error: None,
+        colour: None,
+        colour_fallback: false,
         bytes_out,
         head,
         duration: head,

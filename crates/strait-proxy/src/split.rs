@@ -101,7 +101,9 @@ impl Override {
         let is = |v: &[u8]| want.is_none_or(|w| w == v);
         match &self.on {
             OverrideOn::Header(name) => head.headers.get_all(name).iter().any(|v| is(v.as_bytes())),
-            OverrideOn::Cookie(name) => crate::forward::cookie(&head.headers, name).is_some_and(is),
+            OverrideOn::Cookie(name) => {
+                strait_core::cookie::cookie(&head.headers, name).is_some_and(is)
+            }
             OverrideOn::Query(name) => query_param(head.uri.query(), name).is_some_and(is),
         }
     }
@@ -113,7 +115,7 @@ impl StickyKey {
     fn read<'a>(&self, head: &'a Parts, client_ip: &'a HeaderValue) -> Option<&'a [u8]> {
         match self {
             StickyKey::Header(name) => head.headers.get(name).map(HeaderValue::as_bytes),
-            StickyKey::Cookie(name) => crate::forward::cookie(&head.headers, name),
+            StickyKey::Cookie(name) => strait_core::cookie::cookie(&head.headers, name),
             StickyKey::Claim(name) => head
                 .extensions
                 .get::<Claims>()

@@ -9,6 +9,7 @@ use std::{
 };
 
 use strait_core::balance::Balancer;
+use strait_core::colour::{self, Subset};
 use strait_core::resilience::Outlier;
 use strait_core::resilience::{Breaker, OutlierSettings};
 
@@ -84,6 +85,9 @@ pub struct Upstream {
     pub endpoints: Vec<Arc<Endpoint>>,
     /// Endpoint choice.
     pub balancer: Balancer,
+    /// One subset per endpoint label value, each with its own balancer (traffic colouring);
+    /// built with the snapshot so a coloured pick scans no endpoint outside its subset.
+    pub subsets: Box<[Subset]>,
     /// Consistent-hash key source.
     pub hash_on: Option<HashOn>,
     /// Timeouts.
@@ -242,6 +246,28 @@ impl Upstream {
         let eps = &self.endpoints;
         let i = self.balancer.pick(
             eps.len(),
+            |i| allowed(i) && eps[i].is_available(now_ms),
+            |i| eps[i].state.active(),
+            hash,
+        )?;
+        Some((i, &eps[i]))
+    }
+
+    /// The endpoints labelled `label: value`, if any are.
+    pub fn subset(&self, label: &str, value: &str) -> Option<&Subset> {
+        colour::find(&self.subsets, label, value)
+    }
+
+    /// Picks an endpoint of `subset` among those `allowed`, as [`Upstream::pick`] does for all.
+    pub fn pick_in(
+        &self,
+        subset: &Subset,
+        hash: Option<u64>,
+        now_ms: u64,
+        allowed: impl Fn(usize) -> bool,
+    ) -> Option<(usize, &Arc<Endpoint>)> {
+        let eps = &self.endpoints;
+        let i = subset.pick(
             |i| allowed(i) && eps[i].is_available(now_ms),
             |i| eps[i].state.active(),
             hash,

@@ -89,6 +89,7 @@ fn spec_node(spec: &PolicySpec) -> Node {
             .put("max_in_flight", int(*max_in_flight))
             .put("timeout", *timeout)
             .into(),
+        PolicySpec::Colour(c) => super::colour::colour(c),
     }
 }
 

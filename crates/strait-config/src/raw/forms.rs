@@ -62,10 +62,10 @@ impl<'de> Deserialize<'de> for StrOrList {
     }
 }
 
-/// An endpoint: `"host:port"` or `{ address, weight }`.
+/// An endpoint: `"host:port"` or `{ address, weight, labels }`.
 pub(crate) enum RawEndpoint {
     Short(String),
-    Full(RawEndpointFull),
+    Full(Box<RawEndpointFull>),
 }
 
 #[derive(Deserialize)]
@@ -73,6 +73,7 @@ pub(crate) enum RawEndpoint {
 pub(crate) struct RawEndpointFull {
     pub address: S,
     pub weight: Option<S>,
+    pub labels: Option<Spanned<Pairs<S>>>,
 }
 
 /// A header/query match value: `"exact"`, `{ regex }` or `{ present }`.
@@ -164,10 +165,11 @@ impl<'de, T, M: Deserialize<'de>> Visitor<'de> for ScalarOrMap<T, M> {
 impl<'de> Deserialize<'de> for RawEndpoint {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(ScalarOrMap {
-            expecting: "an endpoint: \"host:port\" or { address: \"host:port\", weight: N }",
+            expecting:
+                "an endpoint: \"host:port\" or { address: \"host:port\", weight: N, labels: { NAME: VALUE } }",
             numbers_as_text: false,
             from_str: RawEndpoint::Short,
-            from_map: RawEndpoint::Full,
+            from_map: |f| RawEndpoint::Full(Box::new(f)),
         })
     }
 }

@@ -25,6 +25,7 @@ pub(crate) struct RawPolicy {
     pub rate_limit: Option<Spanned<super::RawRateLimit>>,
     pub concurrency_limit: Option<Spanned<super::RawConcurrencyLimit>>,
     pub mirror: Option<Spanned<super::RawMirror>>,
+    pub colour: Option<Spanned<super::RawColour>>,
 }
 
 /// `fault:` injected aborts and delays.

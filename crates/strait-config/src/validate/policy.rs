@@ -123,13 +123,16 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(m) = &p.mirror {
         kinds.push(("mirror", pos(m)));
     }
+    if let Some(c) = &p.colour {
+        kinds.push(("colour", pos(c)));
+    }
     match kinds.as_slice() {
         [] => {
             cx.err(
                 at,
                 "policy has no kind: set one of headers, retry, fault, ip_rules, request_limits, \
                  cors, jwt, api_key, basic_auth, forward_auth, rate_limit, concurrency_limit, \
-                 mirror",
+                 mirror, colour",
             );
             return None;
         }
@@ -188,6 +191,9 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     }
     if let Some(m) = &p.mirror {
         return Some(PolicySpec::Mirror(super::mirror::mirror(cx, m)));
+    }
+    if let Some(c) = &p.colour {
+        return Some(PolicySpec::Colour(super::colour::colour(cx, c)));
     }
     p.retry
         .as_ref()

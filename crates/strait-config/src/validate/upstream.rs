@@ -7,9 +7,9 @@ use http::StatusCode;
 use serde_saphyr::Spanned;
 
 use super::values;
-use super::{pos, Ctx};
+use super::{pos, pos_or, Ctx};
 use crate::diag::{Pos, UpstreamLocs};
-use crate::raw::{RawEndpoint, RawHashOn, RawHealthCheck, RawUpstream, RawUpstreamTls, S};
+use crate::raw::{Pairs, RawEndpoint, RawHashOn, RawHealthCheck, RawUpstream, RawUpstreamTls, S};
 use crate::types::*;
 
 /// Converts one upstream, reporting every problem in it.
@@ -164,11 +164,12 @@ fn endpoints(
     // Live state (health, pools) is keyed by upstream + address, so addresses must be unique.
     let mut seen: HashMap<String, Pos> = HashMap::new();
     for item in items {
-        let (address, addr_at, weight) = match &item.value {
-            RawEndpoint::Short(s) => (s.clone(), pos(item), 1),
+        let (address, addr_at, weight, labels) = match &item.value {
+            RawEndpoint::Short(s) => (s.clone(), pos(item), 1, Vec::new()),
             RawEndpoint::Full(f) => {
                 let w = cx.count(f.weight.as_ref(), "weight", 1u32, (1, 1000));
-                (f.address.value.clone(), pos(&f.address), w)
+                let labels = f.labels.as_ref().map(|l| labels(cx, l)).unwrap_or_default();
+                (f.address.value.clone(), pos(&f.address), w, labels)
             }
         };
         if let Err(e) = values::endpoint_address(&address) {
@@ -184,8 +185,46 @@ fn endpoints(
             );
         }
         locs.push(addr_at);
-        out.push(Endpoint { address, weight });
+        out.push(Endpoint {
+            address,
+            weight,
+            labels,
+        });
     }
+    out
+}
+
+/// Most labels on one endpoint: each is a subset the snapshot builds for its upstream.
+const MAX_LABELS: usize = 16;
+
+/// An endpoint's `labels:`, sorted by name.
+fn labels(cx: &mut Ctx, raw: &Spanned<Pairs<S>>) -> Vec<(String, String)> {
+    let at = pos(raw);
+    let pairs = &raw.value.0;
+    if pairs.len() > MAX_LABELS {
+        cx.err(
+            at,
+            format!(
+                "an endpoint has at most {MAX_LABELS} labels, not {}",
+                pairs.len()
+            ),
+        );
+    }
+    let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        let kp = pos_or(k, at);
+        if let Err(e) = values::label_name(&k.value) {
+            cx.err(kp, e);
+        } else if out.iter().any(|(n, _)| *n == k.value) {
+            cx.err(kp, format!("label `{}` is set twice", k.value));
+        }
+        if let Err(e) = values::label_value(&v.value) {
+            cx.err(pos_or(v, kp), format!("label `{}`: {e}", k.value));
+        }
+        out.push((k.value.clone(), v.value.clone()));
+    }
+    out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
     out
 }
 
@@ -235,7 +274,7 @@ fn hash_on(cx: &mut Ctx, raw: &Spanned<RawHashOn>) -> Option<HashOn> {
 }
 
 /// RFC 6265 cookie-name: a token (visible ASCII without separators).
-fn cookie_name(s: &str) -> bool {
+pub(super) fn cookie_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))

@@ -206,3 +206,37 @@ pub(crate) fn is_identifier(name: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+/// Longest endpoint label name or value: labels are metric and log values, kept short.
+pub(crate) const MAX_LABEL_LEN: usize = 63;
+
+/// An endpoint label name (`region`, `version`, `app.kubernetes.io/zone` is not one): a
+/// letter, then letters, digits, `_`, `-` or `.`.
+pub(crate) fn label_name(s: &str) -> Result<(), String> {
+    let ok = s.len() <= MAX_LABEL_LEN
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a label name: a letter, then letters, digits, `_`, `-` or `.`, at most {MAX_LABEL_LEN} characters"
+        ))
+    }
+}
+
+/// An endpoint label value (also a colour, sent in a header): letters, digits, `_`, `-` or `.`.
+pub(crate) fn label_value(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= MAX_LABEL_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a label value: letters, digits, `_`, `-` or `.`, 1 to {MAX_LABEL_LEN} characters"
+        ))
+    }
+}

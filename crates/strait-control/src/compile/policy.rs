@@ -101,6 +101,9 @@ pub(super) fn compile(p: &cfg::Policy, cx: &PolicyCx<'_>) -> Result<Compiled, St
         cfg::PolicySpec::ConcurrencyLimit(c) => {
             Compiled::Filter(rank, super::ratelimit::concurrency_limit(&p.name, c, cx)?)
         }
+        cfg::PolicySpec::Colour(c) => {
+            Compiled::Filter(rank, super::colour::colour(&p.name, c, cx)?)
+        }
         cfg::PolicySpec::Fault(f) => Compiled::Filter(
             rank,
             Arc::new(FaultFilter::new(

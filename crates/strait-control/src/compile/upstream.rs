@@ -6,6 +6,7 @@ use http::HeaderName;
 use strait_config as cfg;
 use strait_core::{
     balance::{Balancer, Policy},
+    colour::{self, Subset},
     live::fingerprint,
     resilience::{Breaker, BreakerSettings, OutlierSettings},
     LiveState,
@@ -18,10 +19,11 @@ use strait_proxy::upstream::{
 /// The live-state kind of endpoint state (`name` is `UPSTREAM|ADDRESS`).
 pub const ENDPOINT: &str = "endpoint";
 
-/// Builds `u`'s runtime form; `addresses` are the endpoints to use (as written, or resolved).
+/// Builds `u`'s runtime form; `addresses` are the endpoints to use (as written, or resolved),
+/// each with the index of the written endpoint it comes from.
 pub(super) fn upstream(
     u: &cfg::Upstream,
-    addresses: &[(String, u32)],
+    addresses: &[(String, u32, usize)],
     live: &LiveState,
 ) -> Result<Upstream, String> {
     let protocol = match u.protocol {
@@ -56,7 +58,7 @@ pub(super) fn upstream(
         .is_some_and(|b| b.scope == cfg::BreakerScope::Endpoint);
     let initially_healthy = u.health_check.as_ref().is_none_or(|h| h.initially_healthy);
     let mut endpoints = Vec::with_capacity(addresses.len());
-    for (address, weight) in addresses {
+    for (address, weight, _) in addresses {
         let authority = http::uri::Authority::try_from(address.as_str())
             .map_err(|err| format!("endpoint {address}: {err}"))?;
         let key = format!("{}|{address}", u.name);
@@ -76,20 +78,22 @@ pub(super) fn upstream(
             }),
         }));
     }
-    let weights: Vec<u32> = addresses.iter().map(|(_, w)| *w).collect();
-    let keys: Vec<&str> = addresses.iter().map(|(a, _)| a.as_str()).collect();
+    let weights: Vec<u32> = addresses.iter().map(|(_, w, _)| *w).collect();
+    let keys: Vec<&str> = addresses.iter().map(|(a, _, _)| a.as_str()).collect();
     let policy = match u.load_balancer {
         cfg::LoadBalancer::RoundRobin => Policy::RoundRobin,
         cfg::LoadBalancer::LeastRequest => Policy::LeastRequest,
         cfg::LoadBalancer::Random => Policy::Random,
         cfg::LoadBalancer::ConsistentHash => Policy::ConsistentHash,
     };
+    let subsets = subsets(u, addresses, policy, &weights, &keys);
     let o = &u.outlier_detection;
     Ok(Upstream {
         name: Arc::from(u.name.as_str()),
         protocol,
         endpoints,
         balancer: Balancer::new(policy, &weights, &keys),
+        subsets,
         hash_on: match &u.hash_on {
             None => None,
             Some(cfg::HashOn::Header(h)) => Some(HashOn::Header(
@@ -140,6 +144,29 @@ pub(super) fn upstream(
             max_pending: u.limits.max_pending,
         },
     })
+}
+
+/// One subset per (label, value) the endpoints carry (a resolved address has the labels of
+/// the endpoint it was written as), balanced like the whole upstream.
+fn subsets(
+    u: &cfg::Upstream,
+    addresses: &[(String, u32, usize)],
+    policy: Policy,
+    weights: &[u32],
+    keys: &[&str],
+) -> Box<[Subset]> {
+    let labels: Vec<&[(String, String)]> = addresses
+        .iter()
+        .map(|(_, _, i)| u.endpoints.get(*i).map_or(&[][..], |e| &e.labels[..]))
+        .collect();
+    colour::group(&labels)
+        .into_iter()
+        .map(|(label, value, members)| {
+            let w: Vec<u32> = members.iter().map(|&m| weights[m as usize]).collect();
+            let k: Vec<&str> = members.iter().map(|&m| keys[m as usize]).collect();
+            Subset::new(label.into(), value.into(), policy, members, &w, &k)
+        })
+        .collect()
 }
 
 fn breaker_settings(b: &cfg::CircuitBreaker) -> BreakerSettings {
