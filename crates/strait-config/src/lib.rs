@@ -46,6 +46,7 @@ pub use policy::*;
 pub use provider::{Bootstrap, EtcdSettings, ProviderKind, ProviderSettings};
 pub use types::*;
 pub use units::{duration_to_string, parse_duration, parse_size};
+pub use validate::wasm::MAX_MODULE_BYTES;
 
 /// The configuration served by `strait run` without `-c`: a welcome route on 127.0.0.1:8080.
 pub const DEFAULT_CONFIG: &str = include_str!("default.yaml");

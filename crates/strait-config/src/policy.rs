@@ -7,9 +7,11 @@ use crate::types::HeaderOps;
 mod colour;
 mod mirror;
 mod ratelimit;
+mod wasm;
 pub use colour::*;
 pub use mirror::*;
 pub use ratelimit::*;
+pub use wasm::*;
 
 /// A policy with its settings parsed; the kind is the variant of [`PolicySpec`].
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +53,8 @@ pub enum PolicySpec {
     Mirror(MirrorPolicy),
     /// Traffic colouring: the endpoints whose label matches the request's colour.
     Colour(ColourPolicy),
+    /// A proxy-wasm plugin.
+    Wasm(Box<WasmPolicy>),
 }
 
 impl PolicySpec {
@@ -71,6 +75,7 @@ impl PolicySpec {
             PolicySpec::ConcurrencyLimit(_) => "concurrency_limit",
             PolicySpec::Mirror(_) => "mirror",
             PolicySpec::Colour(_) => "colour",
+            PolicySpec::Wasm(_) => "wasm",
         }
     }
 
@@ -90,6 +95,7 @@ impl PolicySpec {
             PolicySpec::Jwt(_) => 400,
             PolicySpec::RateLimit(_) => 500,
             PolicySpec::ConcurrencyLimit(_) => 550,
+            PolicySpec::Wasm(_) => 600,
             PolicySpec::Colour(_) => 650,
             PolicySpec::Fault(_) => 700,
             PolicySpec::ApiKey(_) => 410,

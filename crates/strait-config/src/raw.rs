@@ -16,6 +16,7 @@ pub(crate) use jwt::*;
 pub(crate) use mirror::*;
 pub(crate) use policy::*;
 pub(crate) use ratelimit::*;
+pub(crate) use wasm::*;
 
 mod access;
 mod auth;
@@ -25,6 +26,7 @@ mod jwt;
 mod mirror;
 mod policy;
 mod ratelimit;
+mod wasm;
 
 /// A scalar kept as text, with its position.
 pub(crate) type S = Spanned<String>;

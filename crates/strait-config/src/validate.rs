@@ -33,6 +33,7 @@ mod route;
 mod split;
 mod upstream;
 pub(crate) mod values;
+pub(crate) mod wasm;
 
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,7 @@ mod policy;
 mod ratelimit;
 mod split;
 mod upstream;
+mod wasm;
 
 pub use upstream::ENDPOINT;
 
@@ -140,8 +141,8 @@ pub fn compile_after(
     };
     let named = match policy::named(&config.policies, &pcx) {
         Ok(n) => n,
-        Err(e) => {
-            errors.push(loc.diag((0, 0), e));
+        Err((at, e)) => {
+            errors.push(loc.diag(at, e));
             HashMap::new()
         }
     };
@@ -453,6 +454,7 @@ pub fn certificate_files(config: &cfg::Config) -> Vec<std::path::PathBuf> {
         }
     }
     files.extend(jwt::key_files(config));
+    files.extend(wasm::module_files(config));
     files.sort();
     files.dedup();
     files

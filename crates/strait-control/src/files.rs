@@ -6,7 +6,7 @@ use std::{
     path::PathBuf,
 };
 
-use strait_config::{Config, MAX_INPUT_FILE_BYTES};
+use strait_config::{Config, MAX_MODULE_BYTES};
 
 /// What each file held when read: a hash of its contents, or `None` when it could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,7 +30,7 @@ impl FileStamps {
 fn stamp(path: &std::path::Path) -> Option<u64> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_INPUT_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .and_then(|f| f.take(MAX_MODULE_BYTES + 1).read_to_end(&mut bytes))
         .ok()?;
     // Not a security boundary: it only tells "changed" from "the same bytes".
     let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -74,6 +74,10 @@ pub struct Metrics {
     pub rate_limit_evicted_keys: IntCounterVec,
     /// `strait_mirror_requests_total{policy,result}`: request copies of `mirror` policies: `sent` (the shadow answered), `error`, `timeout`, `dropped_busy` (`max_in_flight` reached), `dropped_body_too_large` (body over `max_body`).
     pub mirror_requests: IntCounterVec,
+    /// `strait_wasm_failures_total{policy,reason}`: plugin callbacks that failed (`trap`, `timeout`, `memory`, `rejected`, `unavailable`); each cost one request (or was skipped with `fail: open`).
+    pub wasm_failures: IntCounterVec,
+    /// `strait_wasm_instances_created_total{policy}`: plugin instances started (the first, and each replacement or extra one under load).
+    pub wasm_instances: IntCounterVec,
     /// `strait_trace_spans_exported_total`: spans the collector accepted.
     pub spans_exported: prometheus::IntCounter,
     /// `strait_trace_spans_dropped_total{reason}`: `queue_full` or `export_failed`.
@@ -276,6 +280,16 @@ impl Metrics {
             "Request copies of mirror policies, by policy and result (sent, error, timeout, dropped_busy, dropped_body_too_large).",
             &["policy", "result"],
         );
+        let wasm_failures = counter(
+            "strait_wasm_failures_total",
+            "Plugin callbacks that failed, by policy and reason (trap, timeout, memory, rejected, unavailable).",
+            &["policy", "reason"],
+        );
+        let wasm_instances = counter(
+            "strait_wasm_instances_created_total",
+            "Plugin instances started, by policy.",
+            &["policy"],
+        );
         let spans_exported = prometheus::IntCounter::new(
             "strait_trace_spans_exported_total",
             "Spans accepted by the OTLP collector.",
@@ -330,6 +344,8 @@ impl Metrics {
             Box::new(rate_limit_store_fallbacks.clone()),
             Box::new(rate_limit_evicted_keys.clone()),
             Box::new(mirror_requests.clone()),
+            Box::new(wasm_failures.clone()),
+            Box::new(wasm_instances.clone()),
             Box::new(config_reloads.clone()),
             Box::new(spans_dropped.clone()),
         ];
@@ -391,6 +407,8 @@ impl Metrics {
             rate_limit_store_fallbacks,
             rate_limit_evicted_keys,
             mirror_requests,
+            wasm_failures,
+            wasm_instances,
             spans_exported,
             spans_dropped,
             sampling_ratio,
@@ -414,6 +432,13 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Adds a collector of metrics defined at run time (plugin metrics) to the exposition.
+    pub fn register_collector(&self, c: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(c) {
+            tracing::warn!(error = %e, "metric collector not registered");
+        }
+    }
+
     /// Sets `strait_build_info{version,commit} 1` (the binary knows these; this crate does not).
     pub fn set_build_info(&self, version: &str, commit: &str) {
         self.build_info.with_label_values(&[version, commit]).set(1);

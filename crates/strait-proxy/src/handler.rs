@@ -478,7 +478,11 @@ async fn respond_hooks(
     }
     let filters = chain.response_body(&ctx, run);
     if !filters.is_empty() {
-        parts.headers.remove(header::CONTENT_LENGTH);
+        // Filters that only look (or keep the length, as a plugin that left
+        // `Content-Length` in place must) keep the framing.
+        if !filters.iter().all(|f| f.observes_only()) {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
         body = ProxyBody::Filtered(Box::new(Filtered::new(body, filters)));
     }
     Response::from_parts(parts, body)

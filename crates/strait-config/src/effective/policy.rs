@@ -90,6 +90,46 @@ fn spec_node(spec: &PolicySpec) -> Node {
             .put("timeout", *timeout)
             .into(),
         PolicySpec::Colour(c) => super::colour::colour(c),
+        PolicySpec::Wasm(w) => wasm(w),
+    }
+}
+
+fn wasm(w: &WasmPolicy) -> Node {
+    let WasmPolicy {
+        module,
+        module_at: _,
+        config,
+        fail_open,
+        memory_limit,
+        cpu_limit,
+        max_body,
+        root_id,
+    } = w;
+    M::new()
+        .put("module", module.as_path())
+        .opt("config", config.as_ref().map(json))
+        .put("fail", if *fail_open { "open" } else { "closed" })
+        .put("memory_limit", int(*memory_limit))
+        .put("cpu_limit", *cpu_limit)
+        .put("max_body", int(*max_body))
+        .opt("root_id", (!root_id.is_empty()).then_some(root_id.as_str()))
+        .into()
+}
+
+/// A plugin's configuration as written (numbers that are not whole keep their spelling).
+fn json(v: &serde_json::Value) -> Node {
+    match v {
+        serde_json::Value::Null => Node::Str(String::new()),
+        serde_json::Value::Bool(b) => Node::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Node::Int(i),
+            None => Node::Str(n.to_string()),
+        },
+        serde_json::Value::String(s) => Node::Str(s.clone()),
+        serde_json::Value::Array(a) => Node::List(a.iter().map(json).collect()),
+        serde_json::Value::Object(o) => {
+            Node::Map(o.iter().map(|(k, v)| (k.clone(), json(v))).collect())
+        }
     }
 }
 

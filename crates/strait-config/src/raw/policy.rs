@@ -26,6 +26,7 @@ pub(crate) struct RawPolicy {
     pub concurrency_limit: Option<Spanned<super::RawConcurrencyLimit>>,
     pub mirror: Option<Spanned<super::RawMirror>>,
     pub colour: Option<Spanned<super::RawColour>>,
+    pub wasm: Option<Spanned<super::RawWasm>>,
 }
 
 /// `fault:` injected aborts and delays.

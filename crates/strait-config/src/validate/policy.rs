@@ -126,13 +126,16 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(c) = &p.colour {
         kinds.push(("colour", pos(c)));
     }
+    if let Some(w) = &p.wasm {
+        kinds.push(("wasm", pos(w)));
+    }
     match kinds.as_slice() {
         [] => {
             cx.err(
                 at,
                 "policy has no kind: set one of headers, retry, fault, ip_rules, request_limits, \
                  cors, jwt, api_key, basic_auth, forward_auth, rate_limit, concurrency_limit, \
-                 mirror, colour",
+                 mirror, colour, wasm",
             );
             return None;
         }
@@ -194,6 +197,9 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     }
     if let Some(c) = &p.colour {
         return Some(PolicySpec::Colour(super::colour::colour(cx, c)));
+    }
+    if let Some(w) = &p.wasm {
+        return Some(PolicySpec::Wasm(Box::new(super::wasm::wasm(cx, w))));
     }
     p.retry
         .as_ref()

@@ -127,19 +127,7 @@ fn static_keys(policy: &str, list: &[cfg::JwtKey]) -> Result<KeySet, String> {
 
 /// The key files of every `jwt` policy (named or inline), so a change to one reloads.
 pub(super) fn key_files(config: &cfg::Config) -> Vec<PathBuf> {
-    let inline = config
-        .listeners
-        .iter()
-        .flat_map(|l| &l.policies)
-        .chain(config.routes.iter().flat_map(|r| &r.policies))
-        .filter_map(|r| match r {
-            cfg::PolicyRef::Inline(p) => Some(p),
-            cfg::PolicyRef::Named(_) => None,
-        });
-    config
-        .policies
-        .iter()
-        .chain(inline)
+    super::policy::every_policy(config)
         .filter_map(|p| match &p.spec {
             cfg::PolicySpec::Jwt(j) => match &j.keys {
                 cfg::JwtKeys::Keys(k) => Some(k),

@@ -48,15 +48,36 @@ impl PolicyCx<'_> {
     }
 }
 
-/// Compiles every named policy once; routes share them.
+/// Compiles every named policy once; routes share them. An error comes with the position
+/// of what caused it when that is known (a plugin's module).
 pub(super) fn named(
     policies: &[cfg::Policy],
     cx: &PolicyCx<'_>,
-) -> Result<HashMap<String, Compiled>, String> {
+) -> Result<HashMap<String, Compiled>, (cfg::Pos, String)> {
     policies
         .iter()
-        .map(|p| Ok((p.name.clone(), compile(p, cx)?)))
+        .map(|p| {
+            let at = match &p.spec {
+                cfg::PolicySpec::Wasm(w) => w.module_at,
+                _ => (0, 0),
+            };
+            Ok((p.name.clone(), compile(p, cx).map_err(|e| (at, e))?))
+        })
         .collect()
+}
+
+/// Every policy of `config`: the named ones, then those written inline on listeners and routes.
+pub(super) fn every_policy(config: &cfg::Config) -> impl Iterator<Item = &cfg::Policy> {
+    let inline = config
+        .listeners
+        .iter()
+        .flat_map(|l| &l.policies)
+        .chain(config.routes.iter().flat_map(|r| &r.policies))
+        .filter_map(|r| match r {
+            cfg::PolicyRef::Inline(p) => Some(p),
+            cfg::PolicyRef::Named(_) => None,
+        });
+    config.policies.iter().chain(inline)
 }
 
 /// Resolves references in order: named ones from `named`, inline ones compiled in place.
@@ -127,6 +148,7 @@ pub(super) fn compile(p: &cfg::Policy, cx: &PolicyCx<'_>) -> Result<Compiled, St
         cfg::PolicySpec::Mirror(m) => {
             Compiled::Filter(rank, super::mirror::mirror(&p.name, m, cx)?)
         }
+        cfg::PolicySpec::Wasm(w) => Compiled::Filter(rank, super::wasm::wasm(&p.name, w, cx)?),
     })
 }
 

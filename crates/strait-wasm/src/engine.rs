@@ -1,0 +1,145 @@
+//! The process's one wasmtime engine (pooling allocator, epoch interruption) with its epoch ticker, and modules compiled once per content hash.
+//!
+//! Compiling runs in the control plane while a snapshot is built, never on the request path;
+//! a module whose bytes did not change is not compiled again (the cache holds it while a
+//! plugin uses it). Each callback's CPU deadline is counted in epochs: a thread advances the
+//! epoch every [`EPOCH_TICK`], and a store traps once its deadline passes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
+
+use crate::metrics::PluginMetrics;
+use crate::shared::{SharedData, SharedQueues};
+use crate::Error;
+
+/// How often the epoch advances: the granularity of the per-callback CPU deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Largest memory a plugin may be given (each pool slot reserves this much address space).
+pub const MAX_MEMORY_LIMIT: usize = 256 << 20;
+
+/// Most instances alive at once across all plugins (one per request in flight through a
+/// plugin, plus idle and tick instances); a request beyond it fails as the policy says.
+pub const MAX_INSTANCES: u32 = 1000;
+
+/// The engine, shared by every plugin of the process.
+pub struct Runtime {
+    engine: Engine,
+    modules: Mutex<HashMap<[u8; 32], Weak<CompiledModule>>>,
+    /// Shared data of every plugin (kept across reloads).
+    pub shared_data: SharedData,
+    /// Shared queues of every plugin.
+    pub queues: SharedQueues,
+    /// Metrics plugins defined.
+    pub metrics: PluginMetrics,
+}
+
+/// The process's runtime, made on first use.
+pub fn runtime() -> Result<Arc<Runtime>, Error> {
+    static RUNTIME: OnceLock<Result<Arc<Runtime>, Error>> = OnceLock::new();
+    RUNTIME.get_or_init(Runtime::new).clone()
+}
+
+/// A module compiled from some bytes, shared by every plugin that loads the same bytes.
+pub struct CompiledModule {
+    /// The compiled module.
+    pub module: Module,
+    /// SHA-256 of the bytes it came from.
+    pub digest: [u8; 32],
+    /// The ABI version its marker export names.
+    pub abi: &'static str,
+}
+
+impl Runtime {
+    /// The engine, configured for plugins, with its epoch ticker running.
+    pub fn new() -> Result<Arc<Self>, Error> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(MAX_INSTANCES)
+            .total_memories(MAX_INSTANCES)
+            .total_tables(MAX_INSTANCES)
+            .max_memory_size(MAX_MEMORY_LIMIT)
+            // Committed pages are zeroed and kept warm for the next instance in the slot.
+            .linear_memory_keep_resident(64 << 10);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            // A slot reserves exactly the largest memory; bounds checks replace a 4 GiB guard,
+            // so a thousand slots fit in address space.
+            .memory_reservation(MAX_MEMORY_LIMIT as u64)
+            .memory_guard_size(64 << 10)
+            .memory_may_move(false);
+        let engine = Engine::new(&config).map_err(|e| Error::Engine(e.to_string()))?;
+        let weak = engine.weak();
+        // Ends once the engine is gone.
+        std::thread::Builder::new()
+            .name("strait-wasm-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => return,
+                }
+            })
+            .map_err(|e| Error::Engine(e.to_string()))?;
+        Ok(Arc::new(Runtime {
+            engine,
+            modules: Mutex::new(HashMap::new()),
+            shared_data: SharedData::default(),
+            queues: SharedQueues::default(),
+            metrics: PluginMetrics::default(),
+        }))
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// `bytes` compiled, or the module compiled earlier from the same bytes.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, Error> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(m) = self.cached(&digest) {
+            return Ok(m);
+        }
+        // Compiled outside the lock: another plugin's module need not wait for this one.
+        let module = Module::new(&self.engine, bytes).map_err(|e| Error::Compile(e.to_string()))?;
+        let abi = abi_of(&module)?;
+        let compiled = Arc::new(CompiledModule {
+            module,
+            digest,
+            abi,
+        });
+        let mut map = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, m| m.strong_count() > 0);
+        map.insert(digest, Arc::downgrade(&compiled));
+        Ok(compiled)
+    }
+
+    fn cached(&self, digest: &[u8; 32]) -> Option<Arc<CompiledModule>> {
+        let map = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(digest).and_then(Weak::upgrade)
+    }
+}
+
+/// The ABI version a module declares by its marker export.
+fn abi_of(module: &Module) -> Result<&'static str, Error> {
+    let exports: Vec<&str> = module.exports().map(|e| e.name()).collect();
+    for (marker, version) in crate::abi::ABI_MARKERS {
+        if exports.contains(&marker) {
+            return Ok(version);
+        }
+    }
+    if exports.contains(&"proxy_abi_version_0_1_0") {
+        return Err(Error::Compile(
+            "proxy-wasm ABI 0.1.0 is not supported (0.2.0 and 0.2.1 are): rebuild the plugin with a current SDK".into(),
+        ));
+    }
+    Err(Error::Compile(
+        "not a proxy-wasm module: it exports no proxy_abi_version_0_2_x marker".into(),
+    ))
+}

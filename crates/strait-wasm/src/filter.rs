@@ -1,0 +1,487 @@
+//! The `wasm` policy's filter: runs a plugin's HTTP context through a request's phases (headers, bodies, trailers, call-outs, log) and turns faults into the policy's failure mode.
+//!
+//! A request borrows an instance at its request hook and returns it at its end hook. Between
+//! hooks the instance sits in the filter's per-request state behind a mutex that is only
+//! taken while a callback runs (never across an await), shared with the body filters.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::BytesMut;
+use http::{HeaderMap, StatusCode};
+use strait_core::{
+    BodyFilter, BodyFlow, Decision, Filter, FilterState, Flow, Hooks, Outcome, Reply, RequestCtx,
+    ResponseCtx,
+};
+
+use crate::abi::{action, buffer};
+use crate::host::{CallResponse, HostState, RequestHead, RequestInfo, ResponseHead};
+use crate::plugin::Plugin;
+use crate::vm::{Callback, Fault, Vm};
+
+/// A plugin as a filter.
+pub struct WasmFilter {
+    plugin: Arc<Plugin>,
+}
+
+impl WasmFilter {
+    /// The filter running `plugin`.
+    pub fn new(plugin: Arc<Plugin>) -> Self {
+        WasmFilter { plugin }
+    }
+
+    /// The plugin it runs.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// Counts `fault` and answers as the policy's failure mode says.
+    fn fail(&self, fault: &Fault) -> Decision {
+        self.plugin.failed(fault);
+        if self.plugin.settings.fail_open {
+            return Decision::Continue;
+        }
+        let reason = match fault {
+            Fault::Trap(_) => "wasm_trap",
+            Fault::Timeout => "wasm_timeout",
+            Fault::Memory => "wasm_memory",
+            Fault::Rejected(_) => "wasm_rejected",
+            Fault::Unavailable(_) => "wasm_unavailable",
+        };
+        Decision::Reply(Reply::text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin failed\n",
+            reason,
+        ))
+    }
+
+    fn flow(d: Decision) -> Flow<'static> {
+        match d {
+            Decision::Continue => Flow::Continue,
+            Decision::Reply(r) => Flow::Reply(r),
+        }
+    }
+
+    /// What the plugin decided in the callback that just ran on `active`.
+    fn after(&self, active: &mut Active, result: Result<i32, Fault>) -> Next {
+        let Some(vm) = active.vm.as_mut() else {
+            return Next::Decided(Decision::Continue);
+        };
+        if let Err(f) = result {
+            active.vm = None;
+            return Next::Decided(self.fail(&f));
+        }
+        let h = vm.store.data_mut();
+        if let Some(resp) = h.local.take() {
+            return Next::Decided(Decision::Reply(Reply {
+                response: resp,
+                reason: "wasm",
+            }));
+        }
+        if h.calls.is_empty() {
+            Next::Decided(Decision::Continue)
+        } else {
+            Next::Wait
+        }
+    }
+
+    /// Sends the plugin's call-outs and runs their callbacks until none is left (the plugin
+    /// resumed, answered, or simply made no more).
+    async fn drive(&self, slot: Slot, mut head: Head<'_>) -> Decision {
+        loop {
+            let calls = {
+                let mut a = lock(&slot);
+                match a.vm.as_mut() {
+                    Some(vm) => std::mem::take(&mut vm.store.data_mut().calls),
+                    None => return Decision::Continue,
+                }
+            };
+            if calls.is_empty() {
+                return Decision::Continue;
+            }
+            for call in calls {
+                let token = call.token as i32;
+                let resp = self.plugin.send_call(call).await;
+                let mut a = lock(&slot);
+                let context = a.context;
+                let Some(vm) = a.vm.as_mut() else {
+                    return Decision::Continue;
+                };
+                let args = call_args(context, token, resp.as_ref());
+                vm.store.data_mut().stream.call_response = resp;
+                head.load(vm.store.data_mut());
+                let r = vm.run(Callback::HttpCallResponse, &args);
+                head.unload(vm.store.data_mut());
+                vm.store.data_mut().stream.call_response = None;
+                match self.after(&mut a, r) {
+                    Next::Decided(Decision::Continue) | Next::Wait => {}
+                    Next::Decided(reply) => return reply,
+                }
+            }
+        }
+    }
+}
+
+/// The arguments of `proxy_on_http_call_response` (all counts 0 when the call failed).
+pub(crate) fn call_args(context: i32, token: i32, resp: Option<&CallResponse>) -> Vec<i32> {
+    match resp {
+        Some(r) => vec![
+            context,
+            token,
+            r.headers.len() as i32 + 1,
+            r.body.len() as i32,
+            0,
+        ],
+        None => vec![context, token, 0, 0, 0],
+    }
+}
+
+enum Next {
+    Decided(Decision),
+    Wait,
+}
+
+/// A request's instance and HTTP context.
+struct Active {
+    vm: Option<Vm>,
+    context: i32,
+}
+
+type Slot = Arc<Mutex<Active>>;
+
+fn lock(slot: &Slot) -> MutexGuard<'_, Active> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The head a callback may edit, moved into the host around each callback.
+enum Head<'a> {
+    Request(&'a mut http::request::Parts),
+    Response(&'a mut http::response::Parts),
+}
+
+impl Head<'_> {
+    fn load(&mut self, h: &mut HostState) {
+        match self {
+            Head::Request(p) => {
+                h.stream.request = Some(RequestHead {
+                    method: p.method.clone(),
+                    uri: std::mem::take(&mut p.uri),
+                    headers: std::mem::take(&mut p.headers),
+                })
+            }
+            Head::Response(p) => {
+                h.stream.response = Some(ResponseHead {
+                    status: p.status,
+                    headers: std::mem::take(&mut p.headers),
+                })
+            }
+        }
+    }
+
+    fn unload(&mut self, h: &mut HostState) {
+        match self {
+            Head::Request(p) => {
+                if let Some(r) = h.stream.request.take() {
+                    (p.method, p.uri, p.headers) = (r.method, r.uri, r.headers);
+                    // Later phases read the request headers as forwarded.
+                    if let Some(info) = h.stream.info.as_mut() {
+                        info.headers = p.headers.clone();
+                    }
+                }
+            }
+            Head::Response(p) => {
+                if let Some(r) = h.stream.response.take() {
+                    (p.status, p.headers) = (r.status, r.headers);
+                }
+            }
+        }
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Whether a request with this head has a body to come.
+fn request_has_body(p: &http::request::Parts) -> bool {
+    match content_length(&p.headers) {
+        Some(n) => n > 0,
+        None if p.headers.contains_key(http::header::TRANSFER_ENCODING) => true,
+        // HTTP/1 without framing headers has no body; HTTP/2 may stream one without a length.
+        None => {
+            p.version >= http::Version::HTTP_2
+                && !matches!(p.method, http::Method::GET | http::Method::HEAD)
+        }
+    }
+}
+
+/// Whether a response with this head has a body to come.
+fn response_has_body(p: &http::response::Parts, method: &http::Method) -> bool {
+    if method == http::Method::HEAD
+        || p.status.is_informational()
+        || p.status == StatusCode::NO_CONTENT
+        || p.status == StatusCode::NOT_MODIFIED
+    {
+        return false;
+    }
+    content_length(&p.headers) != Some(0)
+}
+
+impl Filter for WasmFilter {
+    fn name(&self) -> &str {
+        &self.plugin.settings.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "wasm"
+    }
+
+    fn hooks(&self) -> Hooks {
+        self.plugin.hooks
+    }
+
+    fn on_request<'a>(
+        &'a self,
+        ctx: &'a mut RequestCtx<'_>,
+        state: &'a mut FilterState,
+    ) -> Flow<'a> {
+        let mut vm = match self.plugin.checkout() {
+            Ok(vm) => vm,
+            Err(f) => return Self::flow(self.fail(&f)),
+        };
+        vm.store.data_mut().stream.info = Some(RequestInfo {
+            method: ctx.head.method.clone(),
+            uri: ctx.head.uri.clone(),
+            host: ctx.head.headers.get(http::header::HOST).cloned(),
+            client: ctx.client,
+            listener: Arc::from(ctx.listener),
+            route: Arc::from(ctx.route),
+            tls: ctx.tls,
+            version: ctx.head.version,
+            headers: HeaderMap::new(),
+            status: None,
+        });
+        let context = match vm.create_context() {
+            Ok(c) => c,
+            Err(f) => return Self::flow(self.fail(&f)),
+        };
+        let end = !request_has_body(ctx.head);
+        let n = ctx.head.headers.len() as i32 + 4;
+        let mut head = Head::Request(ctx.head);
+        head.load(vm.store.data_mut());
+        let r = vm.run(Callback::RequestHeaders, &[context, n, end as i32]);
+        head.unload(vm.store.data_mut());
+        let slot: Slot = Arc::new(Mutex::new(Active {
+            vm: Some(vm),
+            context,
+        }));
+        state.set(slot.clone());
+        let next = self.after(&mut lock(&slot), r);
+        match next {
+            Next::Decided(d) => Self::flow(d),
+            Next::Wait => Flow::wait(self.drive(slot, head)),
+        }
+    }
+
+    fn on_response<'a>(
+        &'a self,
+        ctx: &'a mut ResponseCtx<'_>,
+        state: &'a mut FilterState,
+    ) -> Flow<'a> {
+        let Some(slot) = state.get::<Slot>().cloned() else {
+            return Flow::Continue;
+        };
+        let next = {
+            let mut a = lock(&slot);
+            let context = a.context;
+            let Some(vm) = a.vm.as_mut() else {
+                return Flow::Continue;
+            };
+            if let Some(info) = vm.store.data_mut().stream.info.as_mut() {
+                info.status = Some(ctx.head.status.as_u16());
+            }
+            let end = !response_has_body(ctx.head, ctx.method);
+            let n = ctx.head.headers.len() as i32 + 1;
+            let mut head = Head::Response(&mut *ctx.head);
+            head.load(vm.store.data_mut());
+            let r = vm.run(Callback::ResponseHeaders, &[context, n, end as i32]);
+            head.unload(vm.store.data_mut());
+            self.after(&mut a, r)
+        };
+        match next {
+            Next::Decided(d) => Self::flow(d),
+            Next::Wait => Flow::wait(self.drive(slot, Head::Response(ctx.head))),
+        }
+    }
+
+    fn on_end(&self, outcome: &Outcome<'_>, state: &mut FilterState) {
+        let Some(slot) = state.take::<Slot>() else {
+            return;
+        };
+        let (vm, context) = {
+            let mut a = lock(&slot);
+            (a.vm.take(), a.context)
+        };
+        let Some(mut vm) = vm else {
+            return;
+        };
+        if let Some(info) = vm.store.data_mut().stream.info.as_mut() {
+            info.status = Some(outcome.status);
+        }
+        let r = vm
+            .run(Callback::Log, &[context])
+            .and_then(|_| vm.finish_context(context));
+        match r {
+            Ok(()) => self.plugin.checkin(vm),
+            // The response is out: the failure is only counted.
+            Err(f) => self.plugin.failed(&f),
+        }
+    }
+
+    fn request_body(
+        &self,
+        ctx: &RequestCtx<'_>,
+        state: &mut FilterState,
+    ) -> Option<Box<dyn BodyFilter>> {
+        if !request_has_body(ctx.head) {
+            return None;
+        }
+        let slot = state.get::<Slot>()?.clone();
+        Some(Box::new(WasmBody::new(
+            self.plugin.clone(),
+            slot,
+            true,
+            ctx.head.headers.contains_key(http::header::CONTENT_LENGTH),
+        )))
+    }
+
+    fn response_body(
+        &self,
+        ctx: &ResponseCtx<'_>,
+        state: &mut FilterState,
+    ) -> Option<Box<dyn BodyFilter>> {
+        if !response_has_body(ctx.head, ctx.method) {
+            return None;
+        }
+        let slot = state.get::<Slot>()?.clone();
+        Some(Box::new(WasmBody::new(
+            self.plugin.clone(),
+            slot,
+            false,
+            ctx.head.headers.contains_key(http::header::CONTENT_LENGTH),
+        )))
+    }
+}
+
+/// A request or response body through the plugin's body and trailers callbacks.
+struct WasmBody {
+    plugin: Arc<Plugin>,
+    slot: Slot,
+    request: bool,
+    /// The message keeps its `Content-Length` (the plugin did not remove it, as Envoy
+    /// plugins do before changing a body's length), so the body is only looked at.
+    framed: bool,
+    buf: BytesMut,
+    /// The plugin is out of the picture (failed open, or gone): pass everything.
+    done: bool,
+}
+
+impl WasmBody {
+    fn new(plugin: Arc<Plugin>, slot: Slot, request: bool, framed: bool) -> Self {
+        WasmBody {
+            plugin,
+            slot,
+            request,
+            framed,
+            buf: BytesMut::new(),
+            done: false,
+        }
+    }
+}
+
+impl BodyFilter for WasmBody {
+    fn on_data(&mut self, data: bytes::Bytes, end: bool) -> BodyFlow {
+        if self.done {
+            return BodyFlow::Pass(data);
+        }
+        self.buf.extend_from_slice(&data);
+        if self.buf.len() > self.plugin.settings.max_body {
+            self.plugin
+                .failed(&Fault::Trap("body held back past max_body".into()));
+            return BodyFlow::Abort("wasm_body_too_large");
+        }
+        let (ty, cb) = match self.request {
+            true => (buffer::REQUEST_BODY, Callback::RequestBody),
+            false => (buffer::RESPONSE_BODY, Callback::ResponseBody),
+        };
+        let mut a = lock(&self.slot);
+        let context = a.context;
+        let Some(vm) = a.vm.as_mut() else {
+            self.done = true;
+            return BodyFlow::Pass(self.buf.split().freeze());
+        };
+        let len = self.buf.len() as i32;
+        vm.store.data_mut().stream.body = Some((ty, self.buf.split()));
+        let r = vm.run(cb, &[context, len, end as i32]);
+        if let Some((_, b)) = vm.store.data_mut().stream.body.take() {
+            self.buf = b;
+        }
+        let local = vm.store.data_mut().local.take();
+        match r {
+            Err(f) => {
+                a.vm = None;
+                self.plugin.failed(&f);
+                if self.plugin.settings.fail_open {
+                    self.done = true;
+                    return BodyFlow::Pass(self.buf.split().freeze());
+                }
+                BodyFlow::Abort("wasm_failure")
+            }
+            // Too late to answer in place of the upstream: the stream is cut instead.
+            Ok(_) if local.is_some() => BodyFlow::Abort("wasm_local_response"),
+            Ok(action::PAUSE) if !end => BodyFlow::Hold,
+            Ok(_) => BodyFlow::Pass(self.buf.split().freeze()),
+        }
+    }
+
+    fn on_trailers(&mut self, trailers: &mut HeaderMap) {
+        if self.done {
+            return;
+        }
+        let mut a = lock(&self.slot);
+        let context = a.context;
+        let Some(vm) = a.vm.as_mut() else {
+            return;
+        };
+        let n = trailers.len() as i32;
+        let h = vm.store.data_mut();
+        let cb = if self.request {
+            h.stream.request_trailers = Some(std::mem::take(trailers));
+            Callback::RequestTrailers
+        } else {
+            h.stream.response_trailers = Some(std::mem::take(trailers));
+            Callback::ResponseTrailers
+        };
+        let r = vm.run(cb, &[context, n]);
+        let h = vm.store.data_mut();
+        if let Some(t) = h
+            .stream
+            .request_trailers
+            .take()
+            .or(h.stream.response_trailers.take())
+        {
+            *trailers = t;
+        }
+        if let Err(f) = r {
+            a.vm = None;
+            self.plugin.failed(&f);
+        }
+    }
+
+    fn observes_only(&self) -> bool {
+        self.framed
+    }
+}
