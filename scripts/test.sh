@@ -37,6 +37,8 @@ fi
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests drive this binary ($CARGO_TARGET_DIR/debug/strait).
 cargo build -p strait
+# The proxy-wasm example plugins that tests/tests/wasm.rs loads.
+scripts/build-plugins.sh
 cargo test --workspace --no-fail-fast
 # The request-path suites again with a policy that does nothing on every route: the policy
 # pipeline must change no result (tests/src/strait.rs, `with_noop_policy`).

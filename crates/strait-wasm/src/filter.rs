@@ -144,6 +144,8 @@ enum Next {
 struct Active {
     vm: Option<Vm>,
     context: i32,
+    /// The request has a body (judged before the plugin ran: it may remove the framing).
+    request_body: bool,
 }
 
 type Slot = Arc<Mutex<Active>>;
@@ -277,6 +279,7 @@ impl Filter for WasmFilter {
         let slot: Slot = Arc::new(Mutex::new(Active {
             vm: Some(vm),
             context,
+            request_body: !end,
         }));
         state.set(slot.clone());
         let next = self.after(&mut lock(&slot), r);
@@ -346,10 +349,10 @@ impl Filter for WasmFilter {
         ctx: &RequestCtx<'_>,
         state: &mut FilterState,
     ) -> Option<Box<dyn BodyFilter>> {
-        if !request_has_body(ctx.head) {
+        let slot = state.get::<Slot>()?.clone();
+        if !lock(&slot).request_body {
             return None;
         }
-        let slot = state.get::<Slot>()?.clone();
         Some(Box::new(WasmBody::new(
             self.plugin.clone(),
             slot,

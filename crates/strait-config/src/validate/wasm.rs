@@ -121,7 +121,7 @@ mod tests {
     fn spec(policy: &str) -> WasmPolicy {
         let l = parsed(policy).unwrap_or_else(|e| panic!("{e}"));
         match &l.config.policies[0].spec {
-            PolicySpec::Wasm(w) => w.clone(),
+            PolicySpec::Wasm(w) => (**w).clone(),
             other => panic!("{other:?}"),
         }
     }

@@ -55,10 +55,13 @@ pub fn decode_pairs(data: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     Some(out)
 }
 
+/// A map's entries as owned key and value bytes.
+pub type OwnedPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The pairs of map `ty`, pseudo-headers first.
-pub fn pairs(s: &Stream, ty: i32) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Status> {
+pub fn pairs(s: &Stream, ty: i32) -> Result<OwnedPairs, Status> {
     let mut out = Vec::new();
-    let plain = |out: &mut Vec<(Vec<u8>, Vec<u8>)>, h: &HeaderMap| {
+    let plain = |out: &mut OwnedPairs, h: &HeaderMap| {
         for (k, v) in h {
             out.push((k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()));
         }
