@@ -186,6 +186,12 @@ impl Plugin {
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(clients);
     }
 
+    /// Starts a fresh instance and drops it: what a request pays when no idle instance is
+    /// left (benchmarks measure it).
+    pub fn cold_start(&self) -> Result<(), Fault> {
+        self.fresh().map(drop)
+    }
+
     /// An idle instance, or a new one.
     pub(crate) fn checkout(&self) -> Result<Vm, Fault> {
         if let Some(vm) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
