@@ -16,6 +16,7 @@ pub mod net;
 pub mod rand;
 pub mod rate;
 pub mod resilience;
+pub mod rollout;
 pub mod subrequest;
 
 pub use chain::{Chain, ChainRun};
