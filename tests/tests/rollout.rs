@@ -14,7 +14,12 @@ use strait_e2e::{poll_until, Reply, Strait, Upstream};
 
 /// Upstreams, one route per `(path, stable, canary)` and one rollout per route (named like the
 /// route), with `steps` and `analysis` as flow YAML.
-fn config(ups: &[(&str, SocketAddr)], routes: &[(&str, &str, &str)], steps: &str, analysis: &str) -> String {
+fn config(
+    ups: &[(&str, SocketAddr)],
+    routes: &[(&str, &str, &str)],
+    steps: &str,
+    analysis: &str,
+) -> String {
     let mut y = format!(
         "admin: {{ listen: 127.0.0.1:0, token: {TOKEN} }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\nupstreams:\n"
     );
@@ -72,7 +77,11 @@ impl Load {
                 if let Ok(r) = http.get(&url).send().await {
                     let status = r.status().as_u16();
                     let text = r.text().await.unwrap_or_default();
-                    s.lock().unwrap().push(if status >= 500 { status.to_string() } else { text });
+                    s.lock().unwrap().push(if status >= 500 {
+                        status.to_string()
+                    } else {
+                        text
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -88,7 +97,8 @@ impl Load {
     async fn count_after(&self, from: usize, n: usize, upstream: &str) -> usize {
         poll_until(Duration::from_secs(20), "responses", || async {
             let s = self.seen.lock().unwrap();
-            (s.len() >= from + n).then(|| s[from..from + n].iter().filter(|x| *x == upstream).count())
+            (s.len() >= from + n)
+                .then(|| s[from..from + n].iter().filter(|x| *x == upstream).count())
         })
         .await
     }
@@ -113,7 +123,12 @@ async fn rollout(admin: &AdminClient, name: &str) -> Value {
 }
 
 /// Polls until rollout `name` is in `phase`, collecting the canary weights seen on the way.
-async fn wait_phase(admin: &AdminClient, name: &str, phase: &str, limit: Duration) -> (Value, Vec<u64>) {
+async fn wait_phase(
+    admin: &AdminClient,
+    name: &str,
+    phase: &str,
+    limit: Duration,
+) -> (Value, Vec<u64>) {
     let mut weights = Vec::new();
     let deadline = Instant::now() + limit;
     loop {
@@ -126,7 +141,10 @@ async fn wait_phase(admin: &AdminClient, name: &str, phase: &str, limit: Duratio
         if r["phase"] == phase {
             return (r, weights);
         }
-        assert!(Instant::now() < deadline, "rollout {name} not {phase} within {limit:?}: {r}");
+        assert!(
+            Instant::now() < deadline,
+            "rollout {name} not {phase} within {limit:?}: {r}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -148,11 +166,20 @@ async fn a_healthy_canary_is_promoted_through_every_step_and_shares_follow() {
     let admin = AdminClient::new(s.admin());
     let first = rollout(&admin, "checkout").await;
     assert_eq!(first["phase"], "progressing");
-    assert_eq!((first["weights"]["v1"].as_u64(), first["weights"]["v2"].as_u64()), (Some(80), Some(20)));
+    assert_eq!(
+        (
+            first["weights"]["v1"].as_u64(),
+            first["weights"]["v2"].as_u64()
+        ),
+        (Some(80), Some(20))
+    );
     let load = Load::start(s.web(), "checkout");
     // Weights are exact per period of the smooth weighted round robin.
     let early = load.count_after(0, 50, "v2").await;
-    assert!((8..=12).contains(&early), "{early} of the first 50 on the canary at 20%");
+    assert!(
+        (8..=12).contains(&early),
+        "{early} of the first 50 on the canary at 20%"
+    );
     let (done, weights) = wait_phase(&admin, "checkout", "promoted", Duration::from_secs(30)).await;
     assert_eq!(weights.first(), Some(&20));
     assert!(weights.contains(&50), "the 50% step was seen: {weights:?}");
@@ -160,11 +187,36 @@ async fn a_healthy_canary_is_promoted_through_every_step_and_shares_follow() {
     assert_eq!(done["last_analysis"]["verdict"], "pass");
     assert_eq!(done["last_analysis"]["source"], "metrics");
     let from = load.len() + 20;
-    assert_eq!(load.count_after(from, 50, "v2").await, 50, "promoted: every request on the canary");
+    assert_eq!(
+        load.count_after(from, 50, "v2").await,
+        50,
+        "promoted: every request on the canary"
+    );
     let m = s.metrics().await;
-    assert_eq!(sum(&m, "strait_rollout_transitions_total", &[("rollout", "checkout"), ("to", "promoted")]), 1.0);
-    assert_eq!(sum(&m, "strait_rollout_transitions_total", &[("rollout", "checkout"), ("to", "progressing")]), 2.0);
-    assert_eq!(sum(&m, "strait_rollout_canary_weight", &[("rollout", "checkout")]), 100.0);
+    assert_eq!(
+        sum(
+            &m,
+            "strait_rollout_transitions_total",
+            &[("rollout", "checkout"), ("to", "promoted")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &m,
+            "strait_rollout_transitions_total",
+            &[("rollout", "checkout"), ("to", "progressing")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sum(
+            &m,
+            "strait_rollout_canary_weight",
+            &[("rollout", "checkout")]
+        ),
+        100.0
+    );
     assert!(s.logs_text().contains("rollout transition"));
 }
 
@@ -185,16 +237,37 @@ async fn a_canary_failing_one_request_in_ten_is_rolled_back_within_two_intervals
     let (failed, _) = wait_phase(&admin, "checkout", "failed", Duration::from_secs(20)).await;
     // The interval running when the load started may have too few requests; the next breaches.
     let took = started.elapsed();
-    assert!(took <= interval * 2 + Duration::from_millis(600), "rolled back after {took:?}");
+    assert!(
+        took <= interval * 2 + Duration::from_millis(600),
+        "rolled back after {took:?}"
+    );
     assert_eq!(failed["weights"]["v2"], 0);
     assert_eq!(failed["weights"]["v1"], 100);
     assert_eq!(failed["last_analysis"]["verdict"], "breach");
     assert!(failed["last_analysis"]["error_rate"].as_f64().unwrap() > 0.01);
     let from = load.len() + 20;
-    assert_eq!(load.count_after(from, 50, "v1").await, 50, "failed: no request on the canary");
+    assert_eq!(
+        load.count_after(from, 50, "v1").await,
+        50,
+        "failed: no request on the canary"
+    );
     let m = s.metrics().await;
-    assert_eq!(sum(&m, "strait_rollout_transitions_total", &[("rollout", "checkout"), ("to", "failed")]), 1.0);
-    assert_eq!(sum(&m, "strait_rollout_canary_weight", &[("rollout", "checkout")]), 0.0);
+    assert_eq!(
+        sum(
+            &m,
+            "strait_rollout_transitions_total",
+            &[("rollout", "checkout"), ("to", "failed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &m,
+            "strait_rollout_canary_weight",
+            &[("rollout", "checkout")]
+        ),
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -214,15 +287,35 @@ async fn admin_pauses_resumes_aborts_and_promotes() {
     let (code, r) = post(&admin, "/api/rollouts/checkout/pause").await;
     assert_eq!(code, 409, "{r}");
     let (code, r) = post(&admin, "/api/rollouts/checkout/resume").await;
-    assert_eq!((code, r["phase"].as_str()), (200, Some("progressing")), "{r}");
+    assert_eq!(
+        (code, r["phase"].as_str()),
+        (200, Some("progressing")),
+        "{r}"
+    );
     let (code, r) = post(&admin, "/api/rollouts/checkout/abort").await;
-    assert_eq!((code, r["phase"].as_str(), r["weights"]["v2"].as_u64()), (200, Some("aborted"), Some(0)), "{r}");
+    assert_eq!(
+        (code, r["phase"].as_str(), r["weights"]["v2"].as_u64()),
+        (200, Some("aborted"), Some(0)),
+        "{r}"
+    );
     let load = Load::start(s.web(), "checkout");
-    assert_eq!(load.count_after(0, 30, "v1").await, 30, "aborted: the stable takes everything");
+    assert_eq!(
+        load.count_after(0, 30, "v1").await,
+        30,
+        "aborted: the stable takes everything"
+    );
     let (code, r) = post(&admin, "/api/rollouts/checkout/promote").await;
-    assert_eq!((code, r["phase"].as_str(), r["weights"]["v2"].as_u64()), (200, Some("promoted"), Some(100)), "{r}");
+    assert_eq!(
+        (code, r["phase"].as_str(), r["weights"]["v2"].as_u64()),
+        (200, Some("promoted"), Some(100)),
+        "{r}"
+    );
     let from = load.len() + 10;
-    assert_eq!(load.count_after(from, 30, "v2").await, 30, "promoted: the canary takes everything");
+    assert_eq!(
+        load.count_after(from, 30, "v2").await,
+        30,
+        "promoted: the canary takes everything"
+    );
     assert_eq!(post(&admin, "/api/rollouts/nope/pause").await.0, 404);
     assert_eq!(post(&admin, "/api/rollouts/checkout/explode").await.0, 404);
     let anonymous = reqwest::Client::new()
@@ -233,7 +326,15 @@ async fn admin_pauses_resumes_aborts_and_promotes() {
     assert_eq!(anonymous.status(), 401);
     let m = s.metrics().await;
     for to in ["paused", "aborted", "promoted"] {
-        assert_eq!(sum(&m, "strait_rollout_transitions_total", &[("rollout", "checkout"), ("to", to)]), 1.0, "{to}");
+        assert_eq!(
+            sum(
+                &m,
+                "strait_rollout_transitions_total",
+                &[("rollout", "checkout"), ("to", to)]
+            ),
+            1.0,
+            "{to}"
+        );
     }
 }
 
@@ -243,7 +344,12 @@ async fn a_restart_resumes_the_stored_step_and_a_new_definition_starts_over() {
     let ups = [("v1", v1.addr()), ("v2", v2.addr())];
     let route = [("checkout", "v1", "v2")];
     let analysis = "{ interval: 300ms, min_requests: 5 }";
-    let yaml = config(&ups, &route, "[{ weight: 10, pause: 0s }, { weight: 40, pause: 1h }]", analysis);
+    let yaml = config(
+        &ups,
+        &route,
+        "[{ weight: 10, pause: 0s }, { weight: 40, pause: 1h }]",
+        analysis,
+    );
     let mut s = Strait::start(&yaml).await;
     let admin = AdminClient::new(s.admin());
     let load = Load::start(s.web(), "checkout");
@@ -258,15 +364,27 @@ async fn a_restart_resumes_the_stored_step_and_a_new_definition_starts_over() {
     s.restart().await;
     let admin = AdminClient::new(s.admin());
     let r = rollout(&admin, "checkout").await;
-    assert_eq!((r["phase"].as_str(), r["step"].as_u64()), (Some("progressing"), Some(1)), "{r}");
+    assert_eq!(
+        (r["phase"].as_str(), r["step"].as_u64()),
+        (Some("progressing"), Some(1)),
+        "{r}"
+    );
     assert_eq!(r["weights"]["v2"], 40);
     let load = Load::start(s.web(), "checkout");
     let resumed = load.count_after(0, 50, "v2").await;
-    assert!((18..=22).contains(&resumed), "{resumed} of 50 on the canary at 40% right after the restart");
+    assert!(
+        (18..=22).contains(&resumed),
+        "{resumed} of 50 on the canary at 40% right after the restart"
+    );
     drop(load);
 
     // New steps: the rollout starts again at its first step.
-    s.write_config(&config(&ups, &route, "[{ weight: 25, pause: 1h }]", analysis));
+    s.write_config(&config(
+        &ups,
+        &route,
+        "[{ weight: 25, pause: 1h }]",
+        analysis,
+    ));
     poll_until(Duration::from_secs(10), "the restarted rollout", || async {
         let r = rollout(&admin, "checkout").await;
         (r["step"] == 0 && r["weights"]["v2"] == 25).then_some(())
@@ -282,14 +400,23 @@ async fn a_restart_resumes_the_stored_step_and_a_new_definition_starts_over() {
     })
     .await;
     let load = Load::start(s.web(), "checkout");
-    assert_eq!(load.count_after(10, 40, "v2").await, 20, "configured 1:1 weights");
+    assert_eq!(
+        load.count_after(10, 40, "v2").await,
+        20,
+        "configured 1:1 weights"
+    );
 }
 
 #[tokio::test]
 async fn prometheus_analysis_promotes_the_healthy_canary_and_rolls_back_the_faulty_one() {
     let (a1, a2) = (Upstream::start("a1").await, Upstream::start("a2").await);
     let (b1, b2) = (Upstream::start("b1").await, flaky("b2").await);
-    let ups = [("a1", a1.addr()), ("a2", a2.addr()), ("b1", b1.addr()), ("b2", b2.addr())];
+    let ups = [
+        ("a1", a1.addr()),
+        ("a2", a2.addr()),
+        ("b1", b1.addr()),
+        ("b2", b2.addr()),
+    ];
     let routes = [("a", "a1", "a2"), ("b", "b1", "b2")];
     // Prometheus needs Strait's admin address and Strait needs Prometheus's: start without the
     // rollouts, then add them (a reload starts them).
@@ -298,8 +425,16 @@ async fn prometheus_analysis_promotes_the_healthy_canary_and_rolls_back_the_faul
     let s = Strait::start(&without).await;
     let prom = Prometheus::start(s.admin()).await;
     let prom_addr = prom.addr();
-    let mut yaml = config(&ups, &routes, "[{ weight: 20, pause: 2s }, { weight: 50, pause: 2s }]", "ANALYSIS");
-    yaml = yaml.replace("upstreams:\n", &format!("upstreams:\n  - {{ name: prom, endpoints: [\"{prom_addr}\"] }}\n"));
+    let mut yaml = config(
+        &ups,
+        &routes,
+        "[{ weight: 20, pause: 2s }, { weight: 50, pause: 2s }]",
+        "ANALYSIS",
+    );
+    yaml = yaml.replace(
+        "upstreams:\n",
+        &format!("upstreams:\n  - {{ name: prom, endpoints: [\"{prom_addr}\"] }}\n"),
+    );
     for (name, _, canary) in routes {
         let sel = format!("route=\"{name}\",upstream=\"{canary}\"");
         let analysis = format!(
@@ -330,7 +465,13 @@ fn rollout_errors_are_reported_with_their_positions() {
     let yaml = "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nupstreams:\n  - { name: v1, endpoints: [\"127.0.0.1:1\"] }\n  - { name: v2, endpoints: [\"127.0.0.1:2\"] }\nroutes:\n  - name: checkout\n    upstreams: [v1]\nrollouts:\n  - name: c\n    route: checkout\n    stable: v1\n    canary: v2\n    steps: [{ weight: 150 }]\n";
     let v = Validated::run(yaml, &[]);
     let canary = v.errors_at(line_of(yaml, "canary: v2"));
-    assert!(canary[0].contains("canary upstream `v2` is not among route `checkout`'s upstreams"), "{canary:?}");
+    assert!(
+        canary[0].contains("canary upstream `v2` is not among route `checkout`'s upstreams"),
+        "{canary:?}"
+    );
     let steps = v.errors_at(line_of(yaml, "weight: 150"));
-    assert!(steps[0].contains("weight must be a whole number from 0 to 100"), "{steps:?}");
+    assert!(
+        steps[0].contains("weight must be a whole number from 0 to 100"),
+        "{steps:?}"
+    );
 }

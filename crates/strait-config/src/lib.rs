@@ -44,8 +44,8 @@ pub use jwt::*;
 pub use observability::*;
 pub use paths::{PathPolicy, PathScope, MAX_INPUT_FILE_BYTES, SHARED_SECTIONS};
 pub use policy::*;
-pub use rollout::*;
 pub use provider::{Bootstrap, EtcdSettings, ProviderKind, ProviderSettings};
+pub use rollout::*;
 pub use types::*;
 pub use units::{duration_to_string, parse_duration, parse_size};
 

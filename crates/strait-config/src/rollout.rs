@@ -117,15 +117,24 @@ pub(crate) fn validate(
     upstreams: &HashSet<&str>,
 ) -> Vec<Rollout> {
     let Some(raw) = raw else { return Vec::new() };
-    let out: Vec<(Rollout, Pos, Pos)> = raw.iter().map(|r| rollout(cx, r, routes, upstreams)).collect();
-    let names: Vec<(&str, Pos)> = out.iter().map(|(r, at, _)| (r.name.as_str(), *at)).collect();
+    let out: Vec<(Rollout, Pos, Pos)> = raw
+        .iter()
+        .map(|r| rollout(cx, r, routes, upstreams))
+        .collect();
+    let names: Vec<(&str, Pos)> = out
+        .iter()
+        .map(|(r, at, _)| (r.name.as_str(), *at))
+        .collect();
     cx.unique("rollout", &names);
     let mut seen: HashSet<&str> = HashSet::new();
     for (r, _, route_at) in &out {
         if !r.route.is_empty() && !seen.insert(r.route.as_str()) {
             cx.err(
                 *route_at,
-                format!("route `{}` already has a rollout: one rollout per route", r.route),
+                format!(
+                    "route `{}` already has a rollout: one rollout per route",
+                    r.route
+                ),
             );
         }
     }
@@ -163,7 +172,10 @@ fn rollout(
                 action: RouteAction::Forward { backends },
                 ..
             }) => {
-                for (u, u_at, field) in [(&stable, stable_at, "stable"), (&canary, canary_at, "canary")] {
+                for (u, u_at, field) in [
+                    (&stable, stable_at, "stable"),
+                    (&canary, canary_at, "canary"),
+                ] {
                     if !u.is_empty() && !backends.iter().any(|b| b.upstream == *u) {
                         cx.err(
                             u_at,
@@ -177,7 +189,9 @@ fn rollout(
             }
             Some(_) => cx.err(
                 route_at,
-                format!("route `{route}` does not forward to upstreams, so it has nothing to roll out"),
+                format!(
+                    "route `{route}` does not forward to upstreams, so it has nothing to roll out"
+                ),
             ),
         }
     }
@@ -199,7 +213,10 @@ fn rollout(
 
 fn steps(cx: &mut Ctx, raw: Option<&Spanned<Vec<Spanned<RawStep>>>>, at: Pos) -> Vec<RolloutStep> {
     let Some(raw) = raw else {
-        cx.err(at, "rollout needs `steps`: e.g. [{ weight: 5, pause: 1m }, { weight: 50, pause: 1m }]");
+        cx.err(
+            at,
+            "rollout needs `steps`: e.g. [{ weight: 5, pause: 1m }, { weight: 50, pause: 1m }]",
+        );
         return Vec::new();
     };
     if raw.value.is_empty() {
@@ -209,11 +226,19 @@ fn steps(cx: &mut Ctx, raw: Option<&Spanned<Vec<Spanned<RawStep>>>>, at: Pos) ->
         .iter()
         .map(|s| {
             if s.value.weight.is_none() {
-                cx.err(pos(s), "step needs a `weight` (the canary's percent, 0 to 100)");
+                cx.err(
+                    pos(s),
+                    "step needs a `weight` (the canary's percent, 0 to 100)",
+                );
             }
             RolloutStep {
                 weight: cx.count(s.value.weight.as_ref(), "weight", 0u32, (0, 100)),
-                pause: cx.duration(s.value.pause.as_ref(), "pause", Duration::from_secs(60), true),
+                pause: cx.duration(
+                    s.value.pause.as_ref(),
+                    "pause",
+                    Duration::from_secs(60),
+                    true,
+                ),
             }
         })
         .collect()
@@ -231,8 +256,17 @@ fn analysis(
         Duration::from_secs(30),
         false,
     );
-    let min_requests = cx.count(a.and_then(|a| a.min_requests.as_ref()), "min_requests", 50u64, (1, u64::MAX));
-    let max_error_rate = cx.ratio(a.and_then(|a| a.max_error_rate.as_ref()), "max_error_rate", 0.01);
+    let min_requests = cx.count(
+        a.and_then(|a| a.min_requests.as_ref()),
+        "min_requests",
+        50u64,
+        (1, u64::MAX),
+    );
+    let max_error_rate = cx.ratio(
+        a.and_then(|a| a.max_error_rate.as_ref()),
+        "max_error_rate",
+        0.01,
+    );
     let max_p99 = a
         .and_then(|a| a.max_p99.as_ref())
         .map(|s| cx.duration(Some(s), "max_p99", Duration::from_millis(500), false));
@@ -241,7 +275,10 @@ fn analysis(
         let p = &p.value;
         let upstream = match &p.upstream {
             Some(u) if !upstreams.contains(u.value.as_str()) => {
-                cx.err(pos(u), format!("prometheus.upstream: unknown upstream `{}`", u.value));
+                cx.err(
+                    pos(u),
+                    format!("prometheus.upstream: unknown upstream `{}`", u.value),
+                );
                 u.value.clone()
             }
             Some(u) => u.value.clone(),
@@ -264,7 +301,10 @@ fn analysis(
         });
         let p99 = query(cx, p.p99.as_ref());
         if max_p99.is_some() && p99.is_none() {
-            cx.err(at, "prometheus needs a `p99` query when analysis.max_p99 is set");
+            cx.err(
+                at,
+                "prometheus needs a `p99` query when analysis.max_p99 is set",
+            );
         }
         PrometheusAnalysis {
             upstream,

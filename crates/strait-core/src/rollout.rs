@@ -262,7 +262,12 @@ impl RolloutState {
 
     /// Applies an analysis verdict, then advances if the step is done; the phase entered, if
     /// the phase or step changed. Only a progressing rollout acts on analyses.
-    pub fn on_analysis(&mut self, verdict: Verdict, steps: &[Step], now: Duration) -> Option<Phase> {
+    pub fn on_analysis(
+        &mut self,
+        verdict: Verdict,
+        steps: &[Step],
+        now: Duration,
+    ) -> Option<Phase> {
         if self.phase != Phase::Progressing {
             return None;
         }
@@ -315,7 +320,9 @@ impl RolloutState {
                 return Err("only a paused, failed or aborted rollout can be resumed")
             }
             (Command::Abort, Phase::Progressing | Phase::Paused) => Phase::Aborted,
-            (Command::Abort, _) => return Err("only a progressing or paused rollout can be aborted"),
+            (Command::Abort, _) => {
+                return Err("only a progressing or paused rollout can be aborted")
+            }
             (Command::Promote, Phase::Promoted) => return Err("the rollout is already promoted"),
             (Command::Promote, _) => Phase::Promoted,
         };

@@ -13,11 +13,11 @@ fn errors(rollouts: &str) -> Vec<String> {
     let yaml = format!("{BASE}{rollouts}");
     match parse("t.yaml", &yaml, None) {
         Ok(_) => panic!("expected errors in:\n{yaml}"),
-        Err(e) => e
-            .0
-            .iter()
-            .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
-            .collect(),
+        Err(e) => {
+            e.0.iter()
+                .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+                .collect()
+        }
     }
 }
 
@@ -28,8 +28,17 @@ fn a_rollout_gets_its_defaults() {
     );
     let c = parse("t.yaml", &yaml, None).unwrap().config;
     let r = &c.rollouts[0];
-    assert_eq!((r.route.as_str(), r.stable.as_str(), r.canary.as_str()), ("checkout", "v1", "v2"));
-    assert_eq!(r.steps[0], RolloutStep { weight: 5, pause: Duration::from_secs(60) });
+    assert_eq!(
+        (r.route.as_str(), r.stable.as_str(), r.canary.as_str()),
+        ("checkout", "v1", "v2")
+    );
+    assert_eq!(
+        r.steps[0],
+        RolloutStep {
+            weight: 5,
+            pause: Duration::from_secs(60)
+        }
+    );
     assert_eq!(r.steps[1].pause, Duration::from_secs(10));
     assert_eq!(r.analysis.interval, Duration::from_secs(30));
     assert_eq!(r.analysis.min_requests, 50);

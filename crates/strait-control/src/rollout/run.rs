@@ -83,7 +83,11 @@ async fn prometheus_figures(
 }
 
 /// Runs one instant query; the first sample's value.
-async fn query(client: &dyn UpstreamClient, q: &str, timeout: Duration) -> Result<Option<f64>, String> {
+async fn query(
+    client: &dyn UpstreamClient,
+    q: &str,
+    timeout: Duration,
+) -> Result<Option<f64>, String> {
     let uri = format!("/api/v1/query?query={}", encode(q));
     let req = http::Request::get(uri)
         .header(http::header::ACCEPT, "application/json")
@@ -98,10 +102,14 @@ async fn query(client: &dyn UpstreamClient, q: &str, timeout: Duration) -> Resul
             "query to {} answered {}: {}",
             client.upstream(),
             resp.status(),
-            String::from_utf8_lossy(resp.body()).chars().take(200).collect::<String>()
+            String::from_utf8_lossy(resp.body())
+                .chars()
+                .take(200)
+                .collect::<String>()
         ));
     }
-    let v: Value = serde_json::from_slice(resp.body()).map_err(|e| format!("answer is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_slice(resp.body()).map_err(|e| format!("answer is not JSON: {e}"))?;
     sample(&v)
 }
 
@@ -110,7 +118,9 @@ pub(crate) fn sample(v: &Value) -> Result<Option<f64>, String> {
     if v.get("status").and_then(Value::as_str) != Some("success") {
         return Err(format!(
             "query failed: {}",
-            v.get("error").and_then(Value::as_str).unwrap_or("no status")
+            v.get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no status")
         ));
     }
     let data = v.get("data").ok_or("answer has no data")?;
@@ -133,7 +143,9 @@ fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -56,9 +56,16 @@ fn backends(c: &cfg::Config) -> Vec<(String, u32)> {
 #[test]
 fn weights_are_applied_to_the_routes_backends() {
     let c = config("[{ weight: 5, pause: 0s }, { weight: 50, pause: 0s }]");
-    let r = Controller::new(Box::new(MemoryStore::default()), Arc::new(Metrics::new()), &c);
+    let r = Controller::new(
+        Box::new(MemoryStore::default()),
+        Arc::new(Metrics::new()),
+        &c,
+    );
     let applied = apply(&c, &r.weights());
-    assert_eq!(backends(&applied), [("v1".to_string(), 95), ("v2".to_string(), 5)]);
+    assert_eq!(
+        backends(&applied),
+        [("v1".to_string(), 95), ("v2".to_string(), 5)]
+    );
 }
 
 #[test]
@@ -86,8 +93,14 @@ fn commands_and_a_breach_move_the_weights_and_are_counted() {
     let c = config("[{ weight: 20, pause: 0s }]");
     let mut r = Controller::new(Box::new(MemoryStore::default()), metrics.clone(), &c);
     assert_eq!(r.command("c", Command::Pause), Ok(false));
-    assert_eq!(r.command("nope", Command::Pause), Err(CommandError::NotFound));
-    assert!(matches!(r.command("c", Command::Pause), Err(CommandError::Conflict(_))));
+    assert_eq!(
+        r.command("nope", Command::Pause),
+        Err(CommandError::NotFound)
+    );
+    assert!(matches!(
+        r.command("c", Command::Pause),
+        Err(CommandError::Conflict(_))
+    ));
     assert_eq!(r.command("c", Command::Resume), Ok(false));
     let breach = Figures {
         error_rate: Some(0.5),
@@ -103,18 +116,31 @@ fn commands_and_a_breach_move_the_weights_and_are_counted() {
         .with_label_values(&["c", "failed"])
         .get();
     assert_eq!(failed, 1);
-    assert_eq!(metrics.rollout_canary_weight.with_label_values(&["c"]).get(), 100);
+    assert_eq!(
+        metrics
+            .rollout_canary_weight
+            .with_label_values(&["c"])
+            .get(),
+        100
+    );
 }
 
 #[test]
 fn removing_a_rollout_leaves_the_configured_weights() {
     let c = config("[{ weight: 20, pause: 0s }]");
-    let mut r = Controller::new(Box::new(MemoryStore::default()), Arc::new(Metrics::new()), &c);
+    let mut r = Controller::new(
+        Box::new(MemoryStore::default()),
+        Arc::new(Metrics::new()),
+        &c,
+    );
     let mut without = c.clone();
     without.rollouts.clear();
     r.sync(&without);
     assert!(r.weights().is_empty());
-    assert_eq!(backends(&apply(&without, &r.weights())), [("v1".to_string(), 1), ("v2".to_string(), 1)]);
+    assert_eq!(
+        backends(&apply(&without, &r.weights())),
+        [("v1".to_string(), 1), ("v2".to_string(), 1)]
+    );
 }
 
 #[test]
