@@ -28,6 +28,7 @@ mod paths;
 mod policy;
 pub mod provider;
 mod raw;
+mod rollout;
 mod types;
 mod units;
 mod validate;
@@ -44,6 +45,7 @@ pub use observability::*;
 pub use paths::{PathPolicy, PathScope, MAX_INPUT_FILE_BYTES, SHARED_SECTIONS};
 pub use policy::*;
 pub use provider::{Bootstrap, EtcdSettings, ProviderKind, ProviderSettings};
+pub use rollout::*;
 pub use types::*;
 pub use units::{duration_to_string, parse_duration, parse_size};
 

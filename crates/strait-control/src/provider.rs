@@ -72,6 +72,88 @@ pub trait Provider: Send + Sync + 'static {
     /// Notifications of changes made outside this process; `None` when the source cannot change.
     /// Called once, at start.
     fn subscribe(&self) -> Option<mpsc::Receiver<()>>;
+    /// Where state that must survive a restart (rollout progress) is kept; called once, at
+    /// start. By default it lives in memory only.
+    fn state_store(&self) -> Box<dyn StateStore> {
+        Box::new(MemoryStore::default())
+    }
+}
+
+/// A small store of named documents kept beside the configuration (rollout state).
+pub trait StateStore: Send + Sync + 'static {
+    /// Where the documents live, for logs (`memory`, a directory).
+    fn describe(&self) -> String;
+    /// The document `name`, if one was stored. May block.
+    fn load(&self, name: &str) -> Result<Option<String>, String>;
+    /// Replaces the document `name`. May block.
+    fn store(&self, name: &str, text: &str) -> Result<(), String>;
+}
+
+/// State kept in this process only: lost on restart (the embedded default configuration).
+#[derive(Default)]
+pub struct MemoryStore(Mutex<std::collections::HashMap<String, String>>);
+
+impl StateStore for MemoryStore {
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+
+    fn load(&self, name: &str) -> Result<Option<String>, String> {
+        Ok(self.0.lock().expect("state lock").get(name).cloned())
+    }
+
+    fn store(&self, name: &str, text: &str) -> Result<(), String> {
+        self.0
+            .lock()
+            .expect("state lock")
+            .insert(name.to_string(), text.to_string());
+        Ok(())
+    }
+}
+
+/// State as JSON files in a directory beside the configuration file (`.strait-state/`), each
+/// written atomically.
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// The store of the configuration file `config`: `DIR/.strait-state/` beside it.
+    pub fn beside(config: &Path) -> Self {
+        let dir = match config.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        FileStore {
+            dir: dir.join(".strait-state"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+}
+
+impl StateStore for FileStore {
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn load(&self, name: &str) -> Result<Option<String>, String> {
+        let path = self.path(name);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    fn store(&self, name: &str, text: &str) -> Result<(), String> {
+        let path = self.path(name);
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| write_atomically(&path, text.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
 }
 
 /// The embedded default: read-only, never changes.
@@ -139,6 +221,10 @@ impl Provider for FileProvider {
     fn store(&self, text: &str) -> Result<(), String> {
         write_atomically(&self.path, text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    fn state_store(&self) -> Box<dyn StateStore> {
+        Box::new(FileStore::beside(&self.path))
     }
 
     fn subscribe(&self) -> Option<mpsc::Receiver<()>> {

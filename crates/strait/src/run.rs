@@ -190,6 +190,7 @@ async fn serve(
 
     control.start_health_checks();
     tokio::spawn(strait_control::dns::run(Arc::downgrade(&control)));
+    tokio::spawn(strait_control::rollout::run(Arc::downgrade(&control)));
     let shared = control.shared.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
