@@ -402,6 +402,11 @@ impl Control {
         self.rollouts().view()
     }
 
+    /// This instance and the fleet's rollout leader, when the rollout state is shared.
+    pub fn rollout_fleet(&self) -> Option<crate::rollout::FleetView> {
+        self.rollouts().fleet_view()
+    }
+
     /// Applies an admin command to rollout `name`, publishing new weights when it changes them;
     /// the rollout afterwards. Blocking.
     pub fn rollout_command(
@@ -601,7 +606,7 @@ struct Staged {
 fn remote_scope(provider: &dyn Provider) -> Option<PathScope> {
     match provider.kind() {
         "file" | "embedded" => None,
-        // etcd supplies listeners, routes, upstreams and `server`; the rest is its bootstrap file.
+        // etcd supplies listeners, routes, upstreams, policies, rollouts and `server`; the rest is its bootstrap file.
         _ => Some(PathScope::Shared),
     }
 }
