@@ -1,0 +1,216 @@
+//! One rollout across a fleet on a real etcd: two strait instances on the same prefix, with the rollout in etcd's `rollouts/` key; one leads, both serve the same weights step by step, a pause on the follower's admin API pauses the fleet, and killing the leader lets the other take over from the stored step and finish.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use strait_e2e::admin::AdminClient;
+use strait_e2e::etcd::{Etcd, ADMIN_TOKEN};
+use strait_e2e::recorder::Recorder;
+use strait_e2e::{poll_until, Strait, Upstream};
+
+/// The rollout's own entry and the `fleet` object of `GET /api/rollouts`.
+async fn rollout(admin: &AdminClient) -> (Value, Value) {
+    let (status, v, _) = admin.json("/api/rollouts").await;
+    assert_eq!(status, 200, "{v}");
+    (v["rollouts"][0].clone(), v["fleet"].clone())
+}
+
+fn canary_weight(r: &Value) -> u64 {
+    r["weights"]["v2"].as_u64().expect("v2 weight")
+}
+
+/// The phase, step and canary weight an instance shows.
+fn position(r: &Value) -> (String, u64, u64) {
+    (
+        r["phase"].as_str().unwrap_or_default().to_string(),
+        r["step"].as_u64().unwrap_or(99),
+        canary_weight(r),
+    )
+}
+
+/// Polls both instances until `check` holds on each; returns what they show then.
+async fn both<F: Fn(&Value) -> bool>(
+    admins: [&AdminClient; 2],
+    limit: Duration,
+    what: &str,
+    check: F,
+) -> [Value; 2] {
+    poll_until(limit, what, || async {
+        let a = rollout(admins[0]).await.0;
+        let b = rollout(admins[1]).await.0;
+        (check(&a) && check(&b)).then(|| [a, b])
+    })
+    .await
+}
+
+async fn post(admin: &AdminClient, path: &str) -> (u16, Value) {
+    admin.write(reqwest::Method::POST, path, None, "").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_on_etcd_runs_one_rollout_that_survives_its_leader() {
+    let etcd = Etcd::single().await;
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let c = etcd.client().await;
+    etcd.put(&c, "/strait/listeners/web", "listen: 127.0.0.1:0")
+        .await;
+    etcd.put(
+        &c,
+        "/strait/upstreams/v1",
+        &format!("endpoints: [\"{}\"]", v1.addr()),
+    )
+    .await;
+    etcd.put(
+        &c,
+        "/strait/upstreams/v2",
+        &format!("endpoints: [\"{}\"]", v2.addr()),
+    )
+    .await;
+    etcd.put(
+        &c,
+        "/strait/routes/checkout",
+        "match: { path_prefix: /checkout }\nupstreams: [v1, v2]",
+    )
+    .await;
+    // Step 1 holds 5 s, long enough to pause it after the followers saw it.
+    etcd.put(
+        &c,
+        "/strait/rollouts/checkout",
+        "route: checkout\nstable: v1\ncanary: v2\n\
+         steps: [{ weight: 20, pause: 1s }, { weight: 50, pause: 5s }, { weight: 80, pause: 6s }]\n\
+         analysis: { interval: 400ms, min_requests: 3, max_error_rate: 0.01 }",
+    )
+    .await;
+    let boot = etcd.bootstrap_with_admin();
+    let mut east = Strait::start_opts(&boot, &[], &[], &[("STRAIT_INSTANCE_ID", "east")]).await;
+    let mut west = Strait::start_opts(&boot, &[], &[], &[("STRAIT_INSTANCE_ID", "west")]).await;
+    let admin_east = AdminClient::with_token(east.admin(), ADMIN_TOKEN);
+    let admin_west = AdminClient::with_token(west.admin(), ADMIN_TOKEN);
+    let admins = [&admin_east, &admin_west];
+
+    // Exactly one leads, and both say which.
+    let leader = poll_until(Duration::from_secs(10), "a leader", || async {
+        let (_, fe) = rollout(&admin_east).await;
+        let (_, fw) = rollout(&admin_west).await;
+        let l = fe["leader"].as_str()?.to_string();
+        (fw["leader"].as_str() == Some(&l)).then_some(l)
+    })
+    .await;
+    assert!(leader == "east" || leader == "west", "{leader}");
+    let (_, fe) = rollout(&admin_east).await;
+    let (_, fw) = rollout(&admin_west).await;
+    assert_eq!(
+        (fe["instance"].as_str(), fw["instance"].as_str()),
+        (Some("east"), Some("west"))
+    );
+    let (lead, follow, admin_follow) = match leader.as_str() {
+        "east" => (&mut east, &mut west, &admin_west),
+        _ => (&mut west, &mut east, &admin_east),
+    };
+    let follower_name = if leader == "east" { "west" } else { "east" };
+
+    // Traffic through both: the leader's share is what its built-in analysis judges.
+    let load_lead = Recorder::start(lead.web(), "checkout");
+    let load_follow = Recorder::start(follow.web(), "checkout");
+
+    // Both show the same steps in the same order.
+    let mut seen: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = [rollout(&admin_east).await.0, rollout(&admin_west).await.0];
+        for (i, r) in r.iter().enumerate() {
+            let w = canary_weight(r);
+            if seen[i].last() != Some(&w) {
+                seen[i].push(w);
+            }
+        }
+        if r.iter().all(|r| r["step"] == 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "step 1 not reached: {r:?}\n{}",
+            lead.logs_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, [vec![20, 50], vec![20, 50]]);
+
+    // A pause through the follower's admin API pauses the fleet.
+    let (status, paused) = post(admin_follow, "/api/rollouts/checkout/pause").await;
+    assert_eq!(status, 200, "{paused}");
+    assert_eq!(paused["phase"], "paused");
+    let [a, b] = both(admins, Duration::from_secs(5), "paused on both", |r| {
+        r["phase"] == "paused"
+    })
+    .await;
+    assert_eq!(position(&a), ("paused".into(), 1, 50));
+    assert_eq!(position(&b), ("paused".into(), 1, 50));
+    // Longer than the step's pause, with passing analyses: nobody advances.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for admin in admins {
+        assert_eq!(position(&rollout(admin).await.0), ("paused".into(), 1, 50));
+    }
+    // Both instances serve the stored weights: 50 consecutive requests split 25/25.
+    for load in [&load_lead, &load_follow] {
+        let on_canary = load.count_after(load.len() + 10, 50, "v2").await;
+        assert!(
+            (23..=27).contains(&on_canary),
+            "{on_canary} of 50 on the canary at 50%"
+        );
+    }
+
+    // Resumed through the follower too; the fleet goes on to step 2.
+    let (status, resumed) = post(admin_follow, "/api/rollouts/checkout/resume").await;
+    assert_eq!(status, 200, "{resumed}");
+    let [a, b] = both(admins, Duration::from_secs(20), "step 2 on both", |r| {
+        r["step"] == 2
+    })
+    .await;
+    assert_eq!(position(&a), ("progressing".into(), 2, 80));
+    assert_eq!(position(&b), ("progressing".into(), 2, 80));
+
+    // The leader dies; the follower takes over from the stored step once the lease ends.
+    lead.signal("KILL");
+    lead.wait_exit(Duration::from_secs(5)).await;
+    let killed = Instant::now();
+    let mut weights = Vec::new();
+    let mut took_over = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let (r, f) = rollout(admin_follow).await;
+        weights.push(canary_weight(&r));
+        if took_over.is_none() && f["leader"].as_str() == Some(follower_name) {
+            took_over = Some((killed.elapsed(), r.clone()));
+        }
+        if r["phase"] == "promoted" {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not promoted: {r}\n{}",
+            follow.logs_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (after, at) = took_over.expect("the follower took over");
+    assert!(after < Duration::from_secs(9), "took over after {after:?}");
+    assert_eq!(position(&at).1, 2, "continues from the stored step: {at}");
+    assert_eq!(canary_weight(&done), 100);
+    assert!(
+        weights.iter().all(|w| *w >= 80),
+        "never went back to an earlier step: {weights:?}"
+    );
+    assert!(follow
+        .logs_text()
+        .contains("this instance leads the fleet's rollouts"));
+
+    // The state lives outside the watched prefix.
+    let stored = etcd
+        .value(&c, "/strait.state/rollouts")
+        .await
+        .expect("state key");
+    let v: Value = serde_json::from_str(&stored).expect("json");
+    assert_eq!(v["leader"], follower_name);
+    assert_eq!(v["rollouts"]["checkout"]["phase"], "promoted");
+}
