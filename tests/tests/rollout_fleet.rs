@@ -1,4 +1,4 @@
-//! One rollout across a fleet on a real etcd: two strait instances on the same prefix, with the rollout in etcd's `rollouts/` key; one leads, both serve the same weights step by step, a pause on the follower's admin API pauses the fleet, and killing the leader lets the other take over from the stored step and finish.
+//! One rollout across a fleet on a real etcd: two strait instances on the same prefix, with the rollout in etcd's `rollouts/` key; one leads, both serve the same weights step by step, a pause on the follower's admin API pauses the fleet, and killing the leader lets the other take over from the stored step and finish; and `strait config push` putting policies and rollouts in etcd.
 
 use std::time::{Duration, Instant};
 
@@ -6,7 +6,11 @@ use serde_json::Value;
 use strait_e2e::admin::AdminClient;
 use strait_e2e::etcd::{Etcd, ADMIN_TOKEN};
 use strait_e2e::recorder::Recorder;
+use strait_e2e::strait::run_cli;
 use strait_e2e::{poll_until, Strait, Upstream};
+
+/// Each test starts etcd and strait processes; one at a time keeps their timings apart.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The rollout's own entry and the `fleet` object of `GET /api/rollouts`.
 async fn rollout(admin: &AdminClient) -> (Value, Value) {
@@ -49,6 +53,7 @@ async fn post(admin: &AdminClient, path: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_on_etcd_runs_one_rollout_that_survives_its_leader() {
+    let _serial = SERIAL.lock().await;
     let etcd = Etcd::single().await;
     let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
     let c = etcd.client().await;
@@ -213,4 +218,65 @@ async fn a_fleet_on_etcd_runs_one_rollout_that_survives_its_leader() {
     let v: Value = serde_json::from_str(&stored).expect("json");
     assert_eq!(v["leader"], follower_name);
     assert_eq!(v["rollouts"]["checkout"]["phase"], "promoted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_push_puts_policies_and_rollouts_in_etcd_and_not_beside_a_bootstrap_copy() {
+    let _serial = SERIAL.lock().await;
+    let etcd = Etcd::single().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &file,
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n\
+         upstreams:\n  - { name: v1, endpoints: [\"127.0.0.1:1\"] }\n  - { name: v2, endpoints: [\"127.0.0.1:2\"] }\n\
+         policies:\n  - name: limit\n    rate_limit: { requests: 100, per: 1s }\n\
+         routes:\n  - name: checkout\n    upstreams: [v1, v2]\n    policies: [limit]\n\
+         rollouts:\n  - name: checkout\n    route: checkout\n    stable: v1\n    canary: v2\n    steps: [{ weight: 10, pause: 1m }]\n",
+    )
+    .unwrap();
+    let ep = etcd.endpoints()[0].clone();
+    let out = run_cli(&[
+        "config",
+        "push",
+        "-c",
+        file.to_str().unwrap(),
+        "--etcd",
+        &ep,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = etcd.client().await;
+    assert!(etcd.value(&c, "/strait/policies/limit").await.is_some());
+    assert!(etcd.value(&c, "/strait/rollouts/checkout").await.is_some());
+
+    let s = Strait::start(&etcd.bootstrap_with_admin()).await;
+    let admin = AdminClient::with_token(s.admin(), ADMIN_TOKEN);
+    let (r, _) = rollout(&admin).await;
+    assert_eq!(
+        (r["name"].as_str(), canary_weight(&r)),
+        (Some("checkout"), 10)
+    );
+
+    // A bootstrap file that keeps its own `policies:` while etcd has them too is refused,
+    // naming the key.
+    let boot = dir.path().join("boot.yaml");
+    std::fs::write(
+        &boot,
+        format!(
+            "{}policies:\n  - name: limit\n    rate_limit: {{ requests: 1, per: 1s }}\n",
+            etcd.bootstrap()
+        ),
+    )
+    .unwrap();
+    let out = run_cli(&["routes", "-c", boot.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("etcd:/strait/policies/limit") && err.contains("also in the bootstrap file"),
+        "{err}"
+    );
 }
