@@ -51,49 +51,37 @@ async fn post(admin: &AdminClient, path: &str) -> (u16, Value) {
     admin.write(reqwest::Method::POST, path, None, "").await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fleet_on_etcd_runs_one_rollout_that_survives_its_leader() {
-    let _serial = SERIAL.lock().await;
-    let etcd = Etcd::single().await;
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+/// Seeds etcd with a listener, the upstreams `v1` and `v2`, the split route `checkout` and its
+/// rollout with `steps`, judged every 400 ms.
+async fn seed(etcd: &Etcd, upstreams: &[&Upstream; 2], steps: &str) {
     let c = etcd.client().await;
     etcd.put(&c, "/strait/listeners/web", "listen: 127.0.0.1:0")
         .await;
-    etcd.put(
-        &c,
-        "/strait/upstreams/v1",
-        &format!("endpoints: [\"{}\"]", v1.addr()),
-    )
-    .await;
-    etcd.put(
-        &c,
-        "/strait/upstreams/v2",
-        &format!("endpoints: [\"{}\"]", v2.addr()),
-    )
-    .await;
+    for (name, u) in ["v1", "v2"].iter().zip(upstreams) {
+        let value = format!("endpoints: [\"{}\"]", u.addr());
+        etcd.put(&c, &format!("/strait/upstreams/{name}"), &value)
+            .await;
+    }
     etcd.put(
         &c,
         "/strait/routes/checkout",
         "match: { path_prefix: /checkout }\nupstreams: [v1, v2]",
     )
     .await;
-    // Step 1 holds 5 s, long enough to pause it after the followers saw it.
-    etcd.put(
-        &c,
-        "/strait/rollouts/checkout",
-        "route: checkout\nstable: v1\ncanary: v2\n\
-         steps: [{ weight: 20, pause: 1s }, { weight: 50, pause: 5s }, { weight: 80, pause: 6s }]\n\
-         analysis: { interval: 400ms, min_requests: 3, max_error_rate: 0.01 }",
-    )
-    .await;
+    let rollout = format!(
+        "route: checkout\nstable: v1\ncanary: v2\nsteps: {steps}\n\
+         analysis: {{ interval: 400ms, min_requests: 3, max_error_rate: 0.01 }}"
+    );
+    etcd.put(&c, "/strait/rollouts/checkout", &rollout).await;
+}
+
+/// Two instances, `east` and `west`, on etcd's prefix, and the one that leads once both agree.
+async fn pair(etcd: &Etcd) -> (Strait, Strait, String) {
     let boot = etcd.bootstrap_with_admin();
-    let mut east = Strait::start_opts(&boot, &[], &[], &[("STRAIT_INSTANCE_ID", "east")]).await;
-    let mut west = Strait::start_opts(&boot, &[], &[], &[("STRAIT_INSTANCE_ID", "west")]).await;
+    let east = Strait::start_opts(&boot, &[], &[], &[("STRAIT_INSTANCE_ID", "east")]).await;
+    let west = Strait::start_opts(&boot, &[], &[], &[("STRAIT_INSTANCE_ID", "west")]).await;
     let admin_east = AdminClient::with_token(east.admin(), ADMIN_TOKEN);
     let admin_west = AdminClient::with_token(west.admin(), ADMIN_TOKEN);
-    let admins = [&admin_east, &admin_west];
-
-    // Exactly one leads, and both say which.
     let leader = poll_until(Duration::from_secs(10), "a leader", || async {
         let (_, fe) = rollout(&admin_east).await;
         let (_, fw) = rollout(&admin_west).await;
@@ -102,6 +90,26 @@ async fn a_fleet_on_etcd_runs_one_rollout_that_survives_its_leader() {
     })
     .await;
     assert!(leader == "east" || leader == "west", "{leader}");
+    (east, west, leader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_on_etcd_runs_one_rollout_that_survives_its_leader() {
+    let _serial = SERIAL.lock().await;
+    let etcd = Etcd::single().await;
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let c = etcd.client().await;
+    // Step 1 holds 5 s, long enough to pause it after the followers saw it.
+    seed(
+        &etcd,
+        &[&v1, &v2],
+        "[{ weight: 20, pause: 1s }, { weight: 50, pause: 5s }, { weight: 80, pause: 6s }]",
+    )
+    .await;
+    let (mut east, mut west, leader) = pair(&etcd).await;
+    let admin_east = AdminClient::with_token(east.admin(), ADMIN_TOKEN);
+    let admin_west = AdminClient::with_token(west.admin(), ADMIN_TOKEN);
+    let admins = [&admin_east, &admin_west];
     let (_, fe) = rollout(&admin_east).await;
     let (_, fw) = rollout(&admin_west).await;
     assert_eq!(
@@ -278,5 +286,35 @@ async fn config_push_puts_policies_and_rollouts_in_etcd_and_not_beside_a_bootstr
     assert!(
         err.contains("etcd:/strait/policies/limit") && err.contains("also in the bootstrap file"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_with_sigterm_hands_over_at_once() {
+    let _serial = SERIAL.lock().await;
+    let etcd = Etcd::single().await;
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    seed(&etcd, &[&v1, &v2], "[{ weight: 30, pause: 1m }]").await;
+    let (mut east, mut west, leader) = pair(&etcd).await;
+    let (lead, follow, follower) = match leader.as_str() {
+        "east" => (&mut east, &mut west, "west"),
+        _ => (&mut west, &mut east, "east"),
+    };
+    let admin = AdminClient::with_token(follow.admin(), ADMIN_TOKEN);
+    lead.signal("TERM");
+    let stopped = Instant::now();
+    lead.wait_exit(Duration::from_secs(10)).await;
+    poll_until(Duration::from_secs(4), "the follower leads", || async {
+        let (_, f) = rollout(&admin).await;
+        (f["leader"].as_str() == Some(follower)).then_some(())
+    })
+    .await;
+    // Within a poll or two, not the 6 s a lease runs.
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_secs(4), "took over after {took:?}");
+    assert!(lead.logs_text().contains("rollout leadership released"));
+    assert_eq!(
+        position(&rollout(&admin).await.0),
+        ("progressing".into(), 0, 30)
     );
 }

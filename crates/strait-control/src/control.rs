@@ -402,6 +402,12 @@ impl Control {
         self.rollouts().view()
     }
 
+    /// At shutdown: a fleet's rollout leader hands the lease back so another instance takes
+    /// over within a second. Blocking.
+    pub fn rollout_release(&self) {
+        self.rollouts().release();
+    }
+
     /// This instance and the fleet's rollout leader, when the rollout state is shared.
     pub fn rollout_fleet(&self) -> Option<crate::rollout::FleetView> {
         self.rollouts().fleet_view()

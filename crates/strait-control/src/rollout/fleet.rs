@@ -42,6 +42,8 @@ pub(crate) struct Fleet {
     leading: bool,
     /// When the next round is due.
     next_round: Instant,
+    /// Set at shutdown: no more rounds, never leads again.
+    stopped: bool,
 }
 
 impl Fleet {
@@ -53,6 +55,7 @@ impl Fleet {
             version,
             leading: false,
             next_round: Instant::now(),
+            stopped: false,
         }
     }
 }
@@ -98,7 +101,7 @@ impl Controller {
     pub(crate) fn leading(&self) -> bool {
         match &self.fleet {
             None => true,
-            Some(f) => lease::acts(f.lease.as_ref(), &f.me, self.now(), &TIMING),
+            Some(f) => !f.stopped && lease::acts(f.lease.as_ref(), &f.me, self.now(), &TIMING),
         }
     }
 
@@ -130,7 +133,9 @@ impl Controller {
     /// weights, an admin command), then takes, renews or keeps the lease, or follows. True
     /// when the weights changed. Blocking (a read, maybe a write).
     pub(crate) fn round(&mut self, now: Duration) -> bool {
-        let Some(f) = &self.fleet else { return false };
+        let Some(f) = self.fleet.as_ref().filter(|f| !f.stopped) else {
+            return false;
+        };
         let (me, known) = (f.me.clone(), f.version);
         let (text, version) = match self.store.load_versioned(STATE) {
             Ok(read) => read,
@@ -156,6 +161,24 @@ impl Controller {
         }
         self.note_leadership();
         changed
+    }
+
+    /// At shutdown: stops taking part, and a leader ends its lease in the store so another
+    /// instance takes over at its next read instead of when the lease runs out. Blocking.
+    pub fn release(&mut self) {
+        let leading = self.leading();
+        let Some(f) = &mut self.fleet else { return };
+        f.stopped = true;
+        if !leading {
+            return;
+        }
+        f.lease = Some(Lease {
+            holder: f.me.clone(),
+            until: Duration::ZERO,
+        });
+        if self.write_shared() {
+            tracing::info!("rollout leadership released");
+        }
     }
 
     /// Logs a change of leadership; a new leader judges only traffic from now on.

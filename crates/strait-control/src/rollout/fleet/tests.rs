@@ -188,3 +188,19 @@ fn two_instances_taking_an_ended_lease_at_once_leave_one_leader() {
     p.rounds();
     assert!(p.a.leading() ^ p.b.leading());
 }
+
+#[test]
+fn a_leader_stopping_hands_the_lease_over_at_once() {
+    let mut p = Pair::new();
+    p.rounds();
+    assert!(p.a.leading());
+    p.a.release();
+    assert!(!p.a.leading());
+    p.pass_time(1000);
+    p.rounds();
+    assert!(
+        p.b.leading(),
+        "the lease ended with the release, not 6 s later"
+    );
+    assert!(!p.a.round_if_due(std::time::Instant::now()) && !p.a.leading());
+}
