@@ -120,7 +120,12 @@ impl Controller {
     }
 
     /// Runs a round when one is due (see [`Controller::round`]); true when the weights changed.
+    /// Without rollouts there is nothing to lead: no reads, no lease writes (a lease held runs
+    /// out).
     pub(crate) fn round_if_due(&mut self, at: Instant) -> bool {
+        if self.entries.is_empty() {
+            return false;
+        }
         match &mut self.fleet {
             Some(f) if f.next_round <= at => f.next_round = at + ROUND,
             _ => return false,

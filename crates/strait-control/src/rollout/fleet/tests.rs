@@ -204,3 +204,16 @@ fn a_leader_stopping_hands_the_lease_over_at_once() {
     );
     assert!(!p.a.round_if_due(std::time::Instant::now()) && !p.a.leading());
 }
+
+#[test]
+fn a_fleet_without_rollouts_takes_no_lease() {
+    let mut p = Pair::new();
+    let mut without = config("[{ weight: 5, pause: 0s }]");
+    without.rollouts.clear();
+    p.a.sync(&without);
+    p.b.sync(&without);
+    let at = std::time::Instant::now();
+    assert!(!p.a.round_if_due(at) && !p.b.round_if_due(at));
+    assert_eq!(p.a.fleet_view().and_then(|f| f.leader), None);
+    assert_eq!(p.b.fleet_view().and_then(|f| f.leader), None);
+}
