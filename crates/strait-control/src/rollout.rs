@@ -20,12 +20,14 @@ use crate::provider::StateStore;
 
 mod fleet;
 mod run;
+mod stored;
 
 #[cfg(test)]
 mod tests;
 
 pub use fleet::{instance_id, FleetView};
 pub use run::run;
+use stored::{decode, decode_last, encode, last_json, parse_stored};
 
 /// The name of the stored document.
 const STATE: &str = "rollouts";
@@ -546,73 +548,6 @@ fn verdict_reason(v: Verdict) -> &'static str {
         Verdict::Pass => "analysis passed and the step's pause is over",
         Verdict::Inconclusive => "step's pause is over",
     }
-}
-
-/// The stored document, or `Null` when there is none or it is unreadable (rollouts start over).
-fn parse_stored(text: Option<&str>, store: &dyn StateStore) -> Value {
-    let Some(text) = text else {
-        return Value::Null;
-    };
-    serde_json::from_str::<Value>(text).unwrap_or_else(|e| {
-        tracing::warn!(store = %store.describe(), error = %e, "stored rollout state is not JSON; rollouts start over");
-        Value::Null
-    })
-}
-
-fn encode(def: &cfg::Rollout, s: &RolloutState, last: Option<&LastAnalysis>) -> Value {
-    let mut v = json!({
-        "definition": definition(def),
-        "phase": s.phase.name(),
-        "step": s.step,
-        "step_started_ms": s.step_started.as_millis() as u64,
-        "passed": s.passed,
-    });
-    // Stored so that every instance of a fleet shows the leader's last analysis.
-    if let Some(last) = last {
-        v["last_analysis"] = last_json(last);
-    }
-    v
-}
-
-fn last_json(a: &LastAnalysis) -> Value {
-    json!({
-        "time": a.at,
-        "verdict": a.verdict.name(),
-        "source": a.source,
-        "requests": a.figures.requests,
-        "error_rate": a.figures.error_rate.filter(|x| x.is_finite()),
-        "p99_seconds": a.figures.p99.filter(|x| x.is_finite()),
-        "error": a.error,
-    })
-}
-
-/// The last analysis stored with a rollout's state, if any.
-fn decode_last(v: &Value) -> Option<LastAnalysis> {
-    let a = v.get("last_analysis")?;
-    let source = match a.get("source")?.as_str()? {
-        "prometheus" => "prometheus",
-        _ => "metrics",
-    };
-    Some(LastAnalysis {
-        at: a.get("time")?.as_f64()?,
-        verdict: Verdict::from_name(a.get("verdict")?.as_str()?)?,
-        figures: Figures {
-            requests: a.get("requests")?.as_u64()?,
-            error_rate: a.get("error_rate").and_then(Value::as_f64),
-            p99: a.get("p99_seconds").and_then(Value::as_f64),
-        },
-        source,
-        error: a.get("error").and_then(Value::as_str).map(str::to_owned),
-    })
-}
-
-fn decode(v: &Value) -> Option<RolloutState> {
-    Some(RolloutState {
-        phase: Phase::from_name(v.get("phase")?.as_str()?)?,
-        step: usize::try_from(v.get("step")?.as_u64()?).ok()?,
-        step_started: Duration::from_millis(v.get("step_started_ms")?.as_u64()?),
-        passed: u32::try_from(v.get("passed")?.as_u64()?).ok()?,
-    })
 }
 
 /// The view as JSON for `GET /api/rollouts`.
