@@ -1,8 +1,8 @@
 //! SLO-gated rollouts through the real binary: a healthy canary promoted through every step while the observed shares move, a canary failing 10% of requests rolled back within two analysis intervals, admin pause/resume/abort/promote, a restart resuming the stored step, a changed definition restarting, the same decisions from a real Prometheus scraping Strait, and config errors with positions.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -10,6 +10,7 @@ use strait_e2e::admin::{AdminClient, TOKEN};
 use strait_e2e::config_file::{line_of, Validated};
 use strait_e2e::metrics::sum;
 use strait_e2e::prometheus::Prometheus;
+use strait_e2e::recorder::Recorder;
 use strait_e2e::{poll_until, Reply, Strait, Upstream};
 
 /// Upstreams, one route per `(path, stable, canary)` and one rollout per route (named like the
@@ -53,61 +54,6 @@ async fn flaky(name: &str) -> Upstream {
         }
     })
     .await
-}
-
-/// Keep-alive clients sending GET /PATH every 2 ms (at most 30,000 requests or 90 s each),
-/// recording what answered: the upstream's name, or the status for a 5xx.
-struct Load {
-    seen: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Load {
-    fn start(web: SocketAddr, path: &str) -> Load {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st, url) = (seen.clone(), stop.clone(), format!("http://{web}/{path}"));
-        tokio::spawn(async move {
-            let http = strait_e2e::client::reqwest_client();
-            let deadline = Instant::now() + Duration::from_secs(90);
-            for _ in 0..30_000 {
-                if st.load(Ordering::Relaxed) || Instant::now() >= deadline {
-                    break;
-                }
-                if let Ok(r) = http.get(&url).send().await {
-                    let status = r.status().as_u16();
-                    let text = r.text().await.unwrap_or_default();
-                    s.lock().unwrap().push(if status >= 500 {
-                        status.to_string()
-                    } else {
-                        text
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        });
-        Load { seen, stop }
-    }
-
-    fn len(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    /// How many of the `n` responses after index `from` came from `upstream`; waits for them.
-    async fn count_after(&self, from: usize, n: usize, upstream: &str) -> usize {
-        poll_until(Duration::from_secs(20), "responses", || async {
-            let s = self.seen.lock().unwrap();
-            (s.len() >= from + n)
-                .then(|| s[from..from + n].iter().filter(|x| *x == upstream).count())
-        })
-        .await
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 async fn rollout(admin: &AdminClient, name: &str) -> Value {
@@ -173,7 +119,7 @@ async fn a_healthy_canary_is_promoted_through_every_step_and_shares_follow() {
         ),
         (Some(80), Some(20))
     );
-    let load = Load::start(s.web(), "checkout");
+    let load = Recorder::start(s.web(), "checkout");
     // Weights are exact per period of the smooth weighted round robin.
     let early = load.count_after(0, 50, "v2").await;
     assert!(
@@ -232,7 +178,7 @@ async fn a_canary_failing_one_request_in_ten_is_rolled_back_within_two_intervals
     );
     let s = Strait::start(&yaml).await;
     let admin = AdminClient::new(s.admin());
-    let load = Load::start(s.web(), "checkout");
+    let load = Recorder::start(s.web(), "checkout");
     let started = Instant::now();
     let (failed, _) = wait_phase(&admin, "checkout", "failed", Duration::from_secs(20)).await;
     // The interval running when the load started may have too few requests; the next breaches.
@@ -298,7 +244,7 @@ async fn admin_pauses_resumes_aborts_and_promotes() {
         (200, Some("aborted"), Some(0)),
         "{r}"
     );
-    let load = Load::start(s.web(), "checkout");
+    let load = Recorder::start(s.web(), "checkout");
     assert_eq!(
         load.count_after(0, 30, "v1").await,
         30,
@@ -352,7 +298,7 @@ async fn a_restart_resumes_the_stored_step_and_a_new_definition_starts_over() {
     );
     let mut s = Strait::start(&yaml).await;
     let admin = AdminClient::new(s.admin());
-    let load = Load::start(s.web(), "checkout");
+    let load = Recorder::start(s.web(), "checkout");
     poll_until(Duration::from_secs(20), "the second step", || async {
         (rollout(&admin, "checkout").await["step"] == 1).then_some(())
     })
@@ -370,7 +316,7 @@ async fn a_restart_resumes_the_stored_step_and_a_new_definition_starts_over() {
         "{r}"
     );
     assert_eq!(r["weights"]["v2"], 40);
-    let load = Load::start(s.web(), "checkout");
+    let load = Recorder::start(s.web(), "checkout");
     let resumed = load.count_after(0, 50, "v2").await;
     assert!(
         (18..=22).contains(&resumed),
@@ -399,7 +345,7 @@ async fn a_restart_resumes_the_stored_step_and_a_new_definition_starts_over() {
         (v["rollouts"].as_array().is_some_and(Vec::is_empty)).then_some(())
     })
     .await;
-    let load = Load::start(s.web(), "checkout");
+    let load = Recorder::start(s.web(), "checkout");
     assert_eq!(
         load.count_after(10, 40, "v2").await,
         20,
@@ -449,7 +395,7 @@ async fn prometheus_analysis_promotes_the_healthy_canary_and_rolls_back_the_faul
         (v["rollouts"].as_array().is_some_and(|r| r.len() == 2)).then_some(())
     })
     .await;
-    let (_la, _lb) = (Load::start(s.web(), "a"), Load::start(s.web(), "b"));
+    let (_la, _lb) = (Recorder::start(s.web(), "a"), Recorder::start(s.web(), "b"));
     let (failed, _) = wait_phase(&admin, "b", "failed", Duration::from_secs(30)).await;
     assert_eq!(failed["last_analysis"]["source"], "prometheus");
     assert_eq!(failed["last_analysis"]["verdict"], "breach");

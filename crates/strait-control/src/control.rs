@@ -402,6 +402,17 @@ impl Control {
         self.rollouts().view()
     }
 
+    /// At shutdown: a fleet's rollout leader hands the lease back so another instance takes
+    /// over within a second. Blocking.
+    pub fn rollout_release(&self) {
+        self.rollouts().release();
+    }
+
+    /// This instance and the fleet's rollout leader, when the rollout state is shared.
+    pub fn rollout_fleet(&self) -> Option<crate::rollout::FleetView> {
+        self.rollouts().fleet_view()
+    }
+
     /// Applies an admin command to rollout `name`, publishing new weights when it changes them;
     /// the rollout afterwards. Blocking.
     pub fn rollout_command(
@@ -601,7 +612,7 @@ struct Staged {
 fn remote_scope(provider: &dyn Provider) -> Option<PathScope> {
     match provider.kind() {
         "file" | "embedded" => None,
-        // etcd supplies listeners, routes, upstreams and `server`; the rest is its bootstrap file.
+        // etcd supplies listeners, routes, upstreams, policies, rollouts and `server`; the rest is its bootstrap file.
         _ => Some(PathScope::Shared),
     }
 }

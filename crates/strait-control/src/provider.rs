@@ -87,11 +87,28 @@ pub trait StateStore: Send + Sync + 'static {
     fn load(&self, name: &str) -> Result<Option<String>, String>;
     /// Replaces the document `name`. May block.
     fn store(&self, name: &str, text: &str) -> Result<(), String>;
+    /// Whether several instances share the store (etcd): then one of them leads the rollouts
+    /// and writes only through [`StateStore::store_if`].
+    fn shared(&self) -> bool {
+        false
+    }
+    /// The document `name` and its version (0 when there is none). May block.
+    fn load_versioned(&self, name: &str) -> Result<(Option<String>, i64), String> {
+        Ok((self.load(name)?, 0))
+    }
+    /// Replaces the document `name` if its version is still `version` (0: there is none);
+    /// the new version, or `None` when someone else wrote it first. May block. By default the
+    /// store has one writer, so the write always applies.
+    fn store_if(&self, name: &str, text: &str, version: i64) -> Result<Option<i64>, String> {
+        self.store(name, text)?;
+        Ok(Some(version + 1))
+    }
 }
 
 /// State kept in this process only: lost on restart (the embedded default configuration).
+/// Versions count writes, so it can stand in for a shared store in tests.
 #[derive(Default)]
-pub struct MemoryStore(Mutex<std::collections::HashMap<String, String>>);
+pub struct MemoryStore(Mutex<std::collections::HashMap<String, (String, i64)>>);
 
 impl StateStore for MemoryStore {
     fn describe(&self) -> String {
@@ -99,15 +116,31 @@ impl StateStore for MemoryStore {
     }
 
     fn load(&self, name: &str) -> Result<Option<String>, String> {
-        Ok(self.0.lock().expect("state lock").get(name).cloned())
+        Ok(self.load_versioned(name)?.0)
     }
 
     fn store(&self, name: &str, text: &str) -> Result<(), String> {
-        self.0
-            .lock()
-            .expect("state lock")
-            .insert(name.to_string(), text.to_string());
+        let mut docs = self.0.lock().expect("state lock");
+        let version = docs.get(name).map_or(0, |d| d.1) + 1;
+        docs.insert(name.to_string(), (text.to_string(), version));
         Ok(())
+    }
+
+    fn load_versioned(&self, name: &str) -> Result<(Option<String>, i64), String> {
+        let docs = self.0.lock().expect("state lock");
+        Ok(docs
+            .get(name)
+            .map_or((None, 0), |(t, v)| (Some(t.clone()), *v)))
+    }
+
+    fn store_if(&self, name: &str, text: &str, version: i64) -> Result<Option<i64>, String> {
+        let mut docs = self.0.lock().expect("state lock");
+        let current = docs.get(name).map_or(0, |d| d.1);
+        if current != version {
+            return Ok(None);
+        }
+        docs.insert(name.to_string(), (text.to_string(), current + 1));
+        Ok(Some(current + 1))
     }
 }
 

@@ -4,6 +4,9 @@
 //! state and metric baseline, stores the state through the provider's [`StateStore`] so a
 //! restart resumes at the stored step, logs and counts every transition, and answers the admin
 //! API. The async loop that drives it is [`run`] (in `rollout/run.rs`).
+//!
+//! When the store is shared by a fleet (etcd), one instance leads and the others follow the
+//! stored state: see `rollout/fleet.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,12 +18,16 @@ use strait_observe::Metrics;
 
 use crate::provider::StateStore;
 
+mod fleet;
 mod run;
+mod stored;
 
 #[cfg(test)]
 mod tests;
 
+pub use fleet::{instance_id, FleetView};
 pub use run::run;
+use stored::{decode, decode_last, encode, last_json, parse_stored};
 
 /// The name of the stored document.
 const STATE: &str = "rollouts";
@@ -96,6 +103,9 @@ pub struct RolloutView {
     pub passed: u32,
     /// The last analysis.
     pub last: Option<LastAnalysis>,
+    /// The instance that leads the fleet's rollouts, when the state is shared and someone
+    /// holds the lease.
+    pub leader: Option<String>,
 }
 
 /// Why an admin command was refused.
@@ -105,6 +115,8 @@ pub enum CommandError {
     NotFound,
     /// The command does not apply in the rollout's phase.
     Conflict(&'static str),
+    /// The shared state could not be read or written.
+    Unavailable(String),
 }
 
 /// An analysis that is due: the built-in figures of its interval, and the PromQL settings when
@@ -126,11 +138,17 @@ struct Entry {
     last: Option<LastAnalysis>,
 }
 
+/// The wall clock the controller reads (a test's own clock in tests).
+pub type Clock = Arc<dyn Fn() -> Duration + Send + Sync>;
+
 /// The state of every configured rollout.
 pub struct Controller {
     store: Box<dyn StateStore>,
     metrics: Arc<Metrics>,
     entries: Vec<Entry>,
+    /// This instance's part in a fleet, when the store is shared.
+    fleet: Option<fleet::Fleet>,
+    clock: Clock,
 }
 
 /// What a change of definition is judged by: a different route, upstreams or steps restart the
@@ -155,30 +173,48 @@ impl Controller {
     /// The controller of `config`'s rollouts, resuming each from `store` when its stored
     /// definition is the configured one.
     pub fn new(store: Box<dyn StateStore>, metrics: Arc<Metrics>, config: &cfg::Config) -> Self {
-        let stored = match store.load(STATE) {
-            Ok(Some(text)) => serde_json::from_str::<Value>(&text).unwrap_or_else(|e| {
-                tracing::warn!(store = %store.describe(), error = %e, "stored rollout state is not JSON; rollouts start over");
-                Value::Null
-            }),
-            Ok(None) => Value::Null,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the stored rollout state; rollouts start over");
-                Value::Null
-            }
-        };
+        Self::with_identity(store, metrics, config, instance_id(), Arc::new(wall))
+    }
+
+    /// [`Controller::new`] for the instance called `me` (its name in a fleet's lease) reading
+    /// time from `clock`.
+    pub fn with_identity(
+        store: Box<dyn StateStore>,
+        metrics: Arc<Metrics>,
+        config: &cfg::Config,
+        me: String,
+        clock: Clock,
+    ) -> Self {
+        let (text, version) = store.load_versioned(STATE).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the stored rollout state; rollouts start over");
+            (None, 0)
+        });
+        let stored = parse_stored(text.as_deref(), store.as_ref());
+        let fleet = store.shared().then(|| {
+            tracing::info!(instance = %me, store = %store.describe(), "rollout state is shared: one instance of the fleet leads the rollouts");
+            fleet::Fleet::new(me, version, fleet::lease_of(&stored))
+        });
         let mut c = Controller {
             store,
             metrics,
             entries: Vec::new(),
+            fleet,
+            clock,
         };
-        let now = wall();
+        let now = c.now();
         for def in &config.rollouts {
             let resumed = stored
                 .get("rollouts")
                 .and_then(|r| r.get(&def.name))
                 .filter(|s| s.get("definition").and_then(Value::as_str) == Some(&definition(def)))
                 .and_then(decode);
-            let entry = c.entry(def, resumed.unwrap_or_else(|| RolloutState::start(now)));
+            let mut entry = c.entry(def, resumed.unwrap_or_else(|| RolloutState::start(now)));
+            if resumed.is_some() {
+                entry.last = stored
+                    .get("rollouts")
+                    .and_then(|r| r.get(&def.name))
+                    .and_then(decode_last);
+            }
             match resumed {
                 Some(s) => tracing::info!(
                     rollout = %def.name,
@@ -192,8 +228,16 @@ impl Controller {
             c.gauge(&entry);
             c.entries.push(entry);
         }
-        c.persist();
+        // A fleet's state is written by its leader only, once the lease says who that is.
+        if c.fleet.is_none() {
+            c.persist();
+        }
         c
+    }
+
+    /// The time now, as the state machine and the store see it.
+    fn now(&self) -> Duration {
+        (self.clock)()
     }
 
     fn entry(&self, def: &cfg::Rollout, state: RolloutState) -> Entry {
@@ -266,7 +310,7 @@ impl Controller {
     /// changed ones start at their first step, removed ones stop (their route keeps its
     /// configured weights).
     pub fn sync(&mut self, config: &cfg::Config) {
-        let now = wall();
+        let now = self.now();
         let mut old = std::mem::take(&mut self.entries);
         for def in &config.rollouts {
             let kept = old
@@ -308,6 +352,9 @@ impl Controller {
     /// figures of their interval; the next interval starts.
     pub(crate) fn due(&mut self, now: Instant) -> Vec<Due> {
         let mut out = Vec::new();
+        if !self.leading() {
+            return out;
+        }
         for i in 0..self.entries.len() {
             let e = &self.entries[i];
             if e.state.phase.is_final() || e.next > now {
@@ -336,7 +383,11 @@ impl Controller {
         source: &'static str,
         error: Option<String>,
     ) -> bool {
-        let now = wall();
+        let now = self.now();
+        // Leadership may have passed on while a PromQL query ran: the new leader judges.
+        if !self.leading() {
+            return false;
+        }
         let Some(i) = self.entries.iter().position(|e| e.def.name == name) else {
             return false;
         };
@@ -365,7 +416,10 @@ impl Controller {
 
     /// Advances every rollout whose step is done; true when the weights changed.
     pub(crate) fn tick(&mut self) -> bool {
-        let now = wall();
+        if !self.leading() {
+            return false;
+        }
+        let now = self.now();
         let mut changed = false;
         for i in 0..self.entries.len() {
             let e = &mut self.entries[i];
@@ -381,6 +435,10 @@ impl Controller {
 
     /// Applies an operator's command; true when the weights changed.
     pub fn command(&mut self, name: &str, cmd: Command) -> Result<bool, CommandError> {
+        if self.fleet.is_some() {
+            return self.command_shared(name, cmd);
+        }
+        let now = self.now();
         let i = self
             .entries
             .iter()
@@ -388,10 +446,7 @@ impl Controller {
             .ok_or(CommandError::NotFound)?;
         let e = &mut self.entries[i];
         let before = e.state.canary_weight(&e.steps);
-        let to = e
-            .state
-            .command(cmd, wall())
-            .map_err(CommandError::Conflict)?;
+        let to = e.state.command(cmd, now).map_err(CommandError::Conflict)?;
         if to == Phase::Progressing {
             // A resumed rollout judges fresh traffic only.
             let totals = self.totals(&self.entries[i].def);
@@ -439,6 +494,7 @@ impl Controller {
 
     /// Every rollout, in configuration order.
     pub fn view(&self) -> Vec<RolloutView> {
+        let leader = self.fleet_view().and_then(|f| f.leader);
         self.entries
             .iter()
             .map(|e| RolloutView {
@@ -452,17 +508,34 @@ impl Controller {
                 canary_weight: e.state.canary_weight(&e.steps),
                 passed: e.state.passed,
                 last: e.last.clone(),
+                leader: leader.clone(),
+            })
+            .collect()
+    }
+
+    /// Every rollout's stored form, by name.
+    fn encoded(&self) -> serde_json::Map<String, Value> {
+        self.entries
+            .iter()
+            .map(|e| {
+                (
+                    e.def.name.clone(),
+                    encode(&e.def, &e.state, e.last.as_ref()),
+                )
             })
             .collect()
     }
 
     /// Stores every rollout's state (a failed write is logged: the rollout goes on in memory).
-    fn persist(&self) {
-        let mut all = serde_json::Map::new();
-        for e in &self.entries {
-            all.insert(e.def.name.clone(), encode(&e.def, &e.state));
+    /// In a fleet only the leader writes, guarded by the version it last read or wrote.
+    fn persist(&mut self) {
+        if self.fleet.is_some() {
+            if self.leading() {
+                self.write_shared();
+            }
+            return;
         }
-        let text = json!({ "rollouts": all }).to_string();
+        let text = json!({ "rollouts": self.encoded() }).to_string();
         if let Err(e) = self.store.store(STATE, &text) {
             tracing::warn!(error = %e, "cannot store the rollout state; a restart will start rollouts over");
         }
@@ -477,38 +550,9 @@ fn verdict_reason(v: Verdict) -> &'static str {
     }
 }
 
-fn encode(def: &cfg::Rollout, s: &RolloutState) -> Value {
-    json!({
-        "definition": definition(def),
-        "phase": s.phase.name(),
-        "step": s.step,
-        "step_started_ms": s.step_started.as_millis() as u64,
-        "passed": s.passed,
-    })
-}
-
-fn decode(v: &Value) -> Option<RolloutState> {
-    Some(RolloutState {
-        phase: Phase::from_name(v.get("phase")?.as_str()?)?,
-        step: usize::try_from(v.get("step")?.as_u64()?).ok()?,
-        step_started: Duration::from_millis(v.get("step_started_ms")?.as_u64()?),
-        passed: u32::try_from(v.get("passed")?.as_u64()?).ok()?,
-    })
-}
-
 /// The view as JSON for `GET /api/rollouts`.
 pub fn view_json(v: &RolloutView) -> Value {
-    let last = v.last.as_ref().map(|a| {
-        json!({
-            "time": a.at,
-            "verdict": a.verdict.name(),
-            "source": a.source,
-            "requests": a.figures.requests,
-            "error_rate": a.figures.error_rate.filter(|x| x.is_finite()),
-            "p99_seconds": a.figures.p99.filter(|x| x.is_finite()),
-            "error": a.error,
-        })
-    });
+    let last = v.last.as_ref().map(last_json);
     json!({
         "name": v.name,
         "route": v.route,
@@ -520,5 +564,6 @@ pub fn view_json(v: &RolloutView) -> Value {
         "passed": v.passed,
         "weights": { &v.stable: 100 - v.canary_weight, &v.canary: v.canary_weight },
         "last_analysis": last,
+        "leader": v.leader,
     })
 }

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+pub mod lease;
+
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +54,13 @@ impl Verdict {
             Verdict::Breach => "breach",
             Verdict::Inconclusive => "inconclusive",
         }
+    }
+
+    /// The verdict called `name` (stored state).
+    pub fn from_name(name: &str) -> Option<Verdict> {
+        [Verdict::Pass, Verdict::Breach, Verdict::Inconclusive]
+            .into_iter()
+            .find(|v| v.name() == name)
     }
 }
 

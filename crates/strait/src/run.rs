@@ -271,6 +271,9 @@ async fn serve(
         .ready
         .store(false, std::sync::atomic::Ordering::Release);
     control.stop();
+    // Before draining: another instance can lead the fleet's rollouts while this one drains.
+    let c = control.clone();
+    let _ = tokio::task::spawn_blocking(move || c.rollout_release()).await;
     if tokio::time::timeout(drain, control.tracker.drained())
         .await
         .is_err()

@@ -1,4 +1,4 @@
-//! `GET /api/rollouts` (phase, step, weights and last analysis of every rollout) and `POST /api/rollouts/NAME/{pause,resume,abort,promote}`.
+//! `GET /api/rollouts` (phase, step, weights and last analysis of every rollout, and with a shared state the fleet's leader) and `POST /api/rollouts/NAME/{pause,resume,abort,promote}` (on any instance of a fleet).
 
 use std::sync::Arc;
 
@@ -17,9 +17,11 @@ use crate::AdminState;
 
 /// Every rollout of the running configuration.
 pub(super) async fn list(State(s): State<Arc<AdminState>>) -> Response {
-    let views = super::read(&s.control, strait_control::Control::rollout_view).await;
+    let (views, fleet) = super::read(&s.control, |c| (c.rollout_view(), c.rollout_fleet())).await;
     let all: Vec<Value> = views.iter().map(view_json).collect();
-    Json(json!({ "rollouts": all })).into_response()
+    // With a shared state (etcd), which instance answered and which one leads.
+    let fleet = fleet.map(|f| json!({ "instance": f.instance, "leader": f.leader }));
+    Json(json!({ "rollouts": all, "fleet": fleet })).into_response()
 }
 
 /// Applies an operator's command; answers the rollout as it is afterwards.
@@ -40,6 +42,7 @@ pub(super) async fn command(
         Ok(Ok(view)) => Json(view_json(&view)).into_response(),
         Ok(Err(CommandError::NotFound)) => error(StatusCode::NOT_FOUND, "no such rollout"),
         Ok(Err(CommandError::Conflict(why))) => error(StatusCode::CONFLICT, why),
+        Ok(Err(CommandError::Unavailable(why))) => error(StatusCode::SERVICE_UNAVAILABLE, &why),
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }

@@ -1,4 +1,7 @@
-//! The rollout controller's async shell: wakes every 100 ms, runs the analyses that are due (the built-in figures, or PromQL instant queries through Strait's own upstream client), and compiles the snapshot again when a rollout changed its route's weights.
+//! The rollout controller's async shell: wakes every 100 ms, reads a fleet's shared state when a round is due, runs the analyses that are due (the built-in figures, or PromQL instant queries through Strait's own upstream client), and compiles the snapshot again when a rollout changed its route's weights.
+//!
+//! The controller's own steps may read and write the state store (etcd answers over the
+//! network), so they run off the runtime's worker threads.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -23,9 +26,18 @@ pub async fn run(control: Weak<Control>) {
     loop {
         tick.tick().await;
         let Some(c) = control.upgrade() else { return };
-        let (due, mut changed) = {
-            let mut r = c.rollouts();
-            (r.due(Instant::now()), r.tick())
+        let step = c.clone();
+        let stepped = tokio::task::spawn_blocking(move || {
+            let mut r = step.rollouts();
+            let now = Instant::now();
+            let adopted = r.round_if_due(now);
+            let due = r.due(now);
+            (due, adopted | r.tick())
+        })
+        .await;
+        let Ok((due, mut changed)) = stepped else {
+            // A panic in the controller is a bug; the next tick tries again.
+            continue;
         };
         for d in due {
             let mut figures = d.figures;
@@ -46,7 +58,12 @@ pub async fn run(control: Weak<Control>) {
                     }
                 }
             }
-            changed |= c.rollouts().record(&d.name, figures, source, error);
+            let r = c.clone();
+            changed |= tokio::task::spawn_blocking(move || {
+                r.rollouts().record(&d.name, figures, source, error)
+            })
+            .await
+            .unwrap_or(false);
         }
         if changed {
             let c = c.clone();

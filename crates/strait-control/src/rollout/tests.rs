@@ -9,7 +9,7 @@ use strait_observe::Metrics;
 use super::*;
 use crate::provider::{MemoryStore, StateStore};
 
-fn config(steps: &str) -> cfg::Config {
+pub(super) fn config(steps: &str) -> cfg::Config {
     let yaml = format!(
         "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n\
 upstreams:\n  - {{ name: v1, endpoints: [\"127.0.0.1:1\"] }}\n  - {{ name: v2, endpoints: [\"127.0.0.1:2\"] }}\n\
@@ -35,7 +35,7 @@ impl StateStore for Shared {
     }
 }
 
-fn pass() -> Figures {
+pub(super) fn pass() -> Figures {
     Figures {
         requests: 100,
         error_rate: Some(0.0),
