@@ -47,6 +47,11 @@ impl Recorder {
         self.seen.lock().unwrap().len()
     }
 
+    /// Whether nothing was recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// How many of the `n` responses after index `from` came from `upstream`; waits for them.
     pub async fn count_after(&self, from: usize, n: usize, upstream: &str) -> usize {
         poll_until(Duration::from_secs(20), "responses", || async {

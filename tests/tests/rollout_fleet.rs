@@ -42,7 +42,7 @@ async fn both<F: Fn(&Value) -> bool>(
     poll_until(limit, what, || async {
         let a = rollout(admins[0]).await.0;
         let b = rollout(admins[1]).await.0;
-        (check(&a) && check(&b)).then(|| [a, b])
+        (check(&a) && check(&b)).then_some([a, b])
     })
     .await
 }
