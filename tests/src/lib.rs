@@ -22,6 +22,7 @@ pub mod process;
 pub mod prometheus;
 pub mod raw;
 pub mod rawup;
+pub mod recorder;
 pub mod redis;
 pub mod strait;
 pub mod upstream;

@@ -59,6 +59,11 @@ impl Prometheus {
         }
     }
 
+    /// The address its HTTP API listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `GET /api/v1/...?` + url-encoded `params`, parsed as JSON.
     pub async fn api(&self, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
         let q: Vec<String> = params

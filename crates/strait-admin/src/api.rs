@@ -18,6 +18,7 @@ use crate::{assemble::Assembled, AdminState};
 
 mod items;
 mod reply;
+mod rollouts;
 
 use reply::{error, set_etag, written, Params};
 
@@ -29,6 +30,8 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router<Arc<AdminState>> {
         .route("/versions/{version}", get(version_text))
         .route("/rollback/{version}", post(rollback))
         .route("/upstreams/{name}/health", get(upstream_health))
+        .route("/rollouts", get(rollouts::list))
+        .route("/rollouts/{name}/{action}", post(rollouts::command))
         .route("/{kind}", get(items::list))
         .route(
             "/{kind}/{name}",

@@ -15,6 +15,7 @@ mod jwt;
 mod node;
 mod policy;
 mod ratelimit;
+mod rollout;
 
 pub use node::Node;
 use node::{int, pairs, M};
@@ -34,6 +35,7 @@ pub fn effective(config: &Config) -> Node {
         policies,
         provider,
         observability,
+        rollouts,
         locations: _,
     } = config;
     let Server {
@@ -62,6 +64,7 @@ pub fn effective(config: &Config) -> Node {
             Node::List(upstreams.iter().map(upstream).collect()),
         )
         .put("observability", observability_node(observability))
+        .put("rollouts", rollout::rollouts(rollouts))
         .into()
 }
 

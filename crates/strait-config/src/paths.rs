@@ -11,15 +11,24 @@ use std::path::{Component, Path, PathBuf};
 /// and the bound keeps a path to a device or a huge file from stalling or bloating a reload.
 pub const MAX_INPUT_FILE_BYTES: u64 = 1 << 20;
 
-/// The sections an etcd instance reads from etcd; the others come from its bootstrap file.
-pub const SHARED_SECTIONS: [&str; 4] = ["server", "listeners", "routes", "upstreams"];
+/// The sections an etcd instance reads from etcd; the others come from its bootstrap file
+/// (which may also keep `policies` and `rollouts`, as before etcd had keys for them).
+pub const SHARED_SECTIONS: [&str; 6] = [
+    "server",
+    "listeners",
+    "routes",
+    "upstreams",
+    "policies",
+    "rollouts",
+];
 
 /// Which sections of a document the policy applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathScope {
     /// Every section: the whole document came from the admin API.
     All,
-    /// The sections etcd supplies (`listeners`, `routes`, `upstreams`, `server`); `admin`,
+    /// The sections etcd supplies (`listeners`, `routes`, `upstreams`, `server`, `policies`,
+    /// `rollouts`; a bootstrap file's own policies are held to it too); `admin`,
     /// `config` and `observability` come from the operator's bootstrap file and are trusted.
     Shared,
 }

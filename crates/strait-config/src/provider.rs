@@ -3,7 +3,9 @@
 //! With `provider: file` (the default) the file is the whole configuration. With
 //! `provider: etcd` the file is a *bootstrap*: it holds only the sections that stay local
 //! to one instance (`admin`, `config`, and any later local section) and must not hold the
-//! shared ones (`server`, `listeners`, `routes`, `upstreams`), which come from etcd. The
+//! shared ones (`server`, `listeners`, `routes`, `upstreams`), which come from etcd.
+//! `policies` and `rollouts` come from etcd too, or (as before etcd had keys for them) from
+//! the bootstrap file, but not from both. The
 //! document served is then the bootstrap text followed by the sections assembled from etcd,
 //! validated as one ordinary config by [`crate::parse`]; [`bootstrap`] is what reads the file
 //! first, without requiring listeners.

@@ -42,6 +42,7 @@ pub(crate) struct RawConfig {
     pub policies: Option<Vec<Spanned<RawPolicy>>>,
     pub config: Option<Spanned<crate::provider::RawProvider>>,
     pub observability: Option<crate::observability::RawObservability>,
+    pub rollouts: Option<Vec<Spanned<crate::rollout::RawRollout>>>,
 }
 
 #[derive(Deserialize)]

@@ -32,6 +32,8 @@ pub struct Config {
     pub provider: crate::provider::ProviderSettings,
     /// Access logs and tracing (`observability:`, see `observability.rs`).
     pub observability: crate::observability::Observability,
+    /// Progressive deliveries of canary upstreams (`rollouts:`, see `rollout.rs`).
+    pub rollouts: Vec<crate::rollout::Rollout>,
     /// Source positions of the items above, for errors found after parsing.
     pub locations: Locations,
 }

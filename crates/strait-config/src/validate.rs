@@ -141,6 +141,8 @@ pub(crate) fn validate(
         .collect();
     cx.unique("route", &named);
     auth::check_upstreams(&mut cx, &known.upstreams);
+    let rollouts =
+        crate::rollout::validate(&mut cx, raw.rollouts.as_ref(), &routes, &known.upstreams);
 
     cx.local_section = true;
     let observability = crate::observability::validate(&mut cx, raw.observability.as_ref());
@@ -154,6 +156,7 @@ pub(crate) fn validate(
         policies: policies.clone(),
         provider,
         observability,
+        rollouts,
         locations,
     };
     if !cx.errors.is_empty() {
@@ -509,7 +512,7 @@ impl Ctx<'_> {
     }
 
     /// Reports every name after the first occurrence.
-    fn unique(&mut self, kind: &str, names: &[(&str, Pos)]) {
+    pub(crate) fn unique(&mut self, kind: &str, names: &[(&str, Pos)]) {
         let mut seen: HashMap<&str, Pos> = HashMap::new();
         for &(name, at) in names {
             if name.is_empty() {

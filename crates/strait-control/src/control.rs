@@ -24,6 +24,7 @@ use crate::{
     listeners::{ListenerSet, Prepared},
     provider::{Document, Provider},
     restart::Started,
+    rollout::{apply, CommandError, Controller, RolloutView},
 };
 
 /// How many applied versions are kept for `GET /api/versions` and rollback.
@@ -74,6 +75,9 @@ pub struct Control {
     series: Mutex<()>,
     /// Answers for endpoints given as DNS names (held here, found by the compiler in `live`).
     dns: Arc<crate::dns::DnsCache>,
+    /// The rollouts and the weights they set; every compile applies them. Taken after `state`
+    /// when both are held.
+    rollouts: Mutex<Controller>,
 }
 
 struct State {
@@ -113,7 +117,9 @@ impl Control {
         let live = Arc::new(LiveState::new());
         let dns = live.get_or_insert(crate::dns::KIND, "", 0, crate::dns::DnsCache::default);
         let observe = ObserveRuntime::new(metrics.clone());
-        let mut snap = compile(&loaded.config, 1, &live, &metrics)?;
+        let rollouts = Controller::new(provider.state_store(), metrics.clone(), &loaded.config);
+        let overridden = apply(&loaded.config, &rollouts.weights());
+        let mut snap = compile(&overridden, 1, &live, &metrics)?;
         snap.observe = observe_of(&observe, &loaded.config)?;
         let snap = Arc::new(snap);
         let tracker = Arc::new(Tracker::default());
@@ -161,6 +167,7 @@ impl Control {
             started,
             series: Mutex::new(()),
             dns,
+            rollouts: Mutex::new(rollouts),
             state: Mutex::new(State {
                 version: 1,
                 history: VecDeque::from([Version {
@@ -242,8 +249,9 @@ impl Control {
             snapshot: &running,
             files_changed: false,
         };
+        let overridden = apply(&state.config, &self.rollouts().weights());
         let compiled = compile_after(
-            &state.config,
+            &overridden,
             state.version,
             &self.live,
             &self.metrics,
@@ -389,6 +397,48 @@ impl Control {
         crate::compile::certificate_files(&s.config)
     }
 
+    /// Every rollout: phase, step, weights and last analysis.
+    pub fn rollout_view(&self) -> Vec<RolloutView> {
+        self.rollouts().view()
+    }
+
+    /// At shutdown: a fleet's rollout leader hands the lease back so another instance takes
+    /// over within a second. Blocking.
+    pub fn rollout_release(&self) {
+        self.rollouts().release();
+    }
+
+    /// This instance and the fleet's rollout leader, when the rollout state is shared.
+    pub fn rollout_fleet(&self) -> Option<crate::rollout::FleetView> {
+        self.rollouts().fleet_view()
+    }
+
+    /// Applies an admin command to rollout `name`, publishing new weights when it changes them;
+    /// the rollout afterwards. Blocking.
+    pub fn rollout_command(
+        &self,
+        name: &str,
+        cmd: strait_core::rollout::Command,
+    ) -> Result<RolloutView, CommandError> {
+        let changed = self.rollouts().command(name, cmd)?;
+        if changed {
+            self.recompile("rollout");
+        }
+        self.rollouts()
+            .view()
+            .into_iter()
+            .find(|v| v.name == name)
+            .ok_or(CommandError::NotFound)
+    }
+
+    pub(crate) fn rollouts(&self) -> MutexGuard<'_, Controller> {
+        self.rollouts.lock().expect("rollouts lock")
+    }
+
+    pub(crate) fn live(&self) -> &LiveState {
+        &self.live
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("state lock")
     }
@@ -456,8 +506,9 @@ impl Control {
             snapshot: &running,
             files_changed: force,
         };
+        let overridden = apply(&loaded.config, &self.rollouts().weights_for(&loaded.config));
         let snap = compile_after(
-            &loaded.config,
+            &overridden,
             version,
             &self.live,
             &self.metrics,
@@ -529,6 +580,7 @@ impl Control {
         while state.history.len() > HISTORY {
             state.history.pop_front();
         }
+        self.rollouts().sync(&config);
         state.pending_restart = self.started.pending(&config);
         state.version = version;
         state.config = config;
@@ -560,7 +612,7 @@ struct Staged {
 fn remote_scope(provider: &dyn Provider) -> Option<PathScope> {
     match provider.kind() {
         "file" | "embedded" => None,
-        // etcd supplies listeners, routes, upstreams and `server`; the rest is its bootstrap file.
+        // etcd supplies listeners, routes, upstreams, policies, rollouts and `server`; the rest is its bootstrap file.
         _ => Some(PathScope::Shared),
     }
 }

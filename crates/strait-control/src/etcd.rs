@@ -10,6 +10,9 @@
 //! reads the whole prefix again. Every valid document is also written to a cache file, from
 //! which an instance starts when etcd cannot be reached at start.
 //!
+//! Rollout state is shared by the fleet under `<prefix>.state/` (outside the watched prefix),
+//! so one instance leads each rollout: see `etcd/state.rs` and the rollout controller.
+//!
 //! Writes ([`Provider::store`]) go out as one etcd transaction that compares every touched
 //! key's `mod_revision` with the one in the document the control plane last loaded, so a
 //! concurrent change by another instance fails the write (`conflict: ...`) instead of being
@@ -21,6 +24,7 @@ pub mod layout;
 pub mod proto;
 mod read;
 mod remote;
+mod state;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -34,13 +38,14 @@ use strait_config::provider::{Bootstrap, EtcdSettings};
 use strait_config::Errors;
 use tokio::sync::mpsc;
 
-use crate::provider::{Document, Provider};
+use crate::provider::{Document, Provider, StateStore};
 use layout::Values;
 
 pub use cache::default_cache_path;
 pub use client::Client;
 pub use read::{read_served, Served};
 pub use remote::{client, push, read};
+pub use state::state_prefix;
 
 use cache::{read_cache, write_cache, Cache};
 use remote::range;
@@ -198,7 +203,7 @@ impl Provider for EtcdProvider {
     }
 
     fn store(&self, text: &str) -> Result<(), String> {
-        let desired = layout::split(text)?;
+        let desired = layout::split_shared(text, &self.inner.bootstrap.text)?;
         let inner = self.inner.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         // The client is async; run the transaction on the runtime and wait for it here
@@ -216,6 +221,14 @@ impl Provider for EtcdProvider {
 
     fn subscribe(&self) -> Option<mpsc::Receiver<()>> {
         lock(&self.rx).take()
+    }
+
+    /// Shared by every instance on the prefix, so the fleet runs one rollout (see `etcd/state.rs`).
+    fn state_store(&self) -> Box<dyn StateStore> {
+        Box::new(state::EtcdState {
+            inner: self.inner.clone(),
+            prefix: state_prefix(&self.inner.settings.prefix),
+        })
     }
 }
 

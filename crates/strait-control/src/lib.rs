@@ -11,10 +11,11 @@ pub mod files;
 pub mod listeners;
 pub mod provider;
 pub mod restart;
+pub mod rollout;
 pub mod shadow;
 pub mod watch;
 
 pub use compile::compile;
 pub use control::Control;
 pub use etcd::EtcdProvider;
-pub use provider::{Document, Embedded, FileProvider, Provider};
+pub use provider::{Document, Embedded, FileProvider, Provider, StateStore};

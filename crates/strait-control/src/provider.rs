@@ -72,6 +72,121 @@ pub trait Provider: Send + Sync + 'static {
     /// Notifications of changes made outside this process; `None` when the source cannot change.
     /// Called once, at start.
     fn subscribe(&self) -> Option<mpsc::Receiver<()>>;
+    /// Where state that must survive a restart (rollout progress) is kept; called once, at
+    /// start. By default it lives in memory only.
+    fn state_store(&self) -> Box<dyn StateStore> {
+        Box::new(MemoryStore::default())
+    }
+}
+
+/// A small store of named documents kept beside the configuration (rollout state).
+pub trait StateStore: Send + Sync + 'static {
+    /// Where the documents live, for logs (`memory`, a directory).
+    fn describe(&self) -> String;
+    /// The document `name`, if one was stored. May block.
+    fn load(&self, name: &str) -> Result<Option<String>, String>;
+    /// Replaces the document `name`. May block.
+    fn store(&self, name: &str, text: &str) -> Result<(), String>;
+    /// Whether several instances share the store (etcd): then one of them leads the rollouts
+    /// and writes only through [`StateStore::store_if`].
+    fn shared(&self) -> bool {
+        false
+    }
+    /// The document `name` and its version (0 when there is none). May block.
+    fn load_versioned(&self, name: &str) -> Result<(Option<String>, i64), String> {
+        Ok((self.load(name)?, 0))
+    }
+    /// Replaces the document `name` if its version is still `version` (0: there is none);
+    /// the new version, or `None` when someone else wrote it first. May block. By default the
+    /// store has one writer, so the write always applies.
+    fn store_if(&self, name: &str, text: &str, version: i64) -> Result<Option<i64>, String> {
+        self.store(name, text)?;
+        Ok(Some(version + 1))
+    }
+}
+
+/// State kept in this process only: lost on restart (the embedded default configuration).
+/// Versions count writes, so it can stand in for a shared store in tests.
+#[derive(Default)]
+pub struct MemoryStore(Mutex<std::collections::HashMap<String, (String, i64)>>);
+
+impl StateStore for MemoryStore {
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+
+    fn load(&self, name: &str) -> Result<Option<String>, String> {
+        Ok(self.load_versioned(name)?.0)
+    }
+
+    fn store(&self, name: &str, text: &str) -> Result<(), String> {
+        let mut docs = self.0.lock().expect("state lock");
+        let version = docs.get(name).map_or(0, |d| d.1) + 1;
+        docs.insert(name.to_string(), (text.to_string(), version));
+        Ok(())
+    }
+
+    fn load_versioned(&self, name: &str) -> Result<(Option<String>, i64), String> {
+        let docs = self.0.lock().expect("state lock");
+        Ok(docs
+            .get(name)
+            .map_or((None, 0), |(t, v)| (Some(t.clone()), *v)))
+    }
+
+    fn store_if(&self, name: &str, text: &str, version: i64) -> Result<Option<i64>, String> {
+        let mut docs = self.0.lock().expect("state lock");
+        let current = docs.get(name).map_or(0, |d| d.1);
+        if current != version {
+            return Ok(None);
+        }
+        docs.insert(name.to_string(), (text.to_string(), current + 1));
+        Ok(Some(current + 1))
+    }
+}
+
+/// State as JSON files in a directory beside the configuration file (`.strait-state/`), each
+/// written atomically.
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// The store of the configuration file `config`: `DIR/.strait-state/` beside it.
+    pub fn beside(config: &Path) -> Self {
+        let dir = match config.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        FileStore {
+            dir: dir.join(".strait-state"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+}
+
+impl StateStore for FileStore {
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn load(&self, name: &str) -> Result<Option<String>, String> {
+        let path = self.path(name);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    fn store(&self, name: &str, text: &str) -> Result<(), String> {
+        let path = self.path(name);
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| write_atomically(&path, text.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
 }
 
 /// The embedded default: read-only, never changes.
@@ -139,6 +254,10 @@ impl Provider for FileProvider {
     fn store(&self, text: &str) -> Result<(), String> {
         write_atomically(&self.path, text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    fn state_store(&self) -> Box<dyn StateStore> {
+        Box::new(FileStore::beside(&self.path))
     }
 
     fn subscribe(&self) -> Option<mpsc::Receiver<()>> {

@@ -18,6 +18,7 @@ pub mod net;
 pub mod rand;
 pub mod rate;
 pub mod resilience;
+pub mod rollout;
 pub mod split;
 pub mod subrequest;
 

@@ -14,7 +14,7 @@ mod retain;
 mod stats;
 pub mod trace;
 
-pub use metrics::{method_label, Metrics};
+pub use metrics::{method_label, Metrics, UpstreamTotals};
 pub use observer::{ObserveRuntime, Observer};
 pub use record::{Attempt, RequestRecord, TraceCtx};
 pub use retain::InUse;

@@ -88,6 +88,10 @@ pub struct Metrics {
     pub access_log_dropped: prometheus::IntCounter,
     /// `strait_build_info{version,commit}`: always 1; the labels say what is running.
     pub build_info: IntGaugeVec,
+    /// `strait_rollout_transitions_total{rollout,to}`: rollout phase and step changes, by the phase entered.
+    pub rollout_transitions: IntCounterVec,
+    /// `strait_rollout_canary_weight{rollout}`: the canary's share of its route in percent.
+    pub rollout_canary_weight: IntGaugeVec,
     /// Exemplars of `request_duration`, read by the OpenMetrics encoder.
     pub(crate) exemplars: crate::openmetrics::ExemplarIndex,
 }
@@ -310,6 +314,16 @@ impl Metrics {
             "Access log records dropped because the writer's buffer was full or a write failed.",
         )
         .expect("valid metric");
+        let rollout_transitions = counter(
+            "strait_rollout_transitions_total",
+            "Rollout transitions (a step advanced, promoted, failed, paused, resumed, aborted), by the phase entered.",
+            &["rollout", "to"],
+        );
+        let rollout_canary_weight = gauge(
+            "strait_rollout_canary_weight",
+            "The canary's share of its route's traffic in percent, as the rollout sets it.",
+            &["rollout"],
+        );
         // Created at zero so rate() works before the first failure.
         for r in ["queue_full", "export_failed"] {
             spans_dropped.with_label_values(&[r]);
@@ -358,8 +372,11 @@ impl Metrics {
             "The running binary: version and git commit (\"unknown\" for a build without git); always 1.",
             &["version", "commit"],
         );
+        // Not in `labelled` either: labelled by rollout, removed by the controller itself.
         for c in [
             Box::new(build_info.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rollout_transitions.clone()),
+            Box::new(rollout_canary_weight.clone()),
             Box::new(config_version.clone()),
             Box::new(config_last_success.clone()),
             Box::new(spans_exported.clone()),
@@ -414,6 +431,8 @@ impl Metrics {
             sampling_ratio,
             access_log_dropped,
             build_info,
+            rollout_transitions,
+            rollout_canary_weight,
             exemplars: Default::default(),
         }
     }
@@ -451,6 +470,67 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         self.config_last_success.set(now);
+    }
+}
+
+/// Cumulative figures of one route's traffic to one upstream, summed over listeners, methods
+/// and codes (the rollout controller's built-in analysis).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpstreamTotals {
+    /// `strait_http_requests_total`.
+    pub requests: u64,
+    /// Of which with a 5xx `code`.
+    pub errors: u64,
+    /// `strait_http_request_duration_seconds` buckets: (upper bound, cumulative count), the last +Inf.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl Metrics {
+    /// The totals of `route`'s requests answered through `upstream` so far. Walks the two
+    /// families' series: for the control plane, never on the request path.
+    pub fn upstream_totals(&self, route: &str, upstream: &str) -> UpstreamTotals {
+        use prometheus::core::Collector;
+        let matches = |m: &prometheus::proto::Metric| {
+            let (mut r, mut u) = (false, false);
+            for l in m.get_label() {
+                match l.name() {
+                    "route" => r = l.value() == route,
+                    "upstream" => u = l.value() == upstream,
+                    _ => {}
+                }
+            }
+            r && u
+        };
+        let is_5xx = |m: &prometheus::proto::Metric| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "code" && l.value().starts_with('5'))
+        };
+        let mut t = UpstreamTotals::default();
+        for family in self.requests.collect() {
+            for m in family.get_metric().iter().filter(|m| matches(m)) {
+                let n = m.get_counter().get_value() as u64;
+                t.requests += n;
+                if is_5xx(m) {
+                    t.errors += n;
+                }
+            }
+        }
+        let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS.iter().map(|&le| (le, 0)).collect();
+        buckets.push((f64::INFINITY, 0));
+        for family in self.request_duration.collect() {
+            for m in family.get_metric().iter().filter(|m| matches(m)) {
+                let h = m.get_histogram();
+                for (slot, b) in buckets.iter_mut().zip(h.get_bucket()) {
+                    slot.1 += b.cumulative_count();
+                }
+                if let Some(inf) = buckets.last_mut() {
+                    inf.1 += h.get_sample_count();
+                }
+            }
+        }
+        t.buckets = buckets;
+        t
     }
 }
 

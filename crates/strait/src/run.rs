@@ -190,6 +190,7 @@ async fn serve(
 
     control.start_health_checks();
     tokio::spawn(strait_control::dns::run(Arc::downgrade(&control)));
+    tokio::spawn(strait_control::rollout::run(Arc::downgrade(&control)));
     let shared = control.shared.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -270,6 +271,9 @@ async fn serve(
         .ready
         .store(false, std::sync::atomic::Ordering::Release);
     control.stop();
+    // Before draining: another instance can lead the fleet's rollouts while this one drains.
+    let c = control.clone();
+    let _ = tokio::task::spawn_blocking(move || c.rollout_release()).await;
     if tokio::time::timeout(drain, control.tracker.drained())
         .await
         .is_err()

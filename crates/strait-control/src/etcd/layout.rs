@@ -2,12 +2,16 @@
 //!
 //! Layout, relative to the prefix:
 //! - `server`: the `server:` section;
-//! - `listeners/NAME`, `routes/NAME`, `upstreams/NAME`: one item each, as YAML or JSON; its
-//!   `name` is implied by the key and, if written, must equal it;
+//! - `listeners/NAME`, `upstreams/NAME`, `policies/NAME`, `routes/NAME`, `rollouts/NAME`: one
+//!   item each, as YAML or JSON; its `name` is implied by the key and, if written, must equal it;
 //! - `route_order`: a list of route names, the order routes are tried in (after `priority`).
 //!   Routes it does not list come after the listed ones, in name order; names it lists that
 //!   have no key are ignored. This keeps the config contract's "first match in written order"
 //!   without encoding order in key names.
+//!
+//! `policies:` and `rollouts:` may instead stay in each instance's bootstrap file (as before
+//! they had keys), but not both: a section the bootstrap file holds and that has keys too is an
+//! error naming the keys, and admin writes leave such a section to the bootstrap file.
 //!
 //! The assembled document is the bootstrap file's text followed by the sections built from
 //! the keys, each value re-indented verbatim. [`Assembled::locate`] maps a position in it
@@ -26,7 +30,11 @@ pub const ROUTE_ORDER: &str = "route_order";
 /// The key holding the `server:` section.
 pub const SERVER: &str = "server";
 /// The sections stored one item per key, in the order they are assembled.
-pub const SECTIONS: [&str; 3] = ["listeners", "upstreams", "routes"];
+pub const SECTIONS: [&str; 5] = ["listeners", "upstreams", "policies", "routes", "rollouts"];
+
+/// The item sections a bootstrap file may hold instead of etcd (they were local before etcd
+/// had keys for them).
+pub const BOOTSTRAP_SECTIONS: [&str; 2] = ["policies", "rollouts"];
 
 /// What a key (relative to the prefix) holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +175,7 @@ pub fn assemble(
             None => errors.push(Diagnostic::new(
                 source,
                 (0, 0),
-                "unknown key: expected server, route_order, listeners/NAME, upstreams/NAME or routes/NAME",
+                "unknown key: expected server, route_order, listeners/NAME, upstreams/NAME, policies/NAME, routes/NAME or rollouts/NAME",
             )),
         }
     }
@@ -177,6 +185,15 @@ pub fn assemble(
             (0, 0),
             format!("no listeners under {prefix}listeners/: seed etcd with `strait config push -c FILE --etcd URL`"),
         ));
+    }
+    for section in held_by(bootstrap) {
+        for (name, _) in items.get(section).into_iter().flatten() {
+            errors.push(Diagnostic::new(
+                key_source(prefix, &format!("{section}/{name}")),
+                (0, 0),
+                format!("`{section}` is also in the bootstrap file: keep it in one place (remove it from the bootstrap file, or delete the {section}/ keys)"),
+            ));
+        }
     }
     if let Some((rel, value)) = server {
         match checked(value, None) {
@@ -390,6 +407,41 @@ pub fn split(text: &str) -> Result<Values, String> {
         if section == "routes" && !names.is_empty() {
             out.insert(ROUTE_ORDER.into(), Value::Array(names).to_string());
         }
+    }
+    Ok(out)
+}
+
+/// The sections of [`BOOTSTRAP_SECTIONS`] that `bootstrap` (a bootstrap file's text) holds.
+pub fn held_by(bootstrap: &str) -> Vec<&'static str> {
+    // A bootstrap file is block style (checked when it is read), so a section is a line that
+    // starts with its key.
+    BOOTSTRAP_SECTIONS
+        .into_iter()
+        .filter(|s| {
+            bootstrap.lines().any(|l| {
+                l.strip_prefix(s)
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            })
+        })
+        .collect()
+}
+
+/// [`split`] for an admin write to an instance whose bootstrap file holds some sections
+/// ([`held_by`]): those are left out, and a write that changes one is refused, since the
+/// provider cannot store it.
+pub fn split_shared(text: &str, bootstrap: &str) -> Result<Values, String> {
+    let mut out = split(text)?;
+    let local = held_by(bootstrap);
+    if local.is_empty() {
+        return Ok(out);
+    }
+    let doc = parse_value(text).map_err(|((l, c), m)| format!("{l}:{c}: {m}"))?;
+    let boot = parse_value(bootstrap).map_err(|((l, c), m)| format!("bootstrap {l}:{c}: {m}"))?;
+    for section in local {
+        if doc.get(section) != boot.get(section) {
+            return Err(format!("`{section}` comes from this instance's bootstrap file, not etcd: edit it there and restart (or move it to etcd's {section}/ keys)"));
+        }
+        out.retain(|k, _| !matches!(classify(k), Some(Key::Item(s, _)) if s == section));
     }
     Ok(out)
 }

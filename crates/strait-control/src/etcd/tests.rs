@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::layout::{assemble, classify, same, split, Key, Origin, Values};
+use super::layout::{assemble, classify, held_by, same, split, split_shared, Key, Origin, Values};
 use super::{plan, Kv};
 
 const BOOT: &str = "admin:\n  listen: 127.0.0.1:0\nconfig:\n  provider: etcd\n";
@@ -33,6 +33,8 @@ fn keys_are_classified_by_layout() {
     assert_eq!(classify("routes/"), None);
     assert_eq!(classify("routes/a/b"), None);
     assert_eq!(classify("filters/x"), None);
+    assert_eq!(classify("policies/p"), Some(Key::Item("policies", "p")));
+    assert_eq!(classify("rollouts/r"), Some(Key::Item("rollouts", "r")));
 }
 
 fn route_names(config: &strait_config::Config) -> Vec<&str> {
@@ -174,4 +176,105 @@ fn a_write_touches_only_keys_whose_meaning_changed() {
     let (compares, ops, touched) = plan("/strait/", &base, &desired);
     assert_eq!(touched, ["routes/a", "routes/new", "routes/gone"]);
     assert_eq!((compares.len(), ops.len()), (3, 3));
+}
+
+/// The base keys plus two upstreams, a split route, a policy it uses and a rollout of it.
+fn with_rollout() -> Values {
+    let mut v = base();
+    v.insert("upstreams/v1".into(), "endpoints: [\"127.0.0.1:1\"]".into());
+    v.insert("upstreams/v2".into(), "endpoints: [\"127.0.0.1:2\"]".into());
+    v.insert(
+        "routes/checkout".into(),
+        "match: { path_prefix: /c }\nupstreams: [v1, v2]\npolicies: [limit]".into(),
+    );
+    v.insert(
+        "policies/limit".into(),
+        "rate_limit: { requests: 10, per: 1s }".into(),
+    );
+    v.insert(
+        "rollouts/checkout".into(),
+        "route: checkout\nstable: v1\ncanary: v2\nsteps: [{ weight: 10, pause: 1s }]".into(),
+    );
+    v
+}
+
+#[test]
+fn policies_and_rollouts_come_from_their_keys() {
+    let a = assemble("/strait/", BOOT, &with_rollout()).expect("assembles");
+    let loaded =
+        strait_config::parse("etcd", &a.text, None).unwrap_or_else(|e| panic!("{e}\n{}", a.text));
+    let c = &loaded.config;
+    assert_eq!(c.policies.len(), 1);
+    assert_eq!(c.policies[0].name, "limit");
+    assert_eq!(c.rollouts.len(), 1);
+    assert_eq!(
+        (c.rollouts[0].name.as_str(), c.rollouts[0].canary.as_str()),
+        ("checkout", "v2")
+    );
+}
+
+/// The first error of `with_rollout()` with `key` set to `value`, mapped back to its key.
+fn first_error_with(key: &str, value: &str) -> strait_config::Diagnostic {
+    let mut v = with_rollout();
+    v.insert(key.into(), value.into());
+    let a = assemble("/strait/", BOOT, &v).expect("assembles");
+    let errors = strait_config::parse("etcd:/strait/", &a.text, None).expect_err("invalid");
+    a.map_diagnostic(errors.0[0].clone(), "/strait/", "boot.yaml")
+}
+
+#[test]
+fn errors_in_a_rollout_key_name_the_key_and_the_position() {
+    let d = first_error_with(
+        "rollouts/checkout",
+        "route: checkout\nstable: v1\ncanary: nowhere\nsteps: [{ weight: 10, pause: 1s }]",
+    );
+    assert_eq!(
+        (d.source.as_str(), d.line),
+        ("etcd:/strait/rollouts/checkout", 3),
+        "{d}"
+    );
+    let d = first_error_with("policies/limit", "rate_limit: { requests: -1, per: 1s }");
+    assert_eq!(
+        (d.source.as_str(), d.line),
+        ("etcd:/strait/policies/limit", 1),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_section_in_both_the_bootstrap_file_and_etcd_is_an_error_naming_the_keys() {
+    let boot =
+        format!("{BOOT}policies:\n  - name: limit\n    rate_limit: {{ requests: 1, per: 1s }}\n");
+    assert_eq!(held_by(&boot), ["policies"]);
+    assert!(held_by(BOOT).is_empty());
+    let errors = assemble("/strait/", &boot, &with_rollout()).expect_err("twice");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].source, "etcd:/strait/policies/limit");
+    assert!(errors[0].message.contains("bootstrap"), "{errors:?}");
+}
+
+#[test]
+fn push_splits_policies_and_rollouts_into_keys() {
+    let doc = "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nupstreams:\n  - { name: v1, endpoints: [\"127.0.0.1:1\"] }\n  - { name: v2, endpoints: [\"127.0.0.1:2\"] }\npolicies:\n  - name: limit\n    rate_limit: { requests: 10, per: 1s }\nroutes:\n  - name: checkout\n    upstreams: [v1, v2]\n    policies: [limit]\nrollouts:\n  - name: c\n    route: checkout\n    stable: v1\n    canary: v2\n    steps: [{ weight: 5, pause: 1s }]\n";
+    let v = split(doc).expect("splits");
+    assert!(v.contains_key("policies/limit"), "{v:?}");
+    assert!(v.contains_key("rollouts/c"), "{v:?}");
+    let a = assemble("/strait/", BOOT, &v).expect("assembles");
+    let loaded = strait_config::parse("etcd", &a.text, None).expect("valid");
+    let direct = strait_config::parse("file", doc, None).expect("valid");
+    assert_eq!(direct.config.rollouts, loaded.config.rollouts);
+    assert_eq!(direct.config.policies, loaded.config.policies);
+}
+
+#[test]
+fn an_admin_write_leaves_the_bootstrap_files_sections_to_it() {
+    let boot =
+        format!("{BOOT}policies:\n  - name: limit\n    rate_limit: {{ requests: 1, per: 1s }}\n");
+    let doc = format!("{boot}listeners:\n  - name: web\n    listen: 127.0.0.1:0\n");
+    let v = split_shared(&doc, &boot).expect("unchanged bootstrap section");
+    assert!(!v.keys().any(|k| k.starts_with("policies/")), "{v:?}");
+    assert!(v.contains_key("listeners/web"));
+    let changed = doc.replace("requests: 1,", "requests: 2,");
+    let err = split_shared(&changed, &boot).expect_err("changes a bootstrap section");
+    assert!(err.contains("bootstrap file"), "{err}");
 }
