@@ -70,8 +70,10 @@ fn misbehave(mode: &str) -> String {
         "memory" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
-                // Zeroed memory is fresh pages: the cap is reached long before the CPU deadline.
-                hoard.push(black_box(vec![0u8; 16 << 20]));
+                // Blocks larger than any test's cap: the first growth is refused at once, so the
+                // outcome never depends on how fast pages are handed out (on a loaded machine the
+                // CPU deadline could otherwise come first).
+                hoard.push(black_box(vec![0u8; 64 << 20]));
             }
         }
         "trap" => panic!("hostile plugin trap"),
