@@ -1,4 +1,4 @@
-//! proxy-wasm plugins through the real binary, with plugins built from examples/plugins (Rust proxy-wasm SDK): header edits and properties, local responses, body rewrites, shared data across requests, ticks, plugin metrics in `/metrics`, an HTTP call-out to a real upstream, hot reload of a changed module, and hostile plugins (loops, memory bombs, traps in each callback, out-of-bounds host calls) that fail only their own request while normal load sees no errors.
+//! proxy-wasm plugins through the real binary, with plugins built from examples/plugins (Rust proxy-wasm SDK) and examples/plugins-as (AssemblyScript SDK, unchanged): header edits and properties, local responses, body rewrites, shared data across requests, ticks, plugin metrics in `/metrics`, an HTTP call-out to a real upstream, hot reload of a changed module, and hostile plugins (loops, memory bombs, traps in each callback, out-of-bounds host calls) that fail only their own request while normal load sees no errors.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -433,4 +433,81 @@ fn validate_reports_a_missing_broken_or_refusing_module_at_its_line() {
             "{module}: want `{want}` at line {line}:\n{stderr}"
         );
     }
+}
+
+/// The AssemblyScript example (examples/plugins-as, `@solo-io/proxy-runtime`) as
+/// scripts/build-plugins.sh built it; `None` (and why, printed) when npm is missing, so
+/// the plugin could not be built; a failure when npm is there and the plugin is not.
+fn assemblyscript_plugin(test: &str) -> Option<Vec<u8>> {
+    let path = plugins_dir().join("as_headers.wasm");
+    if let Ok(bytes) = std::fs::read(&path) {
+        return Some(bytes);
+    }
+    let npm = std::process::Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        !npm,
+        "npm is installed but {} is missing: run scripts/build-plugins.sh",
+        path.display()
+    );
+    eprintln!(
+        "SKIPPED {test}: npm not found, so scripts/build-plugins.sh could not build examples/plugins-as"
+    );
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_with_the_assemblyscript_sdk_runs_unchanged() {
+    let Some(module) =
+        assemblyscript_plugin("a_plugin_built_with_the_assemblyscript_sdk_runs_unchanged")
+    else {
+        return;
+    };
+    let app = Upstream::start("app").await;
+    // Configured as Envoy would be: the root id the SDK registered, a string configuration.
+    let s = Strait::start_with_files(
+        &config(
+            app.addr(),
+            "  - name: as\n    wasm: { module: as_headers.wasm, root_id: as_headers, config: x-block }\n",
+            "  - name: r\n    upstream: app\n    policies: [as]\n",
+        ),
+        &[("as_headers.wasm", module.as_slice())],
+    )
+    .await;
+    for proto in [Proto::H1, Proto::H2c] {
+        let req = match proto {
+            Proto::H1 => Request::get("/things").header("host", "api.test"),
+            _ => Request::get(format!("http://{}/things", s.web())),
+        };
+        let r = client::send(s.web(), proto, req.body(empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{proto:?}");
+        assert_eq!(header(&r, "x-as-plugin"), "assemblyscript", "{proto:?}");
+    }
+    let r = get(&s, "/", &[("x-block", "yes")]).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(client::text(&r), "denied by an AssemblyScript plugin\n");
+    assert_eq!(header(&r, "x-denied-by"), "as_headers");
+    // The plugin's default header is not the one its configuration names.
+    assert_eq!(get(&s, "/", &[("x-deny", "1")]).await.status(), 200);
+    let seen = app.requests();
+    assert_eq!(
+        seen.len(),
+        3,
+        "the denied request never reached the upstream"
+    );
+    assert!(seen.iter().all(|r| r.header("x-as-request") == "seen"));
+    let m = s.metrics().await;
+    assert_eq!(
+        sum(
+            &m,
+            "strait_policy_denials_total",
+            &[("policy", "as"), ("reason", "wasm")]
+        ),
+        1.0
+    );
+    assert_eq!(sum(&m, "strait_wasm_failures_total", &[]), 0.0, "{m}");
 }
