@@ -390,11 +390,15 @@ fn prepare(yaml: &str) -> String {
 /// Starts `strait run -c config`, collecting its stderr lines.
 fn spawn(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, Arc<Mutex<Vec<String>>>) {
     let bin = strait_bin();
+    // The default wasm module cache goes beside the config, not into the user's home
+    // (a test's `env` may still point it elsewhere).
+    let cache = config.parent().unwrap_or(Path::new(".")).join(".cache");
     let mut child = Command::new(&bin)
         .arg("run")
         .arg("-c")
         .arg(config)
         .args(args)
+        .env("XDG_CACHE_HOME", cache)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -1,4 +1,4 @@
-//! proxy-wasm plugins through the real binary, with plugins built from examples/plugins (Rust proxy-wasm SDK): header edits and properties, local responses, body rewrites, shared data across requests, ticks, plugin metrics in `/metrics`, an HTTP call-out to a real upstream, hot reload of a changed module, and hostile plugins (loops, memory bombs, traps in each callback, out-of-bounds host calls) that fail only their own request while normal load sees no errors.
+//! proxy-wasm plugins through the real binary, with plugins built from examples/plugins (Rust proxy-wasm SDK) and examples/plugins-as (AssemblyScript SDK, unchanged): header edits and properties, local responses, body rewrites, shared data across requests, ticks, plugin metrics in `/metrics`, an HTTP call-out to a real upstream, hot reload of a changed module, compiled modules kept in the disk cache across restarts (a damaged entry recompiled), and hostile plugins (loops, memory bombs, traps in each callback, out-of-bounds host calls) that fail only their own request while normal load sees no errors.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -433,4 +433,192 @@ fn validate_reports_a_missing_broken_or_refusing_module_at_its_line() {
             "{module}: want `{want}` at line {line}:\n{stderr}"
         );
     }
+}
+
+/// The AssemblyScript example (examples/plugins-as, `@solo-io/proxy-runtime`) as
+/// scripts/build-plugins.sh built it; `None` (and why, printed) when npm is missing, so
+/// the plugin could not be built; a failure when npm is there and the plugin is not.
+fn assemblyscript_plugin(test: &str) -> Option<Vec<u8>> {
+    let path = plugins_dir().join("as_headers.wasm");
+    if let Ok(bytes) = std::fs::read(&path) {
+        return Some(bytes);
+    }
+    let npm = std::process::Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        !npm,
+        "npm is installed but {} is missing: run scripts/build-plugins.sh",
+        path.display()
+    );
+    eprintln!(
+        "SKIPPED {test}: npm not found, so scripts/build-plugins.sh could not build examples/plugins-as"
+    );
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_with_the_assemblyscript_sdk_runs_unchanged() {
+    let Some(module) =
+        assemblyscript_plugin("a_plugin_built_with_the_assemblyscript_sdk_runs_unchanged")
+    else {
+        return;
+    };
+    let app = Upstream::start("app").await;
+    // Configured as Envoy would be: the root id the SDK registered, a string configuration.
+    let s = Strait::start_with_files(
+        &config(
+            app.addr(),
+            "  - name: as\n    wasm: { module: as_headers.wasm, root_id: as_headers, config: x-block }\n",
+            "  - name: r\n    upstream: app\n    policies: [as]\n",
+        ),
+        &[("as_headers.wasm", module.as_slice())],
+    )
+    .await;
+    for proto in [Proto::H1, Proto::H2c] {
+        let req = match proto {
+            Proto::H1 => Request::get("/things").header("host", "api.test"),
+            _ => Request::get(format!("http://{}/things", s.web())),
+        };
+        let r = client::send(s.web(), proto, req.body(empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{proto:?}");
+        assert_eq!(header(&r, "x-as-plugin"), "assemblyscript", "{proto:?}");
+    }
+    let r = get(&s, "/", &[("x-block", "yes")]).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(client::text(&r), "denied by an AssemblyScript plugin\n");
+    assert_eq!(header(&r, "x-denied-by"), "as_headers");
+    // The plugin's default header is not the one its configuration names.
+    assert_eq!(get(&s, "/", &[("x-deny", "1")]).await.status(), 200);
+    let seen = app.requests();
+    assert_eq!(
+        seen.len(),
+        3,
+        "the denied request never reached the upstream"
+    );
+    assert!(seen.iter().all(|r| r.header("x-as-request") == "seen"));
+    let m = s.metrics().await;
+    assert_eq!(
+        sum(
+            &m,
+            "strait_policy_denials_total",
+            &[("policy", "as"), ("reason", "wasm")]
+        ),
+        1.0
+    );
+    assert_eq!(sum(&m, "strait_wasm_failures_total", &[]), 0.0, "{m}");
+}
+
+fn cache_entries(dir: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn cache_count(metrics: &str, result: &str) -> f64 {
+    sum(
+        metrics,
+        "strait_wasm_module_cache_total",
+        &[("result", result)],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_modules_are_read_from_the_disk_cache_after_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = Upstream::start("app").await;
+    let yaml = format!(
+        "server: {{ wasm_cache_dir: wasm-cache }}\n{}",
+        config(
+            app.addr(),
+            "  - name: addh\n    wasm: { module: add_headers.wasm, config: { response: { x-resp: two } } }\n",
+            "  - name: r\n    upstream: app\n    policies: [addh]\n",
+        )
+    );
+    let mut s = start(&yaml, &["add_headers"]).await;
+    let dir = s.dir().join("wasm-cache");
+    let m = s.metrics().await;
+    assert_eq!(
+        (cache_count(&m, "miss"), cache_count(&m, "error")),
+        (1.0, 0.0)
+    );
+    let entries = cache_entries(&dir);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "the cache directory is private");
+
+    s.restart().await;
+    let m = s.metrics().await;
+    assert_eq!(
+        (cache_count(&m, "miss"), cache_count(&m, "error")),
+        (0.0, 0.0),
+        "the second start compiles nothing"
+    );
+    assert!(cache_count(&m, "hit") >= 1.0, "it loads the artefact");
+    assert_eq!(header(&get(&s, "/", &[]).await, "x-resp"), "two");
+
+    // A damaged artefact: the next start compiles (and still serves), and writes it anew.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    s.restart().await;
+    let m = s.metrics().await;
+    assert_eq!(
+        (cache_count(&m, "error"), cache_count(&m, "miss")),
+        (1.0, 0.0)
+    );
+    assert_eq!(header(&get(&s, "/", &[]).await, "x-resp"), "two");
+    assert!(s.logs_text().contains("wasm module cache entry unusable"));
+    s.restart().await;
+    let m = s.metrics().await;
+    assert_eq!(cache_count(&m, "error"), 0.0, "the entry was written anew");
+    assert!(cache_count(&m, "hit") >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disk_cache_defaults_to_xdg_cache_home_and_can_be_turned_off() {
+    let app = Upstream::start("app").await;
+    let policies = "  - name: addh\n    wasm: { module: add_headers.wasm }\n";
+    let routes = "  - name: r\n    upstream: app\n    policies: [addh]\n";
+    let xdg = tempfile::tempdir().unwrap();
+    let files = [("add_headers.wasm", plugin("add_headers"))];
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    let xdg_env = xdg.path().to_str().unwrap();
+    let s = Strait::start_opts(
+        &config(app.addr(), policies, routes),
+        &refs,
+        &[],
+        &[("XDG_CACHE_HOME", xdg_env)],
+    )
+    .await;
+    assert_eq!(cache_count(&s.metrics().await, "miss"), 1.0);
+    assert_eq!(cache_entries(&xdg.path().join("strait/wasm")).len(), 1);
+    drop(s);
+
+    let off = tempfile::tempdir().unwrap();
+    let s = Strait::start_opts(
+        &format!(
+            "server: {{ wasm_cache_dir: off }}\n{}",
+            config(app.addr(), policies, routes)
+        ),
+        &refs,
+        &[],
+        &[("XDG_CACHE_HOME", off.path().to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(get(&s, "/", &[]).await.status(), 200);
+    assert_eq!(
+        sum(&s.metrics().await, "strait_wasm_module_cache_total", &[]),
+        0.0
+    );
+    assert!(!off.path().join("strait").exists(), "nothing written");
 }

@@ -41,13 +41,20 @@ pub fn effective(config: &Config) -> Node {
     let Server {
         drain_timeout,
         worker_threads,
+        wasm_cache_dir,
     } = server;
+    let cache_dir: Option<Node> = match wasm_cache_dir {
+        WasmCacheDir::Default => None,
+        WasmCacheDir::Off => Some("off".into()),
+        WasmCacheDir::Dir(d) => Some(d.as_path().into()),
+    };
     let mut doc = M::new()
         .put(
             "server",
             M::new()
                 .put("drain_timeout", *drain_timeout)
-                .put("worker_threads", int(*worker_threads)),
+                .put("worker_threads", int(*worker_threads))
+                .opt("wasm_cache_dir", cache_dir),
         )
         .put("admin", admin_node(admin));
     if let Some(p) = provider_node(provider) {

@@ -50,6 +50,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawServer {
     pub drain_timeout: Option<S>,
     pub worker_threads: Option<S>,
+    pub wasm_cache_dir: Option<S>,
 }
 
 #[derive(Deserialize)]

@@ -45,6 +45,21 @@ pub struct Server {
     pub drain_timeout: Duration,
     /// Tokio worker threads; 0 means one per core (default 0).
     pub worker_threads: usize,
+    /// Where compiled plugin modules are cached on disk (`server.wasm_cache_dir`).
+    pub wasm_cache_dir: WasmCacheDir,
+}
+
+/// `server.wasm_cache_dir`: where compiled `wasm` modules are kept across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum WasmCacheDir {
+    /// Not set: `$XDG_CACHE_HOME/strait/wasm`, else `$HOME/.cache/strait/wasm` (where
+    /// Wasmtime's own cache lives, under its own name), else no disk cache.
+    #[default]
+    Default,
+    /// `off`: modules are compiled at every start.
+    Off,
+    /// This directory (resolved against the config's directory).
+    Dir(std::path::PathBuf),
 }
 
 /// The admin listener (`admin:`).

@@ -215,6 +215,34 @@ fn server(cx: &mut Ctx, raw: Option<&crate::raw::RawServer>) -> Server {
             0,
             (0, 1024),
         ),
+        wasm_cache_dir: wasm_cache_dir(cx, raw.and_then(|s| s.wasm_cache_dir.as_ref())),
+    }
+}
+
+fn wasm_cache_dir(cx: &mut Ctx, raw: Option<&S>) -> WasmCacheDir {
+    let Some(s) = raw else {
+        return WasmCacheDir::Default;
+    };
+    match s.value.as_str() {
+        "off" => WasmCacheDir::Off,
+        "" => {
+            cx.err(
+                pos(s),
+                "server.wasm_cache_dir: empty path (write `off` for no disk cache)",
+            );
+            WasmCacheDir::Default
+        }
+        dir => {
+            // Made when first needed; checked like any file Strait writes.
+            let path = cx.resolve_path(dir);
+            cx.allowed_path(
+                pos(s),
+                "server.wasm_cache_dir",
+                &path,
+                crate::paths::Access::Write,
+            );
+            WasmCacheDir::Dir(path)
+        }
     }
 }
 

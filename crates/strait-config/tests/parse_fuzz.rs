@@ -66,6 +66,7 @@ const KEYS: &[&str] = &[
     "server",
     "drain_timeout",
     "worker_threads",
+    "wasm_cache_dir",
     "config",
     "provider",
     "prefix",

@@ -138,6 +138,7 @@ pub fn compile_after(
         metrics,
         upstreams: &by_name,
         pools: pools(live),
+        wasm_cache_dir: &config.server.wasm_cache_dir,
     };
     let named = match policy::named(&config.policies, &pcx) {
         Ok(n) => n,

@@ -78,6 +78,8 @@ pub struct Metrics {
     pub wasm_failures: IntCounterVec,
     /// `strait_wasm_instances_created_total{policy}`: plugin instances started (the first, and each replacement or extra one under load).
     pub wasm_instances: IntCounterVec,
+    /// `strait_wasm_module_cache_total{result}`: lookups of compiled modules in the disk cache (`hit`: loaded, not compiled; `miss`: compiled and stored; `error`: the entry or directory could not be used, compiled instead).
+    pub wasm_module_cache: IntCounterVec,
     /// `strait_trace_spans_exported_total`: spans the collector accepted.
     pub spans_exported: prometheus::IntCounter,
     /// `strait_trace_spans_dropped_total{reason}`: `queue_full` or `export_failed`.
@@ -294,6 +296,11 @@ impl Metrics {
             "Plugin instances started, by policy.",
             &["policy"],
         );
+        let wasm_module_cache = counter(
+            "strait_wasm_module_cache_total",
+            "Compiled plugin modules looked up in the disk cache, by result (hit, miss, error).",
+            &["result"],
+        );
         let spans_exported = prometheus::IntCounter::new(
             "strait_trace_spans_exported_total",
             "Spans accepted by the OTLP collector.",
@@ -360,6 +367,7 @@ impl Metrics {
             Box::new(mirror_requests.clone()),
             Box::new(wasm_failures.clone()),
             Box::new(wasm_instances.clone()),
+            Box::new(wasm_module_cache.clone()),
             Box::new(config_reloads.clone()),
             Box::new(spans_dropped.clone()),
         ];
@@ -426,6 +434,7 @@ impl Metrics {
             mirror_requests,
             wasm_failures,
             wasm_instances,
+            wasm_module_cache,
             spans_exported,
             spans_dropped,
             sampling_ratio,

@@ -2,16 +2,20 @@
 //!
 //! Compiling runs in the control plane while a snapshot is built, never on the request path;
 //! a module whose bytes did not change is not compiled again (the cache holds it while a
-//! plugin uses it). Each callback's CPU deadline is counted in epochs: a thread advances the
-//! epoch every [`EPOCH_TICK`], and a store traps once its deadline passes.
+//! plugin uses it), and with a cache directory the compiled artefact is kept on disk too,
+//! so a restart loads it instead of compiling (see `cache.rs`). Each callback's CPU deadline
+//! is counted in epochs: a thread advances the epoch every [`EPOCH_TICK`], and a store traps
+//! once its deadline passes.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
 
+use crate::cache::{self, CacheResult, DiskCache};
 use crate::metrics::PluginMetrics;
 use crate::shared::{SharedData, SharedQueues};
 use crate::Error;
@@ -102,12 +106,30 @@ impl Runtime {
 
     /// `bytes` compiled, or the module compiled earlier from the same bytes.
     pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, Error> {
+        self.compile_cached(bytes, None).map(|(m, _)| m)
+    }
+
+    /// `bytes` compiled, or the module compiled earlier from the same bytes: from memory
+    /// while a plugin holds it, else from the disk cache in `cache_dir` (when given), else
+    /// compiled now (and written there). The second value says what the disk cache did;
+    /// `None` when it was not asked (no directory, or the module was in memory).
+    pub fn compile_cached(
+        &self,
+        bytes: &[u8],
+        cache_dir: Option<&Path>,
+    ) -> Result<(Arc<CompiledModule>, Option<CacheResult>), Error> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         if let Some(m) = self.cached(&digest) {
-            return Ok(m);
+            return Ok((m, None));
         }
         // Compiled outside the lock: another plugin's module need not wait for this one.
-        let module = Module::new(&self.engine, bytes).map_err(|e| Error::Compile(e.to_string()))?;
+        let (module, result) = match cache_dir {
+            None => (self.compile_now(bytes)?, None),
+            Some(dir) => {
+                let (m, r) = self.compile_via_disk(bytes, &digest, dir)?;
+                (m, Some(r))
+            }
+        };
         let abi = abi_of(&module)?;
         let compiled = Arc::new(CompiledModule {
             module,
@@ -117,7 +139,44 @@ impl Runtime {
         let mut map = self.modules.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, m| m.strong_count() > 0);
         map.insert(digest, Arc::downgrade(&compiled));
-        Ok(compiled)
+        Ok((compiled, result))
+    }
+
+    fn compile_now(&self, bytes: &[u8]) -> Result<Module, Error> {
+        Module::new(&self.engine, bytes).map_err(|e| Error::Compile(e.to_string()))
+    }
+
+    /// The module from its disk cache entry, or compiled and stored. A cache that cannot be
+    /// used is logged and counted, never an error of the plugin: compiling still works.
+    fn compile_via_disk(
+        &self,
+        bytes: &[u8],
+        digest: &[u8; 32],
+        dir: &Path,
+    ) -> Result<(Module, CacheResult), Error> {
+        let disk = match DiskCache::open(dir) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "wasm module cache unusable; compiling");
+                return Ok((self.compile_now(bytes)?, CacheResult::Error));
+            }
+        };
+        let key = cache::key(&self.engine, digest);
+        let mut result = CacheResult::Miss;
+        match disk.load(&self.engine, &key) {
+            Ok(Some(m)) => return Ok((m, CacheResult::Hit)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "wasm module cache entry unusable; compiling");
+                result = CacheResult::Error;
+            }
+        }
+        let module = self.compile_now(bytes)?;
+        if let Err(e) = disk.store(&key, &module) {
+            tracing::warn!(error = %e, "wasm module cache entry not written");
+            result = CacheResult::Error;
+        }
+        Ok((module, result))
     }
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Arc<CompiledModule>> {

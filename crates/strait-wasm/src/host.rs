@@ -219,6 +219,22 @@ pub(crate) fn write(
     Ok(())
 }
 
+/// `InvalidMemoryAccess` unless `len` bytes at `ptr` lie in guest memory.
+pub(crate) fn in_bounds(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    len: usize,
+) -> Result<(), Status> {
+    let mem = caller.data().memory.ok_or(Status::InvalidMemoryAccess)?;
+    let end = (ptr as u32 as usize)
+        .checked_add(len)
+        .ok_or(Status::InvalidMemoryAccess)?;
+    if end > mem.data_size(&*caller) {
+        return Err(Status::InvalidMemoryAccess);
+    }
+    Ok(())
+}
+
 /// Writes a little-endian `u32` at `ptr`.
 pub(crate) fn write_u32(
     caller: &mut Caller<'_, HostState>,

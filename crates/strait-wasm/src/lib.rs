@@ -1,13 +1,17 @@
 //! proxy-wasm plugins on wasmtime: a host for ABI 0.2.0 and 0.2.1 whose plugins are filters of the `wasm` policy kind, sandboxed by a memory cap and a per-callback CPU deadline.
 //!
 //! [`Runtime`] holds the one engine (pooling allocator, epoch interruption) and compiles each
-//! module once per content hash; a [`Plugin`] is a compiled module with its policy's settings
-//! and its instance pool (live state kept by policy name); [`WasmFilter`] runs a plugin's
-//! callbacks in a route's chain. See docs/plugins.md for the ABI coverage.
+//! module once per content hash (kept on disk across restarts when given a cache directory,
+//! see [`cache`]); a [`Plugin`] is a compiled module with its policy's settings and its
+//! instance pool (live state kept by policy name); [`WasmFilter`] runs a plugin's callbacks
+//! in a route's chain. See docs/plugins.md for the ABI coverage.
 
-#![forbid(unsafe_code)]
+// Denied, not forbidden: `cache::deserialize` loads our own compiled artefacts, the one
+// `unsafe` call, allowed there with its reasons.
+#![deny(unsafe_code)]
 
 pub mod abi;
+pub mod cache;
 pub mod engine;
 mod filter;
 mod host;
@@ -17,6 +21,7 @@ mod plugin;
 pub mod shared;
 mod vm;
 
+pub use cache::CacheResult;
 pub use engine::{runtime, CompiledModule, Runtime};
 pub use filter::WasmFilter;
 pub use plugin::{Clients, Counters, Plugin, Settings};

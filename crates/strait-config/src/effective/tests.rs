@@ -77,7 +77,7 @@ fn every_example_round_trips_through_its_effective_print() {
 }
 
 const RICH: &str = r#"
-server: { drain_timeout: 5s, worker_threads: 3 }
+server: { drain_timeout: 5s, worker_threads: 3, wasm_cache_dir: cache/wasm }
 admin:
   listen: 127.0.0.1:9999
   token: "0123456789abcdef-secret"

@@ -575,3 +575,24 @@ fn admin_and_listener_may_not_share_an_address() {
         "{e}"
     );
 }
+
+#[test]
+fn wasm_cache_dir_is_the_default_off_or_a_directory() {
+    let c = ok(LISTENER).config;
+    assert_eq!(c.server.wasm_cache_dir, WasmCacheDir::Default);
+    let c = ok(&format!("server: {{ wasm_cache_dir: off }}\n{LISTENER}")).config;
+    assert_eq!(c.server.wasm_cache_dir, WasmCacheDir::Off);
+    let c = ok(&format!(
+        "server: {{ wasm_cache_dir: cache/wasm }}\n{LISTENER}"
+    ))
+    .config;
+    assert_eq!(
+        c.server.wasm_cache_dir,
+        WasmCacheDir::Dir("cache/wasm".into())
+    );
+    let e = one_error(&format!("server: {{ wasm_cache_dir: \"\" }}\n{LISTENER}"));
+    assert_eq!(
+        e,
+        "1:27: server.wasm_cache_dir: empty path (write `off` for no disk cache)"
+    );
+}

@@ -30,6 +30,8 @@ pub(super) struct PolicyCx<'a> {
     /// The snapshot's upstreams by name, for policies that send their own requests.
     pub upstreams: &'a HashMap<&'a str, Arc<Upstream>>,
     pub pools: Arc<Pools>,
+    /// `server.wasm_cache_dir`, for plugins' compiled modules.
+    pub wasm_cache_dir: &'a cfg::WasmCacheDir,
 }
 
 impl PolicyCx<'_> {

@@ -1,4 +1,4 @@
-//! Compiles the `wasm` policy: reads and compiles the module (once per content hash), and fetches the plugin from live state by policy name, so a reload that keeps the module bytes and settings keeps its instances, and a changed module or configuration starts a new plugin while requests in flight finish on the old one.
+//! Compiles the `wasm` policy: reads and compiles the module (once per content hash, through the disk cache of `server.wasm_cache_dir`), and fetches the plugin from live state by policy name, so a reload that keeps the module bytes and settings keeps its instances, and a changed module or configuration starts a new plugin while requests in flight finish on the old one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +22,20 @@ pub(super) fn wasm(
     });
     let bytes = std::fs::read(&w.module)
         .map_err(|e| format!("wasm.module: cannot read {}: {e}", w.module.display()))?;
-    let module = rt.compile(&bytes).map_err(|e| e.to_string())?;
+    let cache_dir = match cx.wasm_cache_dir {
+        cfg::WasmCacheDir::Off => None,
+        cfg::WasmCacheDir::Dir(d) => Some(d.clone()),
+        cfg::WasmCacheDir::Default => strait_wasm::cache::default_dir(),
+    };
+    let (module, cached) = rt
+        .compile_cached(&bytes, cache_dir.as_deref())
+        .map_err(|e| e.to_string())?;
+    if let Some(r) = cached {
+        cx.metrics
+            .wasm_module_cache
+            .with_label_values(&[r.label()])
+            .inc();
+    }
     let settings = Settings {
         name: name.to_owned(),
         root_id: w.root_id.clone(),

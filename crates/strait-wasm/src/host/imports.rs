@@ -11,7 +11,9 @@ use http::{Method, StatusCode};
 use wasmtime::{Caller, Linker};
 
 use super::maps::{self, decode_pairs, encode_pairs, Edit};
-use super::{give, read, read_str, status, write, write_u32, HostResult, HostState, PendingCall};
+use super::{
+    give, in_bounds, read, read_str, status, write, write_u32, HostResult, HostState, PendingCall,
+};
 use crate::abi::{buffer, Status};
 
 type C<'a> = Caller<'a, HostState>;
@@ -102,6 +104,15 @@ fn link_basics(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 let end = whole.len().min(start.saturating_add(max as u32 as usize));
                 Bytes::copy_from_slice(&whole[start..end])
             };
+            // An empty range writes nothing, as on Envoy: AssemblyScript's SDK passes the
+            // configuration's size where the length slot belongs and reads its own slots
+            // back, so zeroing them would make it decode a null buffer. Every other SDK sets
+            // its slots to null and 0 before the call.
+            if data.is_empty() {
+                return Ok(status(
+                    in_bounds(&mut c, ret_ptr, 4).and_then(|_| in_bounds(&mut c, ret_len, 4)),
+                ));
+            }
             give(&mut c, &data, ret_ptr, ret_len)
         },
     )?;

@@ -1,4 +1,8 @@
 //! The WASI imports a proxy-wasm SDK links against, as Envoy provides them: real clocks and randomness, stdout and stderr into the plugin log, an empty environment and argument list, `proc_exit` as a trap, and everything else denied; plus stubs for the imports nobody implements.
+//!
+//! Each function is linked under `wasi_snapshot_preview1` and under the older
+//! `wasi_unstable` (what AssemblyScript's proxy-wasm SDK imports `proc_exit` from, and Envoy
+//! also provides): the functions linked here have the same signatures and errno values in both.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,6 +13,12 @@ use crate::abi::{errno, Status};
 
 type C<'a> = Caller<'a, HostState>;
 const WASI: &str = "wasi_snapshot_preview1";
+const WASI_UNSTABLE: &str = "wasi_unstable";
+
+/// Whether `module` is one of the WASI module names we answer.
+fn is_wasi(module: &str) -> bool {
+    module == WASI || module == WASI_UNSTABLE
+}
 
 /// The error a guest's `proc_exit` traps with.
 #[derive(Debug)]
@@ -29,10 +39,17 @@ fn e(r: Result<(), Status>) -> i32 {
     }
 }
 
-/// Links the implemented WASI functions.
+/// Links the implemented WASI functions under both module names.
 pub(crate) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    for m in [WASI, WASI_UNSTABLE] {
+        link_module(l, m)?;
+    }
+    Ok(())
+}
+
+fn link_module(l: &mut Linker<HostState>, wasi: &str) -> wasmtime::Result<()> {
     l.func_wrap(
-        WASI,
+        wasi,
         "fd_write",
         |mut c: C, fd: i32, iovs: i32, n: i32, ret: i32| -> i32 {
             if fd != 1 && fd != 2 {
@@ -74,15 +91,15 @@ pub(crate) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         ("environ_sizes_get", "environ_get"),
         ("args_sizes_get", "args_get"),
     ] {
-        l.func_wrap(WASI, sizes, |mut c: C, count: i32, size: i32| -> i32 {
+        l.func_wrap(wasi, sizes, |mut c: C, count: i32, size: i32| -> i32 {
             e(write_u32(&mut c, count, 0).and_then(|_| write_u32(&mut c, size, 0)))
         })?;
-        l.func_wrap(WASI, get, |_c: C, _a: i32, _b: i32| -> i32 {
+        l.func_wrap(wasi, get, |_c: C, _a: i32, _b: i32| -> i32 {
             errno::SUCCESS
         })?;
     }
     l.func_wrap(
-        WASI,
+        wasi,
         "clock_time_get",
         |mut c: C, id: i32, _precision: i64, ret: i32| -> i32 {
             let nanos = match id {
@@ -96,11 +113,11 @@ pub(crate) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     l.func_wrap(
-        WASI,
+        wasi,
         "clock_res_get",
         |mut c: C, _id: i32, ret: i32| -> i32 { e(write(&mut c, ret, &1u64.to_le_bytes())) },
     )?;
-    l.func_wrap(WASI, "random_get", |mut c: C, ptr: i32, len: i32| -> i32 {
+    l.func_wrap(wasi, "random_get", |mut c: C, ptr: i32, len: i32| -> i32 {
         use ring::rand::SecureRandom;
         let len = len as u32 as usize;
         if len > 1 << 20 {
@@ -112,9 +129,9 @@ pub(crate) fn link(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         }
         e(write(&mut c, ptr, &buf))
     })?;
-    l.func_wrap(WASI, "sched_yield", |_c: C| -> i32 { errno::SUCCESS })?;
+    l.func_wrap(wasi, "sched_yield", |_c: C| -> i32 { errno::SUCCESS })?;
     l.func_wrap(
-        WASI,
+        wasi,
         "proc_exit",
         |mut c: C, code: i32| -> wasmtime::Result<()> {
             c.data_mut().exit = Some(code);
@@ -140,8 +157,8 @@ pub(crate) fn stubs(l: &mut Linker<HostState>, module: &Module) {
         let (m, name) = (import.module(), import.name());
         let answer = match (m, ty.results().collect::<Vec<_>>().as_slice()) {
             ("env", [ValType::I32]) => Some(Status::Unimplemented.code()),
-            (WASI, [ValType::I32]) if name.starts_with("fd_") => Some(errno::BADF),
-            (WASI, [ValType::I32]) => Some(errno::NOTCAPABLE),
+            (m, [ValType::I32]) if is_wasi(m) && name.starts_with("fd_") => Some(errno::BADF),
+            (m, [ValType::I32]) if is_wasi(m) => Some(errno::NOTCAPABLE),
             _ => None,
         };
         let what = format!("{m}::{name}");
