@@ -404,6 +404,89 @@ async fn hostile_plugins_fail_only_their_own_request_under_load() {
     );
 }
 
+/// Envoy's model: one shared instance per worker thread holds the HTTP contexts of every
+/// request on it, so concurrency makes no instances; a request whose callback traps fails
+/// alone, and those whose contexts were in the replaced instance finish in a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_per_worker_holds_many_requests_and_a_failure_fails_no_other() {
+    let app = Upstream::with_handler("app", |r| {
+        let reply = Reply::text("ok");
+        match r.uri.path().ends_with("/slow") {
+            true => reply.delay(Duration::from_millis(1500)),
+            false => reply,
+        }
+    })
+    .await;
+    let yaml = format!(
+        "server: {{ worker_threads: 1 }}\n{}",
+        config(
+            app.addr(),
+            "  - name: addh\n    wasm: { module: add_headers.wasm, config: { response: { x-resp: two } } }\n\
+             \x20 - name: h\n    wasm: { module: hostile.wasm }\n",
+            "  - name: adds\n    match: { path_prefix: /adds }\n    upstream: app\n    policies: [addh]\n\
+             \x20 - name: hostile\n    match: { path_prefix: /h }\n    upstream: app\n    policies: [h]\n",
+        )
+    );
+    let s = start(&yaml, &["add_headers", "hostile"]).await;
+
+    // 64 requests in flight at once through one plugin: one instance holds them all.
+    let mut calls = Vec::new();
+    for _ in 0..64 {
+        let addr = s.web();
+        calls.push(tokio::spawn(async move {
+            client::get(addr, "/adds/slow").await
+        }));
+    }
+    for c in calls {
+        let r = c.await.unwrap().expect("response");
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-resp"), "two");
+    }
+    let m = s.metrics().await;
+    let made = |m: &str, p: &str| sum(m, "strait_wasm_instances_created_total", &[("policy", p)]);
+    assert_eq!(made(&m, "addh"), 1.0, "{m}");
+
+    // 20 requests wait at the upstream with their contexts in the instance; a trap replaces it.
+    let mut waiting = Vec::new();
+    for _ in 0..20 {
+        let addr = s.web();
+        waiting.push(tokio::spawn(
+            async move { client::get(addr, "/h/slow").await },
+        ));
+    }
+    poll_until(Duration::from_secs(10), "requests at the upstream", || {
+        let n = app
+            .requests()
+            .iter()
+            .filter(|r| r.uri.path() == "/h/slow")
+            .count();
+        std::future::ready((n == 20).then_some(()))
+    })
+    .await;
+    let r = get(&s, "/h/now", &[("x-hostile", "trap")]).await;
+    assert_eq!(r.status(), 500, "the trapping request fails");
+    for w in waiting {
+        let r = w.await.unwrap().expect("response");
+        assert_eq!(r.status(), 200, "another request's trap failed this one");
+        assert_eq!(
+            header(&r, "x-hostile-seen"),
+            "1",
+            "the response phase ran in the replacement instance"
+        );
+    }
+    let m = s.metrics().await;
+    assert_eq!(made(&m, "h"), 2.0, "{m}");
+    let failures = |reason: &str| {
+        sum(
+            &m,
+            "strait_wasm_failures_total",
+            &[("policy", "h"), ("reason", reason)],
+        )
+    };
+    assert_eq!(failures("trap"), 1.0, "{m}");
+    assert_eq!(failures("context_lost"), 20.0, "{m}");
+}
+
 #[test]
 fn validate_reports_a_missing_broken_or_refusing_module_at_its_line() {
     let dir = tempfile::tempdir().unwrap();

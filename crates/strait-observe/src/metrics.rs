@@ -74,7 +74,7 @@ pub struct Metrics {
     pub rate_limit_evicted_keys: IntCounterVec,
     /// `strait_mirror_requests_total{policy,result}`: request copies of `mirror` policies: `sent` (the shadow answered), `error`, `timeout`, `dropped_busy` (`max_in_flight` reached), `dropped_body_too_large` (body over `max_body`).
     pub mirror_requests: IntCounterVec,
-    /// `strait_wasm_failures_total{policy,reason}`: plugin callbacks that failed (`trap`, `timeout`, `memory`, `rejected`, `unavailable`); each cost one request (or was skipped with `fail: open`).
+    /// `strait_wasm_failures_total{policy,reason}`: plugin callbacks that failed (`trap`, `timeout`, `memory`, `rejected`, `unavailable`); each cost one request (or was skipped with `fail: open`); `context_lost` counts requests moved to a fresh context, not failed.
     pub wasm_failures: IntCounterVec,
     /// `strait_wasm_instances_created_total{policy}`: plugin instances started (the first, and each replacement or extra one under load).
     pub wasm_instances: IntCounterVec,
@@ -288,7 +288,7 @@ impl Metrics {
         );
         let wasm_failures = counter(
             "strait_wasm_failures_total",
-            "Plugin callbacks that failed, by policy and reason (trap, timeout, memory, rejected, unavailable).",
+            "Plugin callbacks that failed, by policy and reason (trap, timeout, memory, rejected, unavailable; context_lost: a request moved to a fresh context after another's failure).",
             &["policy", "reason"],
         );
         let wasm_instances = counter(

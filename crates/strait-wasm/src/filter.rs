@@ -1,8 +1,9 @@
 //! The `wasm` policy's filter: runs a plugin's HTTP context through a request's phases (headers, bodies, trailers, call-outs, log) and turns faults into the policy's failure mode.
 //!
-//! A request borrows an instance at its request hook and returns it at its end hook. Between
-//! hooks the instance sits in the filter's per-request state behind a mutex that is only
-//! taken while a callback runs (never across an await), shared with the body filters.
+//! A request's HTTP context lives in a shared instance (see [`crate::plugin`]); between hooks
+//! the request's side of it ([`Attached`]: context id, stream data, pending call-outs) sits in
+//! the filter's per-request state behind a mutex that is only taken while a callback runs
+//! (never across an await), shared with the body filters. Dropping it ends the context.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,9 +15,9 @@ use strait_core::{
 };
 
 use crate::abi::{action, buffer};
-use crate::host::{CallResponse, HostState, RequestHead, RequestInfo, ResponseHead};
-use crate::plugin::Plugin;
-use crate::vm::{Callback, Fault, Vm};
+use crate::host::{CallResponse, RequestHead, RequestInfo, ResponseHead, Stream};
+use crate::plugin::{Attached, Plugin, Ran};
+use crate::vm::{Callback, Fault};
 
 /// A plugin as a filter.
 pub struct WasmFilter {
@@ -61,23 +62,21 @@ impl WasmFilter {
         }
     }
 
-    /// What the plugin decided in the callback that just ran on `active`.
-    fn after(&self, active: &mut Active, result: Result<i32, Fault>) -> Next {
-        let Some(vm) = active.vm.as_mut() else {
-            return Next::Decided(Decision::Continue);
-        };
-        if let Err(f) = result {
-            active.vm = None;
-            return Next::Decided(self.fail(&f));
+    /// What the plugin decided in the callback that just ran for `a`.
+    fn after(&self, a: &mut Attached, ran: Ran) -> Next {
+        match ran {
+            Ran::Failed(f) => return Next::Decided(self.fail(&f)),
+            Ran::Skipped => return Next::Decided(Decision::Continue),
+            Ran::Done(_) => {}
         }
-        let h = vm.store.data_mut();
-        if let Some(resp) = h.local.take() {
+        if let Some(resp) = a.local.take() {
+            a.calls.clear();
             return Next::Decided(Decision::Reply(Reply {
                 response: resp,
                 reason: "wasm",
             }));
         }
-        if h.calls.is_empty() {
+        if a.calls.is_empty() {
             Next::Decided(Decision::Continue)
         } else {
             Next::Wait
@@ -88,13 +87,7 @@ impl WasmFilter {
     /// resumed, answered, or simply made no more).
     async fn drive(&self, slot: Slot, mut head: Head<'_>) -> Decision {
         loop {
-            let calls = {
-                let mut a = lock(&slot);
-                match a.vm.as_mut() {
-                    Some(vm) => std::mem::take(&mut vm.store.data_mut().calls),
-                    None => return Decision::Continue,
-                }
-            };
+            let calls = std::mem::take(&mut lock(&slot).calls);
             if calls.is_empty() {
                 return Decision::Continue;
             }
@@ -102,16 +95,25 @@ impl WasmFilter {
                 let token = call.token as i32;
                 let resp = self.plugin.send_call(call).await;
                 let mut a = lock(&slot);
-                let context = a.context;
-                let Some(vm) = a.vm.as_mut() else {
+                if a.gone {
                     return Decision::Continue;
+                }
+                let args = call_args(0, token, resp.as_ref());
+                a.stream.call_response = resp;
+                head.load(&mut a.stream);
+                // An answer for a context that went with a replaced instance has nobody
+                // to go to: the request gets the failure mode.
+                let r = match self
+                    .plugin
+                    .run(&mut a, Callback::HttpCallResponse, &args[1..], false)
+                {
+                    Ran::Skipped => Ran::Failed(Fault::Unavailable(
+                        "the plugin instance was replaced during a call-out".into(),
+                    )),
+                    r => r,
                 };
-                let args = call_args(context, token, resp.as_ref());
-                vm.store.data_mut().stream.call_response = resp;
-                head.load(vm.store.data_mut());
-                let r = vm.run(Callback::HttpCallResponse, &args);
-                head.unload(vm.store.data_mut());
-                vm.store.data_mut().stream.call_response = None;
+                head.unload(&mut a.stream);
+                a.stream.call_response = None;
                 match self.after(&mut a, r) {
                     Next::Decided(Decision::Continue) | Next::Wait => {}
                     Next::Decided(reply) => return reply,
@@ -140,17 +142,10 @@ enum Next {
     Wait,
 }
 
-/// A request's instance and HTTP context.
-struct Active {
-    vm: Option<Vm>,
-    context: i32,
-    /// The request has a body (judged before the plugin ran: it may remove the framing).
-    request_body: bool,
-}
+/// A request's side of its HTTP context, shared with its body filters.
+type Slot = Arc<Mutex<Attached>>;
 
-type Slot = Arc<Mutex<Active>>;
-
-fn lock(slot: &Slot) -> MutexGuard<'_, Active> {
+fn lock(slot: &Slot) -> MutexGuard<'_, Attached> {
     slot.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -161,17 +156,17 @@ enum Head<'a> {
 }
 
 impl Head<'_> {
-    fn load(&mut self, h: &mut HostState) {
+    fn load(&mut self, s: &mut Stream) {
         match self {
             Head::Request(p) => {
-                h.stream.request = Some(RequestHead {
+                s.request = Some(RequestHead {
                     method: p.method.clone(),
                     uri: std::mem::take(&mut p.uri),
                     headers: std::mem::take(&mut p.headers),
                 })
             }
             Head::Response(p) => {
-                h.stream.response = Some(ResponseHead {
+                s.response = Some(ResponseHead {
                     status: p.status,
                     headers: std::mem::take(&mut p.headers),
                 })
@@ -179,19 +174,19 @@ impl Head<'_> {
         }
     }
 
-    fn unload(&mut self, h: &mut HostState) {
+    fn unload(&mut self, s: &mut Stream) {
         match self {
             Head::Request(p) => {
-                if let Some(r) = h.stream.request.take() {
+                if let Some(r) = s.request.take() {
                     (p.method, p.uri, p.headers) = (r.method, r.uri, r.headers);
                     // Later phases read the request headers as forwarded.
-                    if let Some(info) = h.stream.info.as_mut() {
+                    if let Some(info) = s.info.as_mut() {
                         info.headers = p.headers.clone();
                     }
                 }
             }
             Head::Response(p) => {
-                if let Some(r) = h.stream.response.take() {
+                if let Some(r) = s.response.take() {
                     (p.status, p.headers) = (r.status, r.headers);
                 }
             }
@@ -250,11 +245,8 @@ impl Filter for WasmFilter {
         ctx: &'a mut RequestCtx<'_>,
         state: &'a mut FilterState,
     ) -> Flow<'a> {
-        let mut vm = match self.plugin.checkout() {
-            Ok(vm) => vm,
-            Err(f) => return Self::flow(self.fail(&f)),
-        };
-        vm.store.data_mut().stream.info = Some(RequestInfo {
+        let mut a = self.plugin.attach();
+        a.stream.info = Some(RequestInfo {
             method: ctx.head.method.clone(),
             uri: ctx.head.uri.clone(),
             host: ctx.head.headers.get(http::header::HOST).cloned(),
@@ -266,23 +258,18 @@ impl Filter for WasmFilter {
             headers: HeaderMap::new(),
             status: None,
         });
-        let context = match vm.create_context() {
-            Ok(c) => c,
-            Err(f) => return Self::flow(self.fail(&f)),
-        };
         let end = !request_has_body(ctx.head);
+        a.stream.request_body = !end;
         let n = ctx.head.headers.len() as i32 + 4;
         let mut head = Head::Request(ctx.head);
-        head.load(vm.store.data_mut());
-        let r = vm.run(Callback::RequestHeaders, &[context, n, end as i32]);
-        head.unload(vm.store.data_mut());
-        let slot: Slot = Arc::new(Mutex::new(Active {
-            vm: Some(vm),
-            context,
-            request_body: !end,
-        }));
+        head.load(&mut a.stream);
+        let r = self
+            .plugin
+            .run(&mut a, Callback::RequestHeaders, &[n, end as i32], true);
+        head.unload(&mut a.stream);
+        let next = self.after(&mut a, r);
+        let slot: Slot = Arc::new(Mutex::new(a));
         state.set(slot.clone());
-        let next = self.after(&mut lock(&slot), r);
         match next {
             Next::Decided(d) => Self::flow(d),
             Next::Wait => Flow::wait(self.drive(slot, head)),
@@ -299,19 +286,20 @@ impl Filter for WasmFilter {
         };
         let next = {
             let mut a = lock(&slot);
-            let context = a.context;
-            let Some(vm) = a.vm.as_mut() else {
+            if a.gone {
                 return Flow::Continue;
-            };
-            if let Some(info) = vm.store.data_mut().stream.info.as_mut() {
+            }
+            if let Some(info) = a.stream.info.as_mut() {
                 info.status = Some(ctx.head.status.as_u16());
             }
             let end = !response_has_body(ctx.head, ctx.method);
             let n = ctx.head.headers.len() as i32 + 1;
             let mut head = Head::Response(&mut *ctx.head);
-            head.load(vm.store.data_mut());
-            let r = vm.run(Callback::ResponseHeaders, &[context, n, end as i32]);
-            head.unload(vm.store.data_mut());
+            head.load(&mut a.stream);
+            let r = self
+                .plugin
+                .run(&mut a, Callback::ResponseHeaders, &[n, end as i32], true);
+            head.unload(&mut a.stream);
             self.after(&mut a, r)
         };
         match next {
@@ -324,23 +312,14 @@ impl Filter for WasmFilter {
         let Some(slot) = state.take::<Slot>() else {
             return;
         };
-        let (vm, context) = {
-            let mut a = lock(&slot);
-            (a.vm.take(), a.context)
-        };
-        let Some(mut vm) = vm else {
-            return;
-        };
-        if let Some(info) = vm.store.data_mut().stream.info.as_mut() {
+        let mut a = lock(&slot);
+        if let Some(info) = a.stream.info.as_mut() {
             info.status = Some(outcome.status);
         }
-        let r = vm
-            .run(Callback::Log, &[context])
-            .and_then(|_| vm.finish_context(context));
-        match r {
-            Ok(()) => self.plugin.checkin(vm),
-            // The response is out: the failure is only counted.
-            Err(f) => self.plugin.failed(&f),
+        // The response is out: a failure is only counted. `on_done` and `on_delete` follow
+        // when the last holder of the slot lets go.
+        if let Ran::Failed(f) = self.plugin.run(&mut a, Callback::Log, &[], false) {
+            self.plugin.failed(&f);
         }
     }
 
@@ -350,7 +329,7 @@ impl Filter for WasmFilter {
         state: &mut FilterState,
     ) -> Option<Box<dyn BodyFilter>> {
         let slot = state.get::<Slot>()?.clone();
-        if !lock(&slot).request_body {
+        if !lock(&slot).stream.request_body {
             return None;
         }
         Some(Box::new(WasmBody::new(
@@ -421,21 +400,19 @@ impl BodyFilter for WasmBody {
             false => (buffer::RESPONSE_BODY, Callback::ResponseBody),
         };
         let mut a = lock(&self.slot);
-        let context = a.context;
-        let Some(vm) = a.vm.as_mut() else {
+        if a.gone {
             self.done = true;
             return BodyFlow::Pass(self.buf.split().freeze());
-        };
+        }
         let len = self.buf.len() as i32;
-        vm.store.data_mut().stream.body = Some((ty, self.buf.split()));
-        let r = vm.run(cb, &[context, len, end as i32]);
-        if let Some((_, b)) = vm.store.data_mut().stream.body.take() {
+        a.stream.body = Some((ty, self.buf.split()));
+        let r = self.plugin.run(&mut a, cb, &[len, end as i32], true);
+        if let Some((_, b)) = a.stream.body.take() {
             self.buf = b;
         }
-        let local = vm.store.data_mut().local.take();
+        let local = a.local.take();
         match r {
-            Err(f) => {
-                a.vm = None;
+            Ran::Failed(f) => {
                 self.plugin.failed(&f);
                 if self.plugin.settings.fail_open {
                     self.done = true;
@@ -443,10 +420,14 @@ impl BodyFilter for WasmBody {
                 }
                 BodyFlow::Abort("wasm_failure")
             }
+            Ran::Skipped => {
+                self.done = true;
+                BodyFlow::Pass(self.buf.split().freeze())
+            }
             // Too late to answer in place of the upstream: the stream is cut instead.
-            Ok(_) if local.is_some() => BodyFlow::Abort("wasm_local_response"),
-            Ok(action::PAUSE) if !end => BodyFlow::Hold,
-            Ok(_) => BodyFlow::Pass(self.buf.split().freeze()),
+            Ran::Done(_) if local.is_some() => BodyFlow::Abort("wasm_local_response"),
+            Ran::Done(action::PAUSE) if !end => BodyFlow::Hold,
+            Ran::Done(_) => BodyFlow::Pass(self.buf.split().freeze()),
         }
     }
 
@@ -455,31 +436,27 @@ impl BodyFilter for WasmBody {
             return;
         }
         let mut a = lock(&self.slot);
-        let context = a.context;
-        let Some(vm) = a.vm.as_mut() else {
+        if a.gone {
             return;
-        };
+        }
         let n = trailers.len() as i32;
-        let h = vm.store.data_mut();
         let cb = if self.request {
-            h.stream.request_trailers = Some(std::mem::take(trailers));
+            a.stream.request_trailers = Some(std::mem::take(trailers));
             Callback::RequestTrailers
         } else {
-            h.stream.response_trailers = Some(std::mem::take(trailers));
+            a.stream.response_trailers = Some(std::mem::take(trailers));
             Callback::ResponseTrailers
         };
-        let r = vm.run(cb, &[context, n]);
-        let h = vm.store.data_mut();
-        if let Some(t) = h
+        let r = self.plugin.run(&mut a, cb, &[n], true);
+        if let Some(t) = a
             .stream
             .request_trailers
             .take()
-            .or(h.stream.response_trailers.take())
+            .or(a.stream.response_trailers.take())
         {
             *trailers = t;
         }
-        if let Err(f) = r {
-            a.vm = None;
+        if let Ran::Failed(f) = r {
             self.plugin.failed(&f);
         }
     }

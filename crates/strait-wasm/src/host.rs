@@ -79,6 +79,8 @@ pub(crate) struct Stream {
     pub call_response: Option<CallResponse>,
     /// Properties the plugin set on this request.
     pub properties: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The request has a body (judged before the plugin ran: it may remove the framing).
+    pub request_body: bool,
 }
 
 /// The store's data: the plugin's shared parts and the current request's.
@@ -130,14 +132,6 @@ impl HostState {
             exit: None,
             out: [Vec::new(), Vec::new()],
         }
-    }
-
-    /// Forgets the last request (before the instance goes back to the pool).
-    pub fn reset(&mut self) {
-        self.stream = Stream::default();
-        self.local = None;
-        self.resumed = false;
-        self.calls.clear();
     }
 
     /// A token for a new call-out.

@@ -1,11 +1,13 @@
-//! A plugin: a compiled module with its policy's settings, the pool of idle instances requests borrow, and the root instance that receives ticks and queue notifications; held as live state by policy name.
+//! A plugin: a compiled module with its policy's settings, one shared instance per worker thread holding the HTTP contexts of many requests (Envoy's model), and the root instance that receives ticks and queue notifications; held as live state by policy name.
 //!
-//! A request borrows one instance for its whole life (its HTTP context lives there) and gives
-//! it back at the end, unless a callback failed: then the instance is dropped and the next
-//! request gets a fresh one. So a trap, a loop or a memory bomb costs one request.
+//! A request creates its HTTP context in the instance of the thread it arrives on and keeps
+//! using that instance (locked only while one of its callbacks runs) until its end. A callback
+//! that traps, loops or hits the memory cap fails its own request and the instance is
+//! replaced; other requests whose contexts were in it carry on in a fresh context of the
+//! replacement (counted as `context_lost`), so they are not failed for another's fault.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,8 +24,71 @@ use crate::Error;
 /// Clients of the upstreams call-outs may go to, by name.
 pub type Clients = HashMap<String, Arc<dyn UpstreamClient>>;
 
-/// Idle instances kept per plugin; more are made when requests need them and dropped after.
-pub const MAX_IDLE: usize = 64;
+/// One shared instance and its generation (bumped each time the instance is replaced, so a
+/// request can tell that its context went with the old one).
+#[derive(Default)]
+struct Shard {
+    vm: Option<Vm>,
+    generation: u64,
+}
+
+/// What a request keeps between its callbacks: where its context lives and the stream data
+/// host calls see (moved into the instance only while a callback runs).
+pub(crate) struct Attached {
+    plugin: Arc<Plugin>,
+    shard: usize,
+    generation: u64,
+    /// The HTTP context id; 0 before the first callback.
+    pub context: i32,
+    /// Per-request data visible to host calls.
+    pub stream: host::Stream,
+    /// A local response the plugin asked for in the last callback.
+    pub local: Option<http::Response<Bytes>>,
+    /// Call-outs the plugin made and that are not sent yet.
+    pub calls: Vec<host::PendingCall>,
+    /// The plugin failed for this request: it is out of the picture until the end.
+    pub gone: bool,
+}
+
+/// The result of running a request's callback.
+pub(crate) enum Ran {
+    /// The callback returned this action.
+    Done(i32),
+    /// The plugin failed (the request's failure mode applies).
+    Failed(Fault),
+    /// Nothing ran: the plugin is out of the picture for this request.
+    Skipped,
+}
+
+impl Drop for Attached {
+    /// Ends the context (`on_done`, `on_delete`) however the request ended, so an aborted
+    /// request leaves nothing behind in the shared instance.
+    fn drop(&mut self) {
+        if self.context == 0 {
+            return;
+        }
+        let mut shard = self.plugin.lock_shard(self.shard);
+        if shard.generation != self.generation {
+            return;
+        }
+        if let Some(vm) = shard.vm.as_mut() {
+            if let Err(f) = vm.finish_context(self.context) {
+                shard.vm = None;
+                shard.generation += 1;
+                self.plugin.failed(&f);
+            }
+        }
+    }
+}
+
+/// This thread's index, assigned on first use: a request's context goes to the instance of
+/// the thread it arrives on, so threads rarely wait for each other.
+fn thread_index() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local!(static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed));
+    INDEX.with(|i| *i)
+}
 
 /// A plugin's settings, validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +147,7 @@ pub struct Plugin {
     pub(crate) shared: Arc<PluginShared>,
     pre: InstancePre<HostState>,
     pub(crate) settings: Settings,
-    idle: Mutex<Vec<Vm>>,
+    shards: Box<[Mutex<Shard>]>,
     pub(crate) counters: Counters,
     pub(crate) hooks: Hooks,
     module: Arc<CompiledModule>,
@@ -141,12 +206,17 @@ impl Plugin {
         let wants_root =
             !first.store.data().tick_period.is_zero() || first.store.data().queues_registered;
         let handle = tokio::runtime::Handle::try_current().ok();
+        // One instance per worker thread, made when a request first needs it.
+        let workers = handle.as_ref().map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |h| h.metrics().num_workers(),
+        );
+        let shards: Box<[Mutex<Shard>]> = (0..workers.max(1)).map(|_| Mutex::default()).collect();
         Ok(Arc::new_cyclic(|weak: &Weak<Plugin>| {
-            let mut idle = Vec::new();
             let root_task = match (wants_root, handle) {
                 (true, Some(h)) => Some(h.spawn(root_loop(weak.clone(), first, rx))),
                 _ => {
-                    idle.push(first);
+                    lock(&shards[0]).vm = Some(first);
                     None
                 }
             };
@@ -158,7 +228,7 @@ impl Plugin {
                 shared,
                 pre,
                 settings,
-                idle: Mutex::new(idle),
+                shards,
                 counters,
                 hooks,
                 module,
@@ -192,12 +262,92 @@ impl Plugin {
         self.fresh().map(drop)
     }
 
-    /// An idle instance, or a new one.
-    pub(crate) fn checkout(&self) -> Result<Vm, Fault> {
-        if let Some(vm) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            return Ok(vm);
+    /// The state of a request that is to run this plugin, its context in the instance of
+    /// the current thread.
+    pub(crate) fn attach(self: &Arc<Self>) -> Attached {
+        Attached {
+            plugin: self.clone(),
+            shard: thread_index() % self.shards.len(),
+            generation: 0,
+            context: 0,
+            stream: host::Stream::default(),
+            local: None,
+            calls: Vec::new(),
+            gone: false,
         }
-        self.fresh()
+    }
+
+    fn lock_shard(&self, i: usize) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[i])
+    }
+
+    /// Runs `cb` in `a`'s HTTP context with `rest` after the context id, the request's stream
+    /// data moved into the instance for the call. The context is created on the first call
+    /// and again in a replacement instance when its own was replaced, unless `attach` is
+    /// false (the end of a request: nothing is worth a new context then).
+    pub(crate) fn run(&self, a: &mut Attached, cb: Callback, rest: &[i32], attach: bool) -> Ran {
+        if a.gone {
+            return Ran::Skipped;
+        }
+        let mut shard = self.lock_shard(a.shard);
+        let current = a.context != 0 && a.generation == shard.generation && shard.vm.is_some();
+        if !current {
+            if !attach {
+                return Ran::Skipped;
+            }
+            if shard.vm.is_none() {
+                match self.fresh() {
+                    Ok(vm) => shard.vm = Some(vm),
+                    Err(f) => {
+                        a.gone = true;
+                        return Ran::Failed(f);
+                    }
+                }
+            }
+            if a.context != 0 {
+                self.counters
+                    .failures
+                    .with_label_values(&[self.settings.name.as_str(), "context_lost"])
+                    .inc();
+            }
+            let generation = shard.generation;
+            let created = shard.vm.as_mut().map(Vm::create_context);
+            match created {
+                Some(Ok(id)) => (a.context, a.generation) = (id, generation),
+                Some(Err(f)) => {
+                    replace(&mut shard);
+                    a.gone = true;
+                    a.context = 0;
+                    return Ran::Failed(f);
+                }
+                None => return Ran::Skipped,
+            }
+        }
+        let Some(vm) = shard.vm.as_mut() else {
+            return Ran::Skipped;
+        };
+        let mut args = [0i32; 5];
+        args[0] = a.context;
+        let n = rest.len().min(4);
+        args[1..=n].copy_from_slice(&rest[..n]);
+        std::mem::swap(&mut vm.store.data_mut().stream, &mut a.stream);
+        let r = vm.run(cb, &args[..=n]);
+        let h = vm.store.data_mut();
+        std::mem::swap(&mut h.stream, &mut a.stream);
+        if let Some(local) = h.local.take() {
+            a.local = Some(local);
+        }
+        a.calls.append(&mut h.calls);
+        h.resumed = false;
+        match r {
+            Ok(action) => Ran::Done(action),
+            Err(f) => {
+                replace(&mut shard);
+                a.gone = true;
+                a.context = 0;
+                Ran::Failed(f)
+            }
+        }
     }
 
     fn fresh(&self) -> Result<Vm, Fault> {
@@ -212,18 +362,6 @@ impl Plugin {
             .with_label_values(&[self.settings.name.as_str()])
             .inc();
         Ok(vm)
-    }
-
-    /// Takes back an instance after a request; a failed one is dropped.
-    pub(crate) fn checkin(&self, mut vm: Vm) {
-        if vm.dead {
-            return;
-        }
-        vm.store.data_mut().reset();
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(vm);
-        }
     }
 
     /// Counts a failure of the plugin.
@@ -307,6 +445,16 @@ async fn root_loop(plugin: Weak<Plugin>, vm: Vm, mut rx: UnboundedReceiver<u32>)
         vm = Some(current);
         drop(p);
     }
+}
+
+/// Drops a failed instance; the next request that needs one makes a fresh one.
+fn replace(shard: &mut Shard) {
+    shard.vm = None;
+    shard.generation += 1;
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn sleep_or_never(period: Option<Duration>) {

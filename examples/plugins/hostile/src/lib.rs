@@ -1,4 +1,4 @@
-//! A plugin that misbehaves on request, for the sandbox tests: with `x-hostile: loop|memory|trap|oob` it loops forever, allocates without end, panics, or calls host functions with out-of-bounds pointers, in the callback `x-hostile-phase` names (`request_headers` by default, or `request_body`, `response_headers`, `response_body`, `log`, `http_call`). Requests without the header pass untouched.
+//! A plugin that misbehaves on request, for the sandbox tests: with `x-hostile: loop|memory|trap|oob` it loops forever, allocates without end, panics, or calls host functions with out-of-bounds pointers, in the callback `x-hostile-phase` names (`request_headers` by default, or `request_body`, `response_headers`, `response_body`, `log`, `http_call`). Requests without the header pass untouched but for `x-hostile-seen: 1` on the response.
 //!
 //! `oob` answers in `x-oob` with the status each bad call returned (6 is `InvalidMemoryAccess`).
 //! Configuration `{ "fail_configure": true }` makes `on_configure` trap.
@@ -151,6 +151,9 @@ impl HttpContext for Hostile {
 
     fn on_http_response_headers(&mut self, _n: usize, _end: bool) -> Action {
         self.at("response_headers");
+        // Shows that the response phase ran (in a fresh context, when another request's
+        // failure replaced the instance this one started in).
+        self.set_http_response_header("x-hostile-seen", Some("1"));
         if !self.oob.is_empty() {
             let oob = self.oob.clone();
             self.set_http_response_header("x-oob", Some(&oob));
