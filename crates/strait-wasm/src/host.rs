@@ -91,7 +91,7 @@ pub(crate) struct HostState {
     pub memory_exceeded: bool,
     pub memory: Option<Memory>,
     pub alloc: Option<TypedFunc<i32, i32>>,
-    pub stream: Stream,
+    pub stream: Box<Stream>,
     /// A local response the plugin asked for.
     pub local: Option<http::Response<Bytes>>,
     /// The plugin resumed the stream (`proxy_continue_stream`).
@@ -122,7 +122,7 @@ impl HostState {
             memory_exceeded: false,
             memory: None,
             alloc: None,
-            stream: Stream::default(),
+            stream: Box::default(),
             local: None,
             resumed: false,
             calls: Vec::new(),
@@ -253,10 +253,13 @@ pub(crate) fn give(
     if data.is_empty() {
         return Ok(Status::Ok.code());
     }
-    let Some(alloc) = caller.data().alloc.clone() else {
+    // Taken out for the call and put back (a clone would copy its registered type).
+    let Some(alloc) = caller.data_mut().alloc.take() else {
         return Ok(Status::InternalFailure.code());
     };
-    let ptr = alloc.call(&mut *caller, data.len() as i32)?;
+    let ptr = alloc.call(&mut *caller, data.len() as i32);
+    caller.data_mut().alloc = Some(alloc);
+    let ptr = ptr?;
     if ptr == 0 {
         return Ok(Status::InternalFailure.code());
     }

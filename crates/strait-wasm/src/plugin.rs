@@ -41,7 +41,7 @@ pub(crate) struct Attached {
     /// The HTTP context id; 0 before the first callback.
     pub context: i32,
     /// Per-request data visible to host calls.
-    pub stream: host::Stream,
+    pub stream: Box<host::Stream>,
     /// A local response the plugin asked for in the last callback.
     pub local: Option<http::Response<Bytes>>,
     /// Call-outs the plugin made and that are not sent yet.
@@ -270,7 +270,7 @@ impl Plugin {
             shard: thread_index() % self.shards.len(),
             generation: 0,
             context: 0,
-            stream: host::Stream::default(),
+            stream: Box::default(),
             local: None,
             calls: Vec::new(),
             gone: false,

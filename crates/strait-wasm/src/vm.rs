@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Func, InstancePre, Store, Trap, Val};
+use wasmtime::{Func, InstancePre, Store, Trap, TypedFunc, Val};
 
 use crate::engine::EPOCH_TICK;
 use crate::host::wasi::ProcExit;
@@ -63,6 +63,62 @@ struct Export {
     func: Func,
     params: usize,
     results: usize,
+    /// Index of the same function typed in [`Vm::typed`].
+    typed: usize,
+}
+
+/// A callback export typed by its arity (every proxy-wasm callback takes `i32`s and returns
+/// nothing or one `i32`): calls through it skip the per-call type checks of [`Func::call`].
+enum Typed {
+    P0R0(TypedFunc<(), ()>),
+    P1R0(TypedFunc<i32, ()>),
+    P1R1(TypedFunc<i32, i32>),
+    P2R0(TypedFunc<(i32, i32), ()>),
+    P2R1(TypedFunc<(i32, i32), i32>),
+    P3R0(TypedFunc<(i32, i32, i32), ()>),
+    P3R1(TypedFunc<(i32, i32, i32), i32>),
+    P4R0(TypedFunc<(i32, i32, i32, i32), ()>),
+    P4R1(TypedFunc<(i32, i32, i32, i32), i32>),
+    P5R0(TypedFunc<(i32, i32, i32, i32, i32), ()>),
+    P5R1(TypedFunc<(i32, i32, i32, i32, i32), i32>),
+}
+
+impl Typed {
+    /// `func` typed, when its signature is one of the callback shapes.
+    fn of(store: &Store<HostState>, func: Func, params: usize, results: usize) -> Option<Typed> {
+        Some(match (params, results) {
+            (0, 0) => Typed::P0R0(func.typed(store).ok()?),
+            (1, 0) => Typed::P1R0(func.typed(store).ok()?),
+            (1, 1) => Typed::P1R1(func.typed(store).ok()?),
+            (2, 0) => Typed::P2R0(func.typed(store).ok()?),
+            (2, 1) => Typed::P2R1(func.typed(store).ok()?),
+            (3, 0) => Typed::P3R0(func.typed(store).ok()?),
+            (3, 1) => Typed::P3R1(func.typed(store).ok()?),
+            (4, 0) => Typed::P4R0(func.typed(store).ok()?),
+            (4, 1) => Typed::P4R1(func.typed(store).ok()?),
+            (5, 0) => Typed::P5R0(func.typed(store).ok()?),
+            (5, 1) => Typed::P5R1(func.typed(store).ok()?),
+            _ => return None,
+        })
+    }
+
+    /// Calls with `a` (missing arguments are 0); a function without a result returns 0.
+    fn call(&self, store: &mut Store<HostState>, a: [i32; 5]) -> wasmtime::Result<i32> {
+        let none = |r: wasmtime::Result<()>| r.map(|()| 0);
+        match self {
+            Typed::P0R0(f) => none(f.call(store, ())),
+            Typed::P1R0(f) => none(f.call(store, a[0])),
+            Typed::P1R1(f) => f.call(store, a[0]),
+            Typed::P2R0(f) => none(f.call(store, (a[0], a[1]))),
+            Typed::P2R1(f) => f.call(store, (a[0], a[1])),
+            Typed::P3R0(f) => none(f.call(store, (a[0], a[1], a[2]))),
+            Typed::P3R1(f) => f.call(store, (a[0], a[1], a[2])),
+            Typed::P4R0(f) => none(f.call(store, (a[0], a[1], a[2], a[3]))),
+            Typed::P4R1(f) => f.call(store, (a[0], a[1], a[2], a[3])),
+            Typed::P5R0(f) => none(f.call(store, (a[0], a[1], a[2], a[3], a[4]))),
+            Typed::P5R1(f) => f.call(store, (a[0], a[1], a[2], a[3], a[4])),
+        }
+    }
 }
 
 /// The callbacks a module exports (each optional).
@@ -103,6 +159,7 @@ pub(crate) enum Callback {
 /// A live instance.
 pub struct Vm {
     pub(crate) store: Store<HostState>,
+    typed: Vec<Option<Typed>>,
     exports: Exports,
     next_context: i32,
     deadline: u64,
@@ -137,14 +194,17 @@ impl Vm {
             .find_map(|n| instance.get_typed_func::<i32, i32>(&mut store, n).ok());
         store.data_mut().memory = memory;
         store.data_mut().alloc = alloc;
+        let mut typed = Vec::new();
         let mut get = |name: &str| {
             let func = instance.get_func(&mut store, name)?;
             let ty = func.ty(&store);
             let (params, results) = (ty.params().len(), ty.results().len());
+            typed.push(Typed::of(&store, func, params, results));
             Some(Export {
                 func,
                 params,
                 results,
+                typed: typed.len() - 1,
             })
         };
         let exports = Exports {
@@ -167,6 +227,7 @@ impl Vm {
         let init = get("_initialize").or_else(|| get("_start"));
         let mut vm = Vm {
             store,
+            typed,
             exports,
             next_context: ROOT_CONTEXT + 1,
             deadline,
@@ -244,6 +305,16 @@ impl Vm {
             return Err(Fault::Unavailable("instance failed earlier".into()));
         }
         self.store.set_epoch_deadline(self.deadline);
+        if let Some(t) = &self.typed[e.typed] {
+            let mut a = [0i32; 5];
+            for (p, v) in a.iter_mut().zip(args) {
+                *p = *v;
+            }
+            return t.call(&mut self.store, a).map_err(|err| {
+                self.dead = true;
+                classify(&err, self.store.data())
+            });
+        }
         let mut params = [Val::I32(0); 8];
         for (p, a) in params.iter_mut().zip(args) {
             *p = Val::I32(*a);
