@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
+use crate::{Strait, Upstream};
+
 /// A token long enough for `admin.token` (at least 16 characters).
 pub const TOKEN: &str = "s3cret-token-0123456789";
 
@@ -105,4 +107,28 @@ impl AdminClient {
         self.write(reqwest::Method::PUT, "/api/config", Some("*"), doc)
             .await
     }
+}
+
+/// A configuration for admin tests: paths under `/api` proxied to `up`, everything else
+/// answered by Strait itself.
+pub fn routed_config(up: &Upstream) -> String {
+    format!(
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    respond: {{ status: 200, body: one }}\n  - name: api\n    match: {{ path_prefix: /api }}\n    upstream: up\nupstreams:\n  - name: up\n    endpoints: [\"{}\"]\n",
+        up.addr()
+    )
+}
+
+/// An upstream, Strait serving [`routed_config`] (token from the environment), and an admin
+/// client.
+pub async fn start_routed() -> (Upstream, Strait, AdminClient) {
+    let up = Upstream::start("up").await;
+    let s = Strait::start_opts(
+        &routed_config(&up),
+        &[],
+        &[],
+        &[("STRAIT_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    let admin = AdminClient::new(s.admin());
+    (up, s, admin)
 }

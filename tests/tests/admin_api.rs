@@ -3,23 +3,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use strait_e2e::admin::{AdminClient, TOKEN};
-use strait_e2e::{client, Strait, Upstream};
-
-fn config(up: &Upstream) -> String {
-    format!(
-        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    respond: {{ status: 200, body: one }}\n  - name: api\n    match: {{ path_prefix: /api }}\n    upstream: up\nupstreams:\n  - name: up\n    endpoints: [\"{}\"]\n",
-        up.addr()
-    )
-}
-
-/// An upstream, Strait routing to it (token from the environment), and an admin client.
-async fn start() -> (Upstream, Strait, AdminClient) {
-    let up = Upstream::start("up").await;
-    let s = Strait::start_opts(&config(&up), &[], &[], &[("STRAIT_ADMIN_TOKEN", TOKEN)]).await;
-    let admin = AdminClient::new(s.admin());
-    (up, s, admin)
-}
+use strait_e2e::admin::{routed_config as config, start_routed as start, AdminClient, TOKEN};
+use strait_e2e::client;
 
 #[tokio::test]
 async fn every_api_error_is_json() {

@@ -17,7 +17,7 @@ use strait_control::Control;
 use crate::{assemble::Assembled, AdminState};
 
 mod items;
-mod reply;
+pub(crate) mod reply;
 mod rollouts;
 
 use reply::{error, set_etag, written, Params};
@@ -47,7 +47,11 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router<Arc<AdminState>> {
 }
 
 /// 401 unless the request carries the configured bearer token (compared in constant time).
-async fn authorize(State(s): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+pub(crate) async fn authorize(
+    State(s): State<Arc<AdminState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)

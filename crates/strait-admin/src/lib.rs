@@ -1,4 +1,4 @@
-//! Admin HTTP listener: `/healthz`, `/readyz`, `/metrics` (Prometheus text, or OpenMetrics when asked; all open), and the token-protected admin API under `/api/`.
+//! Admin HTTP listener: `/healthz`, `/readyz`, `/metrics` (Prometheus text, or OpenMetrics when asked; all open), and, token-protected, the admin API under `/api/` and the profiler under `/debug/pprof/`.
 #![forbid(unsafe_code)]
 
 use std::sync::{
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 mod api;
 mod assemble;
+mod pprof;
 mod serve;
 mod slots;
 
@@ -70,6 +71,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/api", api::router(state.clone()))
+        .nest("/debug/pprof", pprof::router(state.clone()))
         .with_state(state)
 }
 

@@ -1,5 +1,7 @@
 //! How the admin API answers: JSON bodies for every outcome (errors from extractors, unknown paths and methods included), query parameters checked strictly, and write results with their warnings.
 
+use std::ops::RangeInclusive;
+
 use axum::{
     body::Body,
     extract::{Query, Request},
@@ -136,6 +138,25 @@ impl Params {
         }
     }
 
+    /// A whole number within `range`, or `None` when absent.
+    pub(crate) fn number(
+        &self,
+        name: &str,
+        range: RangeInclusive<u64>,
+    ) -> Result<Option<u64>, Refused> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        match v.parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(bad(format!(
+                "`{name}` must be a whole number from {} to {}, not `{v}`",
+                range.start(),
+                range.end()
+            ))),
+        }
+    }
+
     /// One of `choices`, or `None` when absent.
     pub(crate) fn choice(&self, name: &str, choices: &[&str]) -> Result<Option<&str>, Refused> {
         match self.get(name) {
@@ -252,5 +273,13 @@ mod tests {
         let p = Params::parse(&uri("format=yaml"), &["format"]).unwrap();
         assert_eq!(p.choice("format", &["yaml", "json"]).unwrap(), Some("yaml"));
         assert!(p.choice("format", &["json"]).is_err());
+        let p = Params::parse(&uri("seconds=5"), &["seconds"]).unwrap();
+        assert_eq!(p.number("seconds", 1..=60).unwrap(), Some(5));
+        assert_eq!(p.number("other", 1..=60).unwrap(), None);
+        assert!(p.number("seconds", 6..=60).is_err());
+        for bad in ["seconds=x", "seconds=-1", "seconds=1.5", "seconds="] {
+            let p = Params::parse(&uri(bad), &["seconds"]).unwrap();
+            assert!(p.number("seconds", 0..=60).is_err(), "{bad}");
+        }
     }
 }

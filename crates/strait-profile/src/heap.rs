@@ -1,0 +1,83 @@
+//! Heap statistics of the running process: resident memory from the kernel (`/proc/self/status`) and mimalloc's own counters (`mi_stats_get_json`), mimalloc being the global allocator of the `strait` binary.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{Error, Slot};
+
+/// At most one heap read at a time (the allocator's report is cheap, but not free).
+static HEAP: Slot = Slot::new();
+
+/// Room for mimalloc's JSON report: about 20 KiB today (its size bins make most of it).
+const REPORT_BYTES: usize = 256 * 1024;
+
+/// What `GET /debug/pprof/heap` reports.
+#[derive(Debug, Serialize)]
+pub struct HeapStats {
+    /// The global allocator whose counters `mimalloc` holds.
+    pub allocator: &'static str,
+    /// Resident set size now (`VmRSS`), in bytes; null where `/proc` is not readable.
+    pub rss_bytes: Option<u64>,
+    /// The highest resident set size so far (`VmHWM`), in bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Memory the allocator holds committed (read/write mapped) now, in bytes.
+    pub committed_bytes: Option<u64>,
+    /// The most the allocator has held committed, in bytes.
+    pub peak_committed_bytes: Option<u64>,
+    /// mimalloc's report as it gives it (`mi_stats_get_json`): process times, page faults,
+    /// counters of reserved, committed and reset memory, pages, threads, and per-size bins.
+    pub mimalloc: Value,
+}
+
+/// Reads the heap statistics now; `Err(Busy)` while another read runs.
+pub fn stats() -> Result<HeapStats, Error> {
+    let _held = HEAP.take().ok_or(Error::Busy("a heap report"))?;
+    let mimalloc = mimalloc_report().unwrap_or(Value::Null);
+    let process = |k: &str| mimalloc.pointer(&format!("/process/{k}"))?.as_u64();
+    let (rss, peak_rss) = proc_status();
+    Ok(HeapStats {
+        allocator: "mimalloc",
+        rss_bytes: rss,
+        peak_rss_bytes: peak_rss,
+        committed_bytes: process("commit_current"),
+        peak_committed_bytes: process("commit_peak"),
+        mimalloc,
+    })
+}
+
+/// `VmRSS` and `VmHWM` from `/proc/self/status`, in bytes.
+fn proc_status() -> (Option<u64>, Option<u64>) {
+    let Ok(text) = std::fs::read_to_string("/proc/self/status") else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        let line = text.lines().find_map(|l| l.strip_prefix(name))?;
+        let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+        Some(kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// mimalloc's JSON report, parsed; `None` if it did not fit or did not parse.
+#[allow(unsafe_code)]
+fn mimalloc_report() -> Option<Value> {
+    // A buffer of ours rather than one mimalloc allocates: nothing to hand back to `mi_free`.
+    let mut buf = vec![0u8; REPORT_BYTES];
+    // SAFETY: `buf` is writable for `REPORT_BYTES` bytes and outlives the call; mimalloc
+    // writes at most that many bytes, NUL-terminated, and keeps no pointer to it.
+    let out = unsafe { libmimalloc_sys::mi_stats_get_json(buf.len(), buf.as_mut_ptr().cast()) };
+    if out.is_null() {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0)?;
+    // A report cut short at the buffer's end is not valid JSON, so it is refused here.
+    serde_json::from_slice(&buf[..len]).ok()
+}
+
+/// Returns the allocator's free memory to the system now, rather than when mimalloc next
+/// gets round to it: for after a burst of allocation that will not come back soon.
+#[allow(unsafe_code)]
+pub(crate) fn give_back() {
+    // SAFETY: no arguments to uphold; `mi_collect` is thread-safe.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
