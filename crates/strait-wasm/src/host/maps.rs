@@ -209,9 +209,8 @@ pub fn edit(s: &mut Stream, ty: i32, key: &[u8], value: &[u8], edit: Edit) -> St
     let Ok(key) = std::str::from_utf8(key) else {
         return Status::BadArgument;
     };
-    let key = key.to_ascii_lowercase();
     if key.starts_with(':') {
-        return pseudo_edit(s, ty, &key, value, edit);
+        return pseudo_edit(s, ty, &key.to_ascii_lowercase(), value, edit);
     }
     let map = match ty {
         map::REQUEST_HEADERS => s.request.as_mut().map(|r| &mut r.headers),
@@ -225,6 +224,7 @@ pub fn edit(s: &mut Stream, ty: i32, key: &[u8], value: &[u8], edit: Edit) -> St
         // Not this phase's map (request headers once forwarded, say): nothing to change.
         return Status::NotFound;
     };
+    // `from_bytes` lowercases the name itself.
     let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
         return Status::BadArgument;
     };
