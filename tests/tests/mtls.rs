@@ -69,6 +69,14 @@ fn config(client_auth: &str, policies: &str, upstream: SocketAddr) -> String {
     )
 }
 
+/// A fresh PKI, a recording upstream, and Strait serving [`config`] in front of it.
+async fn setup(client_auth: &str, policies: &str) -> (Pki, Upstream, Strait) {
+    let pki = Pki::new();
+    let up = Upstream::start("up").await;
+    let s = pki.start(&config(client_auth, policies, up.addr())).await;
+    (pki, up, s)
+}
+
 /// What curl got: the status code (0 when no response came) and its stderr.
 struct Curl {
     status: u16,
@@ -143,11 +151,7 @@ fn reqwest_client(pki: &Pki, addr: SocketAddr, identity: Option<&Leaf>) -> reqwe
 
 #[tokio::test]
 async fn require_mode_fails_the_handshake_without_a_certificate_or_with_one_from_another_ca() {
-    let pki = Pki::new();
-    let up = Upstream::start("up").await;
-    let s = pki
-        .start(&config("{ ca: clients.pem, mode: require }", "", up.addr()))
-        .await;
+    let (pki, up, s) = setup("{ ca: clients.pem, mode: require }", "").await;
     let none = curl(&pki, s.web(), "/", &[]).await;
     assert_eq!(
         none.status, 0,
@@ -181,11 +185,7 @@ async fn require_mode_fails_the_handshake_without_a_certificate_or_with_one_from
 
 #[tokio::test]
 async fn require_mode_forwards_the_verified_identity_and_replaces_a_client_sent_xfcc() {
-    let pki = Pki::new();
-    let up = Upstream::start("up").await;
-    let s = pki
-        .start(&config("{ ca: clients.pem, mode: require }", "", up.addr()))
-        .await;
+    let (pki, up, s) = setup("{ ca: clients.pem, mode: require }", "").await;
     let leaf = pki.clients.client("web", &[WEB]);
     let files = pki.client_files(&leaf, "web");
     let mut args: Vec<String> = cert_args(&files).into();
@@ -208,11 +208,7 @@ async fn require_mode_forwards_the_verified_identity_and_replaces_a_client_sent_
 
 #[tokio::test]
 async fn request_mode_serves_clients_without_a_certificate_and_forwards_no_xfcc() {
-    let pki = Pki::new();
-    let up = Upstream::start("up").await;
-    let s = pki
-        .start(&config("{ ca: clients.pem, mode: request }", "", up.addr()))
-        .await;
+    let (pki, up, s) = setup("{ ca: clients.pem, mode: request }", "").await;
     let url = format!("https://mtls.test:{}/anon", s.web().port());
     let anon = reqwest_client(&pki, s.web(), None)
         .get(&url)
@@ -240,15 +236,7 @@ async fn request_mode_serves_clients_without_a_certificate_and_forwards_no_xfcc(
 
 #[tokio::test]
 async fn sanitize_removes_a_client_sent_xfcc_and_sends_none() {
-    let pki = Pki::new();
-    let up = Upstream::start("up").await;
-    let s = pki
-        .start(&config(
-            "{ ca: clients.pem, forward_client_cert: sanitize }",
-            "",
-            up.addr(),
-        ))
-        .await;
+    let (pki, up, s) = setup("{ ca: clients.pem, forward_client_cert: sanitize }", "").await;
     let leaf = pki.clients.client("web", &[WEB]);
     let resp = reqwest_client(&pki, s.web(), Some(&leaf))
         .get(format!("https://mtls.test:{}/", s.web().port()))
@@ -262,18 +250,10 @@ async fn sanitize_removes_a_client_sent_xfcc_and_sends_none() {
 
 #[tokio::test]
 async fn client_cert_policy_allows_listed_and_wildcard_spiffe_ids_and_refuses_others_with_403() {
-    let pki = Pki::new();
-    let up = Upstream::start("up").await;
     let policy = format!(
         "    policies:\n      - name: spiffe\n        client_cert:\n          allow: [\"{WEB}\", \"spiffe://example.org/ns/batch/*\"]\n"
     );
-    let s = pki
-        .start(&config(
-            "{ ca: clients.pem, mode: request }",
-            &policy,
-            up.addr(),
-        ))
-        .await;
+    let (pki, up, s) = setup("{ ca: clients.pem, mode: request }", &policy).await;
     let url = format!("https://mtls.test:{}/api", s.web().port());
     for (who, uri, want) in [
         ("web", WEB, 200),
@@ -382,11 +362,7 @@ async fn upstream_mtls_presents_the_client_certificate_and_picks_up_a_rotated_on
 
 #[tokio::test]
 async fn a_rotated_client_ca_bundle_is_trusted_without_a_restart() {
-    let pki = Pki::new();
-    let up = Upstream::start("up").await;
-    let s = pki
-        .start(&config("{ ca: clients.pem }", "", up.addr()))
-        .await;
+    let (pki, _up, s) = setup("{ ca: clients.pem }", "").await;
     let newcomer = pki.client_files(&pki.other.client("new", &[WEB]), "new");
     assert_eq!(curl_with(&pki, s.web(), "/", &newcomer).await.status, 0);
 
@@ -499,6 +475,17 @@ fn validate_warns_about_certificates_expired_or_expiring_within_14_days() {
     assert!(!v.stderr.contains("fine.pem"), "{}", v.stderr);
 }
 
+/// Asserts an error `message` at the line holding `at.0`, column of `at.1` on it.
+fn assert_error(v: &Validated, yaml: &str, at: (&str, &str), message: &str) {
+    let line = line_of(yaml, at.0);
+    let want = format!(":{line}:{}: {message}", column_of(yaml, at.0, at.1));
+    assert!(
+        v.errors_at(line).iter().any(|l| l.contains(&want)),
+        "no {want:?}; stderr:\n{}",
+        v.stderr
+    );
+}
+
 #[test]
 fn client_auth_errors_point_at_the_unknown_mode_and_the_missing_ca() {
     let dir = tempfile::tempdir().unwrap();
@@ -512,35 +499,23 @@ fn client_auth_errors_point_at_the_unknown_mode_and_the_missing_ca() {
         key.display()
     );
     let v = Validated::run(&yaml, &[]);
-    let mode_line = line_of(&yaml, "mode: sometimes");
-    let mode = v.errors_at(mode_line);
-    assert!(
-        mode.iter().any(|l| l.contains(&format!(
-            ":{mode_line}:{}: unknown client_auth.mode `sometimes`: expected one of `require`, `request`",
-            column_of(&yaml, "mode: sometimes", "sometimes")
-        ))),
-        "stderr:\n{}",
-        v.stderr
+    assert_error(
+        &v,
+        &yaml,
+        ("mode: sometimes", "sometimes"),
+        "unknown client_auth.mode `sometimes`: expected one of `require`, `request`",
     );
-    let ca_line = line_of(&yaml, "missing-ca.pem");
-    let ca = v.errors_at(ca_line);
-    assert!(
-        ca.iter().any(|l| l.contains(&format!(
-            ":{ca_line}:{}: client_auth.ca: file `missing-ca.pem` not found",
-            column_of(&yaml, "missing-ca.pem", "missing-ca.pem")
-        ))),
-        "stderr:\n{}",
-        v.stderr
+    assert_error(
+        &v,
+        &yaml,
+        ("missing-ca.pem", "missing-ca.pem"),
+        "client_auth.ca: file `missing-ca.pem` not found",
     );
 }
 
 #[tokio::test]
 async fn plain_http_to_the_tls_port_gets_a_readable_400_and_the_connection_closes() {
-    let pki = Pki::new();
-    let up = Upstream::start("up").await;
-    let s = pki
-        .start(&config("{ ca: clients.pem }", "", up.addr()))
-        .await;
+    let (_pki, up, s) = setup("{ ca: clients.pem }", "").await;
     let mut tcp = tokio::net::TcpStream::connect(s.web()).await.unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: mtls.test\r\n\r\n")
         .await

@@ -45,7 +45,7 @@ impl ClientCertFilter {
         let uri_ok = peer.uris.iter().any(|u| {
             self.exact.iter().any(|e| e == u) || self.prefixes.iter().any(|p| u.starts_with(&**p))
         });
-        if uri_ok || self.subjects.iter().any(|s| *s == peer.subject) {
+        if uri_ok || self.subjects.contains(&peer.subject) {
             Ok(())
         } else {
             Err(Refusal::Denied)

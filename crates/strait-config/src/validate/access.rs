@@ -39,35 +39,29 @@ pub(super) fn ip_rules(cx: &mut Ctx, raw: &Spanned<RawIpRules>) -> IpRulesPolicy
     IpRulesPolicy { allow, deny }
 }
 
+/// The items of an optional list (none when it is absent).
+fn entries(l: &Option<Spanned<Vec<S>>>) -> &[S] {
+    l.as_ref().map_or(&[], |l| &l.value)
+}
+
 pub(super) fn client_cert(cx: &mut Ctx, raw: &Spanned<RawClientCert>) -> ClientCertPolicy {
     let r = &raw.value;
     let mut allow = Vec::new();
-    for s in r
-        .allow
-        .as_ref()
-        .map(|l| l.value.as_slice())
-        .unwrap_or_default()
-    {
+    for s in entries(&r.allow) {
         match client_cert_uri(&s.value) {
             Ok(()) => allow.push(s.value.clone()),
             Err(e) => cx.err(pos(s), format!("client_cert.allow: {e}")),
         }
     }
     let mut allow_subjects = Vec::new();
-    for s in r
-        .allow_subjects
-        .as_ref()
-        .map(|l| l.value.as_slice())
-        .unwrap_or_default()
-    {
+    for s in entries(&r.allow_subjects) {
         if s.value.trim().is_empty() {
             cx.err(pos(s), "client_cert.allow_subjects: empty subject");
         } else {
             allow_subjects.push(s.value.clone());
         }
     }
-    let written = |l: &Option<Spanned<Vec<S>>>| l.as_ref().is_some_and(|l| !l.value.is_empty());
-    if !written(&r.allow) && !written(&r.allow_subjects) {
+    if entries(&r.allow).is_empty() && entries(&r.allow_subjects).is_empty() {
         cx.err(
             pos(raw),
             "client_cert allows nobody: list SAN URIs (SPIFFE IDs) in `allow` or subjects in `allow_subjects`",
