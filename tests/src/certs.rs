@@ -62,6 +62,35 @@ impl Ca {
         Leaf::new(cert, key)
     }
 
+    /// A client certificate with common name `cn` and `uris` as URI SANs (SPIFFE IDs).
+    pub fn client(&self, cn: &str, uris: &[&str]) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Strait Tests");
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| rcgen::SanType::URI((*u).try_into().expect("ia5 uri")))
+            .collect();
+        self.sign(params)
+    }
+
+    /// A leaf for `sans` that expires at `not_after`.
+    pub fn leaf_until(&self, sans: &[&str], not_after: std::time::SystemTime) -> Leaf {
+        let mut params = leaf_params(sans);
+        params.not_after = not_after.into();
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> Leaf {
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
+        Leaf::new(cert, key)
+    }
+
     /// Write the CA PEM to `dir/name` and return the path.
     pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
         let p = dir.join(name);
@@ -104,6 +133,48 @@ impl Leaf {
         std::fs::write(&cert, &self.cert_pem).expect("write cert");
         std::fs::write(&key, &self.key_pem).expect("write key");
         (cert, key)
+    }
+
+    /// A rustls server config presenting this cert that requires client certificates
+    /// issued by `clients`.
+    pub fn server_config_requiring_clients(
+        &self,
+        clients: &Ca,
+        alpn: &[&[u8]],
+    ) -> Arc<ServerConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(clients.der()).expect("client ca");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .expect("client verifier");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
+        let mut cfg = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![self.der.clone()], key)
+            .expect("server cert");
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(cfg)
+    }
+
+    /// A client config trusting `roots` that presents this certificate.
+    pub fn client_config(&self, roots: &[CertificateDer<'static>]) -> Arc<ClientConfig> {
+        let mut store = RootCertStore::empty();
+        for r in roots {
+            store.add(r.clone()).expect("add root");
+        }
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
+        let cfg = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(store)
+            .with_client_auth_cert(vec![self.der.clone()], key)
+            .expect("client cert");
+        Arc::new(cfg)
     }
 
     /// A rustls server config presenting this cert with the given ALPN list.

@@ -13,6 +13,15 @@ pub struct IpRulesPolicy {
     pub deny: Vec<Cidr>,
 }
 
+/// `client_cert:` which verified client certificates may pass (mutual TLS listeners).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientCertPolicy {
+    /// URI SANs (SPIFFE IDs) allowed: exact, or a prefix when written with a trailing `*`.
+    pub allow: Vec<String>,
+    /// Subject distinguished names allowed, exactly as Strait prints them (`CN=web,O=Example`).
+    pub allow_subjects: Vec<String>,
+}
+
 /// `request_limits:` per-route request bounds.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RequestLimitsPolicy {

@@ -70,6 +70,8 @@ pub(crate) struct ListenerLocs {
     pub listen: Pos,
     /// `(cert, key)` node positions for each certificate.
     pub certificates: Vec<(Pos, Pos)>,
+    /// The `tls.client_auth.ca` value.
+    pub client_ca: Pos,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,6 +85,8 @@ pub(crate) struct UpstreamLocs {
     pub at: Pos,
     pub endpoints: Vec<Pos>,
     pub ca: Pos,
+    /// The `tls.cert` value (the client certificate).
+    pub cert: Pos,
 }
 
 // === impl Locations ===
@@ -94,6 +98,7 @@ impl Locations {
         for l in &mut self.listeners {
             l.at = f(l.at);
             l.listen = f(l.listen);
+            l.client_ca = f(l.client_ca);
             for (cert, key) in &mut l.certificates {
                 (*cert, *key) = (f(*cert), f(*key));
             }
@@ -102,7 +107,7 @@ impl Locations {
             (r.at, r.action) = (f(r.at), f(r.action));
         }
         for u in &mut self.upstreams {
-            (u.at, u.ca) = (f(u.at), f(u.ca));
+            (u.at, u.ca, u.cert) = (f(u.at), f(u.ca), f(u.cert));
             u.endpoints.iter_mut().for_each(|e| *e = f(*e));
         }
     }
@@ -140,6 +145,11 @@ impl Locations {
             .unwrap_or(((0, 0), (0, 0)))
     }
 
+    /// The `tls.client_auth.ca` value of listener `i`.
+    pub fn listener_client_ca(&self, i: usize) -> Pos {
+        self.listeners.get(i).map_or((0, 0), |l| l.client_ca)
+    }
+
     /// The `i`-th route's entry.
     pub fn route(&self, i: usize) -> Pos {
         self.routes.get(i).map_or((0, 0), |r| r.at)
@@ -166,5 +176,10 @@ impl Locations {
     /// The `tls.ca` value of upstream `i`.
     pub fn upstream_ca(&self, i: usize) -> Pos {
         self.upstreams.get(i).map_or((0, 0), |u| u.ca)
+    }
+
+    /// The `tls.cert` value (client certificate) of upstream `i`.
+    pub fn upstream_cert(&self, i: usize) -> Pos {
+        self.upstreams.get(i).map_or((0, 0), |u| u.cert)
     }
 }

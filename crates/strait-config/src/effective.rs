@@ -214,6 +214,7 @@ fn listener(l: &Listener) -> Node {
         let ListenerTls {
             certificates,
             min_version,
+            client_auth,
         } = t;
         let certs: Vec<Node> = certificates
             .iter()
@@ -224,13 +225,39 @@ fn listener(l: &Listener) -> Node {
                     .into()
             })
             .collect();
-        M::new().put("certificates", certs).put(
-            "min_version",
-            match min_version {
-                TlsVersion::V1_2 => "1.2",
-                TlsVersion::V1_3 => "1.3",
-            },
-        )
+        let client_auth = client_auth.as_ref().map(|c| {
+            let ClientAuth {
+                ca,
+                mode,
+                forward_client_cert,
+            } = c;
+            M::new()
+                .put("ca", ca.as_path())
+                .put(
+                    "mode",
+                    match mode {
+                        ClientAuthMode::Require => "require",
+                        ClientAuthMode::Request => "request",
+                    },
+                )
+                .put(
+                    "forward_client_cert",
+                    match forward_client_cert {
+                        ForwardClientCert::Sanitize => "sanitize",
+                        ForwardClientCert::SanitizeSet => "sanitize_set",
+                    },
+                )
+        });
+        M::new()
+            .put("certificates", certs)
+            .put(
+                "min_version",
+                match min_version {
+                    TlsVersion::V1_2 => "1.2",
+                    TlsVersion::V1_3 => "1.3",
+                },
+            )
+            .opt("client_auth", client_auth)
     });
     let Limits {
         max_request_headers,
@@ -495,11 +522,14 @@ fn upstream(u: &Upstream) -> Node {
         let UpstreamTls {
             sni,
             ca,
+            client_cert,
             insecure_skip_verify,
         } = t;
         M::new()
             .opt("sni", sni.clone())
             .opt("ca", ca.as_deref())
+            .opt("cert", client_cert.as_ref().map(|c| c.cert.as_path()))
+            .opt("key", client_cert.as_ref().map(|c| c.key.as_path()))
             .put("insecure_skip_verify", *insecure_skip_verify)
     });
     M::new()

@@ -33,6 +33,8 @@ pub enum PolicySpec {
     Fault(FaultPolicy),
     /// Client address allow and deny lists.
     IpRules(crate::IpRulesPolicy),
+    /// Verified client certificates (SPIFFE IDs, subjects) allowed.
+    ClientCert(crate::ClientCertPolicy),
     /// Per-route body cap and request deadline.
     RequestLimits(crate::RequestLimitsPolicy),
     /// Cross-origin resource sharing: preflights and response headers.
@@ -65,6 +67,7 @@ impl PolicySpec {
             PolicySpec::Retry(_) => "retry",
             PolicySpec::Fault(_) => "fault",
             PolicySpec::IpRules(_) => "ip_rules",
+            PolicySpec::ClientCert(_) => "client_cert",
             PolicySpec::RequestLimits(_) => "request_limits",
             PolicySpec::Cors(_) => "cors",
             PolicySpec::ApiKey(_) => "api_key",
@@ -82,8 +85,9 @@ impl PolicySpec {
     /// Where the kind runs in a route's chain (lower first); see docs/request-path.md.
     ///
     /// The order is fixed by kind, not by where a policy is listed (docs/protect.md): IP rules
-    /// 100, request limits 200, CORS 300, authentication 400..=499 (jwt 400, api_key 410,
-    /// basic_auth 420, forward_auth 450), rate limits 500, concurrency limits 550, plugins 600,
+    /// 100, request limits 200, CORS 300, client certificates 390 (the identity the TLS
+    /// handshake proved: checked before the authentication kinds, which may await I/O),
+    /// authentication 400..=499 (jwt 400, api_key 410, basic_auth 420, forward_auth 450), rate limits 500, concurrency limits 550, plugins 600,
     /// colour 650 (after authentication, so a colour may be derived from a claim), fault 700,
     /// header edits 800, mirror 900 (so the shadow sees the request as the upstream
     /// will), then forwarding (retry 1000).
@@ -92,6 +96,7 @@ impl PolicySpec {
             PolicySpec::IpRules(_) => 100,
             PolicySpec::RequestLimits(_) => 200,
             PolicySpec::Cors(_) => 300,
+            PolicySpec::ClientCert(_) => 390,
             PolicySpec::Jwt(_) => 400,
             PolicySpec::RateLimit(_) => 500,
             PolicySpec::ConcurrencyLimit(_) => 550,

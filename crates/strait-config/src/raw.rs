@@ -98,6 +98,16 @@ pub(crate) struct RawListenerTls {
     pub key: Option<S>,
     pub certificates: Option<Spanned<Vec<RawCertPair>>>,
     pub min_version: Option<S>,
+    pub client_auth: Option<Spanned<RawClientAuth>>,
+}
+
+/// `tls.client_auth:` of a listener (mutual TLS).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientAuth {
+    pub ca: Option<S>,
+    pub mode: Option<S>,
+    pub forward_client_cert: Option<S>,
 }
 
 #[derive(Deserialize)]
@@ -251,6 +261,8 @@ pub(crate) struct RawPool {
 pub(crate) struct RawUpstreamTls {
     pub sni: Option<S>,
     pub ca: Option<S>,
+    pub cert: Option<S>,
+    pub key: Option<S>,
     pub insecure_skip_verify: Option<Spanned<bool>>,
 }
 

@@ -165,6 +165,37 @@ pub struct ListenerTls {
     pub certificates: Vec<CertPair>,
     /// Lowest TLS version accepted.
     pub min_version: TlsVersion,
+    /// Client certificates asked for and verified (mutual TLS); `None` asks for none.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `tls.client_auth`: how a listener asks for and verifies client certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// CA bundle (PEM) client certificates must chain to.
+    pub ca: PathBuf,
+    /// Whether a client without a certificate may connect (default require).
+    pub mode: ClientAuthMode,
+    /// What is sent upstream in `X-Forwarded-Client-Cert` (default sanitize_set).
+    pub forward_client_cert: ForwardClientCert,
+}
+
+/// `client_auth.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMode {
+    /// `require`: the handshake fails (TLS alert) without a valid certificate.
+    Require,
+    /// `request`: a certificate is optional; one presented must verify.
+    Request,
+}
+
+/// `client_auth.forward_client_cert` (Envoy's `forward_client_cert_details`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardClientCert {
+    /// `sanitize`: the client's `X-Forwarded-Client-Cert` is removed and nothing is sent.
+    Sanitize,
+    /// `sanitize_set`: the client's header is removed and replaced by the verified certificate's.
+    SanitizeSet,
 }
 
 /// A PEM certificate chain and its private key, resolved against the config's directory.
@@ -520,6 +551,8 @@ pub struct UpstreamTls {
     pub sni: Option<String>,
     /// CA bundle (PEM); `None` = webpki roots.
     pub ca: Option<PathBuf>,
+    /// Client certificate presented to the endpoints (mutual TLS); `None` = none.
+    pub client_cert: Option<CertPair>,
     /// Skip certificate verification (testing only).
     pub insecure_skip_verify: bool,
 }

@@ -14,7 +14,7 @@ use serde_saphyr::Spanned;
 
 use crate::diag::{Diagnostic, ListenerLocs, Locations, Pos};
 use crate::paths::PathPolicy;
-use crate::raw::{RawConfig, RawLimits, RawListener, RawListenerTls, S};
+use crate::raw::{RawClientAuth, RawConfig, RawLimits, RawListener, RawListenerTls, S};
 use crate::types::*;
 use crate::units::{parse_duration, parse_size};
 
@@ -425,9 +425,50 @@ fn listener_tls(
         &[("1.2", TlsVersion::V1_2), ("1.3", TlsVersion::V1_3)],
         TlsVersion::V1_2,
     );
+    let client_auth = t.client_auth.as_ref().and_then(|c| client_auth(cx, c, ll));
     Some(ListenerTls {
         certificates,
         min_version,
+        client_auth,
+    })
+}
+
+fn client_auth(
+    cx: &mut Ctx,
+    raw: &Spanned<RawClientAuth>,
+    ll: &mut ListenerLocs,
+) -> Option<ClientAuth> {
+    let c = &raw.value;
+    let mode = cx.token(
+        c.mode.as_ref(),
+        "client_auth.mode",
+        &[
+            ("require", ClientAuthMode::Require),
+            ("request", ClientAuthMode::Request),
+        ],
+        ClientAuthMode::Require,
+    );
+    let forward_client_cert = cx.token(
+        c.forward_client_cert.as_ref(),
+        "client_auth.forward_client_cert",
+        &[
+            ("sanitize", ForwardClientCert::Sanitize),
+            ("sanitize_set", ForwardClientCert::SanitizeSet),
+        ],
+        ForwardClientCert::SanitizeSet,
+    );
+    let Some(ca) = &c.ca else {
+        cx.err(
+            pos(raw),
+            "client_auth needs `ca`: the PEM bundle client certificates must chain to",
+        );
+        return None;
+    };
+    ll.client_ca = pos(ca);
+    Some(ClientAuth {
+        ca: cx.file(ca, "client_auth.ca"),
+        mode,
+        forward_client_cert,
     })
 }
 

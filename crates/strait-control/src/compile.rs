@@ -203,6 +203,7 @@ pub fn compile_after(
         }));
     }
 
+    crate::certs::record_expiry(config, metrics);
     Ok(Snapshot {
         version,
         routes: tables,
@@ -370,14 +371,21 @@ fn listener(l: &cfg::Listener, live: &LiveState) -> Result<ListenerSpec, String>
                 .iter()
                 .map(|c| (c.cert.as_path(), c.key.as_path()))
                 .collect();
+            let opts = strait_proxy::tls::ServerOptions {
+                tls13_only: t.min_version == cfg::TlsVersion::V1_3,
+                alpn_h2: l.protocols.h2,
+                alpn_h1: l.protocols.http1,
+                client_auth: t
+                    .client_auth
+                    .as_ref()
+                    .map(|c| strait_proxy::tls::ClientAuth {
+                        ca: &c.ca,
+                        required: c.mode == cfg::ClientAuthMode::Require,
+                    }),
+            };
             Some(
-                strait_proxy::tls::server_config(
-                    &pairs,
-                    t.min_version == cfg::TlsVersion::V1_3,
-                    l.protocols.h2,
-                    l.protocols.http1,
-                )
-                .map_err(|e| format!("listener {} tls: {e}", l.name))?,
+                strait_proxy::tls::server_config(&pairs, opts)
+                    .map_err(|e| format!("listener {} tls: {e}", l.name))?,
             )
         }
     };
@@ -388,6 +396,11 @@ fn listener(l: &cfg::Listener, live: &LiveState) -> Result<ListenerSpec, String>
         http1: l.protocols.http1,
         h2: l.protocols.h2,
         tls,
+        forward_client_cert: l
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_auth.as_ref())
+            .is_some_and(|c| c.forward_client_cert == cfg::ForwardClientCert::SanitizeSet),
         limits: ListenerLimits {
             max_request_headers: l.limits.max_request_headers as usize,
             max_request_line: l.limits.max_request_line as usize,
@@ -448,10 +461,17 @@ pub fn certificate_files(config: &cfg::Config) -> Vec<std::path::PathBuf> {
             files.push(c.cert.clone());
             files.push(c.key.clone());
         }
+        if let Some(c) = l.tls.as_ref().and_then(|t| t.client_auth.as_ref()) {
+            files.push(c.ca.clone());
+        }
     }
     for u in &config.upstreams {
         if let Some(ca) = u.tls.as_ref().and_then(|t| t.ca.clone()) {
             files.push(ca);
+        }
+        if let Some(c) = u.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
+            files.push(c.cert.clone());
+            files.push(c.key.clone());
         }
     }
     files.extend(jwt::key_files(config));

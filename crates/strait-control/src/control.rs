@@ -617,10 +617,14 @@ fn remote_scope(provider: &dyn Provider) -> Option<PathScope> {
     }
 }
 
-/// The document's warnings and the router's shadowing warnings, in source order.
+/// The document's warnings, the router's shadowing warnings and certificate expiry warnings, in source order.
 fn warnings_of(loaded: &strait_config::Loaded) -> Vec<Diagnostic> {
     let mut all = loaded.warnings.clone();
     all.extend(crate::shadow::shadow_warnings(&loaded.config));
+    all.extend(crate::certs::expiry_warnings(
+        &loaded.config,
+        std::time::SystemTime::now(),
+    ));
     all.sort_by_key(|d| (d.line, d.column));
     all
 }

@@ -3,6 +3,7 @@
 
 pub mod admin_listener;
 pub mod canonical;
+pub mod certs;
 pub mod compile;
 pub mod control;
 pub mod dns;

@@ -33,6 +33,8 @@ pub struct RequestCtx<'a> {
     pub route: &'a str,
     /// Whether the downstream connection is TLS.
     pub tls: bool,
+    /// The client certificate the TLS handshake verified (mutual TLS), if any.
+    pub peer: Option<&'a crate::PeerCert>,
 }
 
 /// What a response hook sees: the response head (editable) and the request it answers.

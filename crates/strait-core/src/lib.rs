@@ -29,7 +29,7 @@ pub use filter::{
     BodyFilter, BodyFlow, Decision, Filter, FilterState, Flow, Hooks, Outcome, Reply, RequestCtx,
     ResponseCtx,
 };
-pub use identity::{Claims, Consumer};
+pub use identity::{Claims, Consumer, PeerCert};
 pub use limits::RouteLimits;
 pub use live::LiveState;
 pub use subrequest::UpstreamClient;

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub dropped_underscore_headers: IntCounterVec,
     /// `strait_tls_handshake_errors_total{listener}`.
     pub tls_handshake_errors: IntCounterVec,
+    /// `strait_tls_certificate_expiry_timestamp_seconds{kind,name,cert}`: notAfter (unix seconds) of each certificate file the configuration uses, set at each snapshot compile.
+    pub tls_certificate_expiry: GaugeVec,
     /// `strait_config_version`: version of the snapshot being served.
     pub config_version: IntGauge,
     /// `strait_config_reload_total{result}`.
@@ -186,6 +188,14 @@ impl Metrics {
                 "Failed downstream TLS handshakes.",
             ),
             &["listener"],
+        )
+        .expect("valid metric");
+        let tls_certificate_expiry = GaugeVec::new(
+            Opts::new(
+                "strait_tls_certificate_expiry_timestamp_seconds",
+                "When each certificate file the configuration uses expires (the earliest notAfter in the file), in unix seconds.",
+            ),
+            &["kind", "name", "cert"],
         )
         .expect("valid metric");
         let config_version = IntGauge::new(
@@ -381,8 +391,10 @@ impl Metrics {
             &["version", "commit"],
         );
         // Not in `labelled` either: labelled by rollout, removed by the controller itself.
+        // The expiry gauge is rewritten whole at each compile.
         for c in [
-            Box::new(build_info.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tls_certificate_expiry.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(build_info.clone()),
             Box::new(rollout_transitions.clone()),
             Box::new(rollout_canary_weight.clone()),
             Box::new(config_version.clone()),
@@ -414,6 +426,7 @@ impl Metrics {
             rejected_requests,
             dropped_underscore_headers,
             tls_handshake_errors,
+            tls_certificate_expiry,
             config_version,
             config_reloads,
             config_last_success,

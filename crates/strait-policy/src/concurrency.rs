@@ -161,6 +161,7 @@ mod tests {
             listener: "web",
             route,
             tls: false,
+            peer: None,
         };
         let admitted = matches!(f.on_request(&mut ctx, state), Flow::Continue);
         admitted
@@ -211,6 +212,7 @@ mod tests {
                 listener: "web",
                 route: "api",
                 tls: false,
+                peer: None,
             };
             let mut run = ChainRun::default();
             assert!(chain.on_request(&mut ctx, &mut run).await.is_none());

@@ -3,6 +3,7 @@
 
 pub mod api_key;
 pub mod basic_auth;
+pub mod client_cert;
 pub mod colour;
 pub mod concurrency;
 pub mod consumer;
@@ -18,6 +19,7 @@ pub mod request_limits;
 
 pub use api_key::ApiKeyFilter;
 pub use basic_auth::BasicAuthFilter;
+pub use client_cert::ClientCertFilter;
 pub use colour::{ColourFilter, ColourKey, ColourMetrics};
 pub use concurrency::{ConcurrencyFilter, InFlight};
 pub use consumer::ConsumerTag;

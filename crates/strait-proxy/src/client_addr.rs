@@ -53,5 +53,6 @@ pub fn for_request(conn: Arc<ConnInfo>, headers: &HeaderMap) -> Arc<ConnInfo> {
         client_ip: crate::server::ip_header(client.ip()),
         peer_ip: Some(conn.client_ip.clone()),
         h1: conn.h1.clone(),
+        peer: conn.peer.clone(),
     })
 }

@@ -36,6 +36,8 @@ pub struct ConnInfo {
     pub peer_ip: Option<HeaderValue>,
     /// HTTP/1 connection state shared with the connection task: parking, protocol switches.
     pub h1: Arc<crate::h1conn::H1Shared>,
+    /// The client certificate the TLS handshake verified (mutual TLS), parsed once.
+    pub peer: Option<Arc<strait_core::PeerCert>>,
 }
 
 /// Failed-request lines at warn level, at most ten a second.
@@ -210,6 +212,7 @@ async fn route_and_serve<'s>(
             listener: &conn.listener.name,
             route: &entry.route.name,
             tls: conn.is_tls(),
+            peer: conn.peer.as_deref(),
         };
         reply = chain.on_request(&mut ctx, &mut run).await;
         if reply.is_none() && chain.hooks().request_body {

@@ -41,13 +41,15 @@ pub enum Reason {
     H2ProtocolError,
     /// A connection to a `proxy_protocol` listener without a valid PROXY header in time: closed.
     ProxyProtocol,
+    /// 400: plain HTTP sent to a TLS listener; answered in plain text, then closed.
+    PlainHttp,
 }
 
 // === impl Reason ===
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::BadRequest,
         Reason::UriTooLong,
         Reason::HeadersTooLarge,
@@ -57,6 +59,7 @@ impl Reason {
         Reason::H2EnhanceYourCalm,
         Reason::H2ProtocolError,
         Reason::ProxyProtocol,
+        Reason::PlainHttp,
     ];
 
     /// The `reason` label value.
@@ -71,6 +74,7 @@ impl Reason {
             Reason::H2EnhanceYourCalm => "h2_enhance_your_calm",
             Reason::H2ProtocolError => "h2_protocol_error",
             Reason::ProxyProtocol => "proxy_protocol",
+            Reason::PlainHttp => "plain_http",
         }
     }
 

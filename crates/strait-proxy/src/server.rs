@@ -268,6 +268,7 @@ impl ListenerCtx {
             client_ip: ip_header(peer.ip()),
             peer_ip: None,
             h1: Arc::new(H1Shared::default()),
+            peer: None,
         });
         if self.spec.tls.is_some() {
             // Boxed: the handshake state is large and would size every connection's task.
@@ -341,13 +342,20 @@ impl ListenerCtx {
     async fn serve_tls(
         &self,
         tcp: TcpStream,
-        info: Arc<ConnInfo>,
+        mut info: Arc<ConnInfo>,
         accepted: Instant,
         stop: &mut watch::Receiver<bool>,
     ) {
         let Some(cfg) = self.spec.tls.clone() else {
             return;
         };
+        // A TLS record starts with its content type, 22 (handshake); letters are an HTTP method.
+        let mut first = [0u8; 1];
+        match sniff::first_bytes(&tcp, &mut first, &self.limits).await {
+            None => return,
+            Some(_) if first[0].is_ascii_uppercase() => return self.plain_http(tcp).await,
+            Some(_) => {}
+        }
         let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
         let hs = tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(tcp)).await;
         let Ok(Ok(tls)) = hs else {
@@ -358,6 +366,13 @@ impl ListenerCtx {
                 .inc();
             return;
         };
+        // Parsed once here so that every request of the connection only borrows it.
+        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+        if let Some(peer) = leaf.and_then(|der| crate::tls::peer_cert(der)) {
+            if let Some(i) = Arc::get_mut(&mut info) {
+                i.peer = Some(Arc::new(peer));
+            }
+        }
         // HTTP/2 only by ALPN; TLS connections are never parked (see `h1conn`).
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") || !self.spec.http1 {
             self.serve_h2(tls, info, accepted, stop).await
@@ -365,6 +380,28 @@ impl ListenerCtx {
             self.serve_h1(H1Guard::new(tls, self.limits), &info, stop)
                 .await;
         }
+    }
+
+    /// Answers an HTTP request sent to a TLS port with a readable 400 (as nginx does) instead
+    /// of TLS bytes the client cannot show, then closes.
+    async fn plain_http(&self, mut tcp: TcpStream) {
+        use tokio::io::AsyncWriteExt;
+        const BODY: &str = "strait: plain HTTP request sent to HTTPS port\n";
+        let resp = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{BODY}",
+            BODY.len()
+        );
+        reject::count(
+            &self.shared.metrics,
+            &self.spec.name,
+            reject::Reason::PlainHttp,
+        );
+        let send = async {
+            tcp.write_all(resp.as_bytes()).await?;
+            tcp.shutdown().await
+        };
+        let _ = tokio::time::timeout(self.limits.send_timeout, send).await;
     }
 
     fn h1_ctx<'a>(&'a self, info: &'a Arc<ConnInfo>) -> H1Ctx<'a> {

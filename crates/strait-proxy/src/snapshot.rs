@@ -96,6 +96,9 @@ pub struct ListenerSpec {
     pub h2: bool,
     /// TLS settings, if any.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Send the verified client certificate upstream in `X-Forwarded-Client-Cert`
+    /// (`sanitize_set`); a client's own header is removed either way.
+    pub forward_client_cert: bool,
     /// Limits.
     pub limits: ListenerLimits,
     /// Request-head hygiene: path normalisation, header names with underscores.

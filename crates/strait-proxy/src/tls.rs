@@ -1,4 +1,4 @@
-//! TLS configuration: downstream server configs with SNI certificate choice, upstream client configs.
+//! TLS configuration: downstream server configs with SNI certificate choice and client certificate verification (mutual TLS), upstream client configs with client certificates.
 
 use std::{collections::HashMap, fmt, path::Path, sync::Arc};
 
@@ -6,10 +6,16 @@ use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::CryptoProvider,
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName, UnixTime},
-    server::{ClientHello, ResolvesServerCert},
+    server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier},
     sign::CertifiedKey,
     DigitallySignedStruct, SignatureScheme,
 };
+
+mod expiry;
+mod peer;
+
+pub use expiry::{earliest_expiry, Expiry};
+pub use peer::peer_cert;
 
 /// Why a TLS configuration could not be built (file named, reason given).
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +64,10 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
     Ok(bytes)
 }
 
-/// Loads a certificate chain and its key as a `CertifiedKey`.
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+/// A certificate chain and its private key, read from PEM files.
+type ChainAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn load_chain_and_key(cert: &Path, key: &Path) -> Result<ChainAndKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read_pem(cert)?)
         .collect::<Result<_, _>>()
         .map_err(|e| file_err(cert, e))?;
@@ -67,7 +75,50 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
         return Err(file_err(cert, "no certificate found"));
     }
     let key = PrivateKeyDer::from_pem_slice(&read_pem(key)?).map_err(|e| file_err(key, e))?;
+    Ok((chain, key))
+}
+
+/// Loads a certificate chain and its key as a `CertifiedKey`.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let (chain, key) = load_chain_and_key(cert, key)?;
     CertifiedKey::from_der(chain, key, &provider()).map_err(TlsError::Rustls)
+}
+
+/// The CA certificates of a PEM bundle as trust anchors.
+fn load_roots(ca: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&read_pem(ca)?) {
+        roots
+            .add(c.map_err(|e| file_err(ca, e))?)
+            .map_err(|e| file_err(ca, e))?;
+    }
+    if roots.is_empty() {
+        return Err(file_err(ca, "no CA certificate found"));
+    }
+    Ok(roots)
+}
+
+/// How a listener verifies client certificates (`tls.client_auth`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAuth<'a> {
+    /// The CA bundle client certificates must chain to.
+    pub ca: &'a Path,
+    /// A client without a certificate fails the handshake (`require`); otherwise one is
+    /// optional, but one presented must verify (`request`).
+    pub required: bool,
+}
+
+/// What a downstream TLS configuration offers, besides its certificates.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerOptions<'a> {
+    /// Only TLS 1.3.
+    pub tls13_only: bool,
+    /// ALPN `h2`.
+    pub alpn_h2: bool,
+    /// ALPN `http/1.1`.
+    pub alpn_h1: bool,
+    /// Client certificates asked for and verified.
+    pub client_auth: Option<ClientAuth<'a>>,
 }
 
 /// Chooses the certificate by SNI: exact name, then wildcard, then the first certificate.
@@ -99,9 +150,7 @@ impl ResolvesServerCert for SniResolver {
 /// A downstream TLS configuration: certificates chosen by SNI, ALPN, minimum version.
 pub fn server_config(
     pairs: &[(&Path, &Path)],
-    tls13_only: bool,
-    alpn_h2: bool,
-    alpn_h1: bool,
+    opts: ServerOptions<'_>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut exact = HashMap::new();
     let mut wildcard = HashMap::new();
@@ -123,57 +172,72 @@ pub fn server_config(
         path: String::new(),
         reason: "no certificate configured".into(),
     })?;
-    let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+    let versions: &[&rustls::SupportedProtocolVersion] = if opts.tls13_only {
         &[&rustls::version::TLS13]
     } else {
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     };
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver {
-            exact,
-            wildcard,
-            default,
-        }));
-    if alpn_h2 {
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider()).with_protocol_versions(versions)?;
+    let builder = match opts.client_auth {
+        None => builder.with_no_client_auth(),
+        Some(auth) => {
+            let roots = Arc::new(load_roots(auth.ca)?);
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
+            let verifier = if auth.required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier.build().map_err(|e| file_err(auth.ca, e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder.with_cert_resolver(Arc::new(SniResolver {
+        exact,
+        wildcard,
+        default,
+    }));
+    if opts.alpn_h2 {
         cfg.alpn_protocols.push(b"h2".to_vec());
     }
-    if alpn_h1 {
+    if opts.alpn_h1 {
         cfg.alpn_protocols.push(b"http/1.1".to_vec());
     }
     Ok(Arc::new(cfg))
 }
 
-/// An upstream TLS client configuration: webpki roots or a CA file, or no verification when asked.
+/// An upstream TLS client configuration: webpki roots or a CA file, or no verification when
+/// asked; a client certificate (`(cert, key)`) presented when the upstream asks for one.
 pub fn client_config(
     ca: Option<&Path>,
     insecure_skip_verify: bool,
+    client_cert: Option<(&Path, &Path)>,
     h2: bool,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let mut cfg = if insecure_skip_verify {
+    let builder = if insecure_skip_verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
-            .with_no_client_auth()
     } else {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca {
-            Some(ca) => {
-                for c in CertificateDer::pem_slice_iter(&read_pem(ca)?) {
-                    roots
-                        .add(c.map_err(|e| file_err(ca, e))?)
-                        .map_err(|e| file_err(ca, e))?;
-                }
-                if roots.is_empty() {
-                    return Err(file_err(ca, "no CA certificate found"));
-                }
+        let roots = match ca {
+            Some(ca) => load_roots(ca)?,
+            None => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                roots
             }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        };
+        builder.with_root_certificates(roots)
+    };
+    let mut cfg = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let (chain, key) = load_chain_and_key(cert, key)?;
+            builder.with_client_auth_cert(chain, key)?
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
     };
     cfg.alpn_protocols = if h2 {
         vec![b"h2".to_vec()]

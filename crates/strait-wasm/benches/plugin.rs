@@ -82,6 +82,7 @@ fn bench(c: &mut Criterion) {
                     listener: "web",
                     route: "api",
                     tls: false,
+                    peer: None,
                 };
                 assert!(matches!(
                     filter.on_request(&mut ctx, &mut state),

@@ -168,6 +168,10 @@ pub fn load_checked(path: &std::path::Path) -> Option<Config> {
     };
     let mut warnings = loaded.warnings.clone();
     warnings.extend(strait_control::shadow::shadow_warnings(&loaded.config));
+    warnings.extend(strait_control::certs::expiry_warnings(
+        &loaded.config,
+        std::time::SystemTime::now(),
+    ));
     warnings.sort_by_key(|d| (d.line, d.column));
     for w in &warnings {
         eprintln!(

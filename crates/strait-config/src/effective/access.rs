@@ -17,6 +17,18 @@ pub(super) fn ip_rules(p: &IpRulesPolicy) -> Node {
         .into()
 }
 
+pub(super) fn client_cert(p: &ClientCertPolicy) -> Node {
+    let ClientCertPolicy {
+        allow,
+        allow_subjects,
+    } = p;
+    let list = |l: &[String]| Node::List(l.iter().map(|s| Node::Str(s.clone())).collect());
+    M::new()
+        .put("allow", list(allow))
+        .put("allow_subjects", list(allow_subjects))
+        .into()
+}
+
 pub(super) fn request_limits(p: &RequestLimitsPolicy) -> Node {
     let RequestLimitsPolicy { max_body, timeout } = p;
     M::new()

@@ -46,6 +46,7 @@ fn spec_node(spec: &PolicySpec) -> Node {
         PolicySpec::IpRules(p) => access_node::ip_rules(p),
         PolicySpec::RequestLimits(p) => access_node::request_limits(p),
         PolicySpec::Cors(p) => access_node::cors(p),
+        PolicySpec::ClientCert(p) => access_node::client_cert(p),
         PolicySpec::Headers(HeadersPolicy { request, response }) => M::new()
             .put("request", super::header_ops(request))
             .put("response", super::header_ops(response))

@@ -13,6 +13,14 @@ pub(crate) struct RawIpRules {
     pub deny: Option<Spanned<Vec<S>>>,
 }
 
+/// `client_cert:` the verified client certificates allowed (mutual TLS).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientCert {
+    pub allow: Option<Spanned<Vec<S>>>,
+    pub allow_subjects: Option<Spanned<Vec<S>>>,
+}
+
 /// `request_limits:` per-route body cap and deadline.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -16,6 +16,7 @@ pub(crate) struct RawPolicy {
     pub retry: Option<Spanned<RawRetry>>,
     pub fault: Option<Spanned<RawFault>>,
     pub ip_rules: Option<Spanned<super::RawIpRules>>,
+    pub client_cert: Option<Spanned<super::RawClientCert>>,
     pub request_limits: Option<Spanned<super::RawRequestLimits>>,
     pub cors: Option<Spanned<super::RawCors>>,
     pub api_key: Option<Spanned<super::RawApiKey>>,

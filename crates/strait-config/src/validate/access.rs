@@ -6,7 +6,7 @@ use serde_saphyr::Spanned;
 
 use super::{pos, Ctx};
 use crate::access::*;
-use crate::raw::{RawClientAddress, RawCors, RawIpRules, RawRequestLimits, S};
+use crate::raw::{RawClientAddress, RawClientCert, RawCors, RawIpRules, RawRequestLimits, S};
 
 fn cidrs(cx: &mut Ctx, raw: Option<&Spanned<Vec<S>>>, field: &str) -> Vec<Cidr> {
     let mut out = Vec::new();
@@ -37,6 +37,58 @@ pub(super) fn ip_rules(cx: &mut Ctx, raw: &Spanned<RawIpRules>) -> IpRulesPolicy
         );
     }
     IpRulesPolicy { allow, deny }
+}
+
+/// The items of an optional list (none when it is absent).
+fn entries(l: &Option<Spanned<Vec<S>>>) -> &[S] {
+    l.as_ref().map_or(&[], |l| &l.value)
+}
+
+pub(super) fn client_cert(cx: &mut Ctx, raw: &Spanned<RawClientCert>) -> ClientCertPolicy {
+    let r = &raw.value;
+    let mut allow = Vec::new();
+    for s in entries(&r.allow) {
+        match client_cert_uri(&s.value) {
+            Ok(()) => allow.push(s.value.clone()),
+            Err(e) => cx.err(pos(s), format!("client_cert.allow: {e}")),
+        }
+    }
+    let mut allow_subjects = Vec::new();
+    for s in entries(&r.allow_subjects) {
+        if s.value.trim().is_empty() {
+            cx.err(pos(s), "client_cert.allow_subjects: empty subject");
+        } else {
+            allow_subjects.push(s.value.clone());
+        }
+    }
+    if entries(&r.allow).is_empty() && entries(&r.allow_subjects).is_empty() {
+        cx.err(
+            pos(raw),
+            "client_cert allows nobody: list SAN URIs (SPIFFE IDs) in `allow` or subjects in `allow_subjects`",
+        );
+    }
+    ClientCertPolicy {
+        allow,
+        allow_subjects,
+    }
+}
+
+/// A SAN URI pattern: `scheme://...`, with `*` only as the last character (a prefix).
+fn client_cert_uri(s: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return Err(format!(
+            "`{s}` is not a URI such as spiffe://example.org/ns/prod/sa/web"
+        ));
+    };
+    if scheme.is_empty() || rest.is_empty() {
+        return Err(format!("`{s}` needs a scheme and a trust domain"));
+    }
+    match s.find('*') {
+        Some(i) if i + 1 != s.len() => Err(format!(
+            "`{s}`: `*` may only end a pattern (a prefix such as spiffe://example.org/ns/prod/*)"
+        )),
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn request_limits(cx: &mut Ctx, raw: &Spanned<RawRequestLimits>) -> RequestLimitsPolicy {

@@ -96,6 +96,9 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     if let Some(x) = &p.ip_rules {
         kinds.push(("ip_rules", pos(x)));
     }
+    if let Some(x) = &p.client_cert {
+        kinds.push(("client_cert", pos(x)));
+    }
     if let Some(x) = &p.request_limits {
         kinds.push(("request_limits", pos(x)));
     }
@@ -133,8 +136,8 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
         [] => {
             cx.err(
                 at,
-                "policy has no kind: set one of headers, retry, fault, ip_rules, request_limits, \
-                 cors, jwt, api_key, basic_auth, forward_auth, rate_limit, concurrency_limit, \
+                "policy has no kind: set one of headers, retry, fault, ip_rules, client_cert, \
+                 request_limits, cors, jwt, api_key, basic_auth, forward_auth, rate_limit, concurrency_limit, \
                  mirror, colour, wasm",
             );
             return None;
@@ -161,6 +164,9 @@ fn spec(cx: &mut Ctx, p: &RawPolicy, at: Pos) -> Option<PolicySpec> {
     }
     if let Some(x) = &p.ip_rules {
         return Some(PolicySpec::IpRules(super::access::ip_rules(cx, x)));
+    }
+    if let Some(x) = &p.client_cert {
+        return Some(PolicySpec::ClientCert(super::access::client_cert(cx, x)));
     }
     if let Some(x) = &p.request_limits {
         return Some(PolicySpec::RequestLimits(super::access::request_limits(

@@ -596,3 +596,51 @@ fn wasm_cache_dir_is_the_default_off_or_a_directory() {
         "1:27: server.wasm_cache_dir: empty path (write `off` for no disk cache)"
     );
 }
+
+#[test]
+fn client_auth_defaults_to_require_and_sanitize_set() {
+    let l = ok("listeners:\n  - name: web\n    listen: 127.0.0.1:8443\n    tls: { cert: c.pem, key: k.pem, client_auth: { ca: ca.pem } }\n");
+    let c = l.config.listeners[0]
+        .tls
+        .as_ref()
+        .unwrap()
+        .client_auth
+        .clone();
+    assert_eq!(
+        c,
+        Some(ClientAuth {
+            ca: "ca.pem".into(),
+            mode: ClientAuthMode::Require,
+            forward_client_cert: ForwardClientCert::SanitizeSet,
+        })
+    );
+    let e = one_error("listeners:\n  - name: web\n    listen: 127.0.0.1:8443\n    tls: { cert: c.pem, key: k.pem, client_auth: { mode: request } }\n");
+    assert!(e.starts_with("4:50: client_auth needs `ca`"), "{e}");
+}
+
+#[test]
+fn client_cert_patterns_end_with_the_only_star_and_a_list_is_required() {
+    let policy = |allow: &str| {
+        with_listener(&format!(
+            "policies:\n  - name: p\n    client_cert: {{ allow: [{allow}] }}\n"
+        ))
+    };
+    let l = ok(&policy(
+        "\"spiffe://example.org/ns/prod/*\", \"spiffe://example.org/sa/web\"",
+    ));
+    assert_eq!(l.config.policies[0].spec.rank(), 390);
+    let e = one_error(&policy("\"spiffe://example.org/*/sa/web\""));
+    assert!(e.contains("`*` may only end a pattern"), "{e}");
+    let e = one_error(&policy("\"web\""));
+    assert!(e.contains("is not a URI"), "{e}");
+    let e = one_error(&policy(""));
+    assert!(e.contains("client_cert allows nobody"), "{e}");
+}
+
+#[test]
+fn an_upstream_client_certificate_needs_its_key() {
+    let e = one_error(&with_listener(
+        "upstreams:\n  - name: u\n    endpoints: [\"h:1\"]\n    tls: { cert: c.pem }\n",
+    ));
+    assert_eq!(e, "7:18: `cert` needs a matching `key`");
+}

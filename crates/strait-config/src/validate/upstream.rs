@@ -99,7 +99,7 @@ pub(super) fn upstream(cx: &mut Ctx, raw: &Spanned<RawUpstream>) -> (Upstream, U
         ),
     };
 
-    let mut tls = u.tls.as_ref().map(|t| upstream_tls(cx, t, &mut locs.ca));
+    let mut tls = u.tls.as_ref().map(|t| upstream_tls(cx, t, &mut locs));
     if protocol == Protocol::H2c {
         if let Some(t) = &u.tls {
             cx.err(
@@ -280,7 +280,11 @@ pub(super) fn cookie_name(s: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
-fn upstream_tls(cx: &mut Ctx, raw: &Spanned<RawUpstreamTls>, ca_at: &mut Pos) -> UpstreamTls {
+fn upstream_tls(
+    cx: &mut Ctx,
+    raw: &Spanned<RawUpstreamTls>,
+    locs: &mut UpstreamLocs,
+) -> UpstreamTls {
     let t = &raw.value;
     let sni = t.sni.as_ref().map(|s| {
         values::hostname(&s.value).unwrap_or_else(|e| {
@@ -289,9 +293,27 @@ fn upstream_tls(cx: &mut Ctx, raw: &Spanned<RawUpstreamTls>, ca_at: &mut Pos) ->
         })
     });
     let ca = t.ca.as_ref().map(|c| {
-        *ca_at = pos(c);
+        locs.ca = pos(c);
         cx.file(c, "ca")
     });
+    let client_cert = match (&t.cert, &t.key) {
+        (Some(cert), Some(key)) => Some({
+            locs.cert = pos(cert);
+            CertPair {
+                cert: cx.file(cert, "cert"),
+                key: cx.file(key, "key"),
+            }
+        }),
+        (Some(cert), None) => {
+            cx.err(pos(cert), "`cert` needs a matching `key`");
+            None
+        }
+        (None, Some(key)) => {
+            cx.err(pos(key), "`key` needs a matching `cert`");
+            None
+        }
+        (None, None) => None,
+    };
     let insecure = t.insecure_skip_verify.as_ref();
     if let Some(i) = insecure.filter(|i| i.value) {
         cx.warn(
@@ -302,6 +324,7 @@ fn upstream_tls(cx: &mut Ctx, raw: &Spanned<RawUpstreamTls>, ca_at: &mut Pos) ->
     UpstreamTls {
         sni,
         ca,
+        client_cert,
         insecure_skip_verify: insecure.is_some_and(|i| i.value),
     }
 }

@@ -4,7 +4,13 @@ use std::sync::Arc;
 
 use strait_config as cfg;
 use strait_core::Filter;
-use strait_policy::{CorsFilter, CorsSettings, IpRulesFilter, OriginRule, RequestLimitsFilter};
+use strait_policy::{
+    ClientCertFilter, CorsFilter, CorsSettings, IpRulesFilter, OriginRule, RequestLimitsFilter,
+};
+
+pub(super) fn client_cert(name: &str, p: &cfg::ClientCertPolicy) -> Arc<dyn Filter> {
+    Arc::new(ClientCertFilter::new(name, &p.allow, &p.allow_subjects))
+}
 
 pub(super) fn ip_rules(name: &str, p: &cfg::IpRulesPolicy) -> Arc<dyn Filter> {
     Arc::new(IpRulesFilter::new(name, &p.allow, &p.deny))

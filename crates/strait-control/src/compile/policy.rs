@@ -113,6 +113,9 @@ pub(super) fn compile(p: &cfg::Policy, cx: &PolicyCx<'_>) -> Result<Compiled, St
         ),
         cfg::PolicySpec::Retry(r) => Compiled::Retry(Arc::new(retry(&p.name, r, cx))),
         cfg::PolicySpec::IpRules(x) => Compiled::Filter(rank, super::access::ip_rules(&p.name, x)),
+        cfg::PolicySpec::ClientCert(x) => {
+            Compiled::Filter(rank, super::access::client_cert(&p.name, x))
+        }
         cfg::PolicySpec::RequestLimits(x) => {
             Compiled::Filter(rank, super::access::request_limits(&p.name, x))
         }

@@ -37,6 +37,9 @@ pub(super) fn upstream(
             config: strait_proxy::tls::client_config(
                 t.ca.as_deref(),
                 t.insecure_skip_verify,
+                t.client_cert
+                    .as_ref()
+                    .map(|c| (c.cert.as_path(), c.key.as_path())),
                 protocol == Protocol::H2,
             )
             .map_err(|e| format!("upstream {} tls: {e}", u.name))?,
@@ -49,7 +52,7 @@ pub(super) fn upstream(
         protocol,
         u.tls
             .as_ref()
-            .map(|t| (&t.sni, &t.ca, t.insecure_skip_verify)),
+            .map(|t| (&t.sni, &t.ca, &t.client_cert, t.insecure_skip_verify)),
     ));
     let breaker = u.circuit_breaker.as_ref().map(breaker_settings);
     let per_endpoint = u

@@ -111,6 +111,7 @@ fn req_ctx(head: &mut http::request::Parts) -> RequestCtx<'_> {
         listener: "web",
         route: "r",
         tls: false,
+        peer: None,
     }
 }
 

@@ -38,6 +38,7 @@ fn run(f: &ColourFilter, headers: &[(&str, &str)]) -> Parts {
         listener: "web",
         route: "r",
         tls: false,
+        peer: None,
     };
     let mut state = FilterState::default();
     assert!(matches!(f.on_request(&mut ctx, &mut state), Flow::Continue));

@@ -172,6 +172,7 @@ mod tests {
             listener: "web",
             route: "api",
             tls: false,
+            peer: None,
         };
         f(&ctx)
     }

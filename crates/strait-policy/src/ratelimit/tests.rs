@@ -35,6 +35,7 @@ fn run(f: &RateLimitFilter, ip: [u8; 4], state: &mut FilterState) -> Option<Repl
         listener: "web",
         route: "api",
         tls: false,
+        peer: None,
     };
     let out = match f.on_request(&mut ctx, state) {
         Flow::Continue => None,

@@ -5,7 +5,9 @@ use strait_core::ProxyError;
 
 use super::Forward;
 use crate::{
-    headers::{self, Kept, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID},
+    headers::{
+        self, Kept, X_FORWARDED_CLIENT_CERT, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
+    },
     route::Rewrite,
     upstream::Upstream,
 };
@@ -35,6 +37,16 @@ pub(super) fn next_hop_head(
     }
     head.headers
         .insert(X_REQUEST_ID.clone(), f.request_id.clone());
+    // A client could name any identity in this header: only the handshake's is ever sent.
+    match &f.conn.peer {
+        Some(peer) if f.conn.listener.forward_client_cert => {
+            head.headers
+                .insert(X_FORWARDED_CLIENT_CERT.clone(), peer.xfcc.clone());
+        }
+        _ => {
+            head.headers.remove(&X_FORWARDED_CLIENT_CERT);
+        }
+    }
 
     let rewrite = f.spec.rewrite.as_ref();
     let host = match rewrite.and_then(|r| r.host.as_ref()) {

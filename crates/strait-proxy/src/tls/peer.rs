@@ -1,0 +1,151 @@
+//! The verified client certificate of a mutual-TLS connection, parsed once after the handshake: subject, SAN URIs (SPIFFE IDs) and DNS names, SHA-256, and its `X-Forwarded-Client-Cert` element.
+
+use std::fmt::Write;
+
+use http::HeaderValue;
+use strait_core::PeerCert;
+use x509_parser::{
+    certificate::X509Certificate,
+    extensions::GeneralName,
+    objects::{oid2abbrev, oid_registry},
+    prelude::FromDer,
+    x509::X509Name,
+};
+
+/// Parses a verified leaf certificate (DER); `None` when it cannot be parsed (rustls verified
+/// it, so that means a form x509-parser does not read: the connection then has no identity).
+pub fn peer_cert(der: &[u8]) -> Option<PeerCert> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let subject = rfc4514(cert.subject());
+    let mut uris = Vec::new();
+    let mut dns = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::URI(u) => uris.push(Box::from(*u)),
+                GeneralName::DNSName(d) => dns.push(Box::from(*d)),
+                _ => {}
+            }
+        }
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut sha256 = String::with_capacity(64);
+    for b in digest.as_ref() {
+        let _ = write!(sha256, "{b:02x}");
+    }
+    let xfcc = xfcc(&sha256, &subject, &uris, &dns);
+    Some(PeerCert {
+        subject: subject.into(),
+        uris: uris.into(),
+        dns: dns.into(),
+        sha256: sha256.into(),
+        xfcc,
+    })
+}
+
+/// Envoy's element: `Hash=HEX;Subject="DN";URI=...;DNS=...` (each SAN its own pair). Values
+/// that could break the header's syntax are quoted; a subject that cannot be a header value is
+/// left out rather than losing the hash and SANs.
+fn xfcc(sha256: &str, subject: &str, uris: &[Box<str>], dns: &[Box<str>]) -> HeaderValue {
+    let mut out = format!("Hash={sha256}");
+    let mut pair = |key: &str, value: &str, always_quote: bool| {
+        let mut v = String::with_capacity(value.len() + 2);
+        if always_quote || value.contains([',', ';', '=', '"']) {
+            v.push('"');
+            for c in value.chars() {
+                if c == '"' || c == '\\' {
+                    v.push('\\');
+                }
+                v.push(c);
+            }
+            v.push('"');
+        } else {
+            v.push_str(value);
+        }
+        if HeaderValue::from_str(&v).is_ok() {
+            let _ = write!(out, ";{key}={v}");
+        }
+    };
+    if !subject.is_empty() {
+        pair("Subject", subject, true);
+    }
+    for u in uris {
+        pair("URI", u, false);
+    }
+    for d in dns {
+        pair("DNS", d, false);
+    }
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The name as RFC 4514 prints it (last RDN first, `,` between, `+` within one), as Envoy does.
+fn rfc4514(name: &X509Name<'_>) -> String {
+    let mut out = String::new();
+    for rdn in name.iter_rdn().collect::<Vec<_>>().into_iter().rev() {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        for (i, attr) in rdn.iter().enumerate() {
+            if i > 0 {
+                out.push('+');
+            }
+            match oid2abbrev(attr.attr_type(), oid_registry()) {
+                Ok(abbrev) => out.push_str(abbrev),
+                Err(_) => out.push_str(&attr.attr_type().to_id_string()),
+            }
+            out.push('=');
+            match attr.as_str() {
+                Ok(v) => escape(v, &mut out),
+                // A value in a string type not read here: its DER as hex (RFC 4514 §2.4).
+                Err(_) => {
+                    out.push('#');
+                    for b in attr.attr_value().data {
+                        let _ = write!(out, "{b:02x}");
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// RFC 4514 §2.4 escaping of an attribute value.
+fn escape(v: &str, out: &mut String) {
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xfcc_quotes_the_subject_and_lists_each_san() {
+        let v = xfcc(
+            "ab12",
+            "CN=web,O=Ex\\, Inc",
+            &["spiffe://example.org/ns/prod/sa/web".into()],
+            &["web.internal".into(), "a.internal".into()],
+        );
+        assert_eq!(
+            v,
+            "Hash=ab12;Subject=\"CN=web,O=Ex\\\\, Inc\";URI=spiffe://example.org/ns/prod/sa/web;\
+             DNS=web.internal;DNS=a.internal"
+        );
+    }
+
+    #[test]
+    fn escapes_special_characters_of_a_name() {
+        let mut s = String::new();
+        escape(" a,b+c ", &mut s);
+        assert_eq!(s, "\\ a\\,b\\+c\\ ");
+    }
+}
