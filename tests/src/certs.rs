@@ -119,6 +119,11 @@ impl Leaf {
         }
     }
 
+    /// DER of the PKCS#8 private key (for clients that take keys as bytes: QUIC).
+    pub fn key_der(&self) -> Vec<u8> {
+        self.key_der.clone()
+    }
+
     /// A self-signed leaf (trusted by nobody).
     pub fn self_signed(sans: &[&str]) -> Leaf {
         let key = KeyPair::generate().expect("key");

@@ -4,7 +4,7 @@
 //! loopback sockets. Upstreams are real servers: hyper servers started in this
 //! process ([`upstream`], [`grpc`], [`ws`]), a real nginx ([`nginx`]) and a real etcd
 //! ([`etcd`]).
-//! Clients are hyper/reqwest ([`client`]), raw TCP for malformed input, and
+//! Clients are hyper/reqwest ([`client`]), quinn + h3 for HTTP/3 ([`h3`]), raw TCP for malformed input, and
 //! external tools (curl, h2load) found by [`tool`]. All waits are bounded.
 
 pub mod admin;
@@ -14,6 +14,7 @@ pub mod config_file;
 pub mod etcd;
 pub mod grpc;
 pub mod h2raw;
+pub mod h3;
 pub mod load;
 pub mod metrics;
 pub mod nginx;

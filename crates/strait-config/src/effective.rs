@@ -176,6 +176,7 @@ fn listener(l: &Listener) -> Node {
         http,
         proxy_protocol,
         client_address,
+        http3,
     } = l;
     let ListenerHttp {
         normalize_path,
@@ -299,7 +300,20 @@ fn listener(l: &Listener) -> Node {
             client_address.as_ref().map(access::client_address),
         )
         .put("policies", policy::refs(policies))
+        .opt("http3", http3.as_ref().map(http3_node))
         .into()
+}
+
+fn http3_node(h: &Http3) -> M {
+    let Http3 {
+        max_concurrent_streams,
+        idle_timeout,
+        max_udp_payload_size,
+    } = *h;
+    M::new()
+        .put("max_concurrent_streams", int(max_concurrent_streams))
+        .put("idle_timeout", idle_timeout)
+        .put("max_udp_payload_size", int(max_udp_payload_size))
 }
 
 fn value_match(v: &ValueMatch) -> Node {

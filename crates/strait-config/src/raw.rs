@@ -11,7 +11,7 @@ pub(crate) use access::*;
 pub(crate) use auth::*;
 pub(crate) use colour::*;
 pub(crate) use forms::Pairs;
-pub(crate) use forms::{RawEndpoint, RawHashOn, RawValueMatch, StrOrList};
+pub(crate) use forms::{RawEndpoint, RawHashOn, RawHttp3, RawValueMatch, StrOrList};
 pub(crate) use jwt::*;
 pub(crate) use mirror::*;
 pub(crate) use policy::*;
@@ -80,6 +80,7 @@ pub(crate) struct RawListener {
     pub http: Option<RawListenerHttp>,
     pub proxy_protocol: Option<Spanned<bool>>,
     pub client_address: Option<Spanned<RawClientAddress>>,
+    pub http3: Option<Spanned<RawHttp3>>,
 }
 
 #[derive(Deserialize)]

@@ -112,6 +112,19 @@ pub struct Listener {
     pub proxy_protocol: bool,
     /// Resolve the client from a forwarded-for header sent by trusted proxies.
     pub client_address: Option<crate::ClientAddress>,
+    /// HTTP/3 over QUIC on the same port (UDP); `None` = off. Needs `tls`.
+    pub http3: Option<Http3>,
+}
+
+/// A listener's HTTP/3 endpoint (`listeners[].http3`): QUIC limits per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http3 {
+    /// Request streams a client may open at once per connection (default 100).
+    pub max_concurrent_streams: u32,
+    /// QUIC idle timeout: a connection with no packets for this long is closed (default 30 s).
+    pub idle_timeout: Duration,
+    /// Largest UDP payload Strait accepts (default 1350 bytes, safe on common paths).
+    pub max_udp_payload_size: u16,
 }
 
 /// Request-head hygiene of a listener (`listeners[].http`).

@@ -24,6 +24,7 @@ mod binds;
 mod colour;
 mod files;
 mod http;
+mod http3;
 mod jwt;
 mod mirror;
 mod policy;
@@ -332,6 +333,10 @@ fn listeners(
             }
         }
         let tls = l.tls.as_ref().and_then(|t| listener_tls(cx, t, &mut ll));
+        let http3 = l
+            .http3
+            .as_ref()
+            .and_then(|h| http3::http3(cx, h, &name, l.tls.is_some()));
         let policies = policy::refs(cx, l.policies.as_ref(), &name, known_policies);
         out.push(Listener {
             name,
@@ -346,6 +351,7 @@ fn listeners(
                 .client_address
                 .as_ref()
                 .map(|c| access::client_address(cx, c)),
+            http3,
         });
         locs.listeners.push(ll);
     }

@@ -389,6 +389,20 @@ fn listener(l: &cfg::Listener, live: &LiveState) -> Result<ListenerSpec, String>
             )
         }
     };
+    let http3 = match (&l.http3, &tls) {
+        (Some(h), Some(tls)) => {
+            let limits = strait_proxy::server::quic::Http3Limits {
+                max_concurrent_streams: h.max_concurrent_streams,
+                idle_timeout: h.idle_timeout,
+                max_udp_payload_size: h.max_udp_payload_size,
+            };
+            let spec = strait_proxy::server::quic::http3_spec(tls, limits)
+                .map_err(|e| format!("listener {} http3: {e}", l.name))?;
+            Some(Arc::new(spec))
+        }
+        // Validation requires tls with http3.
+        _ => None,
+    };
     Ok(ListenerSpec {
         name: Arc::from(l.name.as_str()),
         id: live.listener_id(&l.name),
@@ -430,6 +444,7 @@ fn listener(l: &cfg::Listener, live: &LiveState) -> Result<ListenerSpec, String>
                     .map_err(|e| format!("listener {} client_address.header: {e}", l.name))
             })
             .transpose()?,
+        http3,
     })
 }
 

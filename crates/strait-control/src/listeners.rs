@@ -1,9 +1,11 @@
-//! Live listeners: bind what a new snapshot adds or moves before it is published, stop what it removes, adopt sockets handed over by an upgrading process.
+//! Live listeners: bind what a new snapshot adds or moves before it is published, stop what it removes, adopt sockets handed over by an upgrading process. A listener with `http3` also runs a QUIC endpoint on the same port (UDP), started and stopped with it, or alone when a reload turns `http3` on or off.
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
+use std::net::UdpSocket;
+
 use strait_proxy::{
-    server::{self, Tracker},
+    server::{self, quic, Tracker},
     Shared,
 };
 use strait_proxy::{snapshot::ListenerSpec, Snapshot};
@@ -32,11 +34,44 @@ struct Running {
     reloaded: Arc<Notify>,
     /// A duplicate of the listening socket, for handing over to a new process.
     socket: Option<std::net::TcpListener>,
+    /// The HTTP/3 endpoint, when the listener has `http3`.
+    quic: Option<Endpoint>,
+}
+
+/// A running QUIC endpoint (see `server::quic::serve_endpoint`).
+struct Endpoint {
+    stop: watch::Sender<bool>,
+    reloaded: Arc<Notify>,
+}
+
+impl Endpoint {
+    fn start(
+        shared: &Arc<Shared>,
+        handle: &Handle,
+        tracker: &Arc<Tracker>,
+        spec: Arc<ListenerSpec>,
+        udp: UdpSocket,
+    ) -> Endpoint {
+        let (stop, stop_rx) = watch::channel(false);
+        let reloaded = Arc::new(Notify::new());
+        handle.spawn(quic::serve_endpoint(
+            shared.clone(),
+            spec,
+            udp,
+            stop_rx,
+            reloaded.clone(),
+            tracker.clone(),
+        ));
+        Endpoint { stop, reloaded }
+    }
 }
 
 /// Listeners bound for a snapshot that is not published yet.
 pub struct Prepared {
-    bound: Vec<(Arc<ListenerSpec>, TcpListener)>,
+    /// New or moved listeners, with their UDP socket when they serve HTTP/3.
+    bound: Vec<(Arc<ListenerSpec>, TcpListener, Option<UdpSocket>)>,
+    /// Running listeners on which a reload turned `http3` on.
+    udp: Vec<(Arc<ListenerSpec>, UdpSocket)>,
 }
 
 impl ListenerSet {
@@ -60,9 +95,22 @@ impl ListenerSet {
     /// Binds every listener of `snap` that is new or moved; the error names the listener.
     pub fn prepare(&mut self, snap: &Snapshot) -> Result<Prepared, (usize, String)> {
         let mut bound = Vec::new();
+        let mut udp = Vec::new();
+        let udp_err = |i: usize, spec: &ListenerSpec, addr: SocketAddr, e: std::io::Error| {
+            let what = format!(
+                "listener {}: cannot bind {addr} (UDP, http3): {e}",
+                spec.name
+            );
+            (i, what)
+        };
         for (i, spec) in snap.listeners.iter().enumerate() {
             if let Some(r) = self.running.get(&spec.name) {
                 if r.configured == spec.addr {
+                    if spec.http3.is_some() && r.quic.is_none() {
+                        let sock =
+                            quic::bind_udp(r.local).map_err(|e| udp_err(i, spec, r.local, e))?;
+                        udp.push((spec.clone(), sock));
+                    }
                     continue;
                 }
             }
@@ -79,7 +127,16 @@ impl ListenerSet {
                 }
             };
             match listener {
-                Ok(l) => bound.push((spec.clone(), l)),
+                Ok(l) => {
+                    // The same port over UDP: what Alt-Svc advertises.
+                    let sock = match (&spec.http3, l.local_addr()) {
+                        (Some(_), Ok(local)) => {
+                            Some(quic::bind_udp(local).map_err(|e| udp_err(i, spec, local, e))?)
+                        }
+                        _ => None,
+                    };
+                    bound.push((spec.clone(), l, sock))
+                }
                 Err(e) => {
                     return Err((
                         i,
@@ -88,7 +145,7 @@ impl ListenerSet {
                 }
             }
         }
-        Ok(Prepared { bound })
+        Ok(Prepared { bound, udp })
     }
 
     /// Starts the prepared accept loops and stops those `snap` no longer has (their
@@ -96,12 +153,14 @@ impl ListenerSet {
     pub fn commit(&mut self, shared: &Arc<Shared>, snap: &Snapshot, prepared: Prepared) {
         // Inherited sockets no listener claimed are closed (the old process still holds them).
         self.inherited.clear();
-        for (spec, listener) in prepared.bound {
+        for (spec, listener, udp) in prepared.bound {
             let local = listener.local_addr().unwrap_or(spec.addr);
             let socket = dup(&listener);
             let (stop, stop_rx) = watch::channel(false);
             let reloaded = Arc::new(Notify::new());
             tracing::info!(listener = %spec.name, address = %local, "listener bound");
+            let quic =
+                udp.map(|u| Endpoint::start(shared, &self.handle, &self.tracker, spec.clone(), u));
             if let Some(old) = self.running.insert(
                 spec.name.clone(),
                 Running {
@@ -110,10 +169,11 @@ impl ListenerSet {
                     stop,
                     reloaded: reloaded.clone(),
                     socket,
+                    quic,
                 },
             ) {
                 tracing::info!(listener = %spec.name, address = %old.local, "listener moved; old address closed");
-                let _ = old.stop.send(true);
+                old.stop_all();
             }
             self.handle.spawn(server::serve_listener(
                 shared.clone(),
@@ -124,19 +184,42 @@ impl ListenerSet {
                 self.tracker.clone(),
             ));
         }
-        let names: Vec<Arc<str>> = self.running.keys().cloned().collect();
-        for name in names {
-            if !snap.listeners.iter().any(|l| l.name == name) {
-                if let Some(old) = self.running.remove(&name) {
-                    tracing::info!(listener = %name, address = %old.local, "listener removed");
+        for (spec, sock) in prepared.udp {
+            if let Some(r) = self.running.get_mut(&spec.name) {
+                let e = Endpoint::start(shared, &self.handle, &self.tracker, spec.clone(), sock);
+                if let Some(old) = r.quic.replace(e) {
                     let _ = old.stop.send(true);
                 }
+            }
+        }
+        let names: Vec<Arc<str>> = self.running.keys().cloned().collect();
+        for name in names {
+            match snap.listeners.iter().find(|l| l.name == name) {
+                None => {
+                    if let Some(old) = self.running.remove(&name) {
+                        tracing::info!(listener = %name, address = %old.local, "listener removed");
+                        old.stop_all();
+                    }
+                }
+                Some(l) if l.http3.is_none() => {
+                    // A reload turned `http3` off: the endpoint drains (GOAWAY) and closes.
+                    let r = self.running.get_mut(&name);
+                    if let Some(q) = r.and_then(|r| r.quic.take()) {
+                        tracing::info!(listener = %name, "http3 endpoint removed");
+                        let _ = q.stop.send(true);
+                    }
+                }
+                Some(_) => {}
             }
         }
         // Wakes accept loops that wait for a connection slot, so a raised `max_connections`
         // applies at once.
         for r in self.running.values() {
             r.reloaded.notify_one();
+            if let Some(q) = &r.quic {
+                // New QUIC connections take the new certificates and limits.
+                q.reloaded.notify_one();
+            }
         }
     }
 
@@ -145,8 +228,8 @@ impl ListenerSet {
         // Dropping the entries also closes the duplicates kept for hand-off, so the kernel
         // refuses new connections instead of queueing them on a socket nobody accepts from.
         for (name, r) in self.running.drain() {
-            let sent = r.stop.send(true);
-            tracing::debug!(listener = %name, ok = sent.is_ok(), "listener stopping");
+            tracing::debug!(listener = %name, "listener stopping");
+            r.stop_all();
         }
     }
 
@@ -168,6 +251,16 @@ impl ListenerSet {
             .iter()
             .map(|(n, r)| (n.to_string(), r.local))
             .collect()
+    }
+}
+
+impl Running {
+    /// Stops accepting on TCP and QUIC; open connections drain.
+    fn stop_all(self) {
+        let _ = self.stop.send(true);
+        if let Some(q) = self.quic {
+            let _ = q.stop.send(true);
+        }
     }
 }
 

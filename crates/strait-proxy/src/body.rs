@@ -132,7 +132,7 @@ pub struct BodyTooLarge(pub u64);
 /// framing): the client's fault, not the upstream's.
 #[derive(Debug, thiserror::Error)]
 #[error("request body from the client failed: {0}")]
-pub struct ClientBodyError(#[source] pub hyper::Error);
+pub struct ClientBodyError(#[source] pub BoxError);
 
 /// Whether a failed upstream exchange was caused by the client's request body.
 pub fn client_body_failed(e: &hyper::Error) -> bool {
@@ -175,9 +175,53 @@ impl IdleTimer {
     }
 }
 
+/// The downstream request body as the connection delivers it: hyper's for HTTP/1 and HTTP/2,
+/// an HTTP/3 request stream's. One enum rather than a box, so HTTP/1 and HTTP/2 pay nothing.
+pub enum Downstream {
+    /// HTTP/1 or HTTP/2.
+    Hyper(Incoming),
+    /// HTTP/3 (boxed: the stream state is large, and only this path should carry it).
+    H3(Box<crate::h3conn::H3Body>),
+}
+
+impl From<Incoming> for Downstream {
+    fn from(b: Incoming) -> Self {
+        Downstream::Hyper(b)
+    }
+}
+
+impl Body for Downstream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Downstream::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Downstream::H3(b) => Pin::new(&mut **b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Downstream::Hyper(b) => b.is_end_stream(),
+            Downstream::H3(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Downstream::Hyper(b) => b.size_hint(),
+            Downstream::H3(b) => b.size_hint(),
+        }
+    }
+}
+
 /// The downstream request body on its way to an upstream.
 pub struct Streamed {
-    inner: Incoming,
+    inner: Downstream,
     idle: IdleTimer,
     remaining: Option<u64>,
     /// Told when the body has been sent completely.
@@ -186,7 +230,7 @@ pub struct Streamed {
 
 impl Streamed {
     /// Wraps `inner`; `max` = 0 means no size cap.
-    pub fn new(inner: Incoming, idle: Duration, max: u64) -> Self {
+    pub fn new(inner: Downstream, idle: Duration, max: u64) -> Self {
         Streamed {
             inner,
             idle: IdleTimer::new(idle),

@@ -54,5 +54,6 @@ pub fn for_request(conn: Arc<ConnInfo>, headers: &HeaderMap) -> Arc<ConnInfo> {
         peer_ip: Some(conn.client_ip.clone()),
         h1: conn.h1.clone(),
         peer: conn.peer.clone(),
+        alt_svc: conn.alt_svc.clone(),
     })
 }

@@ -16,7 +16,6 @@
 use std::{sync::Arc, time::Instant};
 
 use http::{header, request::Parts, HeaderValue, Method, Request, Response, Version};
-use hyper::body::Incoming;
 use strait_core::{
     balance::hash_key,
     clock,
@@ -28,7 +27,7 @@ use strait_observe::{trace::Tracer, Attempt, RequestRecord};
 use tokio::time::Instant as Deadline;
 
 use crate::{
-    body::{ProxyBody, Streamed},
+    body::{Downstream, ProxyBody, Streamed},
     handler::ConnInfo,
     headers::{self, Kept},
     pool::{Outcome, PooledBody},
@@ -130,7 +129,7 @@ impl Sendable {
 /// not; `filters` are the chain's request body filters (usually none).
 pub async fn forward(
     mut f: Forward<'_>,
-    req: Request<Incoming>,
+    req: Request<Downstream>,
     filters: Vec<Box<dyn strait_core::BodyFilter>>,
     tally: &mut Tally,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -337,7 +336,7 @@ fn sendable(
     f: &Forward<'_>,
     upstream: &Upstream,
     mut head: Parts,
-    body: Incoming,
+    body: Downstream,
     filters: Vec<Box<dyn strait_core::BodyFilter>>,
     retry: Option<&RetryPolicy>,
     route_max_body: u64,

@@ -52,7 +52,7 @@ use tokio::{
 };
 
 use crate::{
-    body::{BoxError, ProxyBody},
+    body::{BoxError, Downstream, ProxyBody},
     h1guard::{H1Guard, ParkSignal},
     handler::{self, ConnInfo},
     Shared,
@@ -296,7 +296,7 @@ fn service(
 > + Send {
     service_fn(move |req| {
         let inflight = Inflight::start(info.clone());
-        let resp = handler::handle(shared.clone(), info.clone(), req);
+        let resp = handler::handle(shared.clone(), info.clone(), req.map(Downstream::Hyper));
         async move {
             let Ok(resp) = resp.await;
             Ok(resp.map(|body| TrackedBody {

@@ -96,7 +96,7 @@ async fn serve_request(
         let refused = Refused::from_request(&req, StdInstant::now());
         return Ok(reject::answer(&shared, &info, refused, &error));
     }
-    handler::handle(shared, info, req).await
+    handler::handle(shared, info, req.map(crate::body::Downstream::Hyper)).await
 }
 
 /// The HTTP/1 guard's head limits, for an HTTP/2 request: `:path` against `max_request_line`

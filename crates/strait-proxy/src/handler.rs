@@ -4,12 +4,11 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use strait_core::{ChainRun, ProxyError, Reply, RequestCtx, ResponseCtx};
 use strait_observe::{trace::context::hex, Observer, RequestRecord, RouteStats};
 
 use crate::{
-    body::{Observed, ProxyBody},
+    body::{Downstream, Observed, ProxyBody},
     errlog::LogLimiter,
     filtered::{EndState, Ended, Filtered},
     forward::{self, Tally},
@@ -38,6 +37,9 @@ pub struct ConnInfo {
     pub h1: Arc<crate::h1conn::H1Shared>,
     /// The client certificate the TLS handshake verified (mutual TLS), parsed once.
     pub peer: Option<Arc<strait_core::PeerCert>>,
+    /// `Alt-Svc` advertising the listener's HTTP/3 endpoint, set on every response of an
+    /// HTTP/1 or HTTP/2 connection whose listener has one.
+    pub alt_svc: Option<HeaderValue>,
 }
 
 /// Failed-request lines at warn level, at most ten a second.
@@ -47,7 +49,7 @@ static FAILURES: LogLimiter = LogLimiter::new();
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<Downstream>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let start = Instant::now();
     let conn = if conn.listener.client_address.is_some() {
@@ -61,7 +63,9 @@ pub async fn handle(
     if let Some(obs) = &snap.observe {
         // Boxed so the record does not enlarge every request's future when observability is off.
         let fut = handle_observed(&shared, &snap, obs, &conn, req, request_id, start);
-        return Ok(Box::pin(fut).await);
+        let mut resp = Box::pin(fut).await;
+        advertise(&conn, &mut resp);
+        return Ok(resp);
     }
     let bytes_in = content_length(req.headers());
     let (mut resp, stats) =
@@ -77,7 +81,15 @@ pub async fn handle(
         // body sizes are the declared ones (Content-Length, or a body Strait produced).
         stats.add_bytes(bytes_in, resp.body().size_hint().exact().unwrap_or(0));
     }
+    advertise(&conn, &mut resp);
     Ok(resp)
+}
+
+/// Tells HTTP/1 and HTTP/2 clients where the listener serves HTTP/3 (RFC 7838).
+fn advertise(conn: &ConnInfo, resp: &mut Response<ProxyBody>) {
+    if let Some(v) = &conn.alt_svc {
+        resp.headers_mut().insert(header::ALT_SVC, v.clone());
+    }
 }
 
 /// The request path when an access log or tracing is configured: a [`RequestRecord`] travels
@@ -87,7 +99,7 @@ async fn handle_observed(
     snap: &Snapshot,
     obs: &Arc<Observer>,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<Downstream>,
     request_id: HeaderValue,
     start: Instant,
 ) -> Response<ProxyBody> {
@@ -167,7 +179,7 @@ async fn route_and_serve<'s>(
     shared: &Shared,
     snap: &'s Snapshot,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    mut req: Request<Downstream>,
     request_id: &HeaderValue,
     mut record: Option<&mut RequestRecord>,
     start: Instant,
@@ -351,7 +363,7 @@ async fn route_and_serve<'s>(
 fn route<'s>(
     conn: &ConnInfo,
     snap: &'s Snapshot,
-    req: &Request<Incoming>,
+    req: &Request<Downstream>,
     grpc: bool,
     metrics: &strait_observe::Metrics,
 ) -> Result<Routed<'s>, (ProxyError, bool)> {
@@ -515,7 +527,7 @@ fn report_failure(e: &ProxyError, route: &str, record: Option<&mut RequestRecord
 }
 
 /// The request's authority: the Host header, else the URI authority (HTTP/2 `:authority`).
-fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, &'static str> {
+fn request_host(req: &Request<Downstream>) -> Result<Option<HeaderValue>, &'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     if let Some(h) = hosts.next() {
         // Two Host headers would let routing and the upstream disagree on the target (RFC 9112 §3.2).

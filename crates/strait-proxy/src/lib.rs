@@ -1,7 +1,7 @@
 //! Data plane: listeners, TLS, downstream connections, upstream client and pools, load balancing, health checks, forwarding.
 //!
-//! Request path: `server` (accept, TLS, `h1guard`, hyper) → `handler` (snapshot, `hygiene`, route,
-//! filter chain) → `forward` (next-hop headers, endpoint pick, attempts, `pool`) → response
+//! Request path: `server` (accept, TLS, `h1guard`, hyper; QUIC in `server::quic`, HTTP/3 in
+//! `h3conn`) → `handler` (snapshot, `hygiene`, route, filter chain) → `forward` (next-hop headers, endpoint pick, attempts, `pool`) → response
 //! streamed back. The runtime types the control plane compiles (`snapshot`, `route`,
 //! `upstream`) live here too: they hold TLS configs and metric handles, which `strait-core`
 //! must not depend on.
@@ -16,6 +16,7 @@ pub mod h1conn;
 pub mod h1guard;
 pub mod h2conn;
 mod h2guard;
+pub mod h3conn;
 pub mod handler;
 pub mod headers;
 pub mod health;

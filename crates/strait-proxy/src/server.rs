@@ -33,6 +33,7 @@ use crate::{
 };
 
 mod proxy_proto;
+pub mod quic;
 mod sniff;
 
 /// Binds a listening socket the way a server should (SO_REUSEADDR, a deep backlog).
@@ -102,7 +103,9 @@ pub async fn serve_listener(
         .metrics
         .connections_total
         .with_label_values(&[&spec.name]);
-    let mut ctx = Arc::new(ListenerCtx::new(shared, spec));
+    // Alt-Svc names the port actually bound (the UDP endpoint shares it), not `listen`'s 0.
+    let port = listener.local_addr().map_or(spec.addr.port(), |a| a.port());
+    let mut ctx = Arc::new(ListenerCtx::new(shared, spec, port));
     let mut stop_accept = stop.clone();
     'accept: loop {
         // Waiting for a slot before accepting leaves excess connections in the kernel backlog.
@@ -178,7 +181,7 @@ fn refresh(ctx: &mut Arc<ListenerCtx>, slots: &Semaphore, debt: &mut usize) {
             let excess = from - to;
             *debt += excess - slots.forget_permits(excess);
         }
-        *ctx = Arc::new(ListenerCtx::new(ctx.shared.clone(), cur));
+        *ctx = Arc::new(ListenerCtx::new(ctx.shared.clone(), cur, ctx.port));
     }
 }
 
@@ -196,12 +199,16 @@ struct ListenerCtx {
     h2: http2::Builder<TokioExecutor>,
     limits: H1Limits,
     active: IntGauge,
+    /// The bound port.
+    port: u16,
+    /// `Alt-Svc` for this listener's responses when it serves HTTP/3, built once here.
+    alt_svc: Option<HeaderValue>,
 }
 
 // === impl ListenerCtx ===
 
 impl ListenerCtx {
-    fn new(shared: Arc<Shared>, spec: Arc<ListenerSpec>) -> Self {
+    fn new(shared: Arc<Shared>, spec: Arc<ListenerSpec>, port: u16) -> Self {
         let mut h1 = http1::Builder::new();
         h1.keep_alive(true)
             // The guard enforces head limits and timeouts precisely; hyper's own must not fire first.
@@ -223,6 +230,11 @@ impl ListenerCtx {
             .metrics
             .connections_active
             .with_label_values(&[&spec.name, transport]);
+        // A day, as Cloudflare and Google advertise: clients remember the endpoint across
+        // visits, and fall back to TCP by themselves if it stops answering.
+        let alt_svc = (spec.http3.is_some() && spec.tls.is_some())
+            .then(|| HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok())
+            .flatten();
         ListenerCtx {
             shared,
             spec,
@@ -230,6 +242,8 @@ impl ListenerCtx {
             h2,
             limits,
             active,
+            port,
+            alt_svc,
         }
     }
 
@@ -269,6 +283,7 @@ impl ListenerCtx {
             peer_ip: None,
             h1: Arc::new(H1Shared::default()),
             peer: None,
+            alt_svc: self.alt_svc.clone(),
         });
         if self.spec.tls.is_some() {
             // Boxed: the handshake state is large and would size every connection's task.

@@ -107,6 +107,8 @@ pub struct ListenerSpec {
     pub proxy_protocol: bool,
     /// Trusted proxies whose forwarded-for header names the client; `None` = the peer is.
     pub client_address: Option<Arc<crate::client_addr::ClientResolver>>,
+    /// HTTP/3 over QUIC on the same port (UDP); `None` = off.
+    pub http3: Option<Arc<crate::server::quic::Http3Spec>>,
 }
 
 /// How a listener cleans a request head before routing (`listeners[].http`).

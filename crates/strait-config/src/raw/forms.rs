@@ -102,6 +102,42 @@ pub(crate) struct RawHashOnFull {
     pub cookie: Option<S>,
 }
 
+/// A listener's `http3:`: `true`/`false`, or its QUIC limits (which turn it on).
+pub(crate) enum RawHttp3 {
+    Flag(bool),
+    Full(RawHttp3Full),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp3Full {
+    pub max_concurrent_streams: Option<S>,
+    pub idle_timeout: Option<S>,
+    pub max_udp_payload_size: Option<S>,
+}
+
+impl<'de> Deserialize<'de> for RawHttp3 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Http3Visitor;
+        impl<'de> Visitor<'de> for Http3Visitor {
+            type Value = RawHttp3;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "true, false, or { max_concurrent_streams: N, idle_timeout: DURATION, \
+                     max_udp_payload_size: BYTES }",
+                )
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawHttp3, E> {
+                Ok(RawHttp3::Flag(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawHttp3, A::Error> {
+                RawHttp3Full::deserialize(MapAccessDeserializer::new(map)).map(RawHttp3::Full)
+            }
+        }
+        d.deserialize_any(Http3Visitor)
+    }
+}
+
 /// A `Spanned` whose position is filled in later from its parent.
 pub(crate) fn unspanned(value: String) -> S {
     Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
