@@ -1,7 +1,8 @@
 //! HTTP/3 through the real binary: a TLS listener with `http3` serves the same routes, policies,
 //! errors and metrics over HTTP/1.1, HTTP/2 and HTTP/3 (quinn + h3 client); Alt-Svc on the TCP
 //! protocols; request bodies forwarded intact; mutual TLS over QUIC; the access log's protocol;
-//! `http3` without `tls` refused by `validate`; SIGTERM drains an HTTP/3 request in flight.
+//! a reload turning `http3` on and off; `http3` without `tls` refused by `validate`; SIGTERM
+//! drains an HTTP/3 request in flight.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -384,6 +385,63 @@ async fn sigterm_lets_an_http3_request_in_flight_finish_then_exits_0() {
     assert_eq!(&resp.response.body()[..], b"slow but complete");
     let status = s.wait_exit(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0), "{}", s.logs_text());
+}
+
+/// Whether a fresh HTTP/1.1 connection's response carries `alt` as its Alt-Svc.
+async fn advertises(pki: &Pki, addr: SocketAddr, alt: Option<&str>) -> Option<()> {
+    let (_, _, got) = tcp_send(&pki.https(addr, true), addr, "GET", "/hello", b"").await;
+    (got.as_deref() == alt).then_some(())
+}
+
+async fn h3_refused(pki: &Pki, addr: SocketAddr) -> bool {
+    let attempt = async {
+        let mut c = H3Client::connect(addr, HOST, &[pki.ca.der()]).await?;
+        c.send(h3_req(addr, "GET", "/hello", b"")).await
+    };
+    !matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Ok(_))
+    )
+}
+
+#[tokio::test]
+async fn a_reload_turns_http3_on_and_off_on_a_running_listener() {
+    let pki = Pki::new();
+    let up = upstream().await;
+    let with = config(up.addr(), "", "");
+    let without = with.replace("    http3: true\n", "");
+    let s = pki.start(&without, &[]).await;
+    let addr = s.web();
+    assert_eq!(advertises(&pki, addr, None).await, Some(()));
+    assert!(
+        h3_refused(&pki, addr).await,
+        "HTTP/3 served before it was configured"
+    );
+
+    s.write_config(&with);
+    s.signal("HUP");
+    let alt = format!("h3=\":{}\"; ma=86400", addr.port());
+    poll_until(Duration::from_secs(10), "Alt-Svc after the reload", || {
+        advertises(&pki, addr, Some(&alt))
+    })
+    .await;
+    let mut h3 = pki.h3(addr).await;
+    let resp = h3.send(h3_req(addr, "GET", "/hello", b"")).await.unwrap();
+    assert_eq!(resp.response.status(), 200);
+    drop(h3);
+
+    s.write_config(&without);
+    s.signal("HUP");
+    poll_until(
+        Duration::from_secs(10),
+        "no Alt-Svc after the reload",
+        || advertises(&pki, addr, None),
+    )
+    .await;
+    assert!(
+        h3_refused(&pki, addr).await,
+        "HTTP/3 still served after it was removed"
+    );
 }
 
 #[test]
