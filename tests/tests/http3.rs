@@ -387,6 +387,50 @@ async fn sigterm_lets_an_http3_request_in_flight_finish_then_exits_0() {
     assert_eq!(status.code(), Some(0), "{}", s.logs_text());
 }
 
+/// A second, independent client (Python's aioquic), when installed (`pip install aioquic`):
+/// the answers do not depend on quinn talking to quinn.
+#[tokio::test]
+async fn an_independent_client_aioquic_gets_the_same_answers() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import aioquic"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: python3 cannot import aioquic (pip install aioquic)");
+        return;
+    }
+    let pki = Pki::new();
+    let up = upstream().await;
+    let s = pki.start(&config(up.addr(), "", ""), &[]).await;
+    let addr = s.web();
+    let ca = pki.ca.write(s.dir(), "ca.pem");
+    let script = strait_e2e::workspace_root().join("tests/tools/h3get.py");
+    for (path, status, body, policy) in [
+        ("/hello", 200, "hello over any HTTP", None),
+        ("/api/x?y=1", 200, "up saw /api/x?y=1", Some("tagged")),
+        ("/denied", 403, "", None),
+        ("/nowhere", 404, "no route matched", None),
+    ] {
+        let out = within(
+            Duration::from_secs(30),
+            "aioquic GET",
+            tokio::process::Command::new("python3")
+                .arg(&script)
+                .args(["127.0.0.1", &addr.port().to_string(), HOST])
+                .arg(&ca)
+                .arg(path)
+                .output(),
+        )
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{path}: {stderr}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["status"], status, "{path}: {v}");
+        assert!(v["body"].as_str().unwrap().contains(body), "{path}: {v}");
+        assert_eq!(v["headers"]["x-policy"].as_str(), policy, "{path}: {v}");
+    }
+}
+
 /// Whether a fresh HTTP/1.1 connection's response carries `alt` as its Alt-Svc.
 async fn advertises(pki: &Pki, addr: SocketAddr, alt: Option<&str>) -> Option<()> {
     let (_, _, got) = tcp_send(&pki.https(addr, true), addr, "GET", "/hello", b"").await;

@@ -105,7 +105,7 @@ pub(crate) struct RawHashOnFull {
 /// A listener's `http3:`: `true`/`false`, or its QUIC limits (which turn it on).
 pub(crate) enum RawHttp3 {
     Flag(bool),
-    Full(RawHttp3Full),
+    Full(Box<RawHttp3Full>),
 }
 
 #[derive(Deserialize)]
@@ -131,7 +131,8 @@ impl<'de> Deserialize<'de> for RawHttp3 {
                 Ok(RawHttp3::Flag(v))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawHttp3, A::Error> {
-                RawHttp3Full::deserialize(MapAccessDeserializer::new(map)).map(RawHttp3::Full)
+                RawHttp3Full::deserialize(MapAccessDeserializer::new(map))
+                    .map(|f| RawHttp3::Full(Box::new(f)))
             }
         }
         d.deserialize_any(Http3Visitor)

@@ -30,7 +30,7 @@ pub(super) fn http3(
     let full = match &raw.value {
         RawHttp3::Flag(false) => return None,
         RawHttp3::Flag(true) => None,
-        RawHttp3::Full(f) => Some(f),
+        RawHttp3::Full(f) => Some(&**f),
     };
     if !has_tls {
         cx.err(
