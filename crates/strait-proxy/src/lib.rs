@@ -12,6 +12,8 @@ pub mod client_addr;
 pub mod errlog;
 pub mod filtered;
 pub mod forward;
+#[doc(hidden)]
+pub mod guard_bench;
 pub mod h1conn;
 pub mod h1guard;
 pub mod h2conn;

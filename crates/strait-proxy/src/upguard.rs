@@ -14,8 +14,9 @@
 //! connection.
 //!
 //! A read is validated whole before any of it is handed on, so a head followed by a bad chunk
-//! in the same read is a 502, not a truncated response. Body bytes pass uncopied; a read that
-//! contains a head boundary is copied once (heads are small).
+//! in the same read is a 502, not a truncated response. Body bytes, and heads that arrive whole
+//! in one read, pass uncopied; a head split across reads is held back and the read that
+//! completes it is copied once (heads are small).
 
 mod framing;
 mod head;
@@ -31,7 +32,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use self::framing::{Framing, Segment};
+pub(crate) use self::framing::{Framing, Segment};
 
 /// Largest read buffer of an upstream HTTP/1 connection, and so its longest response head
 /// (four times nginx's default `proxy_buffer_size`, twice HAProxy's buffer). With hyper's and
@@ -112,10 +113,15 @@ impl<IO: AsyncRead + Unpin> AsyncRead for UpstreamGuard<IO> {
                 continue;
             }
             match this.segments.as_slice() {
-                // Body bytes only: they stay where they are.
+                // Bytes as they are (body, whole heads): they stay where they are.
                 [Segment::Pass(r)] if r.start == 0 => {
                     buf.set_filled(before + r.end);
                     return Poll::Ready(Ok(()));
+                }
+                // Only part of a head so far: it is held back; read on.
+                [] => {
+                    buf.set_filled(before);
+                    continue;
                 }
                 _ => {}
             }

@@ -68,3 +68,33 @@ pub(crate) fn narrow(candidates: &mut u8, names: &[&[u8]], at: usize, b: u8) {
         }
     }
 }
+
+/// Bytes that may run on inside a reason phrase or a field value (`field-vchar`, SP, HTAB).
+pub(crate) const VALUE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = b == b' ' as usize || b == b'\t' as usize || b >= 0x21 && b != 0x7f;
+        b += 1;
+    }
+    t
+};
+
+/// Bytes that may run on inside a field name (`tchar`).
+pub(crate) const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = matches!(b as u8, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'!' | b'#' | b'$'
+            | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~');
+        b += 1;
+    }
+    t
+};
+
+/// How many leading bytes of `buf` are in `table`: a run no rule needs to see one at a time.
+pub(crate) fn run_of(table: &[bool; 256], buf: &[u8]) -> usize {
+    buf.iter()
+        .position(|&b| !table[usize::from(b)])
+        .unwrap_or(buf.len())
+}

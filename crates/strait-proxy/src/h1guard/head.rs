@@ -3,7 +3,7 @@
 //! Because every decision is made from the byte just seen plus a few counters, feeding a head in
 //! one slice or in many gives the same outcome, and nothing of a head is ever copied.
 
-use super::fields::{narrow, Event, Fields};
+use super::fields::{narrow, run_of, Event, Fields, TCHAR, VALUE};
 use super::{H1Limits, Rejection};
 
 /// How the body following a valid head is framed.
@@ -179,9 +179,32 @@ impl Parser {
     /// Returns how many bytes were consumed and, when the head ended among them, its facts; the
     /// bytes after the head belong to the body or the next request.
     pub(crate) fn feed(&mut self, buf: &[u8]) -> Result<(usize, Option<Head>), Rejection> {
-        for (i, &b) in buf.iter().enumerate() {
+        let mut i = 0;
+        while i < buf.len() {
+            let b = buf[i];
+            i += 1;
             if let Some(head) = self.byte(b)? {
-                return Ok((i + 1, Some(head)));
+                return Ok((i, Some(head)));
+            }
+            // Most of a head is bytes no rule tracks: skip them in one loop, up to the head
+            // limit. The byte that ends a run goes through `byte` like any other.
+            let (table, name) = match self.state {
+                State::Fields(Fields::Value) if matches!(self.field, Field::Other) => {
+                    (&VALUE, false)
+                }
+                State::Fields(Fields::Name) if self.names == 0 => (&TCHAR, true),
+                _ => continue,
+            };
+            let room = self
+                .limits
+                .max_head()
+                .saturating_sub(self.head_len)
+                .min(buf.len() - i);
+            let run = run_of(table, &buf[i..i + room]);
+            i += run;
+            self.head_len += run;
+            if name {
+                self.name_len += run;
             }
         }
         Ok((buf.len(), None))

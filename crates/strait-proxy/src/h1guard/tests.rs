@@ -255,6 +255,39 @@ fn rejects_oversized_head_with_431_as_bytes_arrive() {
 }
 
 #[test]
+fn the_head_limit_is_exact_wherever_it_falls() {
+    // Values and untracked names are skipped in bulk: the limit must still hold to the byte.
+    let limits = H1Limits {
+        max_head: 96,
+        ..H1Limits::default()
+    };
+    for (prefix, suffix) in [
+        (&b"GET / HTTP/1.1\r\nX-Long: "[..], &b"\r\n\r\n"[..]),
+        (b"GET / HTTP/1.1\r\nX-", b": v\r\n\r\n"),
+    ] {
+        let head = |len: usize| {
+            let mut h = prefix.to_vec();
+            h.resize(len - suffix.len(), b'k');
+            h.extend_from_slice(suffix);
+            h
+        };
+        // The limit falls in the suffix, then at the end of the run, then inside it.
+        for total in 94..=96 + suffix.len() + 2 {
+            let expected = if total <= 96 {
+                Ok(1)
+            } else {
+                Err(Rejection::HeadersTooLarge)
+            };
+            assert_eq!(
+                outcome_with(limits, &head(total)),
+                expected,
+                "{total} bytes"
+            );
+        }
+    }
+}
+
+#[test]
 fn rejects_ambiguous_content_length() {
     assert_eq!(
         bad(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"),

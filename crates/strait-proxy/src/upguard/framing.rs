@@ -26,7 +26,8 @@ enum Phase {
 pub(crate) enum Segment {
     /// These bytes of the read, as they are.
     Pass(std::ops::Range<usize>),
-    /// A complete head (possibly rewritten), instead of the bytes that carried it.
+    /// A complete head that began in an earlier read or was rewritten, instead of the bytes
+    /// that carried it.
     Head(Vec<u8>),
 }
 
@@ -35,6 +36,8 @@ pub(crate) enum Segment {
 pub(crate) struct Framing {
     max_head: usize,
     phase: Phase,
+    /// The bytes of a head begun in an earlier read, held back until it is complete.
+    carried: Vec<u8>,
     requests: Requests,
     /// The current response is the connection's last.
     closing: bool,
@@ -48,6 +51,7 @@ impl Framing {
         Self {
             max_head,
             phase: Phase::Head(Parser::new(max_head)),
+            carried: Vec::new(),
             requests: Requests::new(),
             closing: false,
         }
@@ -81,18 +85,31 @@ impl Framing {
             match &mut self.phase {
                 Phase::Head(parser) => {
                     if self.requests.is_lost() {
-                        // Hyper's own stream could not be followed: trust hyper from here on.
+                        // Hyper's own stream could not be followed: trust hyper from here on,
+                        // with any bytes held back handed on first.
+                        if !self.carried.is_empty() {
+                            out.push(Segment::Head(std::mem::take(&mut self.carried)));
+                        }
                         self.phase = Phase::Opaque;
                         continue;
                     }
                     let (n, head) = parser.feed(&buf[i..])?;
-                    i += n;
                     let Some(head) = head else {
+                        self.carried.extend_from_slice(&buf[i..]);
                         return Ok(());
                     };
+                    if self.carried.is_empty() && head.rewrite.is_none() {
+                        // The common case: the whole head is in this read, as it is.
+                        pass(out, i, i + n);
+                    } else {
+                        let mut bytes = std::mem::take(&mut self.carried);
+                        bytes.extend_from_slice(&buf[i..i + n]);
+                        head.apply(&mut bytes);
+                        out.push(Segment::Head(bytes));
+                    }
+                    i += n;
                     let (status, framed) = (head.status, head.framed);
-                    self.closing |= head.close;
-                    out.push(Segment::Head(head.bytes));
+                    self.closing |= head.rewrite.is_some();
                     if (100..200).contains(&status) && status != 101 {
                         // Interim: the final response to the same request follows.
                         self.phase = Phase::Head(Parser::new(self.max_head));

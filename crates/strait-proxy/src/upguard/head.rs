@@ -1,8 +1,9 @@
-//! Strict RFC 9112 response-head validator for upstream responses: one byte at a time, keeping
-//! the head's bytes (heads are small, and a head with both Content-Length and
-//! Transfer-Encoding is rewritten before hyper sees it). No I/O.
+//! Strict RFC 9112 response-head validator for upstream responses: one byte at a time, except
+//! runs of bytes no rule looks at (the reason phrase, untracked names and values), which are
+//! checked in one tight loop. It keeps offsets, not bytes: the caller keeps the bytes of a head
+//! that spans reads, and rewrites a head with both Content-Length and Transfer-Encoding. No I/O.
 
-use crate::h1guard::{is_field_vchar, narrow, Event, Fields};
+use crate::h1guard::{is_field_vchar, narrow, run_of, Event, Fields, TCHAR, VALUE};
 
 /// How the body after a valid response head is framed, by its own fields (the request method
 /// and the status may still rule out a body).
@@ -21,11 +22,20 @@ pub(crate) enum Framed {
 pub(crate) struct Head {
     pub status: u16,
     pub framed: Framed,
-    /// The connection must not carry another response (Content-Length beside
-    /// Transfer-Encoding: RFC 9112 §6.3).
-    pub close: bool,
-    /// The head's bytes, as hyper must see them.
-    pub bytes: Vec<u8>,
+    /// The Content-Length line (offsets in the head) that must become [`CLOSE`] before hyper
+    /// sees the head; the connection must not carry another response (RFC 9112 §6.3).
+    pub rewrite: Option<(usize, usize)>,
+}
+
+impl Head {
+    /// Rewrites `bytes`, the whole head, as hyper must see it.
+    pub(crate) fn apply(&self, bytes: &mut [u8]) {
+        if let Some((start, end)) = self.rewrite {
+            let line = &mut bytes[start..end];
+            line.fill(b' ');
+            line[..CLOSE.len()].copy_from_slice(CLOSE);
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +83,8 @@ enum Field {
 #[derive(Clone, Debug)]
 pub(crate) struct Parser {
     max_head: usize,
-    bytes: Vec<u8>,
+    /// Bytes of the head consumed so far.
+    len: usize,
     state: State,
     status: u16,
     http10: bool,
@@ -92,7 +103,7 @@ impl Parser {
     pub(crate) fn new(max_head: usize) -> Self {
         Self {
             max_head,
-            bytes: Vec::new(),
+            len: 0,
             state: State::Version(0),
             status: 0,
             http10: false,
@@ -108,13 +119,34 @@ impl Parser {
     /// Consumes bytes of `buf` up to and including the end of the head: how many, and the head
     /// when it ended among them.
     pub(crate) fn feed(&mut self, buf: &[u8]) -> Result<(usize, Option<Head>), &'static str> {
-        for (i, &b) in buf.iter().enumerate() {
-            if self.bytes.len() == self.max_head {
+        let mut i = 0;
+        while i < buf.len() {
+            if self.len == self.max_head {
                 return Err("response head too large");
             }
-            self.bytes.push(b);
+            let b = buf[i];
+            i += 1;
+            self.len += 1;
             if self.byte(b)? {
-                return Ok((i + 1, Some(self.finish())));
+                return Ok((i, Some(self.finish())));
+            }
+            // Most of a head is bytes no rule tracks: skip them in one loop. The byte that
+            // ends a run goes through `byte` like any other.
+            let (table, name) = match self.state {
+                State::Reason | State::Fields(Fields::Value)
+                    if matches!(self.field, Field::Other) =>
+                {
+                    (&VALUE, false)
+                }
+                State::Fields(Fields::Name) if self.names == 0 => (&TCHAR, true),
+                _ => continue,
+            };
+            let room = (self.max_head - self.len).min(buf.len() - i);
+            let run = run_of(table, &buf[i..i + room]);
+            i += run;
+            self.len += run;
+            if name {
+                self.name_len += run;
             }
         }
         Ok((buf.len(), None))
@@ -156,7 +188,7 @@ impl Parser {
                 let (next, event) = fields.step(b)?;
                 match event {
                     Some(Event::NameStart(b)) => {
-                        self.line_start = self.bytes.len() - 1;
+                        self.line_start = self.len - 1;
                         self.names = CONTENT_LENGTH | TRANSFER_ENCODING;
                         self.name_len = 0;
                         self.name_byte(b);
@@ -239,8 +271,8 @@ impl Parser {
     }
 
     fn value_end(&mut self) -> Result<(), &'static str> {
-        // The field line ends before its CR, the last byte pushed.
-        let end = self.bytes.len() - 2;
+        // The field line ends before its CR, the last byte consumed.
+        let end = self.len - 2;
         match self.field {
             Field::Other => {}
             Field::Length { digits: false, .. } => return Err("invalid content-length"),
@@ -257,26 +289,18 @@ impl Parser {
     }
 
     fn finish(&mut self) -> Head {
-        let mut close = false;
-        let framed = match (self.chunked, self.content_length) {
-            (true, Some((_, start, end))) => {
-                // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the
-                // connection must close after this response.
-                let line = &mut self.bytes[start..end];
-                line.fill(b' ');
-                line[..CLOSE.len()].copy_from_slice(CLOSE);
-                close = true;
-                Framed::Chunked
-            }
-            (true, None) => Framed::Chunked,
-            (false, Some((n, _, _))) => Framed::Length(n),
-            (false, None) => Framed::UntilClose,
+        let (framed, rewrite) = match (self.chunked, self.content_length) {
+            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the connection
+            // must close after this response.
+            (true, Some((_, start, end))) => (Framed::Chunked, Some((start, end))),
+            (true, None) => (Framed::Chunked, None),
+            (false, Some((n, _, _))) => (Framed::Length(n), None),
+            (false, None) => (Framed::UntilClose, None),
         };
         Head {
             status: self.status,
             framed,
-            close,
-            bytes: std::mem::take(&mut self.bytes),
+            rewrite,
         }
     }
 }

@@ -94,6 +94,23 @@ impl Requests {
                     }
                     Err(_) => self.lost = true,
                 },
+                // The rest of a line: only a field line's first bytes matter.
+                State::Line | State::Field => {
+                    let eol = buf.iter().position(|&b| b == b'\n');
+                    let take = eol.unwrap_or(buf.len());
+                    if matches!(self.state, State::Field) {
+                        let kept = take.min(self.line.len().saturating_sub(self.line_len));
+                        for &b in &buf[..kept] {
+                            self.field_byte(b);
+                        }
+                        self.line_len += take - kept;
+                    }
+                    let Some(eol) = eol else {
+                        break;
+                    };
+                    self.byte(b'\n');
+                    buf = &buf[eol + 1..];
+                }
                 _ => {
                     self.byte(buf[0]);
                     buf = &buf[1..];

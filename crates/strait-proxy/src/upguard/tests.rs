@@ -11,7 +11,17 @@ const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
 /// What hyper would read from `response` after `requests` were written, in pieces of `split`
 /// bytes; or the refusal.
 pub(super) fn run(requests: &[u8], response: &[u8], split: usize) -> Result<Vec<u8>, &'static str> {
-    let mut f = Framing::new(32 * 1024);
+    run_limited(32 * 1024, requests, response, split)
+}
+
+/// [`run`] with heads limited to `max_head` bytes.
+fn run_limited(
+    max_head: usize,
+    requests: &[u8],
+    response: &[u8],
+    split: usize,
+) -> Result<Vec<u8>, &'static str> {
+    let mut f = Framing::new(max_head);
     f.on_written(requests);
     let mut out = Vec::new();
     for piece in response.chunks(split.max(1)) {
@@ -172,6 +182,46 @@ fn a_head_over_the_limit_is_refused() {
         response.extend_from_slice(b"x-filler: 0123456789abcdef0123456789abcdef\r\n");
     }
     assert_eq!(run(GET, &response, 4096), Err("response head too large"));
+}
+
+#[test]
+fn the_head_limit_is_exact_however_the_head_is_cut() {
+    // A head of exactly the limit passes and one byte more is refused, wherever the limit
+    // falls: in a long value, a long name or the reason phrase (each skipped in bulk).
+    let limit = 256;
+    for (prefix, suffix) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nx-long: "[..],
+            &b"\r\ncontent-length: 0\r\n\r\n"[..],
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nx-",
+            b": v\r\ncontent-length: 0\r\n\r\n",
+        ),
+        (b"HTTP/1.1 200 O", b"\r\ncontent-length: 0\r\n\r\n"),
+    ] {
+        let head = |len: usize| {
+            let mut h = prefix.to_vec();
+            h.resize(len - suffix.len(), b'k');
+            h.extend_from_slice(suffix);
+            h
+        };
+        // The limit falls in the suffix, then at the end of the run, then inside it.
+        for total in limit - 2..=limit + suffix.len() + 2 {
+            for split in [1, 7, 64, limit, total] {
+                let result = run_limited(limit, GET, &head(total), split);
+                if total <= limit {
+                    assert_eq!(result, Ok(head(total)), "{total} bytes, split {split}");
+                } else {
+                    assert_eq!(
+                        result,
+                        Err("response head too large"),
+                        "{total}, split {split}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test]
