@@ -138,13 +138,7 @@ async fn log_level_comes_from_the_flag_then_strait_log_then_rust_log() {
         dir.path(),
     );
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    strait_e2e::poll_until(WAIT, "readyz", || async {
-        client::get(admin, "/readyz")
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-    })
-    .await;
+    ready(admin).await;
     assert!(!p.text().contains("\"level\":\"INFO\""), "{}", p.text());
     drop(p);
 
@@ -154,7 +148,10 @@ async fn log_level_comes_from_the_flag_then_strait_log_then_rust_log() {
         [("STRAIT_LOG", ""), ("RUST_LOG", "debug")],
     ] {
         let mut p = Spawned::strait(&run, &env, dir.path());
-        p.admin();
+        // `admin bound` is logged before the signal handlers exist (a SIGHUP then ends the
+        // process); /readyz answers only once they do.
+        let admin = p.admin();
+        ready(admin).await;
         // A reload logs `reload done` at debug.
         let hup = std::process::Command::new("kill")
             .args(["-HUP", &p.pid().to_string()])
@@ -170,6 +167,17 @@ async fn log_level_comes_from_the_flag_then_strait_log_then_rust_log() {
     let mut p = Spawned::strait(&args, &[], dir.path());
     assert_eq!(p.wait_exit(WAIT), Some(2));
     assert!(p.text().contains("invalid --log-level"), "{}", p.text());
+}
+
+/// Waits (bounded) until the admin listener at `admin` answers `/readyz` with 200.
+async fn ready(admin: std::net::SocketAddr) {
+    strait_e2e::poll_until(WAIT, "readyz", || async {
+        client::get(admin, "/readyz")
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+    })
+    .await;
 }
 
 /// `Max open files` soft and hard limits of process `pid`.
