@@ -180,22 +180,26 @@ async fn refused_in_body(body: &[u8]) {
     tcp.write_all(body).await.unwrap();
     let reply = client::read_until_close(&mut tcp, Duration::from_secs(5)).await;
     assert_eq!(reply.status(), Some(400), "{}", reply.text());
+    // The refusal is counted when the connection's HTTP/1 loop ends, which may be just after
+    // the client saw the close: wait for both.
+    let rejected = |m: &str| {
+        sum(
+            m,
+            "strait_downstream_rejected_requests_total",
+            &[("reason", "bad_request")],
+        )
+    };
     let m = poll_until(
         Duration::from_secs(5),
-        "the request is recorded",
+        "the request and the refusal are recorded",
         || async {
             let m = s.metrics().await;
             let n = sum(&m, "strait_http_requests_total", &[("route", "r")]);
-            (n >= 1.0).then_some(m)
+            (n >= 1.0 && rejected(&m) >= 1.0).then_some(m)
         },
     )
     .await;
-    let rejected = sum(
-        &m,
-        "strait_downstream_rejected_requests_total",
-        &[("reason", "bad_request")],
-    );
-    assert_eq!(rejected, 1.0);
+    assert_eq!(rejected(&m), 1.0);
     let code = |c: &str| {
         sum(
             &m,
