@@ -61,7 +61,7 @@ pub(crate) use self::chunked::Decoder;
 pub(crate) use self::fields::{narrow, run_of, Event, Fields, TCHAR, VALUE};
 pub(crate) use self::framing::H2_PREFACE;
 use self::framing::{Fed, Framing};
-pub(crate) use self::head::is_field_vchar;
+pub(crate) use self::head::is_value_byte;
 pub(crate) use self::head::Parser as HeadParser;
 use self::park::Park;
 pub use self::park::{ParkHandle, ParkSignal};

@@ -3,7 +3,7 @@
 //! It validates the framing bytes one at a time and skips chunk data in bulk; it never decodes
 //! or copies the body, so the bytes hyper sees are exactly the bytes that arrived.
 
-use super::head::{is_field_vchar, is_tchar};
+use super::head::{is_tchar, is_value_byte};
 use super::Rejection;
 
 /// Longest chunk-size line (size plus extensions) accepted; real clients send a few bytes.
@@ -170,9 +170,7 @@ impl Decoder {
             (State::TrailerName, b':') => State::TrailerValue,
             (State::TrailerName, _) => return bad("invalid trailer field"),
             (State::TrailerValue, b'\r') => State::TrailerLf,
-            (State::TrailerValue, b) if is_field_vchar(b) || b == b' ' || b == b'\t' => {
-                State::TrailerValue
-            }
+            (State::TrailerValue, b) if is_value_byte(b) => State::TrailerValue,
             (State::TrailerValue, _) => return bad("invalid trailer value"),
             (State::TrailerLf, b'\n') => State::TrailerStart,
             (State::EndLf, b'\n') => return Ok(true),

@@ -1,7 +1,7 @@
 //! RFC 9112 field-line syntax, one byte at a time: shared by the request guard's head parser and
 //! the upstream response guard's, which differ only in the start line and the fields they track.
 
-use super::head::{is_field_vchar, is_tchar};
+use super::head::{is_tchar, is_value_byte};
 
 /// Where in the field section the next byte lands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,9 +47,7 @@ impl Fields {
             (Fields::Name, b) if is_tchar(b) => (Fields::Name, Some(Event::Name(b))),
             (Fields::Name, _) => return Err("invalid field name"),
             (Fields::Value, b'\r') => (Fields::ValueLf, None),
-            (Fields::Value, b) if is_field_vchar(b) || b == b' ' || b == b'\t' => {
-                (Fields::Value, Some(Event::Value(b)))
-            }
+            (Fields::Value, b) if is_value_byte(b) => (Fields::Value, Some(Event::Value(b))),
             (Fields::Value, _) => return Err("invalid field value"),
             (Fields::ValueLf, b'\n') => (Fields::LineStart, Some(Event::ValueEnd)),
             (Fields::EndLf, b'\n') => (Fields::EndLf, Some(Event::End)),
@@ -69,28 +67,24 @@ pub(crate) fn narrow(candidates: &mut u8, names: &[&[u8]], at: usize, b: u8) {
     }
 }
 
-/// Bytes that may run on inside a reason phrase or a field value (`field-vchar`, SP, HTAB).
-pub(crate) const VALUE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = b == b' ' as usize || b == b'\t' as usize || b >= 0x21 && b != 0x7f;
-        b += 1;
-    }
-    t
-};
+/// `pred` as a lookup table, for the loops that skip runs of bytes.
+macro_rules! table {
+    ($pred:path) => {{
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = $pred(b as u8);
+            b += 1;
+        }
+        t
+    }};
+}
 
-/// Bytes that may run on inside a field name (`tchar`).
-pub(crate) const TCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = matches!(b as u8, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'!' | b'#' | b'$'
-            | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~');
-        b += 1;
-    }
-    t
-};
+/// Bytes that may run on inside a reason phrase or a field value ([`is_value_byte`]).
+pub(crate) const VALUE: [bool; 256] = table!(is_value_byte);
+
+/// Bytes that may run on inside a field name ([`is_tchar`]).
+pub(crate) const TCHAR: [bool; 256] = table!(is_tchar);
 
 /// How many leading bytes of `buf` are in `table`: a run no rule needs to see one at a time.
 pub(crate) fn run_of(table: &[bool; 256], buf: &[u8]) -> usize {

@@ -405,16 +405,23 @@ fn bad<T>(reason: &'static str) -> Result<T, Rejection> {
 }
 
 /// RFC 9110 `tchar`: the bytes of a token (methods, field names).
-pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+pub(crate) const fn is_tchar(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'!' | b'#' | b'$' | b'%' | b'&'
+        | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
 }
 
 /// Visible ASCII (`VCHAR`), as allowed in a request-target.
-fn is_vchar(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b)
+const fn is_vchar(b: u8) -> bool {
+    matches!(b, 0x21..=0x7e)
 }
 
 /// Visible bytes of a field value: `VCHAR` or `obs-text`.
-pub(crate) fn is_field_vchar(b: u8) -> bool {
+const fn is_field_vchar(b: u8) -> bool {
     is_vchar(b) || b >= 0x80
+}
+
+/// Any byte inside a field value (also a trailer's, or a reason phrase): `field-vchar`, SP or
+/// HTAB.
+pub(crate) const fn is_value_byte(b: u8) -> bool {
+    is_field_vchar(b) || b == b' ' || b == b'\t'
 }

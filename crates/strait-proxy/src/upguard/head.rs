@@ -3,7 +3,7 @@
 //! checked in one tight loop. It keeps offsets, not bytes: the caller keeps the bytes of a head
 //! that spans reads, and rewrites a head with both Content-Length and Transfer-Encoding. No I/O.
 
-use crate::h1guard::{is_field_vchar, narrow, run_of, Event, Fields, TCHAR, VALUE};
+use crate::h1guard::{is_value_byte, narrow, run_of, Event, Fields, TCHAR, VALUE};
 
 /// How the body after a valid response head is framed, by its own fields (the request method
 /// and the status may still rule out a body).
@@ -178,7 +178,7 @@ impl Parser {
             }
             (State::StatusEnd, b' ') => State::Reason,
             (State::StatusEnd | State::Reason, b'\r') => State::StatusLf,
-            (State::Reason, b) if is_field_vchar(b) || b == b' ' || b == b'\t' => State::Reason,
+            (State::Reason, b) if is_value_byte(b) => State::Reason,
             (State::VersionSp | State::Status(_) | State::StatusEnd | State::Reason, _) => {
                 return Err("invalid status line")
             }
