@@ -39,6 +39,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build -p strait
 # The proxy-wasm example plugins that tests/tests/wasm.rs loads.
 scripts/build-plugins.sh
+# Independent Python clients (HTTP/3, post-quantum TLS); their tests must run, not skip.
+scripts/py-tools.sh
+export STRAIT_E2E_REQUIRE_PY=1
 cargo test --workspace --no-fail-fast
 # The request-path suites again with a policy that does nothing on every route: the policy
 # pipeline must change no result (tests/src/strait.rs, `with_noop_policy`).

@@ -129,6 +129,29 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Runs the `openssl` CLI in `dir`; its stdout. Panics with its stderr when it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Where `scripts/py-tools.sh` installs the Python clients the tests use (aioquic, tlslite-ng
+/// with kyber-py): `$STRAIT_E2E_PYTHONPATH`, else /var/tmp/strait-py. Pass it as `PYTHONPATH`.
+pub fn python_tools_path() -> PathBuf {
+    std::env::var_os("STRAIT_E2E_PYTHONPATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/strait-py"))
+}
+
 /// Resident set size of process `pid` in KiB, from /proc/PID/status (VmRSS).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -1,7 +1,6 @@
 //! The `jwt` policy through the real binary: a table of valid and attack tokens against a JWKS served by a real local server, key rotation, the refetch cooldown under random `kid`s, the last good keys kept while the key server fails, claim forwarding with spoofed headers removed, static keys with a query token, and denials named in metrics and the access log.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,19 +21,7 @@ struct RsaKey {
     n: String,
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use strait_e2e::openssl;
 
 fn rsa_key(dir: &Path, name: &str) -> RsaKey {
     let der = format!("{name}.der");

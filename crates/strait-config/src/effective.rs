@@ -216,16 +216,26 @@ fn listener(l: &Listener) -> Node {
             certificates,
             min_version,
             client_auth,
+            groups,
+            session_resumption,
         } = t;
         let certs: Vec<Node> = certificates
             .iter()
-            .map(|CertPair { cert, key }| {
+            .map(|CertPair { cert, key, ocsp }| {
                 M::new()
                     .put("cert", cert.as_path())
                     .put("key", key.as_path())
+                    .opt("ocsp", ocsp.as_deref())
                     .into()
             })
             .collect();
+        let groups: Vec<Node> = groups.iter().map(|g| g.name().into()).collect();
+        let resumption: Node = match session_resumption {
+            None => false.into(),
+            Some(SessionResumption { ticket_rotation }) => {
+                M::new().put("ticket_rotation", *ticket_rotation).into()
+            }
+        };
         let client_auth = client_auth.as_ref().map(|c| {
             let ClientAuth {
                 ca,
@@ -259,6 +269,8 @@ fn listener(l: &Listener) -> Node {
                 },
             )
             .opt("client_auth", client_auth)
+            .put("groups", groups)
+            .put("session_resumption", resumption)
     });
     let Limits {
         max_request_headers,

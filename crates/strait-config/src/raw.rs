@@ -11,7 +11,9 @@ pub(crate) use access::*;
 pub(crate) use auth::*;
 pub(crate) use colour::*;
 pub(crate) use forms::Pairs;
-pub(crate) use forms::{RawEndpoint, RawHashOn, RawHttp3, RawValueMatch, StrOrList};
+pub(crate) use forms::{
+    RawEndpoint, RawHashOn, RawHttp3, RawSessionResumption, RawValueMatch, StrOrList,
+};
 pub(crate) use jwt::*;
 pub(crate) use mirror::*;
 pub(crate) use policy::*;
@@ -98,8 +100,11 @@ pub(crate) struct RawListenerTls {
     pub cert: Option<S>,
     pub key: Option<S>,
     pub certificates: Option<Spanned<Vec<RawCertPair>>>,
+    pub ocsp: Option<S>,
     pub min_version: Option<S>,
     pub client_auth: Option<Spanned<RawClientAuth>>,
+    pub groups: Option<Spanned<Vec<S>>>,
+    pub session_resumption: Option<Spanned<RawSessionResumption>>,
 }
 
 /// `tls.client_auth:` of a listener (mutual TLS).
@@ -116,6 +121,7 @@ pub(crate) struct RawClientAuth {
 pub(crate) struct RawCertPair {
     pub cert: S,
     pub key: S,
+    pub ocsp: Option<S>,
 }
 
 #[derive(Deserialize)]

@@ -180,6 +180,48 @@ pub struct ListenerTls {
     pub min_version: TlsVersion,
     /// Client certificates asked for and verified (mutual TLS); `None` asks for none.
     pub client_auth: Option<ClientAuth>,
+    /// Key exchange groups offered (`groups`); the client's preference picks among them.
+    pub groups: Vec<TlsGroup>,
+    /// Session resumption with tickets (`session_resumption`); `None` turns resumption off.
+    pub session_resumption: Option<SessionResumption>,
+}
+
+/// A TLS key exchange group (`tls.groups`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsGroup {
+    /// `x25519`.
+    X25519,
+    /// `x25519mlkem768`: the post-quantum hybrid, TLS 1.3 only.
+    X25519MlKem768,
+    /// `secp256r1` (P-256).
+    Secp256r1,
+    /// `secp384r1` (P-384).
+    Secp384r1,
+}
+
+impl TlsGroup {
+    /// Every group with its configuration name, in the default order.
+    pub const ALL: [(&'static str, TlsGroup); 4] = [
+        ("x25519", TlsGroup::X25519),
+        ("x25519mlkem768", TlsGroup::X25519MlKem768),
+        ("secp256r1", TlsGroup::Secp256r1),
+        ("secp384r1", TlsGroup::Secp384r1),
+    ];
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, g)| *g == self)
+            .map_or("", |(n, _)| n)
+    }
+}
+
+/// `tls.session_resumption`: stateless tickets under keys kept in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionResumption {
+    /// How long one ticket key encrypts new tickets; a ticket is accepted for at most twice this.
+    pub ticket_rotation: Duration,
 }
 
 /// `tls.client_auth`: how a listener asks for and verifies client certificates.
@@ -218,6 +260,8 @@ pub struct CertPair {
     pub cert: PathBuf,
     /// Private key (PEM).
     pub key: PathBuf,
+    /// A DER OCSP response stapled to handshakes when the file exists (listeners only).
+    pub ocsp: Option<PathBuf>,
 }
 
 /// A TLS protocol version.

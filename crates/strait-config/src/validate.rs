@@ -32,6 +32,7 @@ mod ratelimit;
 mod resilience;
 mod route;
 mod split;
+mod tls_policy;
 mod upstream;
 pub(crate) mod values;
 pub(crate) mod wasm;
@@ -397,6 +398,12 @@ fn listener_tls(
 ) -> Option<ListenerTls> {
     let t = &raw.value;
     let mut certificates = Vec::new();
+    if let (Some(ocsp), Some(_)) = (&t.ocsp, &t.certificates) {
+        cx.err(
+            pos(ocsp),
+            "with `certificates`, set `ocsp` on each { cert, key, ocsp } entry",
+        );
+    }
     match (&t.cert, &t.key, &t.certificates) {
         (Some(_), _, Some(list)) | (_, Some(_), Some(list)) => {
             cx.err(
@@ -405,7 +412,7 @@ fn listener_tls(
             );
         }
         (Some(cert), Some(key), None) => {
-            certificates.push(cx.cert_pair(cert, key, ll));
+            certificates.push(cx.cert_pair(cert, key, t.ocsp.as_ref(), ll));
         }
         (Some(cert), None, None) => cx.err(pos(cert), "`cert` needs a matching `key`"),
         (None, Some(key), None) => cx.err(pos(key), "`key` needs a matching `cert`"),
@@ -417,7 +424,7 @@ fn listener_tls(
                 );
             }
             for pair in &list.value {
-                certificates.push(cx.cert_pair(&pair.cert, &pair.key, ll));
+                certificates.push(cx.cert_pair(&pair.cert, &pair.key, pair.ocsp.as_ref(), ll));
             }
         }
         (None, None, None) => cx.err(
@@ -432,10 +439,14 @@ fn listener_tls(
         TlsVersion::V1_2,
     );
     let client_auth = t.client_auth.as_ref().and_then(|c| client_auth(cx, c, ll));
+    let groups = tls_policy::groups(cx, t.groups.as_ref(), min_version);
+    let session_resumption = tls_policy::session_resumption(cx, t.session_resumption.as_ref());
     Some(ListenerTls {
         certificates,
         min_version,
         client_auth,
+        groups,
+        session_resumption,
     })
 }
 
@@ -742,11 +753,18 @@ impl Ctx<'_> {
         }
     }
 
-    fn cert_pair(&mut self, cert: &S, key: &S, ll: &mut ListenerLocs) -> CertPair {
+    fn cert_pair(
+        &mut self,
+        cert: &S,
+        key: &S,
+        ocsp: Option<&S>,
+        ll: &mut ListenerLocs,
+    ) -> CertPair {
         ll.certificates.push((pos(cert), pos(key)));
         CertPair {
             cert: self.file(cert, "cert"),
             key: self.file(key, "key"),
+            ocsp: ocsp.map(|o| self.optional_file(o, "ocsp")),
         }
     }
 }

@@ -369,9 +369,28 @@ fn listener(l: &cfg::Listener, live: &LiveState) -> Result<ListenerSpec, String>
             let pairs: Vec<_> = t
                 .certificates
                 .iter()
-                .map(|c| (c.cert.as_path(), c.key.as_path()))
+                .map(|c| strait_proxy::tls::CertFiles {
+                    cert: &c.cert,
+                    key: &c.key,
+                    ocsp: c.ocsp.as_deref(),
+                })
+                .collect();
+            let groups: Vec<_> = t
+                .groups
+                .iter()
+                .map(|g| match g {
+                    cfg::TlsGroup::X25519 => strait_proxy::tls::Group::X25519,
+                    cfg::TlsGroup::X25519MlKem768 => strait_proxy::tls::Group::X25519MlKem768,
+                    cfg::TlsGroup::Secp256r1 => strait_proxy::tls::Group::Secp256r1,
+                    cfg::TlsGroup::Secp384r1 => strait_proxy::tls::Group::Secp384r1,
+                })
                 .collect();
             let opts = strait_proxy::tls::ServerOptions {
+                groups: &groups,
+                resumption: t.session_resumption.map(|r| strait_proxy::tls::Resumption {
+                    ticket_rotation: r.ticket_rotation,
+                    scope: &l.name,
+                }),
                 tls13_only: t.min_version == cfg::TlsVersion::V1_3,
                 alpn_h2: l.protocols.h2,
                 alpn_h1: l.protocols.http1,
@@ -475,6 +494,7 @@ pub fn certificate_files(config: &cfg::Config) -> Vec<std::path::PathBuf> {
         for c in l.tls.iter().flat_map(|t| &t.certificates) {
             files.push(c.cert.clone());
             files.push(c.key.clone());
+            files.extend(c.ocsp.clone());
         }
         if let Some(c) = l.tls.as_ref().and_then(|t| t.client_auth.as_ref()) {
             files.push(c.ca.clone());

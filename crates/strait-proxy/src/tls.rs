@@ -1,6 +1,12 @@
 //! TLS configuration: downstream server configs with SNI certificate choice and client certificate verification (mutual TLS), upstream client configs with client certificates.
 
-use std::{collections::HashMap, fmt, path::Path, sync::Arc};
+use std::{
+    collections::HashMap,
+    fmt,
+    path::Path,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
 
 use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -12,10 +18,13 @@ use rustls::{
 };
 
 mod expiry;
+mod ocsp;
 mod peer;
+mod pq;
 
 pub use expiry::{earliest_expiry, Expiry};
 pub use peer::peer_cert;
+pub use pq::X25519MLKEM768;
 
 /// Why a TLS configuration could not be built (file named, reason given).
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +87,19 @@ fn load_chain_and_key(cert: &Path, key: &Path) -> Result<ChainAndKey, TlsError> 
     Ok((chain, key))
 }
 
-/// Loads a certificate chain and its key as a `CertifiedKey`.
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+/// Loads a certificate chain and its key as a `CertifiedKey`, with the OCSP response in
+/// `ocsp` stapled when that file exists.
+pub fn load_certified_key(
+    cert: &Path,
+    key: &Path,
+    ocsp: Option<&Path>,
+) -> Result<CertifiedKey, TlsError> {
     let (chain, key) = load_chain_and_key(cert, key)?;
-    CertifiedKey::from_der(chain, key, &provider()).map_err(TlsError::Rustls)
+    let mut ck = CertifiedKey::from_der(chain, key, &provider()).map_err(TlsError::Rustls)?;
+    if let Some(path) = ocsp {
+        ck.ocsp = ocsp::load(path)?;
+    }
+    Ok(ck)
 }
 
 /// The CA certificates of a PEM bundle as trust anchors.
@@ -108,6 +126,52 @@ pub struct ClientAuth<'a> {
     pub required: bool,
 }
 
+/// A certificate chain, its key and optionally a DER OCSP response to staple.
+#[derive(Debug, Clone, Copy)]
+pub struct CertFiles<'a> {
+    /// The chain (PEM), leaf first.
+    pub cert: &'a Path,
+    /// The private key (PEM).
+    pub key: &'a Path,
+    /// A DER OCSP response for the leaf; stapled when the file exists.
+    pub ocsp: Option<&'a Path>,
+}
+
+/// A key exchange group a listener may offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// X25519 (RFC 7748).
+    X25519,
+    /// The post-quantum hybrid ML-KEM-768 + X25519 (TLS 1.3 only).
+    X25519MlKem768,
+    /// NIST P-256.
+    Secp256r1,
+    /// NIST P-384.
+    Secp384r1,
+}
+
+impl Group {
+    fn kx(self) -> &'static dyn rustls::crypto::SupportedKxGroup {
+        use rustls::crypto::ring::kx_group;
+        match self {
+            Group::X25519 => kx_group::X25519,
+            Group::X25519MlKem768 => X25519MLKEM768,
+            Group::Secp256r1 => kx_group::SECP256R1,
+            Group::Secp384r1 => kx_group::SECP384R1,
+        }
+    }
+}
+
+/// Session resumption with stateless tickets.
+#[derive(Debug, Clone, Copy)]
+pub struct Resumption<'a> {
+    /// How long one ticket key encrypts new tickets (accepted for at most twice this).
+    pub ticket_rotation: Duration,
+    /// Who shares ticket keys across reloads: the listener's name. Listeners never share keys,
+    /// so a session proved on one cannot be resumed on another with a different policy.
+    pub scope: &'a str,
+}
+
 /// What a downstream TLS configuration offers, besides its certificates.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerOptions<'a> {
@@ -119,6 +183,64 @@ pub struct ServerOptions<'a> {
     pub alpn_h1: bool,
     /// Client certificates asked for and verified.
     pub client_auth: Option<ClientAuth<'a>>,
+    /// Key exchange groups offered; empty means ring's defaults (X25519, P-256, P-384).
+    pub groups: &'a [Group],
+    /// Resumption with tickets; `None` turns resumption (tickets and session ids) off.
+    pub resumption: Option<Resumption<'a>>,
+}
+
+/// Ticket keys by listener and policy, held weakly: a reload's new configuration finds the
+/// keys the old one still holds, so clients keep resuming; keys of removed listeners go away
+/// with the last configuration using them.
+static TICKETERS: Mutex<Vec<(String, Weak<dyn rustls::server::ProducesTickets>)>> =
+    Mutex::new(Vec::new());
+
+/// Makes rustls's ChaCha20-Poly1305 ticketer (itself rotating every 6 h) usable as the
+/// generator of a rotator with another period: each rotation makes a fresh one, with fresh keys.
+#[derive(Debug)]
+struct FreshTicketer(Arc<dyn rustls::server::ProducesTickets>);
+
+impl rustls::server::ProducesTickets for FreshTicketer {
+    fn enabled(&self) -> bool {
+        self.0.enabled()
+    }
+    fn lifetime(&self) -> u32 {
+        self.0.lifetime()
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.0.encrypt(plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.0.decrypt(cipher)
+    }
+}
+
+fn fresh_ticketer(
+) -> Result<Box<dyn rustls::server::ProducesTickets>, rustls::crypto::GetRandomFailed> {
+    rustls::crypto::ring::Ticketer::new()
+        .map(|t| Box::new(FreshTicketer(t)) as Box<dyn rustls::server::ProducesTickets>)
+        .map_err(|_| rustls::crypto::GetRandomFailed)
+}
+
+/// The ticketer for `key`, shared with configurations built before that still hold it.
+fn ticketer(
+    key: String,
+    rotation: Duration,
+) -> Result<Arc<dyn rustls::server::ProducesTickets>, TlsError> {
+    let mut all = TICKETERS.lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(t) = all
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(t);
+    }
+    let secs = u32::try_from(rotation.as_secs().max(1)).unwrap_or(u32::MAX);
+    let t: Arc<dyn rustls::server::ProducesTickets> =
+        Arc::new(rustls::TicketRotator::new(secs, fresh_ticketer)?);
+    all.push((key, Arc::downgrade(&t)));
+    Ok(t)
 }
 
 /// Chooses the certificate by SNI: exact name, then wildcard, then the first certificate.
@@ -147,16 +269,17 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// A downstream TLS configuration: certificates chosen by SNI, ALPN, minimum version.
+/// A downstream TLS configuration: certificates chosen by SNI, ALPN, minimum version, key
+/// exchange groups, session resumption.
 pub fn server_config(
-    pairs: &[(&Path, &Path)],
+    pairs: &[CertFiles<'_>],
     opts: ServerOptions<'_>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut exact = HashMap::new();
     let mut wildcard = HashMap::new();
     let mut default = None;
-    for (cert, key) in pairs {
-        let ck = Arc::new(load_certified_key(cert, key)?);
+    for &CertFiles { cert, key, ocsp } in pairs {
+        let ck = Arc::new(load_certified_key(cert, key, ocsp)?);
         let leaf = ck.end_entity_cert().map_err(TlsError::Rustls)?;
         let ee = webpki::EndEntityCert::try_from(leaf).map_err(|e| file_err(cert, e))?;
         for name in ee.valid_dns_names() {
@@ -177,8 +300,12 @@ pub fn server_config(
     } else {
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     };
-    let builder =
-        rustls::ServerConfig::builder_with_provider(provider()).with_protocol_versions(versions)?;
+    let mut server_provider = rustls::crypto::ring::default_provider();
+    if !opts.groups.is_empty() {
+        server_provider.kx_groups = opts.groups.iter().map(|g| g.kx()).collect();
+    }
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(server_provider))
+        .with_protocol_versions(versions)?;
     let builder = match opts.client_auth {
         None => builder.with_no_client_auth(),
         Some(auth) => {
@@ -198,6 +325,24 @@ pub fn server_config(
         wildcard,
         default,
     }));
+    match opts.resumption {
+        Some(r) => {
+            let auth = opts
+                .client_auth
+                .map(|a| format!("{}\0{}", a.ca.display(), a.required));
+            let key = format!(
+                "{}\0{}\0{}",
+                r.scope,
+                r.ticket_rotation.as_secs(),
+                auth.unwrap_or_default()
+            );
+            cfg.ticketer = ticketer(key, r.ticket_rotation)?;
+        }
+        None => {
+            cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            cfg.send_tls13_tickets = 0;
+        }
+    }
     if opts.alpn_h2 {
         cfg.alpn_protocols.push(b"h2".to_vec());
     }

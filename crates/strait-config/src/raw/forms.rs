@@ -139,6 +139,41 @@ impl<'de> Deserialize<'de> for RawHttp3 {
     }
 }
 
+/// A listener's `tls.session_resumption:`: `true`/`false`, or its ticket key rotation.
+pub(crate) enum RawSessionResumption {
+    Flag(bool),
+    Full(RawSessionResumptionFull),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSessionResumptionFull {
+    pub ticket_rotation: Option<S>,
+}
+
+impl<'de> Deserialize<'de> for RawSessionResumption {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ResumptionVisitor;
+        impl<'de> Visitor<'de> for ResumptionVisitor {
+            type Value = RawSessionResumption;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false, or { ticket_rotation: DURATION }")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawSessionResumption, E> {
+                Ok(RawSessionResumption::Flag(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawSessionResumption, A::Error> {
+                RawSessionResumptionFull::deserialize(MapAccessDeserializer::new(map))
+                    .map(RawSessionResumption::Full)
+            }
+        }
+        d.deserialize_any(ResumptionVisitor)
+    }
+}
+
 /// A `Spanned` whose position is filled in later from its parent.
 pub(crate) fn unspanned(value: String) -> S {
     Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)

@@ -47,6 +47,16 @@ impl Ctx<'_> {
     /// A file path resolved against the config's directory; checked to exist (and to be at
     /// most [`MAX_INPUT_FILE_BYTES`]) when that is known.
     pub(crate) fn file(&mut self, s: &S, field: &str) -> PathBuf {
+        self.file_checked(s, field, true)
+    }
+
+    /// Like [`Ctx::file`], for a file that may appear later (an OCSP response an agent writes):
+    /// a missing file is a warning, not an error.
+    pub(crate) fn optional_file(&mut self, s: &S, field: &str) -> PathBuf {
+        self.file_checked(s, field, false)
+    }
+
+    fn file_checked(&mut self, s: &S, field: &str, required: bool) -> PathBuf {
         if s.value.is_empty() {
             self.err(pos(s), format!("{field}: empty file path"));
             return PathBuf::new();
@@ -70,6 +80,14 @@ impl Ctx<'_> {
                 ),
             ),
             Ok(m) if m.is_file() => {}
+            _ if !required => self.warn(
+                pos(s),
+                format!(
+                    "{field}: file `{}` not found (looked for {}); nothing is used until it exists",
+                    s.value,
+                    resolved.display()
+                ),
+            ),
             _ => self.err(
                 pos(s),
                 format!(

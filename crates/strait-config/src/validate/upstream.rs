@@ -302,6 +302,7 @@ fn upstream_tls(
             CertPair {
                 cert: cx.file(cert, "cert"),
                 key: cx.file(key, "key"),
+                ocsp: None,
             }
         }),
         (Some(cert), None) => {

@@ -280,7 +280,7 @@ fn respell(path: &str, choices: &[u8]) -> String {
             continue;
         }
         let pick = choices[i % choices.len()];
-        if is_unreserved(b[i]) && pick % 3 != 0 {
+        if is_unreserved(b[i]) && !pick.is_multiple_of(3) {
             let e = format!("%{:02X}", b[i]);
             out.push_str(&if pick % 3 == 1 { e.to_lowercase() } else { e });
         } else {
