@@ -560,3 +560,67 @@ async fn plain_http_to_the_tls_port_gets_a_readable_400_and_the_connection_close
     );
     assert!(up.requests().is_empty());
 }
+
+#[tokio::test]
+async fn routes_match_on_the_verified_spiffe_id_and_clients_without_one_fall_through() {
+    let pki = Pki::new();
+    let yaml = "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    tls:\n      cert: server.pem\n      key: server.key\n\
+         \x20     client_auth: { ca: clients.pem, mode: request }\n\
+         routes:\n\
+         \x20 - name: web-only\n    match: { path_prefix: /svc, client_cert: [\"spiffe://example.org/ns/prod/sa/web\"] }\n\
+         \x20   respond: { status: 200, body: \"for web\" }\n\
+         \x20 - name: batch-ns\n    match: { path_prefix: /svc, client_cert: [\"spiffe://example.org/ns/batch/*\"] }\n\
+         \x20   respond: { status: 200, body: \"for batch\" }\n\
+         \x20 - name: public\n    match: { path_prefix: /svc }\n    respond: { status: 200, body: \"for anyone\" }\n";
+    let s = pki.start(yaml).await;
+    let addr = s.web();
+    let web = pki.client_files(&pki.clients.client("web", &[WEB]), "web");
+    let batch = pki.client_files(&pki.clients.client("cron", &[BATCH]), "cron");
+    let dev = pki.client_files(&pki.clients.client("tool", &[OTHER]), "tool");
+    // The same SPIFFE ID from a CA the listener does not trust never reaches a route.
+    let forged = pki.client_files(&pki.other.client("web", &[WEB]), "forged");
+    for (files, want) in [
+        (&web, "for web"),
+        (&batch, "for batch"),
+        (&dev, "for anyone"),
+    ] {
+        let r = curl_with(&pki, addr, "/svc/x", files).await;
+        assert_eq!((r.status, r.body.as_str()), (200, want), "{}", r.stderr);
+    }
+    let anon = curl(&pki, addr, "/svc/x", &[]).await;
+    assert_eq!((anon.status, anon.body.as_str()), (200, "for anyone"));
+    // A header claiming the identity changes nothing.
+    let spoof = curl(
+        &pki,
+        addr,
+        "/svc/x",
+        &[
+            "-H",
+            "x-forwarded-client-cert: URI=spiffe://example.org/ns/prod/sa/web",
+        ],
+    )
+    .await;
+    assert_eq!(spoof.body, "for anyone");
+    let forged = curl_with(&pki, addr, "/svc/x", &forged).await;
+    assert_eq!(forged.status, 0, "untrusted CA: handshake fails");
+
+    // The route table shows the condition; a bad pattern is an error at its line.
+    let out = strait_e2e::strait::run_cli(&["routes", "-c", s.config_path().to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("client_cert=spiffe://example.org/ns/batch/*"),
+        "{table}"
+    );
+    let bad = yaml.replace("ns/batch/*", "ns/*/sa");
+    std::fs::write(s.dir().join("bad.yaml"), bad).unwrap();
+    let out = strait_e2e::strait::run_cli(&[
+        "validate",
+        "-c",
+        s.dir().join("bad.yaml").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bad.yaml:13:") && err.contains("may only end"),
+        "{err}"
+    );
+}

@@ -364,6 +364,7 @@ fn route(r: &Route) -> Node {
         methods,
         headers,
         query,
+        client_cert,
     } = matcher;
     let path = match path {
         PathMatch::Any => None,
@@ -390,6 +391,9 @@ fn route(r: &Route) -> Node {
     }
     if !query.is_empty() {
         m = m.put("query", value_matches(query));
+    }
+    if !client_cert.is_empty() {
+        m = m.put("client_cert", client_cert.clone());
     }
     let mut out = M::new()
         .put("name", name.as_str())

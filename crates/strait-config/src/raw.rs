@@ -194,6 +194,7 @@ pub(crate) struct RawMatch {
     pub methods: Option<Vec<S>>,
     pub headers: Option<Pairs<Spanned<RawValueMatch>>>,
     pub query: Option<Pairs<Spanned<RawValueMatch>>>,
+    pub client_cert: Option<Spanned<Vec<S>>>,
 }
 
 #[derive(Deserialize)]

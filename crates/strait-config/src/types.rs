@@ -397,6 +397,9 @@ pub struct RouteMatch {
     pub headers: Vec<(String, ValueMatch)>,
     /// Query parameter conditions (names are case-sensitive), in written order.
     pub query: Vec<(String, ValueMatch)>,
+    /// Client certificate SAN URI patterns (`client_cert`): exact, or a prefix ending in `*`;
+    /// empty = any client.
+    pub client_cert: Vec<String>,
 }
 
 /// How the path is matched.

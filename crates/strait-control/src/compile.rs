@@ -285,6 +285,7 @@ pub fn route_spec(r: &cfg::Route) -> strait_router::RouteSpec {
             .filter_map(|(n, v)| Some((HeaderName::from_bytes(n.as_bytes()).ok()?, value(v))))
             .collect(),
         query: m.query.iter().map(|(n, v)| (n.clone(), value(v))).collect(),
+        client_uris: m.client_cert.clone(),
         priority: r.priority,
     }
 }

@@ -385,6 +385,7 @@ fn route<'s>(
             query: req.uri().query(),
             method: req.method(),
             headers: req.headers(),
+            client_uris: conn.peer.as_deref().map_or(&[], |p| &p.uris),
         };
         table.router.lookup(&rreq)
     };

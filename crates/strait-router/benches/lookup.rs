@@ -139,6 +139,7 @@ fn bench(c: &mut Criterion) {
                 query: Some("page=2&sort=asc"),
                 method: &o.method,
                 headers: &o.headers,
+                client_uris: &[],
             })
             .collect();
         let hits = reqs.iter().filter(|r| router.lookup(r).is_some()).count();

@@ -52,6 +52,9 @@ pub struct RouteSpec {
     /// Query parameter conditions on raw (not percent-decoded) names and values; same semantics
     /// as `headers`. A parameter without `=` has the empty value.
     pub query: Vec<(String, ValueMatch)>,
+    /// Client certificate URI SAN patterns (SPIFFE IDs): exact, or a prefix when ending with
+    /// `*`. One of the connection's verified URIs must match one; empty means no constraint.
+    pub client_uris: Vec<String>,
     /// Higher is tried first; equal priorities keep the order written.
     pub priority: i32,
 }
@@ -99,6 +102,8 @@ pub struct Request<'a> {
     pub method: &'a http::Method,
     /// The request headers.
     pub headers: &'a http::HeaderMap,
+    /// URI SANs of the connection's verified client certificate (none without one).
+    pub client_uris: &'a [Box<str>],
 }
 
 /// The winning route of a lookup.

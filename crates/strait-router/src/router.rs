@@ -44,6 +44,7 @@ struct Compiled {
     methods: Box<[Method]>,
     headers: Box<[(HeaderName, ValueMatcher)]>,
     query: Box<[(Box<str>, ValueMatcher)]>,
+    client_uris: Box<[Box<str>]>,
 }
 
 #[derive(Debug)]
@@ -83,7 +84,9 @@ impl Router {
                 .iter()
                 .fold(0, |mask, m| mask | method_bit(m).unwrap_or(OTHER_METHOD));
             let extra = methods & OTHER_METHOD != 0
-                || !(compiled.headers.is_empty() && compiled.query.is_empty());
+                || !(compiled.headers.is_empty()
+                    && compiled.query.is_empty()
+                    && compiled.client_uris.is_empty());
             routes.push(compiled);
             let item = (
                 key,
@@ -313,6 +316,7 @@ fn compile(index: usize, spec: &RouteSpec) -> Result<(Compiled, &[u8], Kind), Ro
         methods: spec.methods.clone().into(),
         headers,
         query,
+        client_uris: spec.client_uris.iter().map(|u| u.as_str().into()).collect(),
     };
     Ok((compiled, key, kind))
 }
@@ -339,5 +343,18 @@ impl Compiled {
                 .query
                 .iter()
                 .all(|(name, m)| m.matches(value::query_values(req.query, name)))
+            && (self.client_uris.is_empty()
+                || req
+                    .client_uris
+                    .iter()
+                    .any(|uri| self.client_uris.iter().any(|p| uri_matches(p, uri))))
+    }
+}
+
+/// A client URI pattern: exact, or a prefix when it ends with `*` (as the `client_cert` policy).
+pub(crate) fn uri_matches(pattern: &str, uri: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => uri.starts_with(prefix),
+        None => pattern == uri,
     }
 }

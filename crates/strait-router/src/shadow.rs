@@ -74,7 +74,19 @@ fn covers_rest(earlier: &RouteSpec, later: &RouteSpec) -> bool {
             .iter()
             .any(|(n, implied)| n == name && value::implies(implied, by))
     });
-    methods && headers && query
+    // Each URI the later route admits is admitted by one of the earlier's patterns.
+    let client = earlier.client_uris.is_empty()
+        || (!later.client_uris.is_empty()
+            && later.client_uris.iter().all(|l| {
+                earlier
+                    .client_uris
+                    .iter()
+                    .any(|e| match e.strip_suffix('*') {
+                        Some(prefix) => l.starts_with(prefix),
+                        None => e == l,
+                    })
+            }));
+    methods && headers && query && client
 }
 
 /// Every path the later route matches is matched by the earlier one.

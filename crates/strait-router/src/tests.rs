@@ -44,6 +44,7 @@ fn find_with(
         query,
         method,
         headers,
+        client_uris: &[],
     })
 }
 
@@ -475,4 +476,60 @@ fn extension_method_matches_only_routes_listing_it() {
     );
     let other = Method::from_bytes(b"BAN").unwrap();
     assert_eq!(find_with(&r, "x", "/", &other, &none), None);
+}
+
+fn find_as(router: &Router, uris: &[&str]) -> Option<usize> {
+    let uris: Vec<Box<str>> = uris.iter().map(|u| (*u).into()).collect();
+    router
+        .lookup(&Request {
+            host: "a.com",
+            path: "/x",
+            query: None,
+            method: &Method::GET,
+            headers: &HeaderMap::new(),
+            client_uris: &uris,
+        })
+        .map(|m| m.index)
+}
+
+#[test]
+fn client_uri_conditions_match_exact_ids_and_prefixes_and_never_without_a_certificate() {
+    let mut web = route(&[], PathSpec::Any);
+    web.client_uris = vec!["spiffe://example.org/ns/prod/sa/web".into()];
+    let mut batch = route(&[], PathSpec::Any);
+    batch.client_uris = vec!["spiffe://example.org/ns/batch/*".into()];
+    let public = route(&[], PathSpec::Any);
+    let r = router(&[web, batch, public]);
+    assert_eq!(
+        find_as(&r, &["spiffe://example.org/ns/prod/sa/web"]),
+        Some(0)
+    );
+    // Another SAN first: any of the certificate's URIs may match.
+    assert_eq!(
+        find_as(&r, &["urn:x", "spiffe://example.org/ns/batch/sa/job"]),
+        Some(1)
+    );
+    // Exact means exact: a longer ID is not the same workload.
+    assert_eq!(
+        find_as(&r, &["spiffe://example.org/ns/prod/sa/web2"]),
+        Some(2)
+    );
+    assert_eq!(
+        find_as(&r, &["spiffe://example.org/ns/batchx/sa/a"]),
+        Some(2)
+    );
+    assert_eq!(find_as(&r, &[]), Some(2));
+}
+
+#[test]
+fn a_route_limited_to_client_ids_shadows_only_routes_limited_to_ids_it_admits() {
+    let mut ns = route(&[], PathSpec::Any);
+    ns.client_uris = vec!["spiffe://example.org/ns/prod/*".into()];
+    let mut one = route(&[], PathSpec::Any);
+    one.client_uris = vec!["spiffe://example.org/ns/prod/sa/web".into()];
+    let open = route(&[], PathSpec::Any);
+    assert_eq!(shadowed(&[ns.clone(), one.clone()]).len(), 1);
+    assert!(shadowed(&[one.clone(), ns.clone()]).is_empty());
+    assert!(shadowed(&[ns, open.clone()]).is_empty());
+    assert_eq!(shadowed(&[open, one]).len(), 1);
 }

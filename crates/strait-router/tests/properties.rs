@@ -111,6 +111,7 @@ impl Req {
             query: self.query.as_deref(),
             method: &self.method,
             headers: &headers,
+            client_uris: &[],
         })
     }
 }
@@ -213,6 +214,7 @@ fn route_spec() -> impl Strategy<Value = RouteSpec> {
                 methods,
                 headers,
                 query,
+                client_uris: Vec::new(),
                 priority,
             },
         )

@@ -319,6 +319,9 @@ fn match_summary(r: &strait_config::Route) -> String {
     for (n, v) in &m.query {
         parts.push(format!("query:{n}={}", value(v)));
     }
+    if !m.client_cert.is_empty() {
+        parts.push(format!("client_cert={}", m.client_cert.join(",")));
+    }
     if parts.is_empty() {
         "*".into()
     } else {

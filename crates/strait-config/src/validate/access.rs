@@ -74,7 +74,7 @@ pub(super) fn client_cert(cx: &mut Ctx, raw: &Spanned<RawClientCert>) -> ClientC
 }
 
 /// A SAN URI pattern: `scheme://...`, with `*` only as the last character (a prefix).
-fn client_cert_uri(s: &str) -> Result<(), String> {
+pub(super) fn client_cert_uri(s: &str) -> Result<(), String> {
     let Some((scheme, rest)) = s.split_once("://") else {
         return Err(format!(
             "`{s}` is not a URI such as spiffe://example.org/ns/prod/sa/web"

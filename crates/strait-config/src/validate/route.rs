@@ -155,7 +155,27 @@ fn route_match(cx: &mut Ctx, m: &RawMatch) -> RouteMatch {
         methods,
         headers: value_matches(cx, m.headers.as_ref().map(|p| &p.0), true),
         query: value_matches(cx, m.query.as_ref().map(|p| &p.0), false),
+        client_cert: client_cert_match(cx, m.client_cert.as_ref()),
     }
+}
+
+/// `match.client_cert`: SAN URI patterns as the `client_cert` policy's `allow`.
+fn client_cert_match(cx: &mut Ctx, raw: Option<&Spanned<Vec<S>>>) -> Vec<String> {
+    let Some(list) = raw else { return Vec::new() };
+    if list.value.is_empty() {
+        cx.err(
+            pos(list),
+            "match.client_cert must list at least one SAN URI (or be left out)",
+        );
+    }
+    let mut out = Vec::new();
+    for s in &list.value {
+        match super::access::client_cert_uri(&s.value) {
+            Ok(()) => out.push(s.value.clone()),
+            Err(e) => cx.err(pos(s), format!("match.client_cert: {e}")),
+        }
+    }
+    out
 }
 
 /// Header (`is_header`) or query conditions.
