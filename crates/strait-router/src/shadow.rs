@@ -75,16 +75,15 @@ fn covers_rest(earlier: &RouteSpec, later: &RouteSpec) -> bool {
             .any(|(n, implied)| n == name && value::implies(implied, by))
     });
     // Each URI the later route admits is admitted by one of the earlier's patterns.
+    // Each URI the later route admits is admitted by one of the earlier's patterns: a later
+    // pattern, read as a URI, matches an earlier one exactly when that one admits all it does.
     let client = earlier.client_uris.is_empty()
         || (!later.client_uris.is_empty()
             && later.client_uris.iter().all(|l| {
                 earlier
                     .client_uris
                     .iter()
-                    .any(|e| match e.strip_suffix('*') {
-                        Some(prefix) => l.starts_with(prefix),
-                        None => e == l,
-                    })
+                    .any(|e| crate::router::uri_matches(e, l))
             }));
     methods && headers && query && client
 }
