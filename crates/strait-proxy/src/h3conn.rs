@@ -25,6 +25,9 @@ use crate::{
     Shared,
 };
 
+#[cfg(test)]
+mod tests;
+
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
 type SendHalf = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 type RecvHalf = RequestStream<h3_quinn::RecvStream, Bytes>;
