@@ -298,6 +298,33 @@ async fn a_body_longer_than_its_content_length_is_an_error_then_the_end() {
     assert!(next(&mut body).await.is_none());
 }
 
+/// Regression: h3-quinn 0.0.10 panicked when the body stopped the stream while a read was
+/// outstanding, which is the case here (the DATA frame arrived after the body was made, and
+/// the client has not finished).
+#[tokio::test]
+async fn a_body_over_its_content_length_while_still_arriving_stops_the_client_without_a_panic() {
+    let mut pair = Pair::new().await;
+    let mut c = pair.open(Some(4)).await;
+    let (mut body, _send) = pair.accept().await;
+    send(&mut c, &[b"0123456789"]).await;
+    assert!(is_mismatch(next(&mut body).await));
+    assert_ended(&body);
+    // The client is told to stop, or it would go on sending a body nobody reads, up to flow
+    // control. (With code 0 rather than H3_MESSAGE_ERROR, until h3-quinn lets us choose.)
+    let refused = within(async {
+        loop {
+            if let Err(e) = c.send_data(Bytes::from_static(&[0; 16 * 1024])).await {
+                return e;
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(refused, h3::error::StreamError::RemoteTerminate { .. }),
+        "expected STOP_SENDING, got {refused:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_body_shorter_than_its_content_length_is_an_error_at_its_end() {
     let mut pair = Pair::new().await;
