@@ -85,6 +85,22 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A leaf for `sans` with serial number `serial`, valid from `not_before` to `not_after`:
+    /// the short-lived certificates SPIRE or cert-manager issue, each with a fresh key.
+    pub fn leaf_valid(
+        &self,
+        sans: &[&str],
+        serial: u64,
+        not_before: std::time::SystemTime,
+        not_after: std::time::SystemTime,
+    ) -> Leaf {
+        let mut params = leaf_params(sans);
+        params.serial_number = Some(serial.into());
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        self.sign(params)
+    }
+
     fn sign(&self, params: CertificateParams) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");

@@ -1,8 +1,9 @@
 //! HTTP/3 through the real binary: a TLS listener with `http3` serves the same routes, policies,
 //! errors and metrics over HTTP/1.1, HTTP/2 and HTTP/3 (quinn + h3 client); Alt-Svc on the TCP
-//! protocols; request bodies forwarded intact; mutual TLS over QUIC; the access log's protocol;
-//! a reload turning `http3` on and off; `http3` without `tls` refused by `validate`; SIGTERM
-//! drains an HTTP/3 request in flight.
+//! protocols; request bodies forwarded intact, one over its Content-Length refused; mutual TLS
+//! over QUIC; the access log's protocol; a reload turning `http3` on and off; `http3` without
+//! `tls` refused by `validate`; SIGTERM drains an HTTP/3 request in flight. gRPC over HTTP/3 is
+//! in `http3_grpc.rs`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -274,6 +275,38 @@ async fn a_1_mib_request_body_is_forwarded_intact_over_http3() {
         .requests()
         .iter()
         .all(|r| r.path_and_query() != "/echo/lying" || r.body_len <= 4));
+}
+
+/// Regression: a body going over its Content-Length while the client was still sending made
+/// h3-quinn panic inside Strait (STOP_SENDING during an outstanding read), which killed the
+/// upstream connection: the client got 502 and the upstream was blamed for it.
+#[tokio::test]
+async fn a_body_over_its_content_length_while_still_arriving_gets_400_without_a_panic() {
+    let pki = Pki::new();
+    let up = upstream().await;
+    let s = pki.start(&config(up.addr(), "", ""), &[]).await;
+    let addr = s.web();
+    let h3 = pki.h3(addr).await;
+    let mut sender = h3.sender.clone();
+    for n in 1..=3 {
+        let mut req = h3_req(addr, "POST", "/echo/over", b"").map(|_| ());
+        req.headers_mut()
+            .insert("content-length", "4".parse().unwrap());
+        let mut stream = sender.send_request(req).await.unwrap();
+        // The head is forwarded first: once the upstream has it, Strait waits for the body.
+        up.wait_started(n, Duration::from_secs(10)).await;
+        stream
+            .send_data(Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        let resp = within(Duration::from_secs(10), "answer", stream.recv_response())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "request {n}");
+    }
+    let logs = s.logs_text();
+    assert!(!logs.contains("panicked"), "{logs}");
+    assert!(up.requests().iter().all(|r| r.body_len <= 4));
 }
 
 #[tokio::test]

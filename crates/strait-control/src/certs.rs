@@ -74,16 +74,16 @@ fn basename(p: &Path) -> String {
 /// Sets `strait_tls_certificate_expiry_timestamp_seconds` for every certificate file of
 /// `config`, dropping the series of files no longer used.
 pub fn record_expiry(config: &Config, metrics: &Metrics) {
-    let gauge = &metrics.tls_certificate_expiry;
-    gauge.reset();
-    for f in files(config) {
+    let files = files(config);
+    let names: Vec<String> = files.iter().map(|f| basename(f.path)).collect();
+    let mut series = Vec::with_capacity(files.len());
+    for (f, cert) in files.iter().zip(&names) {
         // A file that cannot be read already failed the compile; nothing to export then.
         if let Ok(e) = strait_proxy::tls::earliest_expiry(f.path) {
-            gauge
-                .with_label_values(&[f.kind, f.name, &basename(f.path)])
-                .set(e.not_after as f64);
+            series.push(([f.kind, f.name, cert.as_str()], e.not_after as f64));
         }
     }
+    metrics.set_certificate_expiry(&series);
 }
 
 /// One warning per certificate file that has expired, or expires within [`EXPIRY_WARNING`]

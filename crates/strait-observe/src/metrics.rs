@@ -493,6 +493,32 @@ impl Metrics {
             .map_or(0.0, |d| d.as_secs_f64());
         self.config_last_success.set(now);
     }
+
+    /// Makes `series` (`[kind, name, cert]` and notAfter) the certificate expiry series: each is
+    /// set, then the series of files no longer used are removed. Never reset first: a scrape
+    /// between the reset and the sets would find no series at all, which `absent()` alerts and
+    /// dashboards read as a missing certificate.
+    pub fn set_certificate_expiry(&self, series: &[([&str; 3], f64)]) {
+        use prometheus::core::Collector;
+        let gauge = &self.tls_certificate_expiry;
+        for (labels, not_after) in series {
+            gauge.with_label_values(labels).set(*not_after);
+        }
+        for family in gauge.collect() {
+            for m in family.get_metric() {
+                let label = |n: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == n)
+                        .map_or("", |l| l.value())
+                };
+                let labels = [label("kind"), label("name"), label("cert")];
+                if !series.iter().any(|(l, _)| *l == labels) {
+                    let _ = gauge.remove_label_values(&labels);
+                }
+            }
+        }
+    }
 }
 
 /// Cumulative figures of one route's traffic to one upstream, summed over listeners, methods
@@ -575,5 +601,65 @@ pub fn method_label(m: &http::Method) -> &'static str {
         http::Method::CONNECT => "CONNECT",
         http::Method::TRACE => "TRACE",
         _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    const GAUGE: &str = "strait_tls_certificate_expiry_timestamp_seconds";
+
+    fn expiry_lines(m: &Metrics) -> Vec<String> {
+        m.render_text()
+            .lines()
+            .filter(|l| l.starts_with(GAUGE))
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn certificate_expiry_series_are_updated_and_those_of_files_gone_removed() {
+        let m = Metrics::new();
+        m.set_certificate_expiry(&[
+            (["listener", "web", "a.pem"], 100.0),
+            (["upstream", "up", "b.pem"], 200.0),
+        ]);
+        m.set_certificate_expiry(&[
+            (["upstream", "up", "b.pem"], 300.0),
+            (["listener", "web", "c.pem"], 400.0),
+        ]);
+        let lines = expiry_lines(&m);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines
+            .iter()
+            .any(|l| l.contains("cert=\"b.pem\"") && l.ends_with(" 300")));
+        assert!(lines
+            .iter()
+            .any(|l| l.contains("cert=\"c.pem\"") && l.ends_with(" 400")));
+        m.set_certificate_expiry(&[]);
+        assert!(expiry_lines(&m).is_empty());
+    }
+
+    #[test]
+    fn a_scrape_while_the_certificate_expiry_is_replaced_always_finds_the_series() {
+        // A rotated certificate replaces the series at every reload; scrapes run concurrently.
+        let m = std::sync::Arc::new(Metrics::new());
+        m.set_certificate_expiry(&[(["listener", "web", "s.pem"], 1.0)]);
+        let writer = {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for i in 0..20_000 {
+                    m.set_certificate_expiry(&[(["listener", "web", "s.pem"], f64::from(i))]);
+                }
+            })
+        };
+        let mut scrapes = 0;
+        while !writer.is_finished() {
+            assert_eq!(expiry_lines(&m).len(), 1, "a scrape found no series");
+            scrapes += 1;
+        }
+        writer.join().unwrap();
+        assert!(scrapes > 0);
     }
 }

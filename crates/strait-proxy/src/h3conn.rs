@@ -25,6 +25,9 @@ use crate::{
     Shared,
 };
 
+#[cfg(test)]
+mod tests;
+
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
 type SendHalf = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 type RecvHalf = RequestStream<h3_quinn::RecvStream, Bytes>;
@@ -188,7 +191,8 @@ enum State {
 /// The request body of an HTTP/3 stream: DATA frames, then trailers, checked against the
 /// declared `Content-Length`.
 pub struct H3Body {
-    stream: RecvHalf,
+    /// `None` once the body failed (see `fail`).
+    stream: Option<RecvHalf>,
     state: State,
     /// A frame read ahead when the body was created (see `new`).
     first: Option<Result<Frame<Bytes>, BoxError>>,
@@ -204,7 +208,7 @@ impl H3Body {
     /// lets the upstream request keep its framing instead of going chunked.
     fn new(stream: RecvHalf, declared: Option<u64>) -> Self {
         let mut body = H3Body {
-            stream,
+            stream: Some(stream),
             state: State::Data,
             first: None,
             declared,
@@ -220,8 +224,11 @@ impl H3Body {
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
+            let Some(stream) = self.stream.as_mut() else {
+                return Poll::Ready(None);
+            };
             match self.state {
-                State::Data => match self.stream.poll_recv_data(cx) {
+                State::Data => match stream.poll_recv_data(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(Some(mut buf))) => {
                         let data = buf.copy_to_bytes(buf.remaining());
@@ -240,7 +247,7 @@ impl H3Body {
                     Poll::Ready(Err(e)) => return self.fail(e.into()),
                 },
                 State::Trailers => {
-                    return match self.stream.poll_recv_trailers(cx) {
+                    return match stream.poll_recv_trailers(cx) {
                         Poll::Pending => Poll::Pending,
                         Poll::Ready(Ok(t)) => {
                             self.state = State::Done;
@@ -254,9 +261,15 @@ impl H3Body {
         }
     }
 
+    /// Ends the body with `e` and stops the client sending the rest of it.
     fn fail(&mut self, e: BoxError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.state = State::Done;
-        self.stream.stop_sending(Code::H3_MESSAGE_ERROR);
+        // Dropped rather than `stop_sending(H3_MESSAGE_ERROR)`: h3-quinn 0.0.10 panics there
+        // (it unwraps the stream its outstanding read has taken) whenever a DATA frame arrived
+        // before the rest of the body, the usual case for a body over its Content-Length
+        // (hyperium/h3#330; fixed upstream by #331, in no release this workspace can use yet).
+        // Dropping quinn's stream sends STOP_SENDING too, with code 0 instead.
+        self.stream = None;
         Poll::Ready(Some(Err(e)))
     }
 }
