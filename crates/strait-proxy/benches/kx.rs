@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use rustls::crypto::{ring::kx_group, SupportedKxGroup};
+use rustls::crypto::ring::kx_group;
 use strait_proxy::tls::X25519MLKEM768;
 
 fn server_side(c: &mut Criterion) {
