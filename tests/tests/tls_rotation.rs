@@ -213,11 +213,16 @@ async fn short_lived_certificates_rotated_under_load_fail_no_handshake() {
     .await;
     assert_eq!(gauge(&s.metrics().await), issued.not_after[0] as f64);
 
-    let tls = TlsConnector::from(client_config(
+    // Every connection a full handshake: a resumed session presents no certificate (and ticket
+    // keys survive reloads, so without this most connections would resume the first one).
+    let mut cfg = (*client_config(
         &[ca.der()],
         &[&rustls::version::TLS13, &rustls::version::TLS12],
         &[b"http/1.1"],
-    ));
+    ))
+    .clone();
+    cfg.resumption = rustls::client::Resumption::disabled();
+    let tls = TlsConnector::from(Arc::new(cfg));
     let by_der = Arc::new(issued.by_der.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
