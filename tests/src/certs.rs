@@ -78,6 +78,20 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A client certificate like [`Ca::client`] that expires at `not_after`.
+    pub fn client_until(&self, cn: &str, uris: &[&str], not_after: std::time::SystemTime) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| rcgen::SanType::URI((*u).try_into().expect("ia5 uri")))
+            .collect();
+        params.not_after = not_after.into();
+        self.sign(params)
+    }
+
     /// A leaf for `sans` that expires at `not_after`.
     pub fn leaf_until(&self, sans: &[&str], not_after: std::time::SystemTime) -> Leaf {
         let mut params = leaf_params(sans);

@@ -624,3 +624,75 @@ async fn routes_match_on_the_verified_spiffe_id_and_clients_without_one_fall_thr
         "{err}"
     );
 }
+
+/// One `openssl s_client` GET to `mtls.test` presenting `files`, with extra `args`; its output.
+async fn s_client(
+    pki: &Pki,
+    addr: SocketAddr,
+    files: &(PathBuf, PathBuf),
+    args: &[&str],
+) -> String {
+    let mut cmd = tokio::process::Command::new("timeout");
+    cmd.args(["10", "openssl", "s_client", "-connect"])
+        .arg(addr.to_string())
+        .args(["-servername", "mtls.test", "-ign_eof", "-CAfile"])
+        .arg(pki.dir.path().join("server-ca.pem"))
+        .arg("-cert")
+        .arg(&files.0)
+        .arg("-key")
+        .arg(&files.1)
+        .args(args)
+        .current_dir(pki.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("openssl s_client runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"GET / HTTP/1.1\r\nHost: mtls.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+async fn a_resumed_session_never_outlives_its_client_certificate() {
+    let (pki, _up, s) = setup("{ ca: clients.pem }", "").await;
+    let addr = s.web();
+    // A workload certificate that expires in 3 s (x509 times are whole seconds).
+    let until = SystemTime::now() + Duration::from_secs(3);
+    let leaf = pki.clients.client_until("web", &[WEB], until);
+    let files = pki.client_files(&leaf, "short");
+    let first = s_client(&pki, addr, &files, &["-sess_out", "short.sess"]).await;
+    assert!(first.contains("HTTP/1.1 200"), "{first}");
+    let again = s_client(&pki, addr, &files, &["-sess_in", "short.sess"]).await;
+    assert!(
+        again.contains("Reused, TLSv1.3") && again.contains("HTTP/1.1 200"),
+        "resumed while valid: {again}"
+    );
+    let errors = |m: &str| {
+        metrics::sum(
+            m,
+            "strait_tls_handshake_errors_total",
+            &[("listener", "web")],
+        )
+    };
+    let before = errors(&s.metrics().await);
+    let wait = until.duration_since(SystemTime::now()).unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(1_500)).await;
+    let stale = s_client(&pki, addr, &files, &["-sess_in", "short.sess"]).await;
+    assert!(
+        !stale.contains("HTTP/1.1 200"),
+        "resumed after expiry: {stale}"
+    );
+    assert!(
+        errors(&s.metrics().await) > before,
+        "counted as a failed handshake"
+    );
+}

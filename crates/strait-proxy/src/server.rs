@@ -389,6 +389,16 @@ impl ListenerCtx {
         };
         // Parsed once here so that every request of the connection only borrows it.
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+        if leaf.is_some_and(|der| crate::tls::peer_cert_expired(der)) {
+            // A resumed session of a client certificate that has expired since: no identity
+            // outlives its certificate, so the client must make a full handshake with a new one.
+            self.shared
+                .metrics
+                .tls_handshake_errors
+                .with_label_values(&[&self.spec.name])
+                .inc();
+            return;
+        }
         if let Some(peer) = leaf.and_then(|der| crate::tls::peer_cert(der)) {
             if let Some(i) = Arc::get_mut(&mut info) {
                 i.peer = Some(Arc::new(peer));

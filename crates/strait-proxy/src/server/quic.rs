@@ -177,13 +177,23 @@ async fn serve_connection(
         return;
     };
     let client = conn.remote_address();
-    let peer = conn
-        .peer_identity()
-        .and_then(|id| {
-            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-                .ok()
-        })
-        .and_then(|chain| chain.first().and_then(|der| crate::tls::peer_cert(der)))
+    let chain = conn.peer_identity().and_then(|id| {
+        id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+            .ok()
+    });
+    let leaf = chain.as_ref().and_then(|c| c.first());
+    if leaf.is_some_and(|der| crate::tls::peer_cert_expired(der)) {
+        // As over TCP: a resumed session never outlives its client certificate.
+        conn.close(0u32.into(), b"client certificate expired");
+        shared
+            .metrics
+            .tls_handshake_errors
+            .with_label_values(&[&spec.name])
+            .inc();
+        return;
+    }
+    let peer = leaf
+        .and_then(|der| crate::tls::peer_cert(der))
         .map(Arc::new);
     let info = Arc::new(ConnInfo {
         listener: spec.clone(),

@@ -43,6 +43,18 @@ pub fn peer_cert(der: &[u8]) -> Option<PeerCert> {
     })
 }
 
+/// Whether the leaf certificate `der` is past its `notAfter`. The handshake's verifier already
+/// refuses such a certificate; a resumed session does not run it, and keeps the identity of a
+/// certificate that may have expired since (workload certificates live minutes to hours).
+pub fn expired(der: &[u8]) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    X509Certificate::from_der(der)
+        .map(|(_, c)| c.validity().not_after.timestamp() < now)
+        .unwrap_or(false)
+}
+
 /// Envoy's element: `Hash=HEX;Subject="DN";URI=...;DNS=...` (each SAN its own pair). Values
 /// that could break the header's syntax are quoted; a subject that cannot be a header value is
 /// left out rather than losing the hash and SANs.
@@ -147,5 +159,25 @@ mod tests {
         let mut s = String::new();
         escape(" a,b+c ", &mut s);
         assert_eq!(s, "\\ a\\,b\\+c\\ ");
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use std::time::{Duration, SystemTime};
+
+    fn cert_until(not_after: SystemTime) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(vec!["w.test".to_string()]).unwrap();
+        params.not_after = not_after.into();
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_certificate_is_expired_only_after_its_not_after() {
+        let now = SystemTime::now();
+        assert!(super::expired(&cert_until(now - Duration::from_secs(2))));
+        assert!(!super::expired(&cert_until(now + Duration::from_secs(60))));
+        assert!(!super::expired(b"not a certificate"));
     }
 }
