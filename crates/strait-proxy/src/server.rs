@@ -379,7 +379,14 @@ impl ListenerCtx {
         }
         let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
         let hs = tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(tcp)).await;
-        let Ok(Ok(tls)) = hs else {
+        // The client identity is parsed once here so that every request only borrows it. A
+        // resumed session whose client certificate expired since fails like a handshake.
+        let accepted_tls = hs.ok().and_then(Result::ok).and_then(|tls| {
+            let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+            let peer = crate::tls::client_identity(leaf.map(|d| d.as_ref())).ok()?;
+            Some((tls, peer))
+        });
+        let Some((tls, peer)) = accepted_tls else {
             self.shared
                 .metrics
                 .tls_handshake_errors
@@ -387,22 +394,8 @@ impl ListenerCtx {
                 .inc();
             return;
         };
-        // Parsed once here so that every request of the connection only borrows it.
-        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-        if leaf.is_some_and(|der| crate::tls::peer_cert_expired(der)) {
-            // A resumed session of a client certificate that has expired since: no identity
-            // outlives its certificate, so the client must make a full handshake with a new one.
-            self.shared
-                .metrics
-                .tls_handshake_errors
-                .with_label_values(&[&self.spec.name])
-                .inc();
-            return;
-        }
-        if let Some(peer) = leaf.and_then(|der| crate::tls::peer_cert(der)) {
-            if let Some(i) = Arc::get_mut(&mut info) {
-                i.peer = Some(Arc::new(peer));
-            }
+        if let (Some(peer), Some(i)) = (peer, Arc::get_mut(&mut info)) {
+            i.peer = Some(Arc::new(peer));
         }
         // HTTP/2 only by ALPN; TLS connections are never parked (see `h1conn`).
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") || !self.spec.http1 {

@@ -23,7 +23,7 @@ mod peer;
 mod pq;
 
 pub use expiry::{earliest_expiry, Expiry};
-pub use peer::{expired as peer_cert_expired, peer_cert};
+pub use peer::{client_identity, Expired};
 pub use pq::X25519MLKEM768;
 
 /// Why a TLS configuration could not be built (file named, reason given).

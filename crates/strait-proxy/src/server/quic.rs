@@ -168,7 +168,24 @@ async fn serve_connection(
     let started = Instant::now();
     let handshake = async { incoming.accept()?.await };
     let wait = spec.limits.header_read_timeout;
-    let Ok(Ok(conn)) = tokio::time::timeout_at(started + wait, handshake).await else {
+    let handshake = tokio::time::timeout_at(started + wait, handshake).await;
+    // As over TCP: a resumed session whose client certificate expired since fails like a
+    // handshake.
+    let accepted = handshake.ok().and_then(Result::ok).and_then(|conn| {
+        let chain = conn.peer_identity().and_then(|id| {
+            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        });
+        let leaf = chain.as_ref().and_then(|c| c.first()).map(|d| d.as_ref());
+        match crate::tls::client_identity(leaf) {
+            Ok(peer) => Some((conn, peer)),
+            Err(crate::tls::Expired) => {
+                conn.close(0u32.into(), b"client certificate expired");
+                None
+            }
+        }
+    });
+    let Some((conn, peer)) = accepted else {
         shared
             .metrics
             .tls_handshake_errors
@@ -177,24 +194,7 @@ async fn serve_connection(
         return;
     };
     let client = conn.remote_address();
-    let chain = conn.peer_identity().and_then(|id| {
-        id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-            .ok()
-    });
-    let leaf = chain.as_ref().and_then(|c| c.first());
-    if leaf.is_some_and(|der| crate::tls::peer_cert_expired(der)) {
-        // As over TCP: a resumed session never outlives its client certificate.
-        conn.close(0u32.into(), b"client certificate expired");
-        shared
-            .metrics
-            .tls_handshake_errors
-            .with_label_values(&[&spec.name])
-            .inc();
-        return;
-    }
-    let peer = leaf
-        .and_then(|der| crate::tls::peer_cert(der))
-        .map(Arc::new);
+    let peer = peer.map(Arc::new);
     let info = Arc::new(ConnInfo {
         listener: spec.clone(),
         client,

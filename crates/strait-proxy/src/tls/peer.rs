@@ -12,10 +12,30 @@ use x509_parser::{
     x509::X509Name,
 };
 
-/// Parses a verified leaf certificate (DER); `None` when it cannot be parsed (rustls verified
-/// it, so that means a form x509-parser does not read: the connection then has no identity).
-pub fn peer_cert(der: &[u8]) -> Option<PeerCert> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
+/// A client certificate past its `notAfter`. The handshake's verifier refuses such a certificate;
+/// a resumed session does not run it and would keep the identity of a certificate that expired
+/// since (workload certificates live minutes to hours), so the connection is refused instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired;
+
+/// The identity a connection's verified leaf certificate (DER) gives, parsed once after the
+/// handshake: `None` without a certificate, or with one x509-parser cannot read (rustls verified
+/// it, so a form it does not know: the connection then has no identity).
+pub fn client_identity(leaf: Option<&[u8]>) -> Result<Option<PeerCert>, Expired> {
+    let Some((_, cert)) = leaf.and_then(|der| X509Certificate::from_der(der).ok()) else {
+        return Ok(None);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if cert.validity().not_after.timestamp() < now {
+        return Err(Expired);
+    }
+    Ok(leaf.map(|der| identity(der, &cert)))
+}
+
+/// The parts of `cert` (whose DER is `der`) requests read.
+fn identity(der: &[u8], cert: &X509Certificate<'_>) -> PeerCert {
     let subject = rfc4514(cert.subject());
     let mut uris = Vec::new();
     let mut dns = Vec::new();
@@ -34,25 +54,13 @@ pub fn peer_cert(der: &[u8]) -> Option<PeerCert> {
         let _ = write!(sha256, "{b:02x}");
     }
     let xfcc = xfcc(&sha256, &subject, &uris, &dns);
-    Some(PeerCert {
+    PeerCert {
         subject: subject.into(),
         uris: uris.into(),
         dns: dns.into(),
         sha256: sha256.into(),
         xfcc,
-    })
-}
-
-/// Whether the leaf certificate `der` is past its `notAfter`. The handshake's verifier already
-/// refuses such a certificate; a resumed session does not run it, and keeps the identity of a
-/// certificate that may have expired since (workload certificates live minutes to hours).
-pub fn expired(der: &[u8]) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    X509Certificate::from_der(der)
-        .map(|(_, c)| c.validity().not_after.timestamp() < now)
-        .unwrap_or(false)
+    }
 }
 
 /// Envoy's element: `Hash=HEX;Subject="DN";URI=...;DNS=...` (each SAN its own pair). Values
@@ -175,9 +183,16 @@ mod expiry_tests {
 
     #[test]
     fn a_certificate_is_expired_only_after_its_not_after() {
+        use super::{client_identity, Expired};
         let now = SystemTime::now();
-        assert!(super::expired(&cert_until(now - Duration::from_secs(2))));
-        assert!(!super::expired(&cert_until(now + Duration::from_secs(60))));
-        assert!(!super::expired(b"not a certificate"));
+        let old = cert_until(now - Duration::from_secs(2));
+        assert_eq!(client_identity(Some(&old)).err(), Some(Expired));
+        let fresh = cert_until(now + Duration::from_secs(60));
+        let id = client_identity(Some(&fresh)).unwrap().unwrap();
+        assert_eq!(&*id.dns, &[Box::<str>::from("w.test")]);
+        assert!(client_identity(Some(b"not a certificate"))
+            .unwrap()
+            .is_none());
+        assert!(client_identity(None).unwrap().is_none());
     }
 }
