@@ -499,25 +499,15 @@ impl Metrics {
     /// between the reset and the sets would find no series at all, which `absent()` alerts and
     /// dashboards read as a missing certificate.
     pub fn set_certificate_expiry(&self, series: &[([&str; 3], f64)]) {
-        use prometheus::core::Collector;
         let gauge = &self.tls_certificate_expiry;
         for (labels, not_after) in series {
             gauge.with_label_values(labels).set(*not_after);
         }
-        for family in gauge.collect() {
-            for m in family.get_metric() {
-                let label = |n: &str| {
-                    m.get_label()
-                        .iter()
-                        .find(|l| l.name() == n)
-                        .map_or("", |l| l.value())
-                };
-                let labels = [label("kind"), label("name"), label("cert")];
-                if !series.iter().any(|(l, _)| *l == labels) {
-                    let _ = gauge.remove_label_values(&labels);
-                }
-            }
-        }
+        crate::retain::remove_series(gauge, |labels| {
+            let label = |n: &str| labels.iter().find(|(k, _)| *k == n).map_or("", |(_, v)| *v);
+            let labels = [label("kind"), label("name"), label("cert")];
+            !series.iter().any(|(l, _)| *l == labels)
+        });
     }
 }
 

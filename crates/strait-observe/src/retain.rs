@@ -97,22 +97,33 @@ impl<T: MetricVecBuilder + 'static> Family for MetricVec<T> {
     }
 
     fn prune(&self, in_use: &InUse) -> usize {
-        let mut removed = 0;
-        for family in self.collect() {
-            for metric in family.get_metric() {
-                let labels = metric.get_label();
-                if in_use.keeps(labels.iter().map(|l| (l.name(), l.value()))) {
-                    continue;
-                }
-                let by_name: HashMap<&str, &str> =
-                    labels.iter().map(|l| (l.name(), l.value())).collect();
-                if self.remove(&by_name).is_ok() {
-                    removed += 1;
-                }
+        remove_series(self, |labels| !in_use.keeps(labels.iter().copied()))
+    }
+}
+
+/// Removes the series of `vec` whose (name, value) labels `drop` picks; returns how many.
+pub(crate) fn remove_series<T: MetricVecBuilder>(
+    vec: &MetricVec<T>,
+    drop: impl Fn(&[(&str, &str)]) -> bool,
+) -> usize {
+    let mut removed = 0;
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: Vec<(&str, &str)> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if !drop(&labels) {
+                continue;
+            }
+            let by_name: HashMap<&str, &str> = labels.into_iter().collect();
+            if vec.remove(&by_name).is_ok() {
+                removed += 1;
             }
         }
-        removed
     }
+    removed
 }
 
 #[cfg(test)]
