@@ -67,21 +67,30 @@ fn pki(dir: &Path) {
     );
 }
 
-/// Starts Strait with the listeners in `listeners` (YAML list items) and a `respond` route,
-/// the PKI copied next to its config.
-async fn start(pki_dir: &Path, listeners: &str) -> Strait {
+/// A fresh PKI (kept in the returned directory) and Strait serving `listeners` (YAML list
+/// items) with a `respond` route; ca.pem, leaf.pem and leaf.key are copied next to its config,
+/// where the openssl clients run.
+async fn start(listeners: &[String]) -> (tempfile::TempDir, Strait) {
+    let pki_dir = tempfile::tempdir().unwrap();
+    pki(pki_dir.path());
     let yaml = format!(
-        "listeners:\n{listeners}routes:\n  - name: r\n    respond: {{ status: 200, body: \"policy ok\" }}\n"
+        "listeners:\n{}routes:\n  - name: r\n    respond: {{ status: 200, body: \"policy ok\" }}\n",
+        listeners.concat()
     );
     let files: Vec<(String, Vec<u8>)> = ["ca.pem", "leaf.pem", "leaf.key"]
         .iter()
-        .map(|f| (f.to_string(), std::fs::read(pki_dir.join(f)).unwrap()))
+        .map(|f| {
+            (
+                f.to_string(),
+                std::fs::read(pki_dir.path().join(f)).unwrap(),
+            )
+        })
         .collect();
     let files: Vec<(&str, &[u8])> = files
         .iter()
         .map(|(n, b)| (n.as_str(), b.as_slice()))
         .collect();
-    Strait::start_with_files(&yaml, &files).await
+    (pki_dir, Strait::start_with_files(&yaml, &files).await)
 }
 
 fn listener(name: &str, tls_extra: &str) -> String {
@@ -139,39 +148,33 @@ fn served(out: &str) -> bool {
 
 #[tokio::test]
 async fn groups_are_offered_as_configured_and_others_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    pki(tmp.path());
-    let s = start(
-        tmp.path(),
-        &format!(
-            "{}{}",
-            listener("web", ""),
-            listener("p256", ", groups: [secp256r1]")
-        ),
-    )
+    let (_pki, s) = start(&[
+        listener("web", ""),
+        listener("p256", ", groups: [secp256r1]"),
+    ])
     .await;
     let (web, p256) = (s.addr("web").port(), s.addr("p256").port());
 
     // The default list: X25519 and the NIST curves, over TLS 1.3 and 1.2.
-    let out = s_client(tmp.path(), web, &["-groups", "X25519"]).await;
+    let out = s_client(s.dir(), web, &["-groups", "X25519"]).await;
     assert!(
         served(&out) && out.contains("Server Temp Key: X25519"),
         "{out}"
     );
-    let out = s_client(tmp.path(), web, &["-groups", "P-384"]).await;
+    let out = s_client(s.dir(), web, &["-groups", "P-384"]).await;
     assert!(served(&out) && out.contains("secp384r1"), "{out}");
     // (TLS 1.2 clients also name the certificate's curve, P-256, in the same list.)
-    let out = s_client(tmp.path(), web, &["-groups", "X25519:P-256", "-tls1_2"]).await;
+    let out = s_client(s.dir(), web, &["-groups", "X25519:P-256", "-tls1_2"]).await;
     assert!(served(&out) && out.contains("TLSv1.2"), "{out}");
 
     // A listener limited to P-256: X25519 alone fails the handshake, P-256 is chosen.
-    let out = s_client(tmp.path(), p256, &["-groups", "X25519"]).await;
+    let out = s_client(s.dir(), p256, &["-groups", "X25519"]).await;
     assert!(!served(&out), "{out}");
     assert!(
         out.contains("alert") || out.contains("handshake failure"),
         "{out}"
     );
-    let out = s_client(tmp.path(), p256, &["-groups", "X25519:P-256"]).await;
+    let out = s_client(s.dir(), p256, &["-groups", "X25519:P-256"]).await;
     assert!(served(&out) && out.contains("prime256v1"), "{out}");
     let m = s.metrics().await;
     assert!(
@@ -232,18 +235,12 @@ async fn rustls_get(
 
 #[tokio::test]
 async fn the_post_quantum_hybrid_is_negotiated_with_clients_that_offer_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    pki(tmp.path());
-    let s = start(
-        tmp.path(),
-        &format!(
-            "{}{}",
-            listener("web", ""),
-            listener("classic", ", groups: [x25519, secp256r1]")
-        ),
-    )
+    let (_pki, s) = start(&[
+        listener("web", ""),
+        listener("classic", ", groups: [x25519, secp256r1]"),
+    ])
     .await;
-    let ca = tmp.path().join("ca.pem");
+    let ca = s.dir().join("ca.pem");
     let hybrid = strait_proxy::tls::X25519MLKEM768;
     assert_eq!(
         rustls_get(&ca, s.addr("web").port(), hybrid).await,
@@ -305,17 +302,13 @@ async fn resume(dir: &Path, port: u16, sess: &str) -> String {
 
 #[tokio::test]
 async fn sessions_resume_across_reloads_but_not_on_another_listener_or_when_off() {
-    let tmp = tempfile::tempdir().unwrap();
-    pki(tmp.path());
-    let listeners = format!(
-        "{}{}{}",
+    let (_pki, s) = start(&[
         listener("web", ""),
         listener("other", ""),
-        listener("off", ", session_resumption: false")
-    );
-    let s = start(tmp.path(), &listeners).await;
+        listener("off", ", session_resumption: false"),
+    ])
+    .await;
     let dir = s.dir().to_path_buf();
-    std::fs::copy(tmp.path().join("ca.pem"), dir.join("ca.pem")).unwrap();
     let (web, other, off) = (
         s.addr("web").port(),
         s.addr("other").port(),
@@ -375,15 +368,12 @@ async fn sessions_resume_across_reloads_but_not_on_another_listener_or_when_off(
 
 #[tokio::test]
 async fn ticket_keys_rotate_and_old_tickets_stop_resuming() {
-    let tmp = tempfile::tempdir().unwrap();
-    pki(tmp.path());
-    let s = start(
-        tmp.path(),
-        &listener("web", ", session_resumption: { ticket_rotation: 1s }"),
-    )
+    let (_pki, s) = start(&[listener(
+        "web",
+        ", session_resumption: { ticket_rotation: 1s }",
+    )])
     .await;
     let dir = s.dir().to_path_buf();
-    std::fs::copy(tmp.path().join("ca.pem"), dir.join("ca.pem")).unwrap();
     let web = s.addr("web").port();
     let again = resume(&dir, web, "t.sess").await;
     assert!(again.contains("Reused, TLSv1.3"), "{again}");
@@ -452,12 +442,9 @@ fn ocsp_response(dir: &Path, out: &str) {
 
 #[tokio::test]
 async fn an_ocsp_response_is_stapled_once_its_file_exists_and_a_broken_one_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    pki(tmp.path());
+    let (tmp, s) = start(&[listener("web", ", ocsp: leaf.ocsp")]).await;
     ocsp_response(tmp.path(), "good.der");
-    let s = start(tmp.path(), &listener("web", ", ocsp: leaf.ocsp")).await;
     let dir = s.dir().to_path_buf();
-    std::fs::copy(tmp.path().join("ca.pem"), dir.join("ca.pem")).unwrap();
     let web = s.addr("web").port();
 
     // No file yet: served without a staple.
