@@ -14,14 +14,7 @@
 # Strait's threads over the measured window. Rounds interleaved h2, h3, h2, h3, ...
 # Ports: 19450 (TCP+UDP), 19459 (admin); loopback only; every run bounded (DUR + 1 s warm-up).
 set -euo pipefail
-
-# Servers and load run at a raised priority (NICE=-10 by default, NICE=0 to turn it off), so that
-# other work on the machine (builds) takes less of cores 0 and 1 during the runs. Needs root. With
-# sched_autogroup on, a process's nice only counts inside its session's autogroup, so the
-# autogroup's own nice (/proc/self/autogroup) is raised too, and restored on exit.
-NICE=${NICE:--10}
-[ "$(id -u)" = 0 ] || NICE=0
-AUTOGROUP_NICE0=
+# Priority (NICE), the load client's build, the work directory and cleanup: bench/lib.sh.
 
 STRAIT=${1:?usage: $0 /path/to/strait}
 STRAIT=$(readlink -f "$STRAIT")
@@ -30,30 +23,12 @@ DUR=${DUR:-10}
 LOADS=${LOADS:-4x16 8x32}
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$HERE/results-$(date +%F).txt}
-TARGET=${CARGO_TARGET_DIR:-/var/tmp/h3load-target}
-H3LOAD=$TARGET/release/h3load
 PORT=19450 P_ADMIN=19459
 
-if [ ! -x "$H3LOAD" ] || [ "$HERE/load/src/main.rs" -nt "$H3LOAD" ]; then
-  echo "building h3load into $TARGET ..." >&2
-  CARGO_TARGET_DIR=$TARGET cargo build --release --quiet --manifest-path "$HERE/load/Cargo.toml"
-fi
+. "$HERE/../lib.sh"
+H3LOAD=$(build_client h3load "$HERE/load")
 
-WORK=$(mktemp -d /tmp/strait-h3-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-  if [ -n "$AUTOGROUP_NICE0" ]; then echo "$AUTOGROUP_NICE0" >/proc/self/autogroup 2>/dev/null || true; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-if [ "$NICE" != 0 ] && [ -w /proc/self/autogroup ]; then
-  AUTOGROUP_NICE0=$(awk '{print $3}' /proc/self/autogroup)
-  echo "$NICE" >/proc/self/autogroup 2>/dev/null || AUTOGROUP_NICE0=
-fi
+start_work strait-h3-bench
 
 if ss -Htlun "sport = :$PORT or sport = :$P_ADMIN" | grep -q .; then echo "port $PORT or $P_ADMIN in use" >&2; exit 1; fi
 

@@ -14,14 +14,7 @@
 # Needs: nginx, openssl, taskset, python3, cargo (to build hsload once). Ports 19441 (nginx),
 # 19442 (strait), 19449 (strait admin), loopback only. Every run is bounded (DUR + warm-up).
 set -euo pipefail
-
-# Servers and load run at a raised priority (NICE=-10 by default, NICE=0 to turn it off), so that
-# other work on the machine (builds) takes less of cores 0 and 1 during the runs. Needs root. With
-# sched_autogroup on, a process's nice only counts inside its session's autogroup, so the
-# autogroup's own nice (/proc/self/autogroup) is raised too, and restored on exit.
-NICE=${NICE:--10}
-[ "$(id -u)" = 0 ] || NICE=0
-AUTOGROUP_NICE0=
+# Priority (NICE), the load client's build, the work directory and cleanup: bench/lib.sh.
 
 STRAIT=${1:?usage: $0 /path/to/strait}
 STRAIT=$(readlink -f "$STRAIT")
@@ -30,30 +23,12 @@ DUR=${DUR:-10}
 CONC=${CONC:-32}
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$HERE/results-$(date +%F).txt}
-TARGET=${CARGO_TARGET_DIR:-/var/tmp/h3load-target}
-HSLOAD=$TARGET/release/hsload
 P_NGINX=19441 P_STRAIT=19442 P_ADMIN=19449
 
-if [ ! -x "$HSLOAD" ] || [ "$HERE/hsload/src/main.rs" -nt "$HSLOAD" ]; then
-  echo "building hsload into $TARGET ..." >&2
-  CARGO_TARGET_DIR=$TARGET cargo build --release --quiet --manifest-path "$HERE/hsload/Cargo.toml"
-fi
+. "$HERE/../lib.sh"
+HSLOAD=$(build_client hsload "$HERE/hsload")
 
-WORK=$(mktemp -d /tmp/strait-tls-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-  if [ -n "$AUTOGROUP_NICE0" ]; then echo "$AUTOGROUP_NICE0" >/proc/self/autogroup 2>/dev/null || true; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-if [ "$NICE" != 0 ] && [ -w /proc/self/autogroup ]; then
-  AUTOGROUP_NICE0=$(awk '{print $3}' /proc/self/autogroup)
-  echo "$NICE" >/proc/self/autogroup 2>/dev/null || AUTOGROUP_NICE0=
-fi
+start_work strait-tls-bench
 
 for p in $P_NGINX $P_STRAIT $P_ADMIN; do
   if ss -Htln "sport = :$p" | grep -q .; then echo "port $p is in use" >&2; exit 1; fi
