@@ -3,9 +3,10 @@
 # proxy pinned to core 1, wrk + upstream nginx on core 0), with a perf cpu-clock profile.
 # Needs the harness's generated files in /tmp/strait-bench (any ../shared/bench/run leaves them).
 # usage: prof.sh BIN NAME  -> ${PROF_DIR:-/tmp/prof}/NAME.data, NAME.txt
+# CFG=FILE uses that configuration instead of the harness's (same listeners and upstream).
 mkdir -p ${PROF_DIR:-/tmp/prof}
 BIN=$1; NAME=$2
-cp /tmp/strait-bench/strait/strait.yaml ${PROF_DIR:-/tmp/prof}/cfg.yaml 2>/dev/null || cp /tmp/strait-bench/strait/*.yaml ${PROF_DIR:-/tmp/prof}/cfg.yaml
+cp ${CFG:-/tmp/strait-bench/strait/strait.yaml} ${PROF_DIR:-/tmp/prof}/cfg.yaml 2>/dev/null || cp /tmp/strait-bench/strait/*.yaml ${PROF_DIR:-/tmp/prof}/cfg.yaml
 pgrep -f "strait-bench/upstream/nginx.conf" >/dev/null || (taskset -c 0 nginx -c /tmp/strait-bench/upstream/nginx.conf >/dev/null 2>&1 &)
 sleep 0.5
 taskset -c 1 $BIN run -c ${PROF_DIR:-/tmp/prof}/cfg.yaml > ${PROF_DIR:-/tmp/prof}/$NAME.log 2>&1 &

@@ -4,13 +4,14 @@
 //! a module whose bytes did not change is not compiled again (the cache holds it while a
 //! plugin uses it), and with a cache directory the compiled artefact is kept on disk too,
 //! so a restart loads it instead of compiling (see `cache.rs`). Each callback's CPU deadline
-//! is counted in epochs: a thread advances the epoch every [`EPOCH_TICK`], and a store traps
+//! is counted in epochs: a thread advances the epoch every [`epoch_tick`], and a store traps
 //! once its deadline passes.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
@@ -20,8 +21,57 @@ use crate::metrics::PluginMetrics;
 use crate::shared::{SharedData, SharedQueues};
 use crate::Error;
 
-/// How often the epoch advances: the granularity of the per-callback CPU deadline.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Finest epoch tick, what a `cpu_limit` of 4 ms or less gets.
+pub const MIN_EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Coarsest epoch tick, the ticker's period before any plugin asked for a finer one.
+pub const MAX_EPOCH_TICK: Duration = Duration::from_millis(25);
+
+/// The current epoch tick in nanoseconds (process-wide, like the engine).
+static EPOCH_TICK_NS: AtomicU64 = AtomicU64::new(MAX_EPOCH_TICK.as_nanos() as u64);
+
+/// The ticker thread, woken when the tick gets finer so it does not finish a coarse sleep first.
+static TICKER: OnceLock<std::thread::Thread> = OnceLock::new();
+
+/// How often the epoch advances now: the granularity of the per-callback CPU deadline.
+pub fn epoch_tick() -> Duration {
+    Duration::from_nanos(EPOCH_TICK_NS.load(Ordering::Relaxed))
+}
+
+/// The tick `cpu_limit` needs: a quarter of it, so a deadline fires within 25 % past the limit,
+/// between [`MIN_EPOCH_TICK`] and [`MAX_EPOCH_TICK`].
+pub fn tick_for(cpu_limit: Duration) -> Duration {
+    (cpu_limit / 4).clamp(MIN_EPOCH_TICK, MAX_EPOCH_TICK)
+}
+
+/// Makes the epoch tick at least as fine as `cpu_limit` needs.
+///
+/// The ticker wakes the worker's core once per tick, so it ticks no finer than the smallest
+/// limit of any plugin loaded asks (a 1 ms tick cost a saturated proxy's core about 1,000
+/// preemptions a second for a 10 ms limit). The tick only gets finer, never coarser again: a
+/// callback running while it changes may be cut up to that many times earlier, but no deadline
+/// ever stretches.
+pub fn fit_epoch_tick(cpu_limit: Duration) {
+    let want = tick_for(cpu_limit).as_nanos() as u64;
+    if EPOCH_TICK_NS.fetch_min(want, Ordering::Relaxed) > want {
+        if let Some(t) = TICKER.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// Epochs a callback may run for under `cpu_limit` at the current tick: one more than the
+/// limit holds, since the current epoch may be about to end.
+pub fn deadline_ticks(cpu_limit: Duration) -> u64 {
+    ticks_for(cpu_limit, EPOCH_TICK_NS.load(Ordering::Relaxed))
+}
+
+fn ticks_for(cpu_limit: Duration, tick_ns: u64) -> u64 {
+    (cpu_limit.as_nanos() as u64)
+        .div_ceil(tick_ns.max(1))
+        .max(1)
+        + 1
+}
 
 /// Largest memory a plugin may be given (each pool slot reserves this much address space).
 pub const MAX_MEMORY_LIMIT: usize = 256 << 20;
@@ -79,17 +129,31 @@ impl Runtime {
             .memory_may_move(false);
         let engine = Engine::new(&config).map_err(|e| Error::Engine(e.to_string()))?;
         let weak = engine.weak();
-        // Ends once the engine is gone.
-        std::thread::Builder::new()
+        // Ends once the engine is gone. `park_timeout` rather than `sleep`, so a finer tick
+        // takes effect at once (`fit_epoch_tick` unparks it); the epoch still only advances
+        // once a whole tick has passed, so an early wake-up never cuts a deadline short.
+        let ticker = std::thread::Builder::new()
             .name("strait-wasm-epoch".into())
-            .spawn(move || loop {
-                std::thread::sleep(EPOCH_TICK);
-                match weak.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => return,
+            .spawn(move || {
+                let mut last = Instant::now();
+                loop {
+                    let tick = epoch_tick();
+                    let waited = last.elapsed();
+                    if waited < tick {
+                        std::thread::park_timeout(tick - waited);
+                        continue;
+                    }
+                    last = Instant::now();
+                    match weak.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => return,
+                    }
                 }
             })
             .map_err(|e| Error::Engine(e.to_string()))?;
+        // Only the first engine's ticker is woken early; tests that make several engines get
+        // the others' ticks at the coarser period until they next wake.
+        let _ = TICKER.set(ticker.thread().clone());
         Ok(Arc::new(Runtime {
             engine,
             modules: Mutex::new(HashMap::new()),
@@ -201,4 +265,36 @@ fn abi_of(module: &Module) -> Result<&'static str, Error> {
     Err(Error::Compile(
         "not a proxy-wasm module: it exports no proxy_abi_version_0_2_x marker".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tick_is_a_quarter_of_the_limit_within_bounds() {
+        assert_eq!(
+            tick_for(Duration::from_millis(10)),
+            Duration::from_micros(2500)
+        );
+        assert_eq!(tick_for(Duration::from_millis(2)), MIN_EPOCH_TICK);
+        assert_eq!(tick_for(Duration::from_secs(1)), MAX_EPOCH_TICK);
+    }
+
+    #[test]
+    fn a_deadline_never_fires_before_the_limit_nor_long_after() {
+        for ms in [1u64, 3, 4, 7, 10, 11, 20, 99, 100, 101, 500, 1000] {
+            let limit = Duration::from_millis(ms);
+            for tick in [MIN_EPOCH_TICK, tick_for(limit), MAX_EPOCH_TICK] {
+                let tick = tick.min(tick_for(limit));
+                let n = ticks_for(limit, tick.as_nanos() as u64);
+                // The first of the n epochs may be nearly over when the callback starts.
+                assert!(tick * (n as u32 - 1) >= limit, "{ms} ms at {tick:?}: {n}");
+                // With the tick the limit asks for, the cut comes within a quarter past it.
+                if tick == tick_for(limit) && limit >= 4 * MIN_EPOCH_TICK {
+                    assert!(tick * n as u32 <= limit + limit / 4 + tick, "{ms} ms: {n}");
+                }
+            }
+        }
+    }
 }

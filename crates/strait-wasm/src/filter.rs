@@ -366,7 +366,8 @@ struct WasmBody {
     /// The message keeps its `Content-Length` (the plugin did not remove it, as Envoy
     /// plugins do before changing a body's length), so the body is only looked at.
     framed: bool,
-    buf: BytesMut,
+    /// What the plugin held back (it paused on an earlier chunk), shown again with the next.
+    held: BytesMut,
     /// The plugin is out of the picture (failed open, or gone): pass everything.
     done: bool,
 }
@@ -378,7 +379,7 @@ impl WasmBody {
             slot,
             request,
             framed,
-            buf: BytesMut::new(),
+            held: BytesMut::new(),
             done: false,
         }
     }
@@ -389,12 +390,18 @@ impl BodyFilter for WasmBody {
         if self.done {
             return BodyFlow::Pass(data);
         }
-        self.buf.extend_from_slice(&data);
-        if self.buf.len() > self.plugin.settings.max_body {
+        if self.held.len() + data.len() > self.plugin.settings.max_body {
             self.plugin
                 .failed(&Fault::Trap("body held back past max_body".into()));
             return BodyFlow::Abort("wasm_body_too_large");
         }
+        // The chunk itself is shown unless something is held: no copy on the common path.
+        let body = if self.held.is_empty() {
+            data
+        } else {
+            self.held.extend_from_slice(&data);
+            self.held.split().freeze()
+        };
         let (ty, cb) = match self.request {
             true => (buffer::REQUEST_BODY, Callback::RequestBody),
             false => (buffer::RESPONSE_BODY, Callback::ResponseBody),
@@ -402,32 +409,33 @@ impl BodyFilter for WasmBody {
         let mut a = lock(&self.slot);
         if a.gone {
             self.done = true;
-            return BodyFlow::Pass(self.buf.split().freeze());
+            return BodyFlow::Pass(body);
         }
-        let len = self.buf.len() as i32;
-        a.stream.body = Some((ty, self.buf.split()));
+        let len = body.len() as i32;
+        a.stream.body = Some((ty, body));
         let r = self.plugin.run(&mut a, cb, &[len, end as i32], true);
-        if let Some((_, b)) = a.stream.body.take() {
-            self.buf = b;
-        }
+        let body = a.stream.body.take().map(|(_, b)| b).unwrap_or_default();
         let local = a.local.take();
         match r {
             Ran::Failed(f) => {
                 self.plugin.failed(&f);
                 if self.plugin.settings.fail_open {
                     self.done = true;
-                    return BodyFlow::Pass(self.buf.split().freeze());
+                    return BodyFlow::Pass(body);
                 }
                 BodyFlow::Abort("wasm_failure")
             }
             Ran::Skipped => {
                 self.done = true;
-                BodyFlow::Pass(self.buf.split().freeze())
+                BodyFlow::Pass(body)
             }
             // Too late to answer in place of the upstream: the stream is cut instead.
             Ran::Done(_) if local.is_some() => BodyFlow::Abort("wasm_local_response"),
-            Ran::Done(action::PAUSE) if !end => BodyFlow::Hold,
-            Ran::Done(_) => BodyFlow::Pass(self.buf.split().freeze()),
+            Ran::Done(action::PAUSE) if !end => {
+                self.held.extend_from_slice(&body);
+                BodyFlow::Hold
+            }
+            Ran::Done(_) => BodyFlow::Pass(body),
         }
     }
 

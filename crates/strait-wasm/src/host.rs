@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
 use wasmtime::{Caller, Memory, ResourceLimiter, StoreLimits, StoreLimitsBuilder, TypedFunc};
 
@@ -74,7 +74,7 @@ pub(crate) struct Stream {
     pub request_trailers: Option<HeaderMap>,
     pub response_trailers: Option<HeaderMap>,
     /// The body buffer being shown, with its buffer type.
-    pub body: Option<(i32, BytesMut)>,
+    pub body: Option<(i32, Bytes)>,
     pub info: Option<RequestInfo>,
     pub call_response: Option<CallResponse>,
     /// Properties the plugin set on this request.

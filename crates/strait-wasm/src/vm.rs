@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use wasmtime::{Func, InstancePre, Store, Trap, TypedFunc, Val};
 
-use crate::engine::EPOCH_TICK;
+use crate::engine::{deadline_ticks, fit_epoch_tick};
 use crate::host::wasi::ProcExit;
 use crate::host::HostState;
 use crate::plugin::PluginShared;
@@ -162,7 +162,8 @@ pub struct Vm {
     typed: Vec<Option<Typed>>,
     exports: Exports,
     next_context: i32,
-    deadline: u64,
+    /// The per-callback limit, turned into epochs at each call (the tick may get finer).
+    cpu_limit: Duration,
     /// A callback failed: the instance must not be used again.
     pub dead: bool,
 }
@@ -179,9 +180,8 @@ impl Vm {
         let mut store = Store::new(pre.module().engine(), HostState::new(plugin, memory_limit));
         store.limiter(|h| h);
         store.epoch_deadline_trap();
-        // One tick more: the current epoch may be about to end.
-        let deadline = (cpu_limit.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1;
-        store.set_epoch_deadline(deadline);
+        fit_epoch_tick(cpu_limit);
+        store.set_epoch_deadline(deadline_ticks(cpu_limit));
         let instance =
             pre.instantiate(&mut store)
                 .map_err(|e| match classify(&e, store.data()) {
@@ -230,7 +230,7 @@ impl Vm {
             typed,
             exports,
             next_context: ROOT_CONTEXT + 1,
-            deadline,
+            cpu_limit,
             dead: false,
         };
         if let Some(init) = init {
@@ -304,7 +304,8 @@ impl Vm {
         if self.dead {
             return Err(Fault::Unavailable("instance failed earlier".into()));
         }
-        self.store.set_epoch_deadline(self.deadline);
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.cpu_limit));
         if let Some(t) = &self.typed[e.typed] {
             let mut a = [0i32; 5];
             for (p, v) in a.iter_mut().zip(args) {

@@ -154,7 +154,7 @@ fn link_basics(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             next.extend_from_slice(&body[..start]);
             next.extend_from_slice(&data);
             next.extend_from_slice(&body[end..]);
-            *body = next;
+            *body = next.freeze();
             ok()
         },
     )?;
