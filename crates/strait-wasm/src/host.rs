@@ -195,6 +195,27 @@ pub(crate) fn read(
         .ok_or(Status::InvalidMemoryAccess)
 }
 
+/// Runs `f` on the guest's bytes at `a` and `b` (pointer, length) and the host state together,
+/// without copying them out: a header edit needs both, once per host call.
+pub(crate) fn with_guest<R>(
+    caller: &mut Caller<'_, HostState>,
+    a: (i32, i32),
+    b: (i32, i32),
+    f: impl FnOnce(&[u8], &[u8], &mut HostState) -> R,
+) -> Result<R, Status> {
+    let mem = caller.data().memory.ok_or(Status::InvalidMemoryAccess)?;
+    let (data, state) = mem.data_and_store_mut(&mut *caller);
+    let slice = |(ptr, len): (i32, i32)| {
+        let start = ptr as u32 as usize;
+        let end = start.checked_add(len as u32 as usize)?;
+        data.get(start..end)
+    };
+    match (slice(a), slice(b)) {
+        (Some(x), Some(y)) => Ok(f(x, y, state)),
+        _ => Err(Status::InvalidMemoryAccess),
+    }
+}
+
 /// Writes `bytes` at `ptr` in guest memory.
 pub(crate) fn write(
     caller: &mut Caller<'_, HostState>,

@@ -12,7 +12,8 @@ use wasmtime::{Caller, Linker};
 
 use super::maps::{self, decode_pairs, encode_pairs, Edit};
 use super::{
-    give, in_bounds, read, read_str, status, write, write_u32, HostResult, HostState, PendingCall,
+    give, in_bounds, read, read_str, status, with_guest, write, write_u32, HostResult, HostState,
+    PendingCall,
 };
 use crate::abi::{buffer, Status};
 
@@ -162,13 +163,12 @@ fn link_basics(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_property",
         |mut c: C, ptr: i32, len: i32, ret_ptr: i32, ret_len: i32| -> HostResult {
-            let path = match read(&mut c, ptr, len) {
-                Ok(p) => p,
-                Err(s) => return st(s),
-            };
-            match super::properties::get(c.data(), &path) {
-                Some(v) => give(&mut c, &v, ret_ptr, ret_len),
-                None => st(Status::NotFound),
+            match with_guest(&mut c, (ptr, len), (0, 0), |p, _, h| {
+                super::properties::get(h, p)
+            }) {
+                Ok(Some(v)) => give(&mut c, &v, ret_ptr, ret_len),
+                Ok(None) => st(Status::NotFound),
+                Err(s) => st(s),
             }
         },
     )?;
@@ -235,14 +235,12 @@ fn link_maps(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_value",
         |mut c: C, ty: i32, kptr: i32, klen: i32, ret_ptr: i32, ret_len: i32| -> HostResult {
-            let key = match read(&mut c, kptr, klen) {
-                Ok(k) => k,
-                Err(s) => return st(s),
-            };
-            match maps::get(&c.data().stream, ty, &key) {
-                Ok(Some(v)) => give(&mut c, &v, ret_ptr, ret_len),
-                Ok(None) => st(Status::NotFound),
-                Err(s) => st(s),
+            match with_guest(&mut c, (kptr, klen), (0, 0), |k, _, h| {
+                maps::get(&h.stream, ty, k)
+            }) {
+                Ok(Ok(Some(v))) => give(&mut c, &v, ret_ptr, ret_len),
+                Ok(Ok(None)) => st(Status::NotFound),
+                Ok(Err(s)) | Err(s) => st(s),
             }
         },
     )?;
@@ -254,11 +252,11 @@ fn link_maps(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             "env",
             name,
             move |mut c: C, ty: i32, kptr: i32, klen: i32, vptr: i32, vlen: i32| -> HostResult {
-                let (k, v) = match (read(&mut c, kptr, klen), read(&mut c, vptr, vlen)) {
-                    (Ok(k), Ok(v)) => (k, v),
-                    (Err(s), _) | (_, Err(s)) => return st(s),
-                };
-                st(maps::edit(&mut c.data_mut().stream, ty, &k, &v, how))
+                match with_guest(&mut c, (kptr, klen), (vptr, vlen), |k, v, h| {
+                    maps::edit(&mut h.stream, ty, k, v, how)
+                }) {
+                    Ok(s) | Err(s) => st(s),
+                }
             },
         )?;
     }
@@ -266,17 +264,11 @@ fn link_maps(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_remove_header_map_value",
         |mut c: C, ty: i32, kptr: i32, klen: i32| -> HostResult {
-            let k = match read(&mut c, kptr, klen) {
-                Ok(k) => k,
-                Err(s) => return st(s),
-            };
-            st(maps::edit(
-                &mut c.data_mut().stream,
-                ty,
-                &k,
-                &[],
-                Edit::Remove,
-            ))
+            match with_guest(&mut c, (kptr, klen), (0, 0), |k, _, h| {
+                maps::edit(&mut h.stream, ty, k, &[], Edit::Remove)
+            }) {
+                Ok(s) | Err(s) => st(s),
+            }
         },
     )?;
     Ok(())

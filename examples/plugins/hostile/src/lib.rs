@@ -24,6 +24,10 @@ extern "C" {
     fn raw_get_property(path: *const u8, path_len: usize, ret: *mut *mut u8, ret_len: *mut usize) -> u32;
     #[link_name = "proxy_get_buffer_bytes"]
     fn raw_get_buffer(ty: u32, start: usize, max: usize, ret: *mut *mut u8, ret_len: *mut usize) -> u32;
+    #[link_name = "proxy_replace_header_map_value"]
+    fn raw_set_header(map: u32, key: *const u8, key_len: usize, v: *const u8, v_len: usize) -> u32;
+    #[link_name = "proxy_remove_header_map_value"]
+    fn raw_remove_header(map: u32, key: *const u8, key_len: usize) -> u32;
 }
 
 /// An address past any memory a plugin has.
@@ -98,6 +102,10 @@ fn oob() -> String {
             raw_set_shared(bad, 8, key.as_ptr(), key.len(), 0),
             raw_get_property(path.as_ptr(), path.len(), BAD as *mut *mut u8, &mut len),
             raw_get_buffer(7, 0, 10, BAD as *mut *mut u8, &mut len),
+            raw_set_header(0, key.as_ptr(), key.len(), bad, 1 << 20),
+            raw_set_header(0, bad, 16, key.as_ptr(), key.len()),
+            raw_remove_header(0, bad, 16),
+            raw_get_property(bad, 64, &mut ptr, &mut len),
         ]
     };
     statuses.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
