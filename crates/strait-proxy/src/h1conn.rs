@@ -21,8 +21,13 @@
 //! it and ended, `serve` takes the stream back and the caller splices it to the upstream in a
 //! task of its own (`Switch`).
 //!
-//! Only plain TCP connections park (`ParkIo`): a TLS stream may hold decrypted bytes that the
-//! socket's readiness does not show, so TLS connections keep their hyper connection.
+//! Plain TCP and TLS connections park (`ParkIo`). A TLS stream may hold records it read with the
+//! last socket read, which the socket's readiness will not announce again: before parking they
+//! are decrypted, and a connection with plaintext (or a close_notify, or a TLS error) waiting
+//! is served again at once instead; records rustls queued itself are written out first. While
+//! parked, a TLS connection keeps rustls's state but, as a plain one, none of hyper's. A wake-up
+//! that decrypts to nothing (part of a record) resumes hyper without counting as activity, so
+//! the idle timeout still runs from the last request.
 //!
 //! Subtle parts:
 //! - hyper is ended only when it is idle: the guard saw no byte of a next request and no write
@@ -96,6 +101,17 @@ pub(crate) trait ParkIo {
 
     /// Ready when a read would not block (or fail).
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Whether the stream already took bytes off the socket that a read would return (or an
+    /// end it would report): readiness will not announce them, so the connection must not park.
+    fn has_unread(&mut self) -> bool {
+        false
+    }
+
+    /// Writes out bytes the stream queued itself (not hyper's), so none wait out a park.
+    fn poll_flush_queued(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl ParkIo for TcpStream {
@@ -107,11 +123,27 @@ impl ParkIo for TcpStream {
 }
 
 impl ParkIo for tokio_rustls::server::TlsStream<TcpStream> {
-    // rustls may hold decrypted bytes the socket's readiness does not show.
-    const PARKS: bool = false;
+    const PARKS: bool = true;
 
-    fn poll_read_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_ref().0.poll_read_ready(cx)
+    }
+
+    /// rustls holds records read with the last socket read: decrypting them here either leaves
+    /// nothing (park) or plaintext, a close_notify or a TLS error, which hyper must see.
+    fn has_unread(&mut self) -> bool {
+        match self.get_mut().1.process_new_packets() {
+            Ok(io) => io.plaintext_bytes_to_read() > 0 || io.peer_has_closed(),
+            Err(_) => true,
+        }
+    }
+
+    /// Records rustls queued after hyper's last flush (an alert, a key update's answer).
+    fn poll_flush_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.get_ref().1.wants_write() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(self).poll_flush(cx)
     }
 }
 
@@ -187,11 +219,25 @@ async fn wait_readable<IO: ParkIo>(
     guard: &mut H1Guard<IO>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    if guard.has_buffered() {
+    if guard.has_buffered() || guard.get_mut().has_unread() {
         return true;
     }
     guard.parked();
     let mut stopped = pin!(crate::server::stopped(stop));
+    // Bounded like the wait itself: a peer that reads nothing is closed at the idle timeout.
+    let flushed = poll_fn(|cx| {
+        if let Poll::Ready(r) = guard.get_mut().poll_flush_queued(cx) {
+            return Poll::Ready(r.is_ok());
+        }
+        if stopped.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        guard.poll_idle_timeout(cx).map(|()| false)
+    })
+    .await;
+    if !flushed {
+        return false;
+    }
     poll_fn(|cx| {
         // Readiness first: a request that has arrived is served (and closes the connection)
         // rather than reset by a close with unread bytes.

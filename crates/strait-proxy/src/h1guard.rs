@@ -210,8 +210,12 @@ pub struct H1Guard<IO> {
     /// Created on first use and then only reset, so requests cost no timer allocation.
     timer: Option<Pin<Box<Sleep>>>,
     armed: Armed,
-    /// The last read or write (or creation, or resumption after a park).
+    /// The last read or write (or creation): the idle timeout counts from it.
     last_activity: Instant,
+    /// The last activity or resumption after a park: the park deadline counts from it. A
+    /// wake-up that brings no bytes (a TLS record's first fragment) must not extend the idle
+    /// timeout, or a client trickling partial records would keep its connection forever.
+    park_from: Instant,
     /// hyper's read waiting for a response to a possibly-switching request.
     read_waker: Option<Waker>,
     /// Shared with the connection task when this connection may park.
@@ -248,6 +252,7 @@ impl<IO> H1Guard<IO> {
             timer: None,
             armed: Armed::Off,
             last_activity: Instant::now(),
+            park_from: Instant::now(),
             read_waker: None,
             park: None,
             park_fired: false,
@@ -278,6 +283,11 @@ impl<IO> H1Guard<IO> {
     /// The wrapped stream.
     pub fn get_ref(&self) -> &IO {
         &self.io
+    }
+
+    /// The wrapped stream, for a parked connection's checks on it (no HTTP byte passes here).
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.io
     }
 
     fn reject(&mut self, rejection: Rejection) {
@@ -353,6 +363,7 @@ impl<IO> H1Guard<IO> {
 
     fn note_activity(&mut self) {
         self.last_activity = Instant::now();
+        self.park_from = self.last_activity;
         if self.park_fired {
             self.unfire_park();
         }

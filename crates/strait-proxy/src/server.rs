@@ -397,11 +397,12 @@ impl ListenerCtx {
         if let (Some(peer), Some(i)) = (peer, Arc::get_mut(&mut info)) {
             i.peer = Some(Arc::new(peer));
         }
-        // HTTP/2 only by ALPN; TLS connections are never parked (see `h1conn`).
+        // HTTP/2 only by ALPN; an HTTP/1 one parks when idle, as a plain one (see `h1conn`).
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") || !self.spec.http1 {
             self.serve_h2(tls, info, accepted, stop).await
         } else {
             let mut guard = H1Guard::new(tls, self.limits);
+            guard.set_park(info.clone());
             if let Some(switch) = self.serve_h1(&mut guard, &info, stop).await {
                 switch.spawn(guard);
             }

@@ -151,9 +151,10 @@ impl<IO> H1Guard<IO> {
         }
     }
 
-    /// Serving resumes after a park: the park deadline counts from now again.
+    /// Serving resumes after a park: the park deadline counts from now again (the idle timeout
+    /// still from the last bytes read or written).
     pub fn resume(&mut self) {
-        self.last_activity = Instant::now();
+        self.park_from = Instant::now();
         self.unfire_park();
     }
 
@@ -181,12 +182,12 @@ impl<IO> H1Guard<IO> {
         } else {
             self.limits.idle_timeout
         };
-        let after = if self.park_due() {
-            self.limits.park_after.min(idle)
+        let idle_at = self.last_activity + idle;
+        if self.park_due() {
+            (self.park_from + self.limits.park_after).min(idle_at)
         } else {
-            idle
-        };
-        self.last_activity + after
+            idle_at
+        }
     }
 
     /// Whether the park deadline is still ahead of the idle deadline.

@@ -216,6 +216,38 @@ async fn resumed_guard_offers_again_after_a_fresh_quiet_period() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn wake_ups_without_bytes_do_not_extend_the_idle_timeout() {
+    // A TLS client sending a record's bytes one at a time wakes a parked connection each time
+    // and gives hyper nothing to read: it is still closed an idle timeout after its last request.
+    let (mut client, mut guard, signal) = parking_guard();
+    exchange(&mut client, &mut guard).await;
+    let last = Instant::now();
+    let idle = H1Limits::default().idle_timeout;
+    let mut wakes = 0;
+    loop {
+        assert_eq!(read_for(&mut guard, 2 * PARK_AFTER).await, None);
+        assert!(signal.is_ready(), "parks again after each empty wake-up");
+        guard.parked();
+        let timed_out = tokio::time::timeout(idle / 4, poll_fn(|cx| guard.poll_idle_timeout(cx)));
+        if timed_out.await.is_ok() {
+            break;
+        }
+        guard.resume();
+        wakes += 1;
+        assert!(
+            wakes < 8,
+            "still open {:?} after its last bytes",
+            last.elapsed()
+        );
+    }
+    assert!(
+        last.elapsed() <= idle + 2 * PARK_AFTER,
+        "{:?}",
+        last.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_guard_without_a_signal_never_parks_and_keeps_its_idle_timeout() {
     let (mut client, server) = duplex(1 << 16);
     let mut guard = H1Guard::new(server, H1Limits::default());
