@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 15: bytes per idle keep-alive connection, plain HTTP/1.1 (parked) and TLS (not parked), N each,
+# Issue 15: bytes per idle keep-alive connection, plain HTTP/1.1 and TLS (both parked since 5f798b4), N each,
 # against a fresh Strait per measurement. usage: bench/idle/run.sh STRAIT_BIN [N=10000] [ROUNDS=3]
 set -u
 BIN=$1; N=${2:-10000}; ROUNDS=${3:-3}
