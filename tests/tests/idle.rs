@@ -518,3 +518,27 @@ async fn trickled_tls_record_bytes_do_not_keep_a_parked_connection_open() {
     let waited = idle_from.elapsed();
     assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
 }
+
+#[tokio::test]
+async fn close_notify_to_a_parked_tls_connection_closes_it_at_once() {
+    // The alert arrives while parked: the wake-up decrypts it, and the connection ends then,
+    // not at the idle timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let (_up, s) = start_tls(dir.path(), "    limits: { idle_timeout: 30s }\n").await;
+    let mut raw = Raw::connect_tls(s.web()).await;
+    raw.exchange("/once").await;
+    tokio::time::sleep(IDLE).await;
+    let sent = Instant::now();
+    raw.tcp.shutdown().await.expect("send close_notify");
+    let mut rest = Vec::new();
+    let _ = within(Duration::from_secs(10), "close after close_notify", async {
+        raw.tcp.read_to_end(&mut rest).await
+    })
+    .await;
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "closed after {:?}",
+        sent.elapsed()
+    );
+}

@@ -369,3 +369,49 @@ async fn over_the_endpoint_connection_limit_requests_get_a_fast_503() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn clients_breaking_their_request_bodies_get_no_endpoint_ejected() {
+    // A client whose chunked body turns invalid after the head went upstream fails its own
+    // request (400); the endpoint did nothing wrong, so passive health must not count it, or
+    // any client could take healthy endpoints out of rotation.
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let s = Strait::start(&config(
+        &[a.addr(), b.addr()],
+        "    outlier_detection: { consecutive_gateway_failures: 2 }\n",
+        "",
+        "",
+    ))
+    .await;
+    for i in 0..8 {
+        let mut tcp = TcpStream::connect(s.web()).await.unwrap();
+        let head = format!(
+            "POST /up-{i} HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        // The head is forwarded and the body streaming before the bad chunk comes.
+        let (a, b) = (&a, &b);
+        poll_until(
+            Duration::from_secs(5),
+            "the head reaches an upstream",
+            || async move { (a.started() + b.started() > i).then_some(()) },
+        )
+        .await;
+        tcp.write_all(b"zz\r\n").await.unwrap();
+        let mut reply = Vec::new();
+        let _ = within(
+            Duration::from_secs(10),
+            "the refusal",
+            tcp.read_to_end(&mut reply),
+        )
+        .await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    }
+    let m = s.metrics().await;
+    assert_eq!(sum(&m, "strait_outlier_ejections_total", &[]), 0.0, "{m}");
+    let statuses = hammer(s.web(), 20, 2).await;
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert!(!a.requests().is_empty() && !b.requests().is_empty());
+}

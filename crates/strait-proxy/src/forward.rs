@@ -21,7 +21,7 @@ use strait_core::{
     clock,
     cookie::cookie,
     resilience::{backoff, outlier::may_eject, Admission, AttemptResult, Breaker, BreakerState},
-    ProxyError,
+    ProxyError, Side,
 };
 use strait_observe::{trace::Tracer, Attempt, RequestRecord};
 use tokio::time::Instant as Deadline;
@@ -249,7 +249,11 @@ pub async fn forward(
         let now_ms = clock::millis(Instant::now());
         let health = match &result {
             Ok(s) => Some(AttemptResult::of_status(s.response.status().as_u16())),
+            // Neither says anything about the endpoint: Strait's own connection cap, or the
+            // client's request failing (a body cut short, refused or too large). Counting the
+            // latter would let any client get healthy endpoints ejected and breakers opened.
             Err(e) if matches!(e.error, ProxyError::Overloaded { .. }) => None,
+            Err(e) if e.error.side() == Side::Downstream => None,
             Err(_) => Some(AttemptResult::GatewayFailure),
         };
         if let Some(h) = health {
