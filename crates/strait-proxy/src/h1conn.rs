@@ -96,9 +96,6 @@ impl AsRef<ParkSignal> for ConnInfo {
 
 /// A stream that can wait for readability with no reader on it, so its connection can park.
 pub(crate) trait ParkIo {
-    /// Whether the connection may park at all.
-    const PARKS: bool;
-
     /// Ready when a read would not block (or fail).
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
@@ -115,16 +112,12 @@ pub(crate) trait ParkIo {
 }
 
 impl ParkIo for TcpStream {
-    const PARKS: bool = true;
-
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         TcpStream::poll_read_ready(self, cx)
     }
 }
 
 impl ParkIo for tokio_rustls::server::TlsStream<TcpStream> {
-    const PARKS: bool = true;
-
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_ref().0.poll_read_ready(cx)
     }
@@ -299,7 +292,7 @@ where
                 return Poll::Ready(Ok(()));
             }
         }
-        if IO::PARKS && !draining && !signal.is_parking() && signal.is_ready() {
+        if !draining && !signal.is_parking() && signal.is_ready() {
             // Idle: hyper ends at once and leaves the stream open (see `H1Guard::poll_shutdown`).
             signal.set_parking(true);
             conn.as_mut().graceful_shutdown();
