@@ -116,9 +116,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
         assert_eq!(self.response().await, (200, path.to_string()));
     }
 
+    /// Sends a request in two halves, the first `before_ms` after the last response (before,
+    /// near or after the park moment), the second 150 ms later; each must be answered whole.
+    async fn split_around_park(&mut self, before_ms: &[u64]) {
+        for (i, &before) in before_ms.iter().enumerate() {
+            tokio::time::sleep(Duration::from_millis(before)).await;
+            let path = format!("/split-{i}");
+            let request = get(&path);
+            let (a, b) = request.split_at(request.len() / 2);
+            self.send(a).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            self.send(b).await;
+            assert_eq!(
+                self.response().await,
+                (200, path),
+                "first half after {before} ms"
+            );
+        }
+    }
+
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.buf).into_owned()
     }
+}
+
+/// A connection with `idle_timeout: 1s` closed `waited` after its last request: at 1 s, give or
+/// take the scheduling of a loaded machine.
+fn assert_closed_at_one_second(waited: Duration) {
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "closed after {waited:?}, idle_timeout is 1s"
+    );
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -155,21 +183,8 @@ async fn request_split_around_the_park_moment_is_served_whole() {
     let (up, s) = start().await;
     let mut raw = Raw::connect(s.web()).await;
     raw.exchange("/first").await;
-    // The first half lands before, near or after the park moment; the second after a pause.
-    for (i, before_ms) in [0u64, 50, 90, 100, 110, 150, 300].into_iter().enumerate() {
-        tokio::time::sleep(Duration::from_millis(before_ms)).await;
-        let path = format!("/split-{i}");
-        let request = get(&path);
-        let (a, b) = request.split_at(request.len() / 2);
-        raw.send(a).await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        raw.send(b).await;
-        assert_eq!(
-            raw.response().await,
-            (200, path),
-            "first half after {before_ms} ms"
-        );
-    }
+    raw.split_around_park(&[0, 50, 90, 100, 110, 150, 300])
+        .await;
     assert_eq!(up.requests().len(), 8);
 }
 
@@ -345,10 +360,7 @@ async fn parked_connection_closes_at_the_idle_timeout() {
     assert!(rest.closed, "still open after 10 s");
     assert!(rest.bytes.is_empty(), "{:?}", rest.text());
     let waited = idle_from.elapsed();
-    assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
-        "closed after {waited:?}, idle_timeout is 1s"
-    );
+    assert_closed_at_one_second(waited);
 }
 
 #[tokio::test]
@@ -398,20 +410,7 @@ async fn tls_connection_parks_and_serves_split_and_pipelined_requests_after() {
     let mut raw = Raw::connect_tls(s.web()).await;
     raw.exchange("/first").await;
     // A request split into two TLS records around the park moment, as over plain TCP.
-    for (i, before_ms) in [0u64, 90, 110, 300].into_iter().enumerate() {
-        tokio::time::sleep(Duration::from_millis(before_ms)).await;
-        let path = format!("/split-{i}");
-        let request = get(&path);
-        let (a, b) = request.split_at(request.len() / 2);
-        raw.send(a).await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        raw.send(b).await;
-        assert_eq!(
-            raw.response().await,
-            (200, path),
-            "first half after {before_ms} ms"
-        );
-    }
+    raw.split_around_park(&[0, 90, 110, 300]).await;
     // Several requests in one TLS record after a park: all of them are served, in order,
     // although hyper's first read takes them all from rustls at once.
     tokio::time::sleep(IDLE).await;
@@ -457,10 +456,7 @@ async fn parked_tls_connection_closes_at_the_idle_timeout_and_on_sigterm() {
     // A close_notify and EOF, or a reset: either way nothing but the close.
     assert!(rest.is_empty() || end.is_err(), "{rest:?}");
     let waited = idle_from.elapsed();
-    assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
-        "closed after {waited:?}, idle_timeout is 1s"
-    );
+    assert_closed_at_one_second(waited);
 
     let mut raw = Raw::connect_tls(s.web()).await;
     raw.exchange("/again").await;

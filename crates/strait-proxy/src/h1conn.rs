@@ -217,25 +217,22 @@ async fn wait_readable<IO: ParkIo>(
     }
     guard.parked();
     let mut stopped = pin!(crate::server::stopped(stop));
-    // Bounded like the wait itself: a peer that reads nothing is closed at the idle timeout.
-    let flushed = poll_fn(|cx| {
-        if let Poll::Ready(r) = guard.get_mut().poll_flush_queued(cx) {
-            return Poll::Ready(r.is_ok());
-        }
-        if stopped.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(false);
-        }
-        guard.poll_idle_timeout(cx).map(|()| false)
-    })
-    .await;
-    if !flushed {
-        return false;
-    }
+    // Bytes the stream queued itself go out first, under the same idle timeout and drain.
+    let mut flushed = false;
     poll_fn(|cx| {
+        if !flushed {
+            match guard.get_mut().poll_flush_queued(cx) {
+                Poll::Ready(Ok(())) => flushed = true,
+                Poll::Ready(Err(_)) => return Poll::Ready(false),
+                Poll::Pending => {}
+            }
+        }
         // Readiness first: a request that has arrived is served (and closes the connection)
         // rather than reset by a close with unread bytes.
-        if let Poll::Ready(r) = guard.get_ref().poll_read_ready(cx) {
-            return Poll::Ready(r.is_ok());
+        if flushed {
+            if let Poll::Ready(r) = guard.get_ref().poll_read_ready(cx) {
+                return Poll::Ready(r.is_ok());
+            }
         }
         if stopped.as_mut().poll(cx).is_ready() {
             return Poll::Ready(false);
