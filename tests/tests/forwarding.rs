@@ -453,3 +453,124 @@ async fn te_trailers_is_not_forwarded_to_an_http1_upstream_and_bad_request_ids_a
     );
     assert_eq!(rec.header("x-request-id"), id);
 }
+
+/// Reads from `tcp` into `buf` until `needle` is in it (or the peer closes), within 5 s.
+async fn read_until(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
+    use tokio::io::AsyncReadExt;
+    let found = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+    within(Duration::from_secs(5), "bytes from the socket", async {
+        let mut chunk = [0u8; 4096];
+        while !found(buf) {
+            let n = tcp.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed before {:?}", String::from_utf8_lossy(needle));
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_response_streams_back_while_its_request_body_is_still_uploading() {
+    // The upstream answers the head at once and echoes each piece of the body as it comes: the
+    // exchange only moves if Strait carries both directions at the same time, on one
+    // connection, after the response head has gone back.
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        read_until(&mut tcp, &mut seen, b"\r\n\r\n").await;
+        tcp.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let mut chunk = [0u8; 4096];
+        let mut body = Vec::new();
+        // Echo each read as one chunk until the request's last chunk.
+        while !body.ends_with(b"0\r\n\r\n") {
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the proxy closed mid-upload");
+            body.extend_from_slice(&chunk[..n]);
+            tcp.write_all(format!("{n:x}\r\n").as_bytes())
+                .await
+                .unwrap();
+            tcp.write_all(&chunk[..n]).await.unwrap();
+            tcp.write_all(b"\r\n").await.unwrap();
+        }
+        tcp.write_all(b"0\r\n\r\n").await.unwrap();
+        body
+    });
+    let s = Strait::start(&proxy_to(addr)).await;
+    let mut client = tokio::net::TcpStream::connect(s.web()).await.unwrap();
+    client
+        .write_all(b"POST /duplex HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    read_until(&mut client, &mut got, b"\r\n\r\n").await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    for part in ["ping-one", "ping-two", "ping-three"] {
+        // Each piece comes back before the next is sent.
+        client
+            .write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes())
+            .await
+            .unwrap();
+        read_until(&mut client, &mut got, part.as_bytes()).await;
+    }
+    client.write_all(b"0\r\n\r\n").await.unwrap();
+    read_until(&mut client, &mut got, b"0\r\n\r\n\r\n0\r\n\r\n").await;
+    let body = within(Duration::from_secs(5), "upstream", upstream)
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("ping-one") && body.contains("ping-three"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_pooled_connection_the_upstream_closes_is_closed_at_once() {
+    // An idle keep-alive connection has no task polling it: the upstream's FIN must still
+    // reach the sweeper, or the socket would wait in CLOSE_WAIT for the next request or tick.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        read_until(&mut tcp, &mut seen, b"\r\n\r\n").await;
+        tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        // Let the connection go back to the pool, then close our side of it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tcp.shutdown().await.unwrap();
+        let fin = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest).await;
+        let _ = closed_tx.send(fin.elapsed());
+    });
+    let s = Strait::start(&proxy_to(addr)).await;
+    let resp = client::send(
+        s.web(),
+        Proto::H1,
+        Request::get("/").header("host", "h").body(empty()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let after = within(Duration::from_secs(10), "strait closes its side", closed_rx)
+        .await
+        .unwrap();
+    assert!(
+        after < Duration::from_secs(1),
+        "the pooled connection was closed {after:?} after the upstream's FIN (the idle sweep runs every 5 s)"
+    );
+}

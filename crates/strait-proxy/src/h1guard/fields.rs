@@ -67,6 +67,47 @@ pub(crate) fn narrow(candidates: &mut u8, names: &[&[u8]], at: usize, b: u8) {
     }
 }
 
+/// The length of the field line at the start of `buf` when it is complete and valid (a name, a
+/// colon, a value, CRLF) and its name is none of `tracked`; `None` leaves the line to the
+/// byte-at-a-time path, which decides every line the same way and names what is wrong. Most
+/// field lines arrive whole and concern no rule: this checks each in one pass.
+pub(crate) fn plain_line(buf: &[u8], tracked: &[&[u8]]) -> Option<usize> {
+    let run = |from: usize, class: u8| {
+        buf[from..]
+            .iter()
+            .position(|&b| CLASS[usize::from(b)] & class == 0)
+            .map(|n| from + n)
+    };
+    // A name is a run of tchar, ended by the colon (a byte no tchar is).
+    let colon = run(0, NAME_BYTE)?;
+    let name = &buf[..colon];
+    if name.is_empty() || buf[colon] != b':' || tracked.iter().any(|n| name.eq_ignore_ascii_case(n))
+    {
+        return None;
+    }
+    // A value is a run of value bytes, ended by CRLF (neither is a value byte).
+    let cr = run(colon + 1, VALUE_BYTE)?;
+    (buf[cr..].starts_with(b"\r\n")).then_some(cr + 2)
+}
+
+/// [`plain_line`]'s byte classes: a name byte ([`is_tchar`]), a value byte ([`is_value_byte`]).
+const NAME_BYTE: u8 = 1;
+const VALUE_BYTE: u8 = 2;
+const CLASS: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = if is_tchar(b as u8) { NAME_BYTE } else { 0 }
+            | if is_value_byte(b as u8) {
+                VALUE_BYTE
+            } else {
+                0
+            };
+        b += 1;
+    }
+    t
+};
+
 /// `pred` as a lookup table, for the loops that skip runs of bytes.
 macro_rules! table {
     ($pred:path) => {{
@@ -91,4 +132,35 @@ pub(crate) fn run_of(table: &[bool; 256], buf: &[u8]) -> usize {
     buf.iter()
         .position(|&b| !table[usize::from(b)])
         .unwrap_or(buf.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_passes_in_one_go_only_when_every_byte_would() {
+        assert_eq!(plain_line(b"server: nginx\r\nx", &[]), Some(15));
+        assert_eq!(plain_line(b"a:\r\n", &[]), Some(4));
+        for line in [
+            &b"server: nginx\r"[..],
+            b"server: nginx\n",
+            b"server: ng\rinx\r\n",
+            b": nginx\r\n",
+            b"server : nginx\r\n",
+            b" server: nginx\r\n",
+            b"Content-Length: 1\r\n",
+        ] {
+            assert_eq!(plain_line(line, &[b"content-length"]), None, "{line:?}");
+        }
+        for b in 0..=255u8 {
+            let line = [b'n', b':', b'v', b, b'v', b'\r', b'\n'];
+            let value = plain_line(&line, &[]).is_some();
+            assert_eq!(value, is_value_byte(b), "value byte {b:#x}");
+            let line = [b'n', b, b'n', b':', b'v', b'\r', b'\n'];
+            // A colon there ends the name early: `n` with the value `n:v`.
+            let name = is_tchar(b) || b == b':';
+            assert_eq!(plain_line(&line, &[]).is_some(), name, "name byte {b:#x}");
+        }
+    }
 }

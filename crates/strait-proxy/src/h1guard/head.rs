@@ -3,7 +3,7 @@
 //! Because every decision is made from the byte just seen plus a few counters, feeding a head in
 //! one slice or in many gives the same outcome, and nothing of a head is ever copied.
 
-use super::fields::{narrow, run_of, Event, Fields, TCHAR, VALUE};
+use super::fields::{narrow, plain_line, run_of, Event, Fields, TCHAR, VALUE};
 use super::{H1Limits, Rejection};
 
 /// How the body following a valid head is framed.
@@ -181,6 +181,21 @@ impl Parser {
     pub(crate) fn feed(&mut self, buf: &[u8]) -> Result<(usize, Option<Head>), Rejection> {
         let mut i = 0;
         while i < buf.len() {
+            if matches!(self.state, State::Fields(Fields::LineStart))
+                && self.headers < self.limits.max_headers as usize
+            {
+                let room = self
+                    .limits
+                    .max_head()
+                    .saturating_sub(self.head_len)
+                    .min(buf.len() - i);
+                if let Some(n) = plain_line(&buf[i..i + room], &NAMES) {
+                    self.headers += 1;
+                    self.head_len += n;
+                    i += n;
+                    continue;
+                }
+            }
             let b = buf[i];
             i += 1;
             if let Some(head) = self.byte(b)? {

@@ -3,7 +3,7 @@
 //! checked in one tight loop. It keeps offsets, not bytes: the caller keeps the bytes of a head
 //! that spans reads, and rewrites a head with both Content-Length and Transfer-Encoding. No I/O.
 
-use crate::h1guard::{is_value_byte, narrow, run_of, Event, Fields, TCHAR, VALUE};
+use crate::h1guard::{is_value_byte, narrow, plain_line, run_of, Event, Fields, TCHAR, VALUE};
 
 /// How the body after a valid response head is framed, by its own fields (the request method
 /// and the status may still rule out a body).
@@ -123,6 +123,16 @@ impl Parser {
         while i < buf.len() {
             if self.len == self.max_head {
                 return Err("response head too large");
+            }
+            if self.state == State::Fields(Fields::LineStart) {
+                // Most field lines are whole in the read and tracked by no rule: checked in
+                // one pass each (the byte-at-a-time path decides every other line the same).
+                let room = (self.max_head - self.len).min(buf.len() - i);
+                if let Some(n) = plain_line(&buf[i..i + room], &NAMES) {
+                    i += n;
+                    self.len += n;
+                    continue;
+                }
             }
             let b = buf[i];
             i += 1;

@@ -96,7 +96,7 @@ impl Requests {
                 },
                 // The rest of a line: only a field line's first bytes matter.
                 State::Line | State::Field => {
-                    let eol = buf.iter().position(|&b| b == b'\n');
+                    let eol = memchr::memchr(b'\n', buf);
                     let take = eol.unwrap_or(buf.len());
                     if matches!(self.state, State::Field) {
                         let kept = take.min(self.line.len().saturating_sub(self.line_len));
@@ -144,11 +144,13 @@ impl Requests {
             (State::Line, b'\n') => self.state = State::LineStart,
             (State::Line, _) => {}
             (State::LineStart, b'\r') => self.state = State::EndLf,
-            (State::LineStart, b) => {
+            // Only Content-Length and Transfer-Encoding lines are read; others are skipped.
+            (State::LineStart, b'c' | b'C' | b't' | b'T') => {
                 self.line_len = 0;
                 self.field_byte(b);
                 self.state = State::Field;
             }
+            (State::LineStart, _) => self.state = State::Line,
             (State::Field, b'\n') => {
                 self.field_end();
                 self.state = State::LineStart;
