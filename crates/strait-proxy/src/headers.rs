@@ -27,6 +27,11 @@ const HOP_BY_HOP: [&HeaderName; 8] = [
     &header::PROXY_AUTHORIZATION,
 ];
 
+/// Bits of [`strip_hop_by_hop`]'s scan: `HOP_BY_HOP[i]` is bit `i`.
+const CONNECTION_BIT: u16 = 1 << 0;
+const TE_BIT: u16 = 1 << 3;
+const UPGRADE_BIT: u16 = 1 << 8;
+
 /// What survives hop-by-hop removal for the next hop.
 #[derive(Default, Clone, Copy)]
 pub struct Kept {
@@ -39,21 +44,29 @@ pub struct Kept {
 /// Removes hop-by-hop headers and every header named in `Connection`; reports upgrade and `TE: trailers`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, allow_upgrade: bool) -> Kept {
     let mut kept = Kept::default();
-    // Most messages carry none of these: one pass over the names beats eight hashed removals.
-    let any = headers
-        .keys()
-        .any(|k| HOP_BY_HOP.contains(&k) || k == header::UPGRADE);
-    if !any {
+    // One pass over the names finds which of these are present (most messages carry none, and
+    // responses often only `Connection`): only those are looked up again, hashed.
+    let mut present = 0u16;
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == k) {
+            present |= 1 << i;
+        } else if k == header::UPGRADE {
+            present |= UPGRADE_BIT;
+        }
+    }
+    if present == 0 {
         return kept;
     }
-    if let Some(te) = headers.get(header::TE) {
-        kept.te_trailers = te
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
+    if present & TE_BIT != 0 {
+        if let Some(te) = headers.get(header::TE) {
+            kept.te_trailers = te
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
+        }
     }
     let mut conn_upgrade = false;
-    if headers.contains_key(header::CONNECTION) {
+    if present & CONNECTION_BIT != 0 {
         // Collect names first: the map cannot be mutated while its values are borrowed.
         let mut named: Vec<HeaderName> = Vec::new();
         for v in headers.get_all(header::CONNECTION) {
@@ -64,7 +77,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, allow_upgrade: bool) -> Kept {
                     continue;
                 }
                 if let Ok(n) = HeaderName::from_bytes(token) {
-                    named.push(n);
+                    // Those in the list go below, if present.
+                    if !HOP_BY_HOP.contains(&&n) {
+                        named.push(n);
+                    }
                 }
             }
         }
@@ -72,13 +88,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, allow_upgrade: bool) -> Kept {
             headers.remove(n);
         }
     }
-    for h in HOP_BY_HOP {
-        headers.remove(h);
+    for (i, h) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(*h);
+        }
     }
-    if allow_upgrade && conn_upgrade && headers.contains_key(header::UPGRADE) {
+    let upgrade = present & UPGRADE_BIT != 0;
+    if allow_upgrade && conn_upgrade && upgrade {
         kept.upgrade = true;
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if upgrade {
         headers.remove(header::UPGRADE);
     }
     kept
