@@ -536,8 +536,8 @@ async fn a_response_streams_back_while_its_request_body_is_still_uploading() {
 
 #[tokio::test]
 async fn an_idle_pooled_connection_the_upstream_closes_is_closed_at_once() {
-    // An idle keep-alive connection has no task polling it: the upstream's FIN must still
-    // reach the sweeper, or the socket would wait in CLOSE_WAIT for the next request or tick.
+    // The upstream's FIN on an idle keep-alive connection is acted on at once: the socket must
+    // not wait in CLOSE_WAIT for the next request or the pool's 5-second sweep.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
