@@ -189,6 +189,33 @@ async fn request_split_around_the_park_moment_is_served_whole() {
 }
 
 #[tokio::test]
+async fn a_bad_head_after_a_park_is_refused_and_counted_and_the_next_connection_works() {
+    // A parked plain connection's guard is put away and rebuilt on the next bytes: it must
+    // check them as strictly as the first request's, and count the refusal once.
+    let (up, s) = start().await;
+    let mut raw = Raw::connect(s.web()).await;
+    raw.exchange("/first").await;
+    tokio::time::sleep(IDLE).await;
+    raw.send(b"GET /second HTTP/1.1\r\nHost: app.test\r\nBad Name: x\r\n\r\n")
+        .await;
+    let (status, _) = raw.response().await;
+    assert_eq!(status, 400);
+    let rest = read_until_close(&mut raw.tcp, Duration::from_secs(5)).await;
+    assert!(rest.closed, "a refused connection closes");
+    let m = s.metrics().await;
+    let rejected = strait_e2e::metrics::sum(
+        &m,
+        "strait_downstream_rejected_requests_total",
+        &[("listener", "web")],
+    );
+    assert_eq!(rejected, 1.0, "{m}");
+    let mut again = Raw::connect(s.web()).await;
+    again.exchange("/third").await;
+    let paths: Vec<String> = up.requests().iter().map(|r| r.path_and_query()).collect();
+    assert_eq!(paths, ["/first", "/third"]);
+}
+
+#[tokio::test]
 async fn slow_upstream_response_is_not_cut_short_by_parking() {
     let up = Upstream::with_handler("up", |r| {
         Reply::text(r.uri.path()).delay(Duration::from_millis(400))

@@ -15,6 +15,12 @@
 //!    guard's timer) or for drain, which simply closes a parked connection.
 //! 4. On readability a fresh hyper connection serves the same guard.
 //!
+//! A plain TCP connection with nothing held (no bytes read ahead) goes further and
+//! *hibernates* ([`Served::Park`]): its guard is reduced to a [`Dormant`] state (counters, the
+//! last request line, the armed idle timer: 128 bytes instead of 656), and the boxed future
+//! that served it is freed, so the connection's task keeps only the stream, that state and
+//! what [`sleep`] waits on. Readability builds a new guard from it ([`H1Guard::wake`]).
+//!
 //! Protocol switches (WebSocket): hyper's own upgrade hand-off needs a connection that always
 //! shuts the stream down at its end, which parking cannot use. Instead `forward` puts the
 //! upstream's pending upgrade in [`H1Shared`] when it returns a `101`; once hyper has written
@@ -58,7 +64,7 @@ use tokio::{
 
 use crate::{
     body::{BoxError, Downstream, ProxyBody},
-    h1guard::{H1Guard, ParkSignal},
+    h1guard::{Dormant, H1Guard, ParkSignal},
     handler::{self, ConnInfo},
     Shared,
 };
@@ -96,6 +102,11 @@ impl AsRef<ParkSignal> for ConnInfo {
 
 /// A stream that can wait for readability with no reader on it, so its connection can park.
 pub(crate) trait ParkIo {
+    /// Whether a parked connection of this stream puts its guard away ([`H1Guard::hibernate`])
+    /// and waits in [`sleep`] in a small task. A TLS stream's own state (rustls's buffers) is
+    /// many times a guard's, so it parks with its guard.
+    const HIBERNATES: bool = false;
+
     /// Ready when a read would not block (or fail).
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
@@ -112,6 +123,8 @@ pub(crate) trait ParkIo {
 }
 
 impl ParkIo for TcpStream {
+    const HIBERNATES: bool = true;
+
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         TcpStream::poll_read_ready(self, cx)
     }
@@ -147,15 +160,25 @@ pub(crate) struct H1Ctx<'a> {
     pub info: &'a Arc<ConnInfo>,
 }
 
-/// Serves HTTP/1 on `guard` until the connection ends, parking whenever it is idle (plain TCP).
+/// How [`serve`] left a connection.
+pub(crate) enum Served {
+    /// Closed, drained or failed.
+    Ended,
+    /// Switched protocols: the caller runs the tunnel.
+    Switch(Switch),
+    /// Idle between requests with nothing held: the caller hibernates the guard and waits in
+    /// [`sleep`] ([`ParkIo::HIBERNATES`] streams only).
+    Park,
+}
+
+/// Serves HTTP/1 on `guard` until the connection ends, parking whenever it is idle.
 ///
 /// The guard stays in the caller's hands (hyper borrows it), so the task holds it exactly once.
-/// Returns the hand-off when the connection switched protocols; the caller then runs the tunnel.
 pub(crate) async fn serve<IO>(
     ctx: H1Ctx<'_>,
     guard: &mut H1Guard<IO>,
     stop: &mut watch::Receiver<bool>,
-) -> Option<Switch>
+) -> Served
 where
     IO: ParkIo + AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -166,21 +189,24 @@ where
         let mut conn = Box::pin(ctx.builder.serve_connection(TokioIo::new(&mut *guard), svc));
         let grace = ctx.info.listener.limits.header_read_timeout;
         if !drive(conn.as_mut(), signal, stop, grace).await {
-            return None;
+            return Served::Ended;
         }
         let early = Pin::into_inner(conn).into_parts().read_buf;
         if let Some(upstream) = ctx.info.h1.take_upgrade() {
-            return Some(Switch { early, upstream });
+            return Served::Switch(Switch { early, upstream });
         }
         if !signal.is_parking() {
             // hyper ended on its own (close, or a switch nobody took over).
-            return None;
+            return Served::Ended;
         }
         signal.set_parking(false);
         guard.replay(&early);
         drop(early);
+        if IO::HIBERNATES && guard.can_hibernate() {
+            return Served::Park;
+        }
         if !wait_readable(guard, stop).await {
-            return None;
+            return Served::Ended;
         }
         guard.resume();
     }
@@ -238,6 +264,28 @@ async fn wait_readable<IO: ParkIo>(
             return Poll::Ready(false);
         }
         guard.poll_idle_timeout(cx).map(|()| false)
+    })
+    .await
+}
+
+/// Waits, parked and hibernated, until the client sends bytes (true), or the idle timeout or
+/// drain ends the connection (false). The plain-TCP counterpart of `wait_readable`, for a task
+/// that holds only the stream and its [`Dormant`] guard state.
+pub(crate) async fn sleep(
+    tcp: &TcpStream,
+    dormant: &mut Dormant,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut stopped = pin!(crate::server::stopped(stop));
+    poll_fn(|cx| {
+        // Readiness first, as in `wait_readable`.
+        if let Poll::Ready(r) = tcp.poll_read_ready(cx) {
+            return Poll::Ready(r.is_ok());
+        }
+        if stopped.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        dormant.poll_idle_timeout(cx).map(|()| false)
     })
     .await
 }

@@ -64,7 +64,7 @@ use self::framing::{Fed, Framing};
 pub(crate) use self::head::is_value_byte;
 pub(crate) use self::head::Parser as HeadParser;
 use self::park::Park;
-pub use self::park::{ParkHandle, ParkSignal};
+pub use self::park::{Dormant, ParkHandle, ParkSignal};
 
 /// Limits on request heads and connection timing.
 #[derive(Clone, Copy, Debug)]

@@ -21,6 +21,17 @@ enum Phase {
     Passthrough,
 }
 
+/// Framing between requests, reduced to what differs from a fresh connection's (a parser
+/// that has seen no byte holds nothing else, and the response sniff matters only while a
+/// switch is awaited).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dormant {
+    /// Still at the connection's start, where an HTTP/2 preface is looked for.
+    sniffing: bool,
+    heads: u64,
+    last_line: ([u8; LINE_CAPTURE], u8),
+}
+
 /// Outcome of feeding one read's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fed {
@@ -60,6 +71,36 @@ impl Framing {
             sniff: ResponseSniff::default(),
             heads: 0,
             last_line: ([0; LINE_CAPTURE], 0),
+        }
+    }
+
+    /// What survives a park between requests, if the stream sits between them with nothing
+    /// pending (no byte of the next head, no response awaited): see [`Dormant`].
+    pub(crate) fn dormant(&self) -> Option<Dormant> {
+        if !self.is_idle() || self.upgrade.is_some() {
+            return None;
+        }
+        Some(Dormant {
+            sniffing: matches!(self.phase, Phase::Sniff(_)),
+            heads: self.heads,
+            last_line: self.last_line,
+        })
+    }
+
+    /// Framing again as [`Framing::dormant`] left it.
+    pub(crate) fn wake(limits: H1Limits, d: Dormant) -> Self {
+        let limits: HeadLimits = limits.into();
+        Self {
+            limits,
+            phase: if d.sniffing {
+                Phase::Sniff(0)
+            } else {
+                Phase::Head(Parser::new(limits))
+            },
+            upgrade: None,
+            sniff: ResponseSniff::default(),
+            heads: d.heads,
+            last_line: d.last_line,
         }
     }
 

@@ -18,10 +18,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use tokio::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
 
-use super::{Armed, H1Guard};
+use bytes::Bytes;
+use tokio::time::{Instant, Sleep};
+
+use super::framing::{self, Framing};
+use super::{Armed, H1Guard, H1Limits};
 
 /// Parking state shared by a guard, its connection task and the service's responses.
 ///
@@ -91,6 +95,30 @@ impl AsRef<ParkSignal> for ParkSignal {
 /// so parking adds no allocation.
 pub type ParkHandle = Arc<dyn AsRef<ParkSignal> + Send + Sync>;
 
+/// A parked connection's guard, put away without its stream: what the next guard over the same
+/// stream needs, about a fifth of a live guard's size (see [`H1Guard::hibernate`]).
+///
+/// A guard is a few hundred bytes, mostly framing state for a head in progress; a parked
+/// connection has none in progress, so its task need not hold one.
+#[derive(Debug)]
+pub struct Dormant {
+    framing: framing::Dormant,
+    last_activity: Instant,
+    passed_heads: u64,
+    /// Armed at the idle deadline, which nothing moves while the connection sleeps.
+    timer: Pin<Box<Sleep>>,
+    park: Option<Park>,
+}
+
+// === impl Dormant ===
+
+impl Dormant {
+    /// Ready once the idle timeout has passed: the connection is then closed.
+    pub fn poll_idle_timeout(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.timer.as_mut().poll(cx)
+    }
+}
+
 /// A [`ParkHandle`] with a `Debug` impl, as the guard derives `Debug`.
 pub(super) struct Park(ParkHandle);
 
@@ -156,6 +184,57 @@ impl<IO> H1Guard<IO> {
     pub fn resume(&mut self) {
         self.park_from = Instant::now();
         self.unfire_park();
+    }
+
+    /// Whether [`H1Guard::hibernate`] keeps everything this guard holds: the stream sits
+    /// between requests with nothing read ahead, pending, refused or blocked.
+    pub fn can_hibernate(&self) -> bool {
+        !self.has_buffered()
+            && self.framing.dormant().is_some()
+            && self.rejection.is_none()
+            && self.refusing.is_none()
+            && !self.idle_closed
+            && !self.write_blocked
+            && self.read_waker.is_none()
+            && self.send_blocked.is_none()
+    }
+
+    /// Parks the connection and puts the guard away: its stream, and what a guard made by
+    /// [`H1Guard::wake`] continues from. `None` (the guard dropped, closing a plain stream)
+    /// unless [`H1Guard::can_hibernate`].
+    pub fn hibernate(mut self) -> Option<(IO, Dormant)> {
+        if !self.can_hibernate() {
+            return None;
+        }
+        let framing = self.framing.dormant()?;
+        self.parked();
+        // The timer goes exactly to the idle deadline (created if new): armed, it may sit
+        // earlier, as activity moves the deadline without resetting it.
+        self.arm(Armed::Off);
+        self.arm(Armed::Idle);
+        let timer = self.timer.take()?;
+        let dormant = Dormant {
+            framing,
+            last_activity: self.last_activity,
+            passed_heads: self.passed_heads,
+            timer,
+            park: self.park.take(),
+        };
+        Some((self.io, dormant))
+    }
+
+    /// A guard over `io` where [`H1Guard::hibernate`] left off, still parked: call
+    /// [`H1Guard::resume`] before serving.
+    pub fn wake(io: IO, limits: H1Limits, d: Dormant) -> Self {
+        let mut guard = Self::new(io, limits);
+        guard.framing = Framing::wake(limits, d.framing);
+        guard.last_activity = d.last_activity;
+        guard.passed_heads = d.passed_heads;
+        guard.timer = Some(d.timer);
+        guard.armed = Armed::Idle;
+        guard.park_fired = true;
+        guard.park = d.park;
+        guard
     }
 
     /// Polls the idle timeout while no hyper connection reads; ready once it has passed.

@@ -257,3 +257,79 @@ async fn a_guard_without_a_signal_never_parks_and_keeps_its_idle_timeout() {
     assert_eq!(guard.read(&mut buf).await.unwrap(), 0);
     assert_eq!(last.elapsed(), H1Limits::default().idle_timeout);
 }
+
+/// Parks `guard` as `h1conn::serve` does once hyper has ended for the park.
+async fn park_now(guard: &mut H1Guard<DuplexStream>, signal: &ParkSignal) {
+    assert_eq!(read_for(guard, 2 * PARK_AFTER).await, None);
+    assert!(signal.is_ready());
+    signal.set_parking(true);
+    signal.set_parking(false);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hibernated_guard_times_out_from_the_last_activity() {
+    let (mut client, mut guard, signal) = parking_guard();
+    exchange(&mut client, &mut guard).await;
+    let last = Instant::now();
+    park_now(&mut guard, &signal).await;
+    assert!(guard.can_hibernate());
+    let (_io, mut dormant) = guard.hibernate().unwrap();
+    poll_fn(|cx| dormant.poll_idle_timeout(cx)).await;
+    assert_eq!(last.elapsed(), H1Limits::default().idle_timeout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_woken_guard_serves_parks_again_and_keeps_the_idle_deadline() {
+    let (mut client, mut guard, signal) = parking_guard();
+    exchange(&mut client, &mut guard).await;
+    let mut response = vec![0; 38];
+    client.read_exact(&mut response).await.unwrap();
+    park_now(&mut guard, &signal).await;
+    let (io, mut dormant) = guard.hibernate().unwrap();
+    let idle = H1Limits::default().idle_timeout;
+    let asleep = tokio::time::timeout(idle / 2, poll_fn(|cx| dormant.poll_idle_timeout(cx)));
+    assert!(asleep.await.is_err(), "still within the idle timeout");
+    // The client comes back: a second request on a new guard over the same stream.
+    let mut guard = H1Guard::wake(io, H1Limits::default(), dormant);
+    guard.resume();
+    exchange(&mut client, &mut guard).await;
+    assert_eq!(guard.rejection(), None);
+    let last = Instant::now();
+    // The park signal came along: the next quiet period offers to park again.
+    park_now(&mut guard, &signal).await;
+    let (io, dormant) = guard.hibernate().unwrap();
+    // A wake-up that brings nothing does not move the idle deadline.
+    tokio::time::sleep(idle / 2).await;
+    let mut guard = H1Guard::wake(io, H1Limits::default(), dormant);
+    guard.resume();
+    park_now(&mut guard, &signal).await;
+    let (_io, mut dormant) = guard.hibernate().unwrap();
+    poll_fn(|cx| dormant.poll_idle_timeout(cx)).await;
+    assert_eq!(last.elapsed(), idle);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_guard_holding_bytes_or_half_a_head_does_not_hibernate() {
+    let (mut client, mut guard, signal) = parking_guard();
+    exchange(&mut client, &mut guard).await;
+    park_now(&mut guard, &signal).await;
+    guard.replay(b"GET /b HTTP/1.1\r\n\r\n");
+    assert!(!guard.can_hibernate(), "replayed bytes wait");
+    let mut seen = Vec::new();
+    while seen.len() < 19 {
+        seen.extend(
+            read_for(&mut guard, Duration::from_millis(1))
+                .await
+                .unwrap(),
+        );
+    }
+    guard
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    client.write_all(b"GET /c HT").await.unwrap();
+    assert!(read_for(&mut guard, Duration::from_millis(1))
+        .await
+        .is_some());
+    assert!(!guard.can_hibernate(), "half a head");
+}
