@@ -273,6 +273,52 @@ async fn pipelined_requests_after_idle_are_answered_in_order() {
     assert_eq!(up.requests().len(), 6);
 }
 
+/// Opens `n` connections at once, serves one request on each and closes them all; returns the
+/// RSS (KiB) while they were all open and unparked.
+async fn burst(s: &Strait, n: usize) -> u64 {
+    let open = futures_util::stream::iter(0..n)
+        .map(|i| async move {
+            let mut raw = Raw::connect(s.web()).await;
+            raw.exchange(&format!("/b{i}")).await;
+            raw
+        })
+        .buffer_unordered(n)
+        .collect::<Vec<_>>();
+    let conns = within(Duration::from_secs(60), "open connections", open).await;
+    let peak = rss_kib(s.pid());
+    drop(conns);
+    peak
+}
+
+#[tokio::test]
+async fn an_idle_proxy_returns_the_memory_of_a_burst_of_connections() {
+    // Each live connection holds hyper's buffers until it parks or closes. mimalloc returned
+    // freed pages only inside its own calls, a second after the last free, so a proxy that
+    // went quiet after a burst kept the burst's memory resident (issue 15).
+    raise_nofile(4096);
+    let (_up, s) = start().await;
+    // The first burst grows what stays (arenas, metric series, the pool's connections).
+    burst(&s, 300).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = rss_kib(s.pid());
+    let peak = burst(&s, 1000).await;
+    assert!(
+        peak > before + 8 * 1024,
+        "a burst of 1,000 live connections took {} KiB",
+        peak.saturating_sub(before)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut now = rss_kib(s.pid());
+    while now > before + (peak - before) / 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = rss_kib(s.pid());
+    }
+    assert!(
+        now <= before + (peak - before) / 4,
+        "RSS {before} KiB before the burst, {peak} KiB at its height, still {now} KiB 5 s after it"
+    );
+}
+
 /// Opens `n` connections with `connect`, `batch` at a time, each serving one request and each
 /// batch given time to park before the next (so the RSS measures parked connections, not the
 /// peak of live ones the allocator keeps afterwards); then serves one more request on each.

@@ -22,6 +22,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    strait_profile::heap::return_freed_memory_promptly();
     let args = cli::Cli::parse();
     match args.command {
         cli::Command::Run(a) => run::run(a),

@@ -140,6 +140,16 @@ async fn serve(
     let sockets = inherited
         .as_ref()
         .map_or_else(Vec::new, |i| clone_all(&i.sockets));
+    // The allocator returns freed pages only inside its own calls: an idle process would
+    // keep the last burst's memory (see `strait_profile::heap::collect`).
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            strait_profile::heap::collect();
+        }
+    });
     let handle = tokio::runtime::Handle::current();
     let p = provider.clone();
     // Compiling reads certificate files: keep it off the runtime's worker threads. The control
