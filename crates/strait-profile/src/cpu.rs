@@ -50,7 +50,7 @@ impl CpuProfile {
         // The parsed debug information stays cached otherwise: hundreds of MiB for a debug
         // build, tens for a release one, for a profile taken once in a while.
         backtrace::clear_symbol_cache();
-        crate::heap::give_back();
+        crate::heap::collect(true);
         encode::gzip(&encode::profile(&report.map_err(Error::Profiler)?))
     }
 }

@@ -38,14 +38,16 @@ pub fn return_freed_memory_promptly() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
 }
 
-/// Does the allocator's due work now: purges whose delay has passed, and the calling thread's
-/// emptied pages. mimalloc does it only inside its own calls, so memory freed just before the
-/// process went quiet would stay resident until the next burst; `strait` calls this four
-/// times a second (a pass over the calling thread's pages: microseconds).
+/// Does the allocator's work now rather than when mimalloc next gets round to it (only inside
+/// its own calls): purges whose delay has passed and the calling thread's emptied pages, or
+/// with `force` every free page at once. `strait` runs the normal one four times a second (a
+/// pass over the calling thread's pages: microseconds), so memory freed just before the
+/// process went quiet does not stay resident until the next burst; a CPU profile forces one
+/// after its own burst of allocation.
 #[allow(unsafe_code)]
-pub fn collect() {
-    // SAFETY: no arguments to uphold; `false` asks for the normal, non-forcing collection.
-    unsafe { libmimalloc_sys::mi_collect(false) };
+pub fn collect(force: bool) {
+    // SAFETY: no arguments to uphold; `mi_collect` is thread-safe.
+    unsafe { libmimalloc_sys::mi_collect(force) };
 }
 
 /// What `GET /debug/pprof/heap` reports.
@@ -111,14 +113,6 @@ fn mimalloc_report() -> Option<Value> {
     serde_json::from_slice(&buf[..len]).ok()
 }
 
-/// Returns the allocator's free memory to the system now, rather than when mimalloc next
-/// gets round to it: for after a burst of allocation that will not come back soon.
-#[allow(unsafe_code)]
-pub(crate) fn give_back() {
-    // SAFETY: no arguments to uphold; `mi_collect` is thread-safe.
-    unsafe { libmimalloc_sys::mi_collect(true) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +129,6 @@ mod tests {
         assert_eq!(get(MI_OPTION_PURGE_DELAY), 1000, "not the purge delay");
         return_freed_memory_promptly();
         assert_eq!(get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS);
-        collect();
+        collect(false);
     }
 }

@@ -298,10 +298,9 @@ impl ListenerCtx {
                     break;
                 }
                 // Taken only now: moved out across the wait, it would take a second slot.
-                let Some((tcp, dormant)) = asleep.take() else {
-                    break;
-                };
-                asleep = Box::pin(self.wake_h1(tcp, dormant, &info, &mut stop)).await;
+                if let Some((tcp, dormant)) = asleep.take() {
+                    asleep = Box::pin(self.wake_h1(tcp, dormant, &info, &mut stop)).await;
+                }
             }
         }
         self.active.dec();

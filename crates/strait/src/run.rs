@@ -147,7 +147,7 @@ async fn serve(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            strait_profile::heap::collect();
+            strait_profile::heap::collect(false);
         }
     });
     let handle = tokio::runtime::Handle::current();

@@ -189,14 +189,21 @@ impl<IO> H1Guard<IO> {
     /// Whether [`H1Guard::hibernate`] keeps everything this guard holds: the stream sits
     /// between requests with nothing read ahead, pending, refused or blocked.
     pub fn can_hibernate(&self) -> bool {
-        !self.has_buffered()
-            && self.framing.dormant().is_some()
+        self.quiet()
             && self.rejection.is_none()
-            && self.refusing.is_none()
-            && !self.idle_closed
-            && !self.write_blocked
             && self.read_waker.is_none()
             && self.send_blocked.is_none()
+    }
+
+    /// Between requests with nothing read ahead, awaited, refused or blocked: what parking
+    /// needs on the guard's side.
+    fn quiet(&self) -> bool {
+        self.framing.is_idle()
+            && !self.framing.awaiting_response()
+            && !self.has_buffered()
+            && !self.write_blocked
+            && self.refusing.is_none()
+            && !self.idle_closed
     }
 
     /// Parks the connection and puts the guard away: its stream, and what a guard made by
@@ -277,12 +284,7 @@ impl<IO> H1Guard<IO> {
     /// The park deadline passed: signal readiness if nothing is in progress on the guard's side.
     pub(super) fn fire_park(&mut self) {
         self.park_fired = true;
-        let quiet = self.framing.is_idle()
-            && !self.framing.awaiting_response()
-            && !self.has_buffered()
-            && !self.write_blocked
-            && self.refusing.is_none()
-            && !self.idle_closed;
+        let quiet = self.quiet();
         if let Some(park) = &self.park {
             park.signal().set_ready(quiet);
         }
