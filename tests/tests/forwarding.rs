@@ -537,7 +537,14 @@ async fn a_response_streams_back_while_its_request_body_is_still_uploading() {
 #[tokio::test]
 async fn an_idle_pooled_connection_the_upstream_closes_is_closed_at_once() {
     // The upstream's FIN on an idle keep-alive connection is acted on at once: the socket must
-    // not wait in CLOSE_WAIT for the next request or the pool's 5-second sweep.
+    // not wait in CLOSE_WAIT for the next request or the pool's sweep. At 300 ms the connection
+    // may still be live in hyper or just resting; at 1.2 s it rests (no hyper state).
+    for close_after in [300, 1200] {
+        upstream_fin_is_answered_at_once(Duration::from_millis(close_after)).await;
+    }
+}
+
+async fn upstream_fin_is_answered_at_once(close_after: Duration) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -550,7 +557,7 @@ async fn an_idle_pooled_connection_the_upstream_closes_is_closed_at_once() {
             .await
             .unwrap();
         // Let the connection go back to the pool, then close our side of it.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(close_after).await;
         tcp.shutdown().await.unwrap();
         let fin = std::time::Instant::now();
         let mut rest = Vec::new();
@@ -570,7 +577,140 @@ async fn an_idle_pooled_connection_the_upstream_closes_is_closed_at_once() {
         .await
         .unwrap();
     assert!(
-        after < Duration::from_secs(1),
-        "the pooled connection was closed {after:?} after the upstream's FIN (the idle sweep runs every 5 s)"
+        after < Duration::from_millis(500),
+        "the pooled connection was closed {after:?} after the upstream's FIN (idle {close_after:?})"
     );
+}
+
+/// A raw upstream that accepts connections and hands each to `serve`; counts them.
+async fn raw_upstream<F, Fut>(serve: F) -> (std::net::SocketAddr, Arc<AtomicU64>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(tcp));
+        }
+    });
+    (addr, accepted)
+}
+
+/// Longer than a pooled connection stays live unused (250 ms) plus the pool's tick (250 ms).
+const RESTED: Duration = Duration::from_millis(900);
+
+#[tokio::test]
+async fn a_rested_pooled_connection_serves_again_and_still_upgrades() {
+    // A pooled upstream connection unused for a while rests (hyper's state is freed, the
+    // socket kept). The next requests must go on that same socket, and a WebSocket upgrade on
+    // it must still be handed over to the tunnel.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, accepted) = raw_upstream(|mut tcp| async move {
+        let mut seen = Vec::new();
+        for n in 1..=2 {
+            read_until(&mut tcp, &mut seen, b"\r\n\r\n").await;
+            seen.clear();
+            let reply = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nr{n}");
+            tcp.write_all(reply.as_bytes()).await.unwrap();
+        }
+        read_until(&mut tcp, &mut seen, b"\r\n\r\n").await;
+        assert!(
+            String::from_utf8_lossy(&seen)
+                .to_ascii_lowercase()
+                .contains("upgrade: websocket"),
+            "{}",
+            String::from_utf8_lossy(&seen)
+        );
+        tcp.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        // The tunnel: echo until the client closes.
+        let mut chunk = [0u8; 1024];
+        while let Ok(n) = tcp.read(&mut chunk).await {
+            if n == 0 || tcp.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    let s = Strait::start(&proxy_to(addr)).await;
+    for n in 1..=2 {
+        tokio::time::sleep(RESTED).await;
+        let resp = client::send(
+            s.web(),
+            Proto::H1,
+            Request::get("/").header("host", "h").body(empty()).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.into_body(), format!("r{n}"));
+    }
+    tokio::time::sleep(RESTED).await;
+    let mut client = tokio::net::TcpStream::connect(s.web()).await.unwrap();
+    client
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nhost: h\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+              sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    read_until(&mut client, &mut got, b"\r\n\r\n").await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    client.write_all(b"through the tunnel").await.unwrap();
+    got.clear();
+    read_until(&mut client, &mut got, b"through the tunnel").await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "all three went on one connection"
+    );
+}
+
+#[tokio::test]
+async fn a_rested_pooled_connection_the_upstream_writes_to_is_never_reused() {
+    // Bytes an upstream sends on an idle connection answer no request: the connection is
+    // closed, and they never reach a client as the answer to the next request.
+    use tokio::io::AsyncWriteExt;
+    let (addr, accepted) = raw_upstream(|mut tcp| async move {
+        let mut seen = Vec::new();
+        read_until(&mut tcp, &mut seen, b"\r\n\r\n").await;
+        tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ngood")
+            .await
+            .unwrap();
+        tokio::time::sleep(RESTED).await;
+        let _ = tcp
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nevil")
+            .await;
+        // Hold the connection open: only the bytes may tell Strait it is spoiled.
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut rest).await;
+    })
+    .await;
+    let s = Strait::start(&proxy_to(addr)).await;
+    for _ in 0..2 {
+        let resp = client::send(
+            s.web(),
+            Proto::H1,
+            Request::get("/").header("host", "h").body(empty()).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.into_body(), "good");
+        tokio::time::sleep(RESTED + Duration::from_millis(300)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }

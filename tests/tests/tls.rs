@@ -233,3 +233,29 @@ async fn upstream_tls_with_an_untrusted_cert_gives_502() {
         "no request may pass an unverified TLS session"
     );
 }
+
+#[tokio::test]
+async fn a_rested_http1_tls_upstream_connection_serves_again() {
+    // An idle pooled connection rests after 250 ms (hyper's state freed, the TLS session
+    // kept); the next request starts hyper on the same session.
+    let leaf = Leaf::self_signed(&["127.0.0.1"]);
+    let up = Upstream::with_tls("tls-up", leaf.server_config(&[b"http/1.1"]), |r| {
+        Reply::text(r.uri.path())
+    })
+    .await;
+    let yaml = format!(
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\nroutes:\n  - name: r\n    upstream: up\n\
+         upstreams:\n  - name: up\n    endpoints: [\"{}\"]\n    tls: {{ insecure_skip_verify: true }}\n",
+        up.addr()
+    );
+    let s = Strait::start(&yaml).await;
+    for n in 0..3 {
+        let resp = client::get(s.web(), &format!("/r{n}"))
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(text(&resp), format!("/r{n}"));
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    }
+    assert_eq!(up.connections(), 1, "one TLS connection served all three");
+}

@@ -6,13 +6,18 @@
 //! connection, that the request body marks when it ends and that counts open connections.
 //! Every wait here is bounded: taking a pooled connection by `timeouts.connect`, waiting for a
 //! free one under `limits.max_connections` by `timeouts.connect`, dialling by `timeouts.connect`.
+//!
+//! An idle connection rests after [`REST_AFTER`] unused (see [`rest`]): hyper's state and
+//! buffers (about 40 KB) are freed and only the socket stays, until a request takes it again.
 
 use std::{
+    collections::VecDeque,
     net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex, Weak,
     },
+    task::Waker,
     time::{Duration, Instant},
 };
 
@@ -27,9 +32,12 @@ use crate::upstream::{Endpoint, Upstream, UpstreamTls};
 
 mod body;
 mod io;
+mod rest;
 
 pub use self::body::PooledBody;
 pub use self::io::UpstreamIo;
+use self::rest::Resting;
+pub use self::rest::REST_AFTER;
 
 /// A connection ready to carry one request.
 pub enum Conn {
@@ -52,12 +60,30 @@ pub struct H1Conn {
 pub struct ConnSlot {
     pool: Arc<EndpointPool>,
     request_done: AtomicBool,
+    /// A request asking to switch protocols was sent: hyper must hand the socket over.
+    upgrade: AtomicBool,
+    /// Taken from the idle list to rest: the connection's driver gives its socket back.
+    rest: AtomicBool,
 }
 
 impl ConnSlot {
+    fn new(pool: &Arc<EndpointPool>) -> Arc<Self> {
+        Arc::new(ConnSlot {
+            pool: pool.clone(),
+            request_done: AtomicBool::new(false),
+            upgrade: AtomicBool::new(false),
+            rest: AtomicBool::new(false),
+        })
+    }
+
     /// Marks the current request's body as completely sent.
     pub fn request_sent(&self) {
         self.request_done.store(true, Ordering::Release);
+    }
+
+    /// Marks the request about to be sent as one that may switch protocols (`Upgrade`).
+    pub fn may_upgrade(&self) {
+        self.upgrade.store(true, Ordering::Release);
     }
 
     fn start_request(&self) {
@@ -73,8 +99,32 @@ impl Drop for ConnSlot {
 }
 
 struct Idle {
-    conn: H1Conn,
+    held: Held,
     since: Instant,
+}
+
+/// An idle connection: ready in hyper, or resting as a bare socket.
+enum Held {
+    Live(H1Conn),
+    Resting(Resting),
+}
+
+impl Held {
+    fn is_closed(&self) -> bool {
+        match self {
+            Held::Live(c) => c.tx.is_closed(),
+            // The pool's watcher drops a resting socket the upstream closes.
+            Held::Resting(_) => false,
+        }
+    }
+}
+
+/// The idle connections of one endpoint: live ones at the back (taken first), resting ones at
+/// the front; and the waker of the task that watches the resting ones, while it runs.
+#[derive(Default)]
+struct IdleList {
+    conns: VecDeque<Idle>,
+    watcher: Option<Waker>,
 }
 
 /// Connections of one endpoint; lives in the endpoint's live state, so it survives reloads.
@@ -82,7 +132,7 @@ pub struct EndpointPool {
     addr: Option<SocketAddr>,
     address: Arc<str>,
     host: String,
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<IdleList>,
     /// Open HTTP/1.1 connections (idle or in use).
     open: AtomicUsize,
     /// Requests waiting for a connection.
@@ -131,7 +181,7 @@ impl EndpointPool {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_string(),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(IdleList::default()),
             open: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
             freed: Notify::new(),
@@ -153,11 +203,43 @@ impl EndpointPool {
         self.open.load(Ordering::Acquire)
     }
 
-    /// Closes idle connections older than `max_age`.
-    pub fn evict(&self, max_age: Duration) {
+    /// Closes idle connections older than `max_age`, and sends live ones unused for
+    /// [`REST_AFTER`] to rest.
+    pub fn tend(&self, max_age: Duration) {
         let now = Instant::now();
-        lock(&self.idle)
-            .retain(|c| now.duration_since(c.since) < max_age && !c.conn.tx.is_closed());
+        let mut gone = Vec::new();
+        let mut resting = 0;
+        {
+            let mut idle = lock(&self.idle);
+            // One turn of the list, in place: order (resting at the front) is kept.
+            for _ in 0..idle.conns.len() {
+                let Some(c) = idle.conns.pop_front() else {
+                    break;
+                };
+                let age = now.duration_since(c.since);
+                if age >= max_age || c.held.is_closed() {
+                    gone.push((c.held, false));
+                } else if matches!(c.held, Held::Live(_)) && age >= REST_AFTER {
+                    gone.push((c.held, true));
+                } else {
+                    resting += usize::from(matches!(c.held, Held::Resting(_)));
+                    idle.conns.push_back(c);
+                }
+            }
+            if resting == 0 {
+                // Lets a watcher left with nothing to watch end (and free the pool with it).
+                if let Some(w) = &idle.watcher {
+                    w.wake_by_ref();
+                }
+            }
+        }
+        // Closed outside the lock. Dropping a live connection's sender ends hyper's dispatcher;
+        // marked to rest, its driver then puts the bare socket back (see `rest`).
+        for (held, rest) in gone {
+            if let (Held::Live(conn), true) = (&held, rest) {
+                conn.slot.rest.store(true, Ordering::Release);
+            }
+        }
     }
 
     /// Returns a connection whose exchange is complete to the pool (at most `max` idle).
@@ -167,9 +249,9 @@ impl EndpointPool {
             return;
         }
         let mut idle = lock(&self.idle);
-        if idle.len() < max {
-            idle.push(Idle {
-                conn,
+        if idle.conns.len() < max {
+            idle.conns.push_back(Idle {
+                held: Held::Live(conn),
                 since: Instant::now(),
             });
             drop(idle);
@@ -213,11 +295,12 @@ impl Pools {
         })
     }
 
-    /// Closes expired idle connections and forgets dropped pools.
-    pub fn evict_idle(&self) {
+    /// Closes expired idle connections, rests those unused for [`REST_AFTER`], and forgets
+    /// dropped pools. Called every [`REST_AFTER`].
+    pub fn tend(&self) {
         lock(&self.all).retain(|(w, age)| match w.upgrade() {
             Some(p) => {
-                p.evict(*age);
+                p.tend(*age);
                 true
             }
             None => false,
@@ -272,14 +355,21 @@ pub async fn checkout(
     let deadline = tokio::time::Instant::now() + wait;
     let mut pending = None;
     loop {
-        while let Some(mut idle) = pop_idle(pool, upstream) {
+        while let Some(held) = pop_idle(pool, upstream) {
+            let mut conn = match held {
+                Held::Live(conn) => conn,
+                Held::Resting(r) => match r.wake().await {
+                    Some(conn) => conn,
+                    None => continue,
+                },
+            };
             // Ready at once in the usual case; a connection that is not ready within the
             // connect timeout is in an unknown state and is dropped.
-            match tokio::time::timeout_at(deadline, idle.conn.tx.ready()).await {
+            match tokio::time::timeout_at(deadline, conn.tx.ready()).await {
                 Ok(Ok(())) => {
-                    idle.conn.slot.start_request();
+                    conn.slot.start_request();
                     return Ok(Checkout {
-                        conn: Conn::H1(idle.conn),
+                        conn: Conn::H1(conn),
                         reused: true,
                     });
                 }
@@ -305,18 +395,18 @@ pub async fn checkout(
         }
         let freed = pool.freed.notified();
         // A connection may have come back between the checks above and `notified`.
-        let none_free = lock(&pool.idle).is_empty() && pool.open() >= limit;
+        let none_free = lock(&pool.idle).conns.is_empty() && pool.open() >= limit;
         if none_free && tokio::time::timeout_at(deadline, freed).await.is_err() {
             return Err(ConnectError::Exhausted);
         }
     }
 }
 
-fn pop_idle(pool: &EndpointPool, upstream: &Upstream) -> Option<Idle> {
+fn pop_idle(pool: &EndpointPool, upstream: &Upstream) -> Option<Held> {
     let mut idle = lock(&pool.idle);
-    while let Some(c) = idle.pop() {
-        if !c.conn.tx.is_closed() && c.since.elapsed() < upstream.pool.idle_timeout {
-            return Some(c);
+    while let Some(c) = idle.conns.pop_back() {
+        if !c.held.is_closed() && c.since.elapsed() < upstream.pool.idle_timeout {
+            return Some(c.held);
         }
     }
     None
@@ -376,20 +466,12 @@ fn shared_h2(pool: &EndpointPool) -> Option<http2::SendRequest<ProxyBody>> {
 
 /// Dials a fresh HTTP/1.1 connection, counted against the limit (the caller reserved it).
 async fn dial_h1(pool: &Arc<EndpointPool>, upstream: &Upstream) -> Result<H1Conn, ConnectError> {
-    let slot = Arc::new(ConnSlot {
-        pool: pool.clone(),
-        request_done: AtomicBool::new(false),
-    });
+    let slot = ConnSlot::new(pool);
     let io = connect_io(pool, upstream).await?;
-    let (tx, conn) = http1::Builder::new()
-        .max_buf_size(crate::upguard::MAX_READ_BUF)
-        .handshake(TokioIo::new(crate::upguard::UpstreamGuard::new(io)))
+    rest::start_h1(io, slot)
         .await
-        .inspect_err(|_| pool.connect_errors.inc())?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    Ok(H1Conn { tx, slot })
+        .inspect_err(|_| pool.connect_errors.inc())
+        .map_err(ConnectError::Http)
 }
 
 /// Dials a fresh HTTP/1.1 connection past the pool, for a request a reused connection did not

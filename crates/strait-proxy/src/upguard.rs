@@ -65,6 +65,17 @@ impl<IO> UpstreamGuard<IO> {
         }
     }
 
+    /// Whether the connection rests between exchanges with nothing checked and unread, so a
+    /// fresh guard may take it over.
+    pub(crate) fn is_at_rest(&self) -> bool {
+        self.failed.is_none() && self.out_pos == self.out.len() && self.framing.is_at_rest()
+    }
+
+    /// The wrapped connection.
+    pub(crate) fn into_inner(self) -> IO {
+        self.io
+    }
+
     fn error(reason: &'static str) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,

@@ -203,10 +203,10 @@ async fn serve(
     tokio::spawn(strait_control::rollout::run(Arc::downgrade(&control)));
     let shared = control.shared.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(strait_proxy::pool::REST_AFTER);
         loop {
             tick.tick().await;
-            shared.pools.evict_idle();
+            shared.pools.tend();
         }
     });
 

@@ -142,6 +142,9 @@ async fn send_h1(
     deadline: tokio::time::Instant,
 ) -> Result<Sent, Failure> {
     req.body_mut().notify_sent(&c.slot);
+    if req.headers().contains_key(http::header::UPGRADE) {
+        c.slot.may_upgrade();
+    }
     match tokio::time::timeout_at(deadline, c.tx.try_send_request(req)).await {
         Ok(Ok(response)) => Ok(Sent {
             response,

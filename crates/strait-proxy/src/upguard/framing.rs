@@ -57,6 +57,15 @@ impl Framing {
         }
     }
 
+    /// Whether the connection is between exchanges: every request answered, no byte of a next
+    /// response read, and it may carry another.
+    pub(crate) fn is_at_rest(&self) -> bool {
+        matches!(&self.phase, Phase::Head(p) if p.is_unstarted())
+            && self.carried.is_empty()
+            && !self.closing
+            && self.requests.is_idle()
+    }
+
     /// Bytes hyper wrote (requests).
     pub(crate) fn on_written(&mut self, bytes: &[u8]) {
         // After a switch to a tunnel (or a body that ends with the connection) nothing written

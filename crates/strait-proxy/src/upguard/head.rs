@@ -116,6 +116,11 @@ impl Parser {
         }
     }
 
+    /// Whether no byte of a head has been read yet.
+    pub(crate) fn is_unstarted(&self) -> bool {
+        self.len == 0
+    }
+
     /// Consumes bytes of `buf` up to and including the end of the head: how many, and the head
     /// when it ended among them.
     pub(crate) fn feed(&mut self, buf: &[u8]) -> Result<(usize, Option<Head>), &'static str> {

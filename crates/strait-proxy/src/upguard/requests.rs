@@ -68,6 +68,14 @@ impl Requests {
         self.pending.pop_front()
     }
 
+    /// Whether every request written has been answered and none is half written.
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.lost
+            && self.pending.is_empty()
+            && matches!(self.state, State::Method)
+            && self.method_len == 0
+    }
+
     /// Whether the written stream could not be followed.
     pub(crate) fn is_lost(&self) -> bool {
         self.lost

@@ -253,3 +253,37 @@ async fn the_shell_passes_a_valid_exchange_and_refuses_the_whole_read_of_a_bad_o
     // And it stays refused.
     assert!(guard.read(&mut buf).await.is_err());
 }
+
+/// Whether the framing rests after `requests` were written and `response` read.
+fn at_rest_after(requests: &[u8], response: &[u8]) -> bool {
+    let mut f = Framing::new(32 * 1024);
+    f.on_written(requests);
+    f.feed(response, &mut Vec::new()).expect("valid response");
+    f.is_at_rest()
+}
+
+#[test]
+fn a_connection_rests_only_between_whole_exchanges() {
+    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    assert!(Framing::new(1024).is_at_rest());
+    assert!(at_rest_after(GET, ok));
+    assert!(at_rest_after(&[GET, GET].concat(), &[&ok[..], ok].concat()));
+    // A response still owed, half read, or the body not all read.
+    assert!(!at_rest_after(&[GET, GET].concat(), ok));
+    assert!(!at_rest_after(GET, b""));
+    assert!(!at_rest_after(GET, b"HTTP/1.1 200 OK\r\ncontent-"));
+    assert!(!at_rest_after(
+        GET,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\no"
+    ));
+    // A request half written, or whose body is not all written.
+    assert!(!at_rest_after(&[GET, b"GET /"].concat(), ok));
+    let post = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nab";
+    assert!(!at_rest_after(post, ok));
+    // The connection's last response (Connection: close by both fields), or read to the close.
+    assert!(!at_rest_after(
+        GET,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+    ));
+    assert!(!at_rest_after(GET, b"HTTP/1.0 200 OK\r\n\r\nuntil close"));
+}

@@ -1,0 +1,164 @@
+//! Idle upstream HTTP/1.1 connections at rest: hyper's dispatcher and buffers are freed and only the socket is kept, watched by one task per pool.
+//!
+//! A live pooled connection holds hyper's dispatcher task, its request channel and its read and
+//! write buffers: about 40 KB, for a socket that may wait minutes for its next request. After
+//! [`REST_AFTER`] unused, the pool drops hyper's sender; the connection's driver (this module's
+//! `drive`, which polls hyper without letting it shut the socket) then gets the socket back
+//! and, when hyper and the response guard agree that it is between exchanges with nothing
+//! unread, puts it in the pool bare. A request that takes it checks that nothing arrived
+//! meanwhile and starts hyper afresh on it, which costs a few microseconds against a connect's
+//! round trip. Resting sockets stay registered with the reactor, and one watcher task per pool
+//! drops any the upstream closes (or writes to) as soon as it does, as the live driver would.
+
+use std::future::poll_fn;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncWriteExt, ReadBuf};
+
+use super::{lock, ConnSlot, EndpointPool, H1Conn, Held, Idle, UpstreamIo};
+use crate::body::ProxyBody;
+use crate::upguard::{UpstreamGuard, MAX_READ_BUF};
+
+/// How long a pooled HTTP/1.1 connection stays live while unused before it rests.
+pub const REST_AFTER: Duration = Duration::from_millis(250);
+
+/// How long closing a connection may take (a TLS close_notify to an upstream not reading).
+const CLOSE_WITHIN: Duration = Duration::from_secs(1);
+
+type Io = TokioIo<UpstreamGuard<UpstreamIo>>;
+
+/// A pooled connection at rest: its socket and its slot, nothing of hyper.
+pub(super) struct Resting {
+    io: UpstreamIo,
+    slot: Arc<ConnSlot>,
+}
+
+impl Resting {
+    /// Whether the socket has nothing to read (no data, no FIN, no error); registers `cx` to
+    /// be woken when that changes.
+    fn quiet(&self, cx: &mut Context<'_>) -> bool {
+        let tcp = match &self.io {
+            UpstreamIo::Tcp(s) => s,
+            UpstreamIo::Tls(s) => s.get_ref().0,
+        };
+        let mut byte = [0u8; 1];
+        tcp.poll_peek(cx, &mut ReadBuf::new(&mut byte)).is_pending()
+    }
+
+    /// The connection live again, unless the upstream closed or wrote to it meanwhile.
+    pub(super) async fn wake(self) -> Option<H1Conn> {
+        if !self.quiet(&mut Context::from_waker(Waker::noop())) {
+            return None;
+        }
+        start_h1(self.io, self.slot).await.ok()
+    }
+}
+
+/// Starts hyper's HTTP/1.1 client on `io` and spawns the connection's driver.
+pub(super) async fn start_h1(io: UpstreamIo, slot: Arc<ConnSlot>) -> hyper::Result<H1Conn> {
+    slot.rest.store(false, Ordering::Release);
+    let (tx, conn) = http1::Builder::new()
+        .max_buf_size(MAX_READ_BUF)
+        .handshake(TokioIo::new(UpstreamGuard::new(io)))
+        .await?;
+    tokio::spawn(drive(conn, slot.clone()));
+    Ok(H1Conn { tx, slot })
+}
+
+/// Runs hyper's side of one connection until it ends; then rests the socket if the pool asked
+/// for that and the connection is cleanly between exchanges, and closes it otherwise.
+async fn drive(mut conn: http1::Connection<Io, ProxyBody>, slot: Arc<ConnSlot>) {
+    let ended = poll_fn(|cx| {
+        // A request that may switch protocols needs hyper's upgrade hand-over, which only the
+        // shutting-down poll gives; the flag is set before the request reaches hyper.
+        if slot.upgrade.load(Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
+        conn.poll_without_shutdown(cx).map(Some)
+    })
+    .await;
+    match ended {
+        None => {
+            let _ = conn.with_upgrades().await;
+        }
+        Some(Ok(())) => {
+            let parts = conn.into_parts();
+            let guard = parts.io.into_inner();
+            let clean = parts.read_buf.is_empty() && guard.is_at_rest();
+            let mut io = guard.into_inner();
+            if clean && slot.rest.load(Ordering::Acquire) {
+                let pool = slot.pool.clone();
+                pool.put_to_rest(Resting { io, slot });
+            } else {
+                let _ = tokio::time::timeout(CLOSE_WITHIN, io.shutdown()).await;
+            }
+        }
+        Some(Err(_)) => {}
+    }
+}
+
+impl EndpointPool {
+    /// Puts a resting connection in the idle list, behind the live ones, under the watcher.
+    fn put_to_rest(self: &Arc<Self>, r: Resting) {
+        // It was unused for at least REST_AFTER when the pool sent it to rest.
+        let since = Instant::now() - REST_AFTER;
+        let mut idle = lock(&self.idle);
+        match &idle.watcher {
+            Some(w) => {
+                if !r.quiet(&mut Context::from_waker(w)) {
+                    drop(idle);
+                    return;
+                }
+            }
+            None => {
+                // The watcher's first poll registers every resting socket.
+                idle.watcher = Some(Waker::noop().clone());
+                tokio::spawn(watch(self.clone()));
+            }
+        }
+        idle.conns.push_front(Idle {
+            held: Held::Resting(r),
+            since,
+        });
+        drop(idle);
+        self.freed.notify_one();
+    }
+}
+
+/// Drops the pool's resting connections that the upstream closes or writes to, as they do;
+/// ends when none rests.
+async fn watch(pool: Arc<EndpointPool>) {
+    poll_fn(|cx| {
+        let mut closed = Vec::new();
+        let mut idle = lock(&pool.idle);
+        let mut resting = 0;
+        for _ in 0..idle.conns.len() {
+            let Some(c) = idle.conns.pop_front() else {
+                break;
+            };
+            if let Held::Resting(r) = &c.held {
+                if !r.quiet(cx) {
+                    closed.push(c);
+                    continue;
+                }
+                resting += 1;
+            }
+            idle.conns.push_back(c);
+        }
+        let done = resting == 0;
+        idle.watcher = (!done).then(|| cx.waker().clone());
+        drop(idle);
+        drop(closed);
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
