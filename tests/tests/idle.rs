@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use strait_e2e::certs::{accept_any_client_config, Ca};
 use strait_e2e::client::{self, read_until_close, text, Conn, Proto};
+use strait_e2e::metrics::sum;
 use strait_e2e::ws::WsEcho;
 use strait_e2e::{raise_nofile, rss_kib, within, Reply, ReplyBody, Strait, Upstream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -317,6 +318,77 @@ async fn an_idle_proxy_returns_the_memory_of_a_burst_of_connections() {
         now <= before + (peak - before) / 4,
         "RSS {before} KiB before the burst, {peak} KiB at its height, still {now} KiB 5 s after it"
     );
+}
+
+async fn active(s: &Strait) -> f64 {
+    sum(
+        &s.metrics().await,
+        "strait_downstream_connections_active",
+        &[("listener", "web")],
+    )
+}
+
+async fn active_becomes(s: &Strait, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut now = active(s).await;
+    while now != want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        now = active(s).await;
+    }
+    assert_eq!(now, want, "strait_downstream_connections_active");
+}
+
+#[tokio::test]
+async fn parked_connections_keep_their_slot_and_are_counted_until_they_end() {
+    // A parked connection has no task of its own (it waits in its listener's sleepers): it
+    // must still count as open, hold its connection slot, and leave both when it ends by the
+    // client's close, by its idle timeout or after waking and closing.
+    let up = Upstream::with_handler("up", |r| Reply::text(r.uri.path())).await;
+    let s = Strait::start(&config(
+        up.addr(),
+        "    limits: { max_connections: 3, idle_timeout: 2s }\n",
+    ))
+    .await;
+    let mut conns = Vec::new();
+    for i in 0..3 {
+        let mut raw = Raw::connect(s.web()).await;
+        raw.exchange(&format!("/c{i}")).await;
+        conns.push(raw);
+    }
+    tokio::time::sleep(IDLE).await;
+    active_becomes(&s, 3.0).await;
+    // The listener is full: a fourth connection waits in the backlog, unanswered.
+    let mut fourth = Raw::connect(s.web()).await;
+    fourth.send(&get("/fourth")).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(400), fourth.response())
+            .await
+            .is_err(),
+        "a fourth connection was served past max_connections: 3"
+    );
+    // A parked connection wakes and serves, then parks again.
+    conns[1].exchange("/again").await;
+    tokio::time::sleep(IDLE).await;
+    active_becomes(&s, 3.0).await;
+    // A client that closes its parked connection frees its slot: the fourth is served.
+    drop(conns.remove(0));
+    assert_eq!(
+        within(
+            Duration::from_secs(5),
+            "the fourth's response",
+            fourth.response()
+        )
+        .await,
+        (200, "/fourth".to_string())
+    );
+    active_becomes(&s, 3.0).await;
+    // Idle timeouts end the rest.
+    for raw in conns.iter_mut().chain([&mut fourth]) {
+        let rest = read_until_close(&mut raw.tcp, Duration::from_secs(5)).await;
+        assert!(rest.closed && rest.bytes.is_empty(), "{:?}", rest.text());
+    }
+    active_becomes(&s, 0.0).await;
+    assert_eq!(up.requests().len(), 5);
 }
 
 #[tokio::test]

@@ -76,6 +76,27 @@ async fn listeners_are_added_moved_and_removed_live() {
     .await;
     eprintln!("listener added and serving after {:?}", t.elapsed());
     assert_eq!(served(s.web(), "/").await.as_deref(), Some("two"));
+    // A keep-alive connection left parked on the listener about to move.
+    let mut parked = TcpStream::connect(first).await.unwrap();
+    parked
+        .write_all(b"GET / HTTP/1.1\r\nhost: live.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    within(
+        Duration::from_secs(5),
+        "response on the parked connection",
+        async {
+            let mut chunk = [0u8; 1024];
+            while !String::from_utf8_lossy(&got).ends_with("two") {
+                let n = parked.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&chunk[..n]);
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Moved: the new port serves, the old one refuses.
     let second = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -94,6 +115,9 @@ async fn listeners_are_added_moved_and_removed_live() {
         TcpStream::connect(first).await.is_err().then_some(())
     })
     .await;
+    // The moved listener's parked connection is closed with it, not left to its idle timeout.
+    let rest = client::read_until_close(&mut parked, Duration::from_secs(5)).await;
+    assert!(rest.closed && rest.bytes.is_empty(), "{rest:?}");
 
     // A port that cannot be bound rejects the whole reload; the running config stays.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -17,9 +17,9 @@
 //!
 //! A plain TCP connection with nothing held (no bytes read ahead) goes further and
 //! *hibernates* ([`Served::Park`]): its guard is reduced to a [`Dormant`] state (counters, the
-//! last request line, the armed idle timer: 128 bytes instead of 656), and the boxed future
-//! that served it is freed, so the connection's task keeps only the stream, that state and
-//! what [`sleep`] waits on. Readability builds a new guard from it ([`H1Guard::wake`]).
+//! last request line, the armed idle timer: 128 bytes instead of 656), and its task ends: the
+//! stream and that state wait in the listener's sleepers (`server::sleepers`, polled with
+//! [`poll_asleep`]). Readability spawns a task that builds a new guard ([`H1Guard::wake`]).
 //!
 //! Protocol switches (WebSocket): hyper's own upgrade hand-off needs a connection that always
 //! shuts the stream down at its end, which parking cannot use. Instead `forward` puts the
@@ -103,7 +103,7 @@ impl AsRef<ParkSignal> for ConnInfo {
 /// A stream that can wait for readability with no reader on it, so its connection can park.
 pub(crate) trait ParkIo {
     /// Whether a parked connection of this stream puts its guard away ([`H1Guard::hibernate`])
-    /// and waits in [`sleep`] in a small task. A TLS stream's own state (rustls's buffers) is
+    /// and waits, without a task, in the listener's sleepers ([`poll_asleep`]). A TLS stream's own state (rustls's buffers) is
     /// many times a guard's, so it parks with its guard.
     const HIBERNATES: bool = false;
 
@@ -268,26 +268,20 @@ async fn wait_readable<IO: ParkIo>(
     .await
 }
 
-/// Waits, parked and hibernated, until the client sends bytes (true), or the idle timeout or
-/// drain ends the connection (false). The plain-TCP counterpart of `wait_readable`, for a task
-/// that holds only the stream and its [`Dormant`] guard state.
-pub(crate) async fn sleep(
+/// Polls a parked, hibernated connection: ready with true when the client sent bytes, with
+/// false when the idle timeout fired or the socket failed. The plain-TCP counterpart of
+/// `wait_readable`, for a connection that is only its stream and its [`Dormant`] guard state
+/// (drain is watched for a whole set of them, see `server::sleepers`).
+pub(crate) fn poll_asleep(
     tcp: &TcpStream,
     dormant: &mut Dormant,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
-    let mut stopped = pin!(crate::server::stopped(stop));
-    poll_fn(|cx| {
-        // Readiness first, as in `wait_readable`.
-        if let Poll::Ready(r) = tcp.poll_read_ready(cx) {
-            return Poll::Ready(r.is_ok());
-        }
-        if stopped.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(false);
-        }
-        dormant.poll_idle_timeout(cx).map(|()| false)
-    })
-    .await
+    cx: &mut Context<'_>,
+) -> Poll<bool> {
+    // Readiness first, as in `wait_readable`.
+    if let Poll::Ready(r) = tcp.poll_read_ready(cx) {
+        return Poll::Ready(r.is_ok());
+    }
+    dormant.poll_idle_timeout(cx).map(|()| false)
 }
 
 /// Polls hyper until it ends; asks it to end gracefully on drain, or when the connection may

@@ -119,8 +119,9 @@ impl Held {
     }
 }
 
-/// The idle connections of one endpoint: live ones at the back (taken first), resting ones at
-/// the front; and the waker of the task that watches the resting ones, while it runs.
+/// The idle connections of one endpoint, taken from the back: resting ones at the front
+/// (oldest first), then live ones (oldest first); and the waker of the task that watches the
+/// resting ones, while it runs.
 #[derive(Default)]
 struct IdleList {
     conns: VecDeque<Idle>,

@@ -22,6 +22,7 @@ use tokio::{
     time::Instant,
 };
 
+use self::sleepers::{Sleeper, Sleepers};
 use self::sniff::{Prefixed, Sniffed};
 use crate::{
     h1conn::{self, H1Ctx, H1Shared, Served},
@@ -34,6 +35,7 @@ use crate::{
 
 mod proxy_proto;
 pub mod quic;
+mod sleepers;
 mod sniff;
 
 /// Binds a listening socket the way a server should (SO_REUSEADDR, a deep backlog).
@@ -105,7 +107,8 @@ pub async fn serve_listener(
         .with_label_values(&[&spec.name]);
     // Alt-Svc names the port actually bound (the UDP endpoint shares it), not `listen`'s 0.
     let port = listener.local_addr().map_or(spec.addr.port(), |a| a.port());
-    let mut ctx = Arc::new(ListenerCtx::new(shared, spec, port));
+    let sleepers = Sleepers::start(&stop);
+    let mut ctx = Arc::new(ListenerCtx::new(shared, spec, port, sleepers));
     let mut stop_accept = stop.clone();
     'accept: loop {
         // Waiting for a slot before accepting leaves excess connections in the kernel backlog.
@@ -181,7 +184,12 @@ fn refresh(ctx: &mut Arc<ListenerCtx>, slots: &Semaphore, debt: &mut usize) {
             let excess = from - to;
             *debt += excess - slots.forget_permits(excess);
         }
-        *ctx = Arc::new(ListenerCtx::new(ctx.shared.clone(), cur, ctx.port));
+        *ctx = Arc::new(ListenerCtx::new(
+            ctx.shared.clone(),
+            cur,
+            ctx.port,
+            ctx.sleepers.clone(),
+        ));
     }
 }
 
@@ -203,12 +211,19 @@ struct ListenerCtx {
     port: u16,
     /// `Alt-Svc` for this listener's responses when it serves HTTP/3, built once here.
     alt_svc: Option<HeaderValue>,
+    /// Where this listener's plain connections wait while parked (shared across reloads).
+    sleepers: Arc<Sleepers>,
 }
 
 // === impl ListenerCtx ===
 
 impl ListenerCtx {
-    fn new(shared: Arc<Shared>, spec: Arc<ListenerSpec>, port: u16) -> Self {
+    fn new(
+        shared: Arc<Shared>,
+        spec: Arc<ListenerSpec>,
+        port: u16,
+        sleepers: Arc<Sleepers>,
+    ) -> Self {
         let mut h1 = http1::Builder::new();
         h1.keep_alive(true)
             // The guard enforces head limits and timeouts precisely; hyper's own must not fire first.
@@ -244,17 +259,18 @@ impl ListenerCtx {
             active,
             port,
             alt_svc,
+            sleepers,
         }
     }
 
-    /// Serves one accepted connection; `_held` (its connection slot and drain tracking) is
+    /// Serves one accepted connection; `held` (its connection slot and drain tracking) is
     /// released when it ends.
     async fn serve(
         self: Arc<Self>,
         mut tcp: TcpStream,
         mut peer: SocketAddr,
         mut stop: watch::Receiver<bool>,
-        _held: (OwnedSemaphorePermit, TrackGuard),
+        held: (OwnedSemaphorePermit, TrackGuard),
     ) {
         let _ = tcp.set_nodelay(true);
         let accepted = Instant::now();
@@ -289,21 +305,48 @@ impl ListenerCtx {
         if self.spec.tls.is_some() {
             // Boxed: the handshake state is large and would size every connection's task.
             Box::pin(self.serve_tls(tcp, info, accepted, &mut stop)).await;
+            self.active.dec();
+            drop(held);
         } else {
-            // Serving is boxed and the box freed while the connection sleeps: the task itself
-            // holds only the stream and the dormant guard (see `h1conn`).
-            let mut asleep = Box::pin(self.serve_tcp(tcp, &info, accepted, &mut stop)).await;
-            while let Some((tcp, dormant)) = &mut asleep {
-                if !h1conn::sleep(tcp, dormant, &mut stop).await {
-                    break;
-                }
-                // Taken only now: moved out across the wait, it would take a second slot.
-                if let Some((tcp, dormant)) = asleep.take() {
-                    asleep = Box::pin(self.wake_h1(tcp, dormant, &info, &mut stop)).await;
-                }
-            }
+            // Boxed: the task ends when the connection parks, and would be sized by serving.
+            let asleep = Box::pin(self.serve_tcp(tcp, &info, accepted, &mut stop)).await;
+            self.rest(asleep, info, held);
         }
-        self.active.dec();
+    }
+
+    /// Serves a parked plain connection whose client sent bytes, until it parks again or ends.
+    async fn resume(self: Arc<Self>, s: Sleeper, mut stop: watch::Receiver<bool>) {
+        let Sleeper {
+            tcp,
+            dormant,
+            info,
+            held,
+            ..
+        } = s;
+        let asleep = Box::pin(self.wake_h1(tcp, dormant, &info, &mut stop)).await;
+        self.rest(asleep, info, held);
+    }
+
+    /// Hands a connection that parked to this listener's sleepers; counts out one that ended.
+    fn rest(
+        self: Arc<Self>,
+        asleep: Option<(TcpStream, Dormant)>,
+        info: Arc<ConnInfo>,
+        held: (OwnedSemaphorePermit, TrackGuard),
+    ) {
+        match asleep {
+            Some((tcp, dormant)) => {
+                let sleepers = self.sleepers.clone();
+                sleepers.put(Sleeper {
+                    ctx: self,
+                    tcp,
+                    dormant,
+                    info,
+                    held,
+                });
+            }
+            None => self.active.dec(),
+        }
     }
 
     /// Serves a plain TCP connection; returns it when it parked, hibernated.
@@ -518,18 +561,22 @@ mod tests {
     }
 
     #[test]
-    fn a_parked_connections_task_holds_no_guard() {
-        // Every parked keep-alive connection is one task of this future's size (issue 15). It
-        // was 2,824 bytes in a test build while `serve_h1` took the 640-byte guard by value,
-        // then 1,592 with the guard held once. Serving is now boxed and freed at a park, and
-        // the task keeps only the stream and the dormant guard state: 664 bytes as measured.
+    fn a_parked_connection_is_a_small_entry_not_a_task() {
+        // Every parked keep-alive connection costs this (issue 15). As a task it was 2,824
+        // bytes in a test build while `serve_h1` took the 640-byte guard by value, 1,592 with
+        // the guard held once, then 664 once serving was boxed and the guard hibernated. It is
+        // now an entry of a sleepers set: the stream, the dormant guard state and three handles.
         let guard = std::mem::size_of::<H1Guard<TcpStream>>();
         let dormant = std::mem::size_of::<Dormant>();
-        let task = returned(ListenerCtx::serve);
+        let sleeper = std::mem::size_of::<sleepers::Sleeper>();
         assert!(dormant * 4 < guard, "the dormant state is {dormant} bytes");
         assert!(
-            task <= 800,
-            "a connection's task is {task} bytes (its H1 guard {guard}, dormant {dormant})"
+            sleeper <= 256,
+            "a parked connection is {sleeper} bytes (its H1 guard {guard}, dormant {dormant})"
         );
+        // The task that serves a connection until it parks stays small as well: serving is
+        // boxed.
+        let task = returned(ListenerCtx::serve);
+        assert!(task <= 800, "a connection's task is {task} bytes");
     }
 }

@@ -84,6 +84,8 @@ async fn drive(mut conn: http1::Connection<Io, ProxyBody>, slot: Arc<ConnSlot>) 
     .await;
     match ended {
         None => {
+            // For the rest of the connection's life, even if the upstream refused the switch:
+            // such a connection is closed, not rested, when the pool would rest it.
             let _ = conn.with_upgrades().await;
         }
         Some(Ok(())) => {
@@ -106,7 +108,8 @@ impl EndpointPool {
     /// Puts a resting connection in the idle list, behind the live ones, under the watcher.
     fn put_to_rest(self: &Arc<Self>, r: Resting) {
         // It was unused for at least REST_AFTER when the pool sent it to rest.
-        let since = Instant::now() - REST_AFTER;
+        let now = Instant::now();
+        let since = now.checked_sub(REST_AFTER).unwrap_or(now);
         let mut idle = lock(&self.idle);
         match &idle.watcher {
             Some(w) => {
@@ -121,10 +124,21 @@ impl EndpointPool {
                 tokio::spawn(watch(self.clone()));
             }
         }
-        idle.conns.push_front(Idle {
-            held: Held::Resting(r),
-            since,
-        });
+        // Newest resting first once the live ones are taken (the list is taken from the back):
+        // the oldest then reach the idle timeout and the pool shrinks back after a burst, and
+        // no request is sent on the connection nearest the upstream's own idle close.
+        let at = idle
+            .conns
+            .iter()
+            .position(|c| matches!(c.held, Held::Live(_)))
+            .unwrap_or(idle.conns.len());
+        idle.conns.insert(
+            at,
+            Idle {
+                held: Held::Resting(r),
+                since,
+            },
+        );
         drop(idle);
         self.freed.notify_one();
     }
