@@ -48,6 +48,8 @@ pub(crate) struct UpstreamGuard<IO> {
     out_pos: usize,
     failed: Option<&'static str>,
     segments: Vec<Segment>,
+    /// The upstream ended its side (a FIN, or a TLS close_notify that may come without one).
+    eof: bool,
 }
 
 // === impl UpstreamGuard ===
@@ -62,13 +64,17 @@ impl<IO> UpstreamGuard<IO> {
             out_pos: 0,
             failed: None,
             segments: Vec::new(),
+            eof: false,
         }
     }
 
     /// Whether the connection rests between exchanges with nothing checked and unread, so a
     /// fresh guard may take it over.
     pub(crate) fn is_at_rest(&self) -> bool {
-        self.failed.is_none() && self.out_pos == self.out.len() && self.framing.is_at_rest()
+        self.failed.is_none()
+            && !self.eof
+            && self.out_pos == self.out.len()
+            && self.framing.is_at_rest()
     }
 
     /// The wrapped connection.
@@ -114,6 +120,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for UpstreamGuard<IO> {
             ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
             let got = &buf.filled()[before..];
             if got.is_empty() {
+                this.eof |= buf.remaining() > 0;
                 return Poll::Ready(Ok(()));
             }
             this.segments.clear();

@@ -287,3 +287,23 @@ fn a_connection_rests_only_between_whole_exchanges() {
     ));
     assert!(!at_rest_after(GET, b"HTTP/1.0 200 OK\r\n\r\nuntil close"));
 }
+
+#[tokio::test]
+async fn the_shell_rests_after_a_whole_exchange_and_not_after_the_upstream_ended() {
+    let (mut server, io) = duplex(1 << 16);
+    let mut guard = UpstreamGuard::new(io);
+    guard.write_all(GET).await.unwrap();
+    let mut req = vec![0; GET.len()];
+    server.read_exact(&mut req).await.unwrap();
+    let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    server.write_all(response).await.unwrap();
+    let mut got = vec![0; response.len()];
+    guard.read_exact(&mut got).await.unwrap();
+    assert!(guard.is_at_rest());
+    // The upstream closes its side (over TLS a close_notify may come without a FIN): a read
+    // that saw the end must keep the connection from resting.
+    drop(server);
+    let mut buf = [0; 16];
+    assert_eq!(guard.read(&mut buf).await.unwrap(), 0);
+    assert!(!guard.is_at_rest());
+}
