@@ -297,12 +297,28 @@ async fn an_idle_proxy_returns_the_memory_of_a_burst_of_connections() {
     // freed pages only inside its own calls, a second after the last free, so a proxy that
     // went quiet after a burst kept the burst's memory resident (issue 15).
     raise_nofile(4096);
-    let (_up, s) = start().await;
+    // A slow upstream keeps the whole burst live at once, and the peak is the high-water
+    // mark: parked connections now cost little, so a fast burst had parked before it ended.
+    // Few idle upstream connections, so the pool's (tested in `the_upstream_pool_gives_back_
+    // hyper_state_...`) do not count here. What stays after the burst varies from run to run
+    // with where the allocator put what lives on: the build before resting and sleepers kept
+    // about 13 MB of a 40 MB burst in 2 of 12 runs. The regression this guards against kept
+    // nearly all of it, so at most half may stay.
+    let up = Upstream::with_handler("up", |r| {
+        Reply::text(r.uri.path()).delay(Duration::from_millis(200))
+    })
+    .await;
+    let s = Strait::start(&format!(
+        "{}    pool: {{ max_idle_per_endpoint: 16 }}\n",
+        config(up.addr(), "")
+    ))
+    .await;
     // The first burst grows what stays (arenas, metric series, the pool's connections).
     burst(&s, 300).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = rss_kib(s.pid());
-    let peak = burst(&s, 1000).await;
+    burst(&s, 1000).await;
+    let peak = peak_rss_kib(s.pid());
     assert!(
         peak > before + 8 * 1024,
         "a burst of 1,000 live connections took {} KiB",
@@ -310,13 +326,16 @@ async fn an_idle_proxy_returns_the_memory_of_a_burst_of_connections() {
     );
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut now = rss_kib(s.pid());
-    while now > before + (peak - before) / 4 && Instant::now() < deadline {
+    while now > before + (peak - before) / 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
         now = rss_kib(s.pid());
     }
     assert!(
-        now <= before + (peak - before) / 4,
-        "RSS {before} KiB before the burst, {peak} KiB at its height, still {now} KiB 5 s after it"
+        now <= before + (peak - before) / 2,
+        "RSS {before} KiB before the burst, {peak} KiB at its height, still {now} KiB 5 s after it \
+         ({} downstream connections open, {} upstream)",
+        active(&s).await,
+        up.open_connections()
     );
 }
 
@@ -431,6 +450,16 @@ async fn the_upstream_pool_gives_back_hyper_state_of_connections_it_keeps_idle()
         "{} upstream connections opened",
         up.connections()
     );
+}
+
+/// The highest resident set size of process `pid` so far (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM")
 }
 
 /// Opens `n` connections with `connect`, `batch` at a time, each serving one request and each
