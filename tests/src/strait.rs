@@ -359,6 +359,15 @@ impl Strait {
             .is_some_and(|c| c.try_wait().expect("try_wait").is_none())
     }
 
+    /// `strait_downstream_connections_active` of `listener`, summed over transports.
+    pub async fn connections_active(&self, listener: &str) -> f64 {
+        crate::metrics::sum(
+            &self.metrics().await,
+            "strait_downstream_connections_active",
+            &[("listener", listener)],
+        )
+    }
+
     /// The admin `/metrics` text.
     pub async fn metrics(&self) -> String {
         let resp = crate::within(

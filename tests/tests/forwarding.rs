@@ -565,13 +565,7 @@ async fn upstream_fin_is_answered_at_once(close_after: Duration) {
         let _ = closed_tx.send(fin.elapsed());
     });
     let s = Strait::start(&proxy_to(addr)).await;
-    let resp = client::send(
-        s.web(),
-        Proto::H1,
-        Request::get("/").header("host", "h").body(empty()).unwrap(),
-    )
-    .await
-    .unwrap();
+    let resp = client::get(s.web(), "/").await.unwrap();
     assert_eq!(resp.status(), 200);
     let after = within(Duration::from_secs(10), "strait closes its side", closed_rx)
         .await
@@ -643,13 +637,7 @@ async fn a_rested_pooled_connection_serves_again_and_still_upgrades() {
     let s = Strait::start(&proxy_to(addr)).await;
     for n in 1..=2 {
         tokio::time::sleep(RESTED).await;
-        let resp = client::send(
-            s.web(),
-            Proto::H1,
-            Request::get("/").header("host", "h").body(empty()).unwrap(),
-        )
-        .await
-        .unwrap();
+        let resp = client::get(s.web(), "/").await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.into_body(), format!("r{n}"));
     }
@@ -701,13 +689,7 @@ async fn a_rested_pooled_connection_the_upstream_writes_to_is_never_reused() {
     .await;
     let s = Strait::start(&proxy_to(addr)).await;
     for _ in 0..2 {
-        let resp = client::send(
-            s.web(),
-            Proto::H1,
-            Request::get("/").header("host", "h").body(empty()).unwrap(),
-        )
-        .await
-        .unwrap();
+        let resp = client::get(s.web(), "/").await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.into_body(), "good");
         tokio::time::sleep(RESTED + Duration::from_millis(300)).await;

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use strait_e2e::certs::{accept_any_client_config, Ca};
 use strait_e2e::client::{self, read_until_close, text, Conn, Proto};
-use strait_e2e::metrics::sum;
 use strait_e2e::ws::WsEcho;
 use strait_e2e::{raise_nofile, rss_kib, within, Reply, ReplyBody, Strait, Upstream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -334,25 +333,17 @@ async fn an_idle_proxy_returns_the_memory_of_a_burst_of_connections() {
         now <= before + (peak - before) / 2,
         "RSS {before} KiB before the burst, {peak} KiB at its height, still {now} KiB 5 s after it \
          ({} downstream connections open, {} upstream)",
-        active(&s).await,
+        s.connections_active("web").await,
         up.open_connections()
     );
 }
 
-async fn active(s: &Strait) -> f64 {
-    sum(
-        &s.metrics().await,
-        "strait_downstream_connections_active",
-        &[("listener", "web")],
-    )
-}
-
 async fn active_becomes(s: &Strait, want: f64) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut now = active(s).await;
+    let mut now = s.connections_active("web").await;
     while now != want && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        now = active(s).await;
+        now = s.connections_active("web").await;
     }
     assert_eq!(now, want, "strait_downstream_connections_active");
 }
@@ -431,14 +422,18 @@ async fn the_upstream_pool_gives_back_hyper_state_of_connections_it_keeps_idle()
         "{} upstream connections",
         up.open_connections()
     );
+    // At most half of what the connections held live (20 of 40 KB each): resting ones keep
+    // about 1 KB, and what else of the burst stays varies with where the allocator put what
+    // lives on (0.3 to 2.8 MB across runs). Kept live they held 6.7 MB.
+    let bound = (N * 20) as u64;
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut grown = rss_kib(s.pid()).saturating_sub(before);
-    while grown > 2 * 1024 && Instant::now() < deadline {
+    while grown > bound && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
         grown = rss_kib(s.pid()).saturating_sub(before);
     }
     assert!(
-        grown <= 2 * 1024,
+        grown <= bound,
         "{grown} KiB still held 5 s after a burst left {} idle upstream connections",
         up.open_connections()
     );

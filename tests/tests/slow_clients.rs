@@ -11,7 +11,6 @@ use rustls_pki_types::ServerName;
 use strait_e2e::certs::{accept_any_client_config, Leaf};
 use strait_e2e::client::{self, read_until_close};
 use strait_e2e::h2raw::{self, code, flag, ty, H2Raw, Read};
-use strait_e2e::metrics::sum;
 use strait_e2e::{raise_nofile, rss_kib, within, Reply, ReplyBody, Strait, Upstream};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -34,14 +33,6 @@ fn config(up: SocketAddr, limits: &str) -> String {
     format!(
         "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    limits: {{ {limits} }}\n\
          routes:\n  - name: r\n    upstream: up\nupstreams:\n  - name: up\n    endpoints: [\"{up}\"]\n"
-    )
-}
-
-async fn active(s: &Strait) -> f64 {
-    sum(
-        &s.metrics().await,
-        "strait_downstream_connections_active",
-        &[("listener", "web")],
     )
 }
 
@@ -172,7 +163,7 @@ async fn measure_stalled(s: &Strait, up: &Upstream, n: usize, rss_before: u64, w
     strait_e2e::poll_until(
         Duration::from_secs(15),
         "stalled clients closed",
-        || async { (active(s).await <= 1.0).then_some(()) },
+        || async { (s.connections_active("web").await <= 1.0).then_some(()) },
     )
     .await;
     strait_e2e::poll_until(

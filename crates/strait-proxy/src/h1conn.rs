@@ -103,8 +103,8 @@ impl AsRef<ParkSignal> for ConnInfo {
 /// A stream that can wait for readability with no reader on it, so its connection can park.
 pub(crate) trait ParkIo {
     /// Whether a parked connection of this stream puts its guard away ([`H1Guard::hibernate`])
-    /// and waits, without a task, in the listener's sleepers ([`poll_asleep`]). A TLS stream's own state (rustls's buffers) is
-    /// many times a guard's, so it parks with its guard.
+    /// and waits, without a task, in the listener's sleepers ([`poll_asleep`]). A TLS
+    /// stream's own state (rustls's buffers) is many times a guard's, so it parks with its guard.
     const HIBERNATES: bool = false;
 
     /// Ready when a read would not block (or fail).
@@ -166,8 +166,8 @@ pub(crate) enum Served {
     Ended,
     /// Switched protocols: the caller runs the tunnel.
     Switch(Switch),
-    /// Idle between requests with nothing held: the caller hibernates the guard and waits in
-    /// [`sleep`] ([`ParkIo::HIBERNATES`] streams only).
+    /// Idle between requests with nothing held: the caller hibernates the guard and hands the
+    /// connection to its listener's sleepers ([`ParkIo::HIBERNATES`] streams only).
     Park,
 }
 

@@ -219,9 +219,10 @@ impl EndpointPool {
                 };
                 let age = now.duration_since(c.since);
                 if age >= max_age || c.held.is_closed() {
-                    gone.push((c.held, false));
-                } else if matches!(c.held, Held::Live(_)) && age >= REST_AFTER {
-                    gone.push((c.held, true));
+                    gone.push(c.held);
+                } else if let (Held::Live(conn), true) = (&c.held, age >= REST_AFTER) {
+                    conn.slot.rest.store(true, Ordering::Release);
+                    gone.push(c.held);
                 } else {
                     resting += usize::from(matches!(c.held, Held::Resting(_)));
                     idle.conns.push_back(c);
@@ -236,11 +237,7 @@ impl EndpointPool {
         }
         // Closed outside the lock. Dropping a live connection's sender ends hyper's dispatcher;
         // marked to rest, its driver then puts the bare socket back (see `rest`).
-        for (held, rest) in gone {
-            if let (Held::Live(conn), true) = (&held, rest) {
-                conn.slot.rest.store(true, Ordering::Release);
-            }
-        }
+        drop(gone);
     }
 
     /// Returns a connection whose exchange is complete to the pool (at most `max` idle).

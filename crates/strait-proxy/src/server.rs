@@ -306,7 +306,6 @@ impl ListenerCtx {
             // Boxed: the handshake state is large and would size every connection's task.
             Box::pin(self.serve_tls(tcp, info, accepted, &mut stop)).await;
             self.active.dec();
-            drop(held);
         } else {
             // Boxed: the task ends when the connection parks, and would be sized by serving.
             let asleep = Box::pin(self.serve_tcp(tcp, &info, accepted, &mut stop)).await;

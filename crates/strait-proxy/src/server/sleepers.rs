@@ -95,7 +95,6 @@ async fn run(shard: Arc<Shard>, stop: watch::Receiver<bool>) {
         let draining = drained.as_mut().poll(cx).is_ready();
         {
             let mut inbox = shard.inbox.lock().unwrap_or_else(|e| e.into_inner());
-            inbox.closed = draining;
             std::mem::swap(&mut inbox.new, &mut taken);
         }
         set.extend(taken.drain(..).map(|s| Sleeping(Some(s))));
