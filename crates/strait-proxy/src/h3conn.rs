@@ -64,7 +64,8 @@ pub(crate) async fn serve(
                         // A stream that never finishes its head holds nothing past this.
                         let resolved = tokio::time::timeout(wait, resolver.resolve_request()).await;
                         if let Ok(Ok((req, stream))) = resolved {
-                            serve_request(shared, info, req, stream).await;
+                            // Boxed so the task, which tokio moves whole, stays small.
+                            Box::pin(serve_request(shared, info, req, stream)).await;
                         }
                     });
                 }
