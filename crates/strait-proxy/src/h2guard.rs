@@ -13,10 +13,13 @@
 //!   plus what requests and data earn): a flood gets `GOAWAY(ENHANCE_YOUR_CALM)` and a close;
 //! - refusals the codec sends (`RST_STREAM`/`GOAWAY` with a client-fault code) are counted.
 //!
-//! Bytes pass unchanged and uncopied. The guard puts frames of its own in only at frame
-//! boundaries: `RST_STREAM` towards h2 as if the client had sent it, and `RST_STREAM`/`GOAWAY`
-//! towards the client. The parts: `scan` (frame boundaries), `state` (the pure decisions).
+//! Bytes pass unchanged; those to the client are gathered by `coalesce` so that the responses
+//! ready in one scheduler round leave in one write. The guard puts frames of its own in only
+//! at frame boundaries: `RST_STREAM` towards h2 as if the client had sent it, and
+//! `RST_STREAM`/`GOAWAY` towards the client. The parts: `scan` (frame boundaries), `state`
+//! (the pure decisions).
 
+mod coalesce;
 mod scan;
 mod state;
 #[cfg(test)]
@@ -32,6 +35,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
+use self::coalesce::Coalesce;
 pub(crate) use self::state::H2Limits;
 use self::state::{Action, Close, H2State};
 use crate::reject::{Reason, Reporter};
@@ -77,7 +81,7 @@ impl Pending {
 
 /// Wraps a downstream HTTP/2 stream; see the module docs.
 pub(crate) struct H2Guard<IO> {
-    io: IO,
+    io: Coalesce<IO>,
     state: H2State,
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
@@ -108,7 +112,7 @@ impl<IO> H2Guard<IO> {
         let state = H2State::new(limits, created);
         let first = state.deadline().unwrap_or(created);
         Self {
-            io,
+            io: Coalesce::new(io),
             state,
             timer: Box::pin(tokio::time::sleep_until(first)),
             armed: Some(first),
@@ -212,15 +216,22 @@ impl<IO: AsyncWrite + Unpin> H2Guard<IO> {
         }
     }
 
+    /// A closed connection's best-effort `GOAWAY`, with whatever the client was still owed,
+    /// written now: h2 will not flush again.
+    fn poll_last_words(&mut self, cx: &mut Context<'_>) {
+        if self.poll_to_client(cx).is_ready() {
+            let _ = self.io.poll_drain(cx);
+        }
+    }
+
     /// Common path of the write calls: our frames first, then `write` (the server's bytes).
     fn poll_write_with(
         &mut self,
         cx: &mut Context<'_>,
-        write: impl FnOnce(Pin<&mut IO>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+        write: impl FnOnce(Pin<&mut Coalesce<IO>>, &mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
         if self.closed {
-            // A best-effort GOAWAY, then nothing more.
-            let _ = self.poll_to_client(cx);
+            self.poll_last_words(cx);
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
         let result = match self.poll_to_client(cx) {
@@ -262,7 +273,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Guard<IO> {
         let this = self.get_mut();
         loop {
             if this.closed {
-                let _ = this.poll_to_client(cx);
+                this.poll_last_words(cx);
                 return Poll::Ready(Ok(()));
             }
             if !this.to_server.is_empty() && this.state.read_at_boundary() {
