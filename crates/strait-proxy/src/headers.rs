@@ -123,13 +123,21 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
 
 /// The request id to use: the client's if sane (1..=128 visible ASCII), else a new 32-hex-digit one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
-            return v.clone();
+    let mut id = match headers.get(&X_REQUEST_ID) {
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= 128
+                && v.as_bytes().iter().all(|c| c.is_ascii_graphic()) =>
+        {
+            v.clone()
         }
-    }
-    new_request_id()
+        _ => new_request_id(),
+    };
+    // One value per request: HPACK would add each to the connection's table, and every one
+    // would push out a field the next response reuses (`server`, `content-type`). Sensitive
+    // values are sent as literals never indexed.
+    id.set_sensitive(true);
+    id
 }
 
 /// A fresh random request id of 32 hex digits.
@@ -181,6 +189,14 @@ mod tests {
         assert_eq!(request_id(&h).len(), 32);
         h.insert(X_REQUEST_ID.clone(), "abc-123".parse().unwrap());
         assert_eq!(request_id(&h), "abc-123");
+    }
+
+    #[test]
+    fn request_ids_are_never_indexed_by_hpack() {
+        let mut h = HeaderMap::new();
+        assert!(request_id(&h).is_sensitive());
+        h.insert(X_REQUEST_ID.clone(), "abc-123".parse().unwrap());
+        assert!(request_id(&h).is_sensitive());
     }
 
     #[test]
