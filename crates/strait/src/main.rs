@@ -19,7 +19,7 @@ use clap::Parser;
 // connection churn; mimalloc measured faster on the benchmark (see bench/RESULTS.md). It is
 // built without transparent huge pages: with THP its arenas doubled the idle RSS (8.5 → 16 MB).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: strait_profile::heap::Allocator = strait_profile::heap::Allocator;
 
 fn main() -> ExitCode {
     strait_profile::heap::return_freed_memory_promptly();
