@@ -7,8 +7,8 @@
 //! until the connection task's next poll: the task wakes itself, and tokio queues a self-woken
 //! task behind the tasks already runnable, so the streams whose upstream answered in the same
 //! round add their frames first. A poll of an open h2 connection reads before it flushes, so
-//! the first read after a put-off flush marks the next flush as the one that writes. Shutdown
-//! writes what is held before closing.
+//! a read while bytes are held marks the next flush as the one that writes. Shutdown writes
+//! what is held before closing.
 
 use std::{
     io::{self, IoSlice},
@@ -29,10 +29,8 @@ pub(super) struct Coalesce<IO> {
     /// hold no buffer.
     buf: Vec<u8>,
     pos: usize,
-    /// A flush was put off in this poll of the task.
-    deferred: bool,
-    /// A read came after the put-off flush: the task is in a later poll, and the next flush
-    /// writes.
+    /// A read came while bytes were held: the task is in a poll after the one whose flush was
+    /// put off, and the next flush writes.
     due: bool,
 }
 
@@ -43,7 +41,6 @@ impl<IO> Coalesce<IO> {
             io,
             buf: Vec::new(),
             pos: 0,
-            deferred: false,
             due: false,
         }
     }
@@ -66,7 +63,6 @@ impl<IO: AsyncWrite + Unpin> Coalesce<IO> {
         }
         self.buf = Vec::new();
         self.pos = 0;
-        self.deferred = false;
         self.due = false;
         Poll::Ready(Ok(()))
     }
@@ -128,7 +124,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalesce<IO> {
             if !this.due {
                 // Again on a later flush of the same poll: a no-op for a task already woken,
                 // and a poll that never reached a read goes round once more.
-                this.deferred = true;
                 cx.waker().wake_by_ref();
                 return Poll::Ready(Ok(()));
             }
@@ -151,7 +146,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Coalesce<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.due |= this.deferred;
+        this.due |= this.held() > 0;
         Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
