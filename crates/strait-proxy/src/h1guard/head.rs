@@ -1,9 +1,9 @@
-//! Strict, streaming RFC 9112 request-head validator: one byte at a time, no buffering, no I/O.
+//! Strict, streaming RFC 9112 request-head validator: one byte at a time (whole lines at once when they arrive whole), no buffering, no I/O.
 //!
 //! Because every decision is made from the byte just seen plus a few counters, feeding a head in
 //! one slice or in many gives the same outcome, and nothing of a head is ever copied.
 
-use super::fields::{narrow, plain_line, run_of, Event, Fields, TCHAR, VALUE};
+use super::fields::{narrow, run_of, value_run, whole_line, Event, Fields, TCHAR};
 use super::{H1Limits, Rejection};
 
 /// How the body following a valid head is framed.
@@ -181,18 +181,47 @@ impl Parser {
     pub(crate) fn feed(&mut self, buf: &[u8]) -> Result<(usize, Option<Head>), Rejection> {
         let mut i = 0;
         while i < buf.len() {
+            // Most lines are whole in the read: each is checked in one pass, and only a
+            // tracked field's value goes through the rules byte by byte. The byte-at-a-time
+            // path decides every other line the same way, and names what is wrong.
+            let room = self
+                .limits
+                .max_head()
+                .saturating_sub(self.head_len)
+                .min(buf.len() - i);
             if matches!(self.state, State::Fields(Fields::LineStart))
                 && self.headers < self.limits.max_headers as usize
             {
-                let room = self
-                    .limits
-                    .max_head()
-                    .saturating_sub(self.head_len)
-                    .min(buf.len() - i);
-                if let Some(n) = plain_line(&buf[i..i + room], &NAMES) {
+                if let Some(line) = whole_line(&buf[i..i + room], &NAMES) {
                     self.headers += 1;
-                    self.head_len += n;
-                    i += n;
+                    if let Some(t) = line.tracked {
+                        self.names = 1 << t;
+                        self.name_len = NAMES[t].len();
+                        self.name_end()?;
+                        for &b in &buf[i + line.colon + 1..i + line.len - 2] {
+                            self.value_byte(b)?;
+                        }
+                        self.value_end()?;
+                    }
+                    self.head_len += line.len;
+                    i += line.len;
+                    continue;
+                }
+            } else if matches!(self.state, State::Leading) {
+                if let Some((n, method, http10)) = self.whole_request_line(&buf[i..i + room]) {
+                    let line = &buf[i..i + n];
+                    self.line_len = n;
+                    let kept = n.min(LINE_CAPTURE);
+                    self.line[..kept].copy_from_slice(&line[..kept]);
+                    self.connect = if &line[..method] == CONNECT {
+                        CONNECT.len() as u8
+                    } else {
+                        u8::MAX
+                    };
+                    self.http10 = http10;
+                    self.state = State::Fields(Fields::LineStart);
+                    self.head_len += n + 2;
+                    i += n + 2;
                     continue;
                 }
             }
@@ -203,24 +232,25 @@ impl Parser {
             }
             // Most of a head is bytes no rule tracks: skip them in one loop, up to the head
             // limit. The byte that ends a run goes through `byte` like any other.
-            let (table, name) = match self.state {
-                State::Fields(Fields::Value) if matches!(self.field, Field::Other) => {
-                    (&VALUE, false)
-                }
-                State::Fields(Fields::Name) if self.names == 0 => (&TCHAR, true),
-                _ => continue,
-            };
             let room = self
                 .limits
                 .max_head()
                 .saturating_sub(self.head_len)
                 .min(buf.len() - i);
-            let run = run_of(table, &buf[i..i + room]);
+            let rest = &buf[i..i + room];
+            let run = match self.state {
+                State::Fields(Fields::Value) if matches!(self.field, Field::Other) => {
+                    value_run(rest)
+                }
+                State::Fields(Fields::Name) if self.names == 0 => {
+                    let run = run_of(&TCHAR, rest);
+                    self.name_len += run;
+                    run
+                }
+                _ => continue,
+            };
             i += run;
             self.head_len += run;
-            if name {
-                self.name_len += run;
-            }
         }
         Ok((buf.len(), None))
     }
@@ -297,6 +327,31 @@ impl Parser {
             (State::LeadingLf | State::RequestLineLf, _) => return bad("bare CR"),
         };
         Ok(None)
+    }
+
+    /// A whole, valid request line at the start of `buf` (a method, SP, a target of visible
+    /// bytes, SP, `HTTP/1.x`, CRLF) within the request-line limit: its length without the CRLF,
+    /// the method's length, and whether the version is 1.0. `None` leaves the line to the
+    /// byte-at-a-time path, which decides it the same way and names what is wrong.
+    fn whole_request_line(&self, buf: &[u8]) -> Option<(usize, usize, bool)> {
+        let method = run_of(&TCHAR, buf);
+        if method == 0 || buf.get(method) != Some(&b' ') {
+            return None;
+        }
+        let target = method + 1;
+        let end = target + run_of(&VCHAR, &buf[target..]);
+        if end == target || buf.get(end) != Some(&b' ') {
+            return None;
+        }
+        let version = buf.get(end + 1..end + 11)?;
+        if &version[..7] != VERSION
+            || !matches!(version[7], b'0' | b'1')
+            || &version[8..] != b"\r\n"
+        {
+            return None;
+        }
+        let len = end + 9;
+        (len <= self.limits.max_request_line as usize).then_some((len, method, version[7] == b'0'))
     }
 
     fn method_byte(&mut self, b: u8) {
@@ -429,6 +484,17 @@ pub(crate) const fn is_tchar(b: u8) -> bool {
 const fn is_vchar(b: u8) -> bool {
     matches!(b, 0x21..=0x7e)
 }
+
+/// [`is_vchar`] as a table, for the request-target's run.
+const VCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = is_vchar(b as u8);
+        b += 1;
+    }
+    t
+};
 
 /// Visible bytes of a field value: `VCHAR` or `obs-text`.
 const fn is_field_vchar(b: u8) -> bool {

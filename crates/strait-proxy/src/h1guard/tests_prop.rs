@@ -120,6 +120,14 @@ fn soup() -> impl Strategy<Value = Vec<u8>> {
         b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
         b"GET / HTTP/1.1\r\nUpgrade: x\r\n\r\n",
         b"PRI * HTTP/2.0\r\n",
+        // Whole lines the one-pass checks take, with framing a rule refuses.
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n",
+        b"POST / HTTP/1.1\r\ncontent-length: 1 2\r\n",
+        b"CONNECT a:1 HTTP/1.1\r\n\r\n",
+        b"CONNECTS a:1 HTTP/1.1\r\nUpgrade: x\r\n",
+        b"GET /\x7f HTTP/1.1\r\n",
     ]);
     (prefix, prop::collection::vec(interesting, 0..200))
         .prop_map(|(prefix, tail)| [prefix, &tail].concat())
@@ -236,6 +244,18 @@ proptest! {
         if extensions <= 8 * 1024 && trailers <= 100 {
             prop_assert_eq!(outcome, Ok(1));
         }
+    }
+
+    /// Heads rich in whole lines, under default and tight limits: the one-pass checks of whole
+    /// lines decide as the byte-at-a-time path does (byte-by-byte reads never hold a whole line).
+    #[test]
+    fn whole_lines_decide_as_single_bytes_do(input in soup(), tight in any::<bool>()) {
+        let limits = if tight {
+            H1Limits { max_request_line: 14, max_head: 48, max_headers: 2, ..H1Limits::default() }
+        } else {
+            H1Limits::default()
+        };
+        prop_assert_eq!(feed_pieces(limits, [&input[..]]), feed_pieces(limits, input.chunks(1)));
     }
 
     /// The request line kept for a refusal's log line is the start of what was sent.

@@ -3,7 +3,7 @@
 //! checked in one tight loop. It keeps offsets, not bytes: the caller keeps the bytes of a head
 //! that spans reads, and rewrites a head with both Content-Length and Transfer-Encoding. No I/O.
 
-use crate::h1guard::{is_value_byte, narrow, plain_line, run_of, Event, Fields, TCHAR, VALUE};
+use crate::h1guard::{is_value_byte, narrow, run_of, value_run, whole_line, Event, Fields, TCHAR};
 
 /// How the body after a valid response head is framed, by its own fields (the request method
 /// and the status may still rule out a body).
@@ -129,11 +129,33 @@ impl Parser {
             if self.len == self.max_head {
                 return Err("response head too large");
             }
+            // Most lines are whole in the read: each is checked in one pass, and only a
+            // tracked field's value goes through the rules byte by byte. The byte-at-a-time
+            // path decides every other line the same way, and names what is wrong.
+            let room = (self.max_head - self.len).min(buf.len() - i);
             if self.state == State::Fields(Fields::LineStart) {
-                // Most field lines are whole in the read and tracked by no rule: checked in
-                // one pass each (the byte-at-a-time path decides every other line the same).
-                let room = (self.max_head - self.len).min(buf.len() - i);
-                if let Some(n) = plain_line(&buf[i..i + room], &NAMES) {
+                if let Some(line) = whole_line(&buf[i..i + room], &NAMES) {
+                    if let Some(t) = line.tracked {
+                        self.line_start = self.len;
+                        self.names = 1 << t;
+                        self.name_len = NAMES[t].len();
+                        self.name_end()?;
+                        for &b in &buf[i + line.colon + 1..i + line.len - 2] {
+                            self.value_byte(b)?;
+                        }
+                    }
+                    i += line.len;
+                    self.len += line.len;
+                    if line.tracked.is_some() {
+                        self.value_end()?;
+                    }
+                    continue;
+                }
+            } else if self.state == State::Version(0) {
+                if let Some((n, status, http10)) = status_line(&buf[i..i + room]) {
+                    self.status = status;
+                    self.http10 = http10;
+                    self.state = State::Fields(Fields::LineStart);
                     i += n;
                     self.len += n;
                     continue;
@@ -147,22 +169,23 @@ impl Parser {
             }
             // Most of a head is bytes no rule tracks: skip them in one loop. The byte that
             // ends a run goes through `byte` like any other.
-            let (table, name) = match self.state {
+            let room = (self.max_head - self.len).min(buf.len() - i);
+            let rest = &buf[i..i + room];
+            let run = match self.state {
                 State::Reason | State::Fields(Fields::Value)
                     if matches!(self.field, Field::Other) =>
                 {
-                    (&VALUE, false)
+                    value_run(rest)
                 }
-                State::Fields(Fields::Name) if self.names == 0 => (&TCHAR, true),
+                State::Fields(Fields::Name) if self.names == 0 => {
+                    let run = run_of(&TCHAR, rest);
+                    self.name_len += run;
+                    run
+                }
                 _ => continue,
             };
-            let room = (self.max_head - self.len).min(buf.len() - i);
-            let run = run_of(table, &buf[i..i + room]);
             i += run;
             self.len += run;
-            if name {
-                self.name_len += run;
-            }
         }
         Ok((buf.len(), None))
     }
@@ -318,4 +341,29 @@ impl Parser {
             rewrite,
         }
     }
+}
+
+/// A whole, valid status line at the start of `buf` (`HTTP/1.x`, a code from 100 to 999, an
+/// optional reason, CRLF): its length, the status and whether the version is 1.0. `None`
+/// leaves the line to the byte-at-a-time path, which decides it the same way.
+fn status_line(buf: &[u8]) -> Option<(usize, u16, bool)> {
+    let start = buf.get(..13)?;
+    let (version, code) = (&start[..9], &start[9..12]);
+    if &version[..7] != VERSION || !matches!(version[7], b'0' | b'1') || version[8] != b' ' {
+        return None;
+    }
+    if !code.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let status = code.iter().fold(0, |s, &d| s * 10 + u16::from(d - b'0'));
+    let end = match start[12] {
+        b' ' => 13 + value_run(&buf[13..]),
+        b'\r' => 12,
+        _ => return None,
+    };
+    (status >= 100 && buf[end..].starts_with(b"\r\n")).then_some((
+        end + 2,
+        status,
+        version[7] == b'0',
+    ))
 }

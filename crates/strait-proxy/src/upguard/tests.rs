@@ -15,7 +15,7 @@ pub(super) fn run(requests: &[u8], response: &[u8], split: usize) -> Result<Vec<
 }
 
 /// [`run`] with heads limited to `max_head` bytes.
-fn run_limited(
+pub(super) fn run_limited(
     max_head: usize,
     requests: &[u8],
     response: &[u8],

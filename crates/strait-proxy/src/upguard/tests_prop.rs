@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::tests::run;
+use super::tests::{run, run_limited};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
 
@@ -94,6 +94,13 @@ fn soup() -> impl Strategy<Value = Vec<u8>> {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n",
         b"HTTP/1.1 101 Switching\r\n\r\n",
+        // Whole lines the one-pass checks take, with framing a rule refuses or rewrites.
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1 2\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length:  7\t\r\nContent-Length: 7\r\n",
+        b"HTTP/1.1 099 Low\r\n",
+        b"HTTP/1.1 200 \x80\tobs\r\n",
     ]);
     (prefix, prop::collection::vec(interesting, 0..200))
         .prop_map(|(prefix, tail)| [prefix, &tail].concat())
@@ -118,6 +125,10 @@ proptest! {
     ) {
         let whole = run(&written, &input, input.len());
         prop_assert_eq!(run(&written, &input, split), whole.clone());
+        // Byte-by-byte reads never hold a whole line: the byte-at-a-time path alone.
+        prop_assert_eq!(run(&written, &input, 1), whole.clone());
+        // A head limit that cuts lines short.
+        prop_assert_eq!(run_limited(40, &written, &input, input.len()), run_limited(40, &written, &input, 1));
         if let Ok(out) = whole {
             // Only a rewritten Content-Length line changes bytes, never their number; an
             // unfinished head is held back.
