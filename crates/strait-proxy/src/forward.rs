@@ -148,8 +148,11 @@ pub async fn forward(
     let colour = head.extensions.get::<strait_core::Colour>().cloned();
     let kept = next_hop_head(&f, upstream, &mut head, may_upgrade)?;
 
+    // One clock read serves the admission, the deadline and the first attempt's start; each
+    // attempt reads it once more when it ends.
+    let entered = Instant::now();
     let breaker = match &upstream.breaker {
-        Some(b) => match b.admit(clock::millis(Instant::now())) {
+        Some(b) => match b.admit(clock::millis(entered)) {
             Admission::Rejected => return Err(ProxyError::CircuitOpen(upstream.name.to_string())),
             a => {
                 if a == Admission::Probe {
@@ -161,12 +164,21 @@ pub async fn forward(
         None => None,
     };
     let retry = f.spec.retry.as_deref();
-    let mut req = sendable(&f, upstream, head, body, filters, retry, route_max_body);
+    let mut req = sendable(
+        &f,
+        upstream,
+        head,
+        body,
+        filters,
+        retry,
+        route_max_body,
+        entered,
+    );
     let hash = upstream
         .hash_on
         .as_ref()
         .map(|h| request_hash(h, req.head.as_ref().expect("not sent yet"), f.conn));
-    let mut deadline = Deadline::now() + upstream.timeouts.request;
+    let mut deadline = Deadline::from_std(entered) + upstream.timeouts.request;
     if let Some(d) = route_deadline {
         // A request_limits timeout counts from the request, not from here.
         deadline = deadline.min(Deadline::from_std(d));
@@ -178,8 +190,9 @@ pub async fn forward(
     }
     let mut tried = Tried::default();
     let mut last_err = None;
+    let mut now = entered;
     loop {
-        let now_ms = clock::millis(Instant::now());
+        let now_ms = clock::millis(now);
         // Another endpoint when there is one; a retry policy may go back to one tried before.
         let picked = select::pick(
             upstream,
@@ -220,15 +233,16 @@ pub async fn forward(
         let timeout = retry
             .and_then(|p| p.per_try_timeout)
             .unwrap_or(upstream.timeouts.request)
-            .min(deadline.saturating_duration_since(Deadline::now()));
+            .min(deadline.saturating_duration_since(Deadline::from_std(now)));
         let pool = f.shared.pools.of(upstream, endpoint, &f.shared.metrics);
-        let started = Instant::now();
+        let started = now;
         let result = {
             let _active = endpoint.state.track();
             let req = Request::from_parts(head, body);
-            attempt::send(pool, upstream, endpoint, req, timeout).await
+            attempt::send(pool, upstream, endpoint, req, started, timeout).await
         };
-        let elapsed = started.elapsed();
+        now = Instant::now();
+        let elapsed = now.saturating_duration_since(started);
         pool.attempt_duration.observe(elapsed.as_secs_f64());
         pool.count(outcome(&result));
         if let Some(rec) = f.record.as_deref_mut() {
@@ -246,7 +260,7 @@ pub async fn forward(
                     .map(|e| Arc::from(e.error.to_string())),
             });
         }
-        let now_ms = clock::millis(Instant::now());
+        let now_ms = clock::millis(now);
         let health = match &result {
             Ok(s) => Some(AttemptResult::of_status(s.response.status().as_u16())),
             // Neither says anything about the endpoint: Strait's own connection cap, or the
@@ -279,6 +293,8 @@ pub async fn forward(
                 if again
                     && retry_allowed(&f, upstream, retry, tally.attempts, deadline, now_ms).await
                 {
+                    // The backoff slept.
+                    now = Instant::now();
                     continue;
                 }
                 if let Some((b, a)) = breaker {
@@ -308,6 +324,8 @@ pub async fn forward(
                     };
                 if proceed {
                     last_err = Some(error);
+                    // The backoff may have slept.
+                    now = Instant::now();
                     continue;
                 }
                 if let (Some((b, a)), Some(_)) = (breaker, health) {
@@ -335,7 +353,8 @@ fn colour_denied(f: &mut Forward<'_>, coloured: Option<&select::Coloured<'_>>) {
     }
 }
 
-/// The request prepared for its attempts.
+/// The request prepared for its attempts, at `now`.
+#[allow(clippy::too_many_arguments)]
 fn sendable(
     f: &Forward<'_>,
     upstream: &Upstream,
@@ -344,6 +363,7 @@ fn sendable(
     filters: Vec<Box<dyn strait_core::BodyFilter>>,
     retry: Option<&RetryPolicy>,
     route_max_body: u64,
+    now: Instant,
 ) -> Sendable {
     let limit = match (f.conn.listener.limits.max_request_body, route_max_body) {
         (0, r) => r,
@@ -384,7 +404,7 @@ fn sendable(
         _ => body,
     };
     if let Some(p) = retry {
-        p.budget.deposit(clock::millis(Instant::now()));
+        p.budget.deposit(clock::millis(now));
     }
     Sendable {
         method: head.method.clone(),
