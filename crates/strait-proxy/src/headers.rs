@@ -76,11 +76,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, allow_upgrade: bool) -> Kept {
                     conn_upgrade = true;
                     continue;
                 }
+                // Those in the list go below, if present: `keep-alive`, the usual token, is
+                // not parsed into a name only to be dropped.
+                if HOP_BY_HOP
+                    .iter()
+                    .any(|h| token.eq_ignore_ascii_case(h.as_str().as_bytes()))
+                {
+                    continue;
+                }
                 if let Ok(n) = HeaderName::from_bytes(token) {
-                    // Those in the list go below, if present.
-                    if !HOP_BY_HOP.contains(&&n) {
-                        named.push(n);
-                    }
+                    named.push(n);
                 }
             }
         }
@@ -159,7 +164,7 @@ mod tests {
     #[test]
     fn connection_named_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert("connection", "close, x-secret".parse().unwrap());
+        h.insert("connection", "close, Keep-Alive ,x-secret".parse().unwrap());
         h.insert("x-secret", "1".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("x-kept", "1".parse().unwrap());
