@@ -112,20 +112,26 @@ pub(crate) fn plain_line(buf: &[u8], tracked: &[&[u8]]) -> Option<usize> {
 /// How many leading bytes of `buf` are value bytes ([`is_value_byte`]), eight at a time while
 /// none is a control byte or DEL: values are most of a head's bytes.
 pub(crate) fn value_run(buf: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;
     let mut i = 0;
     while let Some(chunk) = buf.get(i..i + 8) {
-        let x = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
-        // Bytes below 0x20 (HTAB and CR among them), then bytes equal to 0x7f. A borrow can
-        // only start at a byte that is flagged rightly, so the test is exact for the word.
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // Bytes below 0x20 (HTAB and CR among them), and bytes equal to 0x7f. A borrow only
+        // starts at a byte flagged rightly and runs upwards, so the lowest flag is exact.
         let low = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
         let del = x ^ (ONES * 0x7f);
         let del = del.wrapping_sub(ONES) & !del & HIGH;
-        if low | del != 0 {
-            break;
+        let flags = low | del;
+        if flags == 0 {
+            i += 8;
+            continue;
         }
-        i += 8;
+        let at = i + (flags.trailing_zeros() / 8) as usize;
+        if buf[at] != b'\t' {
+            return at;
+        }
+        i = at + 1;
     }
     i + run_of(&VALUE, &buf[i..])
 }
@@ -201,6 +207,19 @@ mod tests {
         assert_eq!(value_run(b""), 0);
         assert_eq!(value_run(b"abc\r\n"), 3);
         assert_eq!(value_run(&[b'v'; 17]), 17);
+    }
+
+    proptest::proptest! {
+        /// Several stop bytes and tabs in one word: the lowest flag is the first stop.
+        #[test]
+        fn value_runs_agree_with_the_table(
+            buf in proptest::collection::vec(
+                proptest::sample::select(b"\t\r\n\x00\x1f\x20\x21\x7e\x7f\x80\xffa".to_vec()),
+                0..40,
+            )
+        ) {
+            proptest::prop_assert_eq!(value_run(&buf), run_of(&VALUE, &buf));
+        }
     }
 
     #[test]
