@@ -58,7 +58,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 pub(crate) use self::chunked::Decoder;
-pub(crate) use self::fields::{name_run, narrow, value_run, whole_line, Event, Fields};
+pub(crate) use self::fields::{narrow, run_of, value_run, whole_line, Event, Fields, TCHAR};
 pub(crate) use self::framing::H2_PREFACE;
 use self::framing::{Fed, Framing};
 pub(crate) use self::head::is_value_byte;

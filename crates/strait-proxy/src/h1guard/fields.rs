@@ -84,9 +84,9 @@ pub(crate) struct Line {
 /// whole: this checks each in one pass, and the caller reads only a tracked line's value.
 pub(crate) fn whole_line(buf: &[u8], tracked: &[&[u8]]) -> Option<Line> {
     // A name is a run of tchar, ended by the colon (a byte no tchar is).
-    let colon = name_run(buf);
+    let colon = buf.iter().position(|&b| !TCHAR[usize::from(b)])?;
     let name = &buf[..colon];
-    if name.is_empty() || buf.get(colon) != Some(&b':') {
+    if name.is_empty() || buf[colon] != b':' {
         return None;
     }
     // A value is a run of value bytes, ended by CRLF (neither is a value byte).
@@ -107,22 +107,6 @@ pub(crate) fn plain_line(buf: &[u8], tracked: &[&[u8]]) -> Option<usize> {
     whole_line(buf, tracked)
         .filter(|l| l.tracked.is_none())
         .map(|l| l.len)
-}
-
-/// How many leading bytes of `buf` are tchar ([`is_tchar`]), eight looked up per step without
-/// a branch between them: a field name is usually one or two such steps.
-pub(crate) fn name_run(buf: &[u8]) -> usize {
-    let mut i = 0;
-    while let Some(chunk) = buf.get(i..i + 8) {
-        if !chunk
-            .iter()
-            .fold(true, |all, &b| all & TCHAR[usize::from(b)])
-        {
-            break;
-        }
-        i += 8;
-    }
-    i + run_of(&TCHAR, &buf[i..])
 }
 
 /// How many leading bytes of `buf` are value bytes ([`is_value_byte`]), eight at a time while
@@ -235,17 +219,6 @@ mod tests {
             )
         ) {
             proptest::prop_assert_eq!(value_run(&buf), run_of(&VALUE, &buf));
-        }
-
-        /// Names: a stop byte anywhere in or after a word ends the run where the table does.
-        #[test]
-        fn name_runs_agree_with_the_table(
-            buf in proptest::collection::vec(
-                proptest::sample::select(b"aZ09-_~!:; \t\r\x00\x7f\x80(".to_vec()),
-                0..40,
-            )
-        ) {
-            proptest::prop_assert_eq!(name_run(&buf), run_of(&TCHAR, &buf));
         }
     }
 

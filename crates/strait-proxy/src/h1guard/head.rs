@@ -3,7 +3,7 @@
 //! Because every decision is made from the byte just seen plus a few counters, feeding a head in
 //! one slice or in many gives the same outcome, and nothing of a head is ever copied.
 
-use super::fields::{name_run, narrow, run_of, value_run, whole_line, Event, Fields};
+use super::fields::{narrow, run_of, value_run, whole_line, Event, Fields, TCHAR};
 use super::{H1Limits, Rejection};
 
 /// How the body following a valid head is framed.
@@ -243,7 +243,7 @@ impl Parser {
                     value_run(rest)
                 }
                 State::Fields(Fields::Name) if self.names == 0 => {
-                    let run = name_run(rest);
+                    let run = run_of(&TCHAR, rest);
                     self.name_len += run;
                     run
                 }
@@ -334,7 +334,7 @@ impl Parser {
     /// the method's length, and whether the version is 1.0. `None` leaves the line to the
     /// byte-at-a-time path, which decides it the same way and names what is wrong.
     fn whole_request_line(&self, buf: &[u8]) -> Option<(usize, usize, bool)> {
-        let method = name_run(buf);
+        let method = run_of(&TCHAR, buf);
         if method == 0 || buf.get(method) != Some(&b' ') {
             return None;
         }

@@ -3,7 +3,7 @@
 //! checked in one tight loop. It keeps offsets, not bytes: the caller keeps the bytes of a head
 //! that spans reads, and rewrites a head with both Content-Length and Transfer-Encoding. No I/O.
 
-use crate::h1guard::{is_value_byte, name_run, narrow, value_run, whole_line, Event, Fields};
+use crate::h1guard::{is_value_byte, narrow, run_of, value_run, whole_line, Event, Fields, TCHAR};
 
 /// How the body after a valid response head is framed, by its own fields (the request method
 /// and the status may still rule out a body).
@@ -178,7 +178,7 @@ impl Parser {
                     value_run(rest)
                 }
                 State::Fields(Fields::Name) if self.names == 0 => {
-                    let run = name_run(rest);
+                    let run = run_of(&TCHAR, rest);
                     self.name_len += run;
                     run
                 }
