@@ -1,7 +1,7 @@
 //! RFC 9112 field-line syntax, one byte at a time or a whole line at once: shared by the request guard's head parser and
 //! the upstream response guard's, which differ only in the start line and the fields they track.
 
-use super::head::{is_tchar, is_value_byte};
+use super::head::{is_tchar, is_value_byte, is_vchar};
 
 /// Where in the field section the next byte lands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,31 +109,44 @@ pub(crate) fn plain_line(buf: &[u8], tracked: &[&[u8]]) -> Option<usize> {
         .map(|l| l.len)
 }
 
-/// How many leading bytes of `buf` are value bytes ([`is_value_byte`]), eight at a time while
-/// none is a control byte or DEL: values are most of a head's bytes.
+/// How many leading bytes of `buf` are value bytes ([`is_value_byte`]): values are most of a
+/// head's bytes.
 pub(crate) fn value_run(buf: &[u8]) -> usize {
+    word_run(buf, &VALUE, 0x20, false)
+}
+
+/// How many leading bytes of `buf` are [`is_vchar`]: a request target is often the longest part
+/// of a request line.
+pub(crate) fn target_run(buf: &[u8]) -> usize {
+    word_run(buf, &VCHAR, 0x21, true)
+}
+
+/// How many leading bytes of `buf` are in `table`, eight per step while no byte of the word is
+/// below `below`, equal to 0x7f or (with `high`) from 0x80: `table` must hold no other byte. A
+/// flagged byte `table` holds (HTAB in a value) continues the run.
+fn word_run(buf: &[u8], table: &[bool; 256], below: u8, high: bool) -> usize {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;
     let mut i = 0;
     while let Some(chunk) = buf.get(i..i + 8) {
         let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        // Bytes below 0x20 (HTAB and CR among them), and bytes equal to 0x7f. A borrow only
-        // starts at a byte flagged rightly and runs upwards, so the lowest flag is exact.
-        let low = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        // A borrow only starts at a byte flagged rightly and runs upwards, so the lowest flag
+        // is the first flagged byte.
+        let low = x.wrapping_sub(ONES * u64::from(below)) & !x & HIGH;
         let del = x ^ (ONES * 0x7f);
         let del = del.wrapping_sub(ONES) & !del & HIGH;
-        let flags = low | del;
+        let flags = low | del | if high { x & HIGH } else { 0 };
         if flags == 0 {
             i += 8;
             continue;
         }
         let at = i + (flags.trailing_zeros() / 8) as usize;
-        if buf[at] != b'\t' {
+        if !table[usize::from(buf[at])] {
             return at;
         }
         i = at + 1;
     }
-    i + run_of(&VALUE, &buf[i..])
+    i + run_of(table, &buf[i..])
 }
 
 /// `pred` as a lookup table, for the loops that skip runs of bytes.
@@ -154,6 +167,9 @@ pub(crate) const VALUE: [bool; 256] = table!(is_value_byte);
 
 /// Bytes that may run on inside a field name ([`is_tchar`]).
 pub(crate) const TCHAR: [bool; 256] = table!(is_tchar);
+
+/// Bytes of a request target ([`is_vchar`]).
+pub(crate) const VCHAR: [bool; 256] = table!(is_vchar);
 
 /// How many leading bytes of `buf` are in `table`: a run no rule needs to see one at a time.
 pub(crate) fn run_of(table: &[bool; 256], buf: &[u8]) -> usize {
@@ -193,8 +209,8 @@ mod tests {
     }
 
     #[test]
-    fn value_runs_eight_at_a_time_stop_where_the_table_does() {
-        // Every byte at every offset of a 20-byte run, with value bytes (some obs-text) around it.
+    fn runs_eight_at_a_time_stop_where_the_table_does() {
+        // Every byte at every offset of a 20-byte run, amid bytes of the run.
         for b in 0..=255u8 {
             for at in 0..20 {
                 let mut buf: Vec<u8> = (0..20)
@@ -202,6 +218,13 @@ mod tests {
                     .collect();
                 buf[at] = b;
                 assert_eq!(value_run(&buf), run_of(&VALUE, &buf), "byte {b:#x} at {at}");
+                let mut buf = [b'/'; 20];
+                buf[at] = b;
+                assert_eq!(
+                    target_run(&buf),
+                    run_of(&VCHAR, &buf),
+                    "byte {b:#x} at {at}"
+                );
             }
         }
         assert_eq!(value_run(b""), 0);
@@ -212,13 +235,14 @@ mod tests {
     proptest::proptest! {
         /// Several stop bytes and tabs in one word: the lowest flag is the first stop.
         #[test]
-        fn value_runs_agree_with_the_table(
+        fn runs_agree_with_the_table(
             buf in proptest::collection::vec(
-                proptest::sample::select(b"\t\r\n\x00\x1f\x20\x21\x7e\x7f\x80\xffa".to_vec()),
+                proptest::sample::select(b"\t\r\n\x00\x1f\x20\x21\x7e\x7f\x80\xffa/?%".to_vec()),
                 0..40,
             )
         ) {
             proptest::prop_assert_eq!(value_run(&buf), run_of(&VALUE, &buf));
+            proptest::prop_assert_eq!(target_run(&buf), run_of(&VCHAR, &buf));
         }
     }
 

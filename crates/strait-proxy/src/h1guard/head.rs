@@ -3,7 +3,7 @@
 //! Because every decision is made from the byte just seen plus a few counters, feeding a head in
 //! one slice or in many gives the same outcome, and nothing of a head is ever copied.
 
-use super::fields::{narrow, run_of, value_run, whole_line, Event, Fields, TCHAR};
+use super::fields::{narrow, run_of, target_run, value_run, whole_line, Event, Fields, TCHAR};
 use super::{H1Limits, Rejection};
 
 /// How the body following a valid head is framed.
@@ -481,41 +481,8 @@ pub(crate) const fn is_tchar(b: u8) -> bool {
 }
 
 /// Visible ASCII (`VCHAR`), as allowed in a request-target.
-const fn is_vchar(b: u8) -> bool {
+pub(crate) const fn is_vchar(b: u8) -> bool {
     matches!(b, 0x21..=0x7e)
-}
-
-/// [`is_vchar`] as a table, for the request-target's run.
-const VCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = is_vchar(b as u8);
-        b += 1;
-    }
-    t
-};
-
-/// How many leading bytes of `buf` are [`is_vchar`], eight per step: request targets are often
-/// the longest part of a request line.
-fn target_run(buf: &[u8]) -> usize {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = ONES * 0x80;
-    let mut i = 0;
-    while let Some(chunk) = buf.get(i..i + 8) {
-        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        // Bytes below 0x21, bytes from 0x80, bytes equal to 0x7f. A borrow only starts at a
-        // byte flagged rightly and runs upwards, so the lowest flag is the first stop.
-        let low = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
-        let del = x ^ (ONES * 0x7f);
-        let del = del.wrapping_sub(ONES) & !del & HIGH;
-        let flags = low | del | (x & HIGH);
-        if flags != 0 {
-            return i + (flags.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    i + run_of(&VCHAR, &buf[i..])
 }
 
 /// Visible bytes of a field value: `VCHAR` or `obs-text`.
@@ -527,37 +494,4 @@ const fn is_field_vchar(b: u8) -> bool {
 /// HTAB.
 pub(crate) const fn is_value_byte(b: u8) -> bool {
     is_field_vchar(b) || b == b' ' || b == b'\t'
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    proptest::proptest! {
-        /// Several stop bytes in one word: the lowest flag is the first byte the table stops at.
-        #[test]
-        fn target_runs_agree_with_the_table(
-            buf in proptest::collection::vec(
-                proptest::sample::select(b" \t\r\x00\x20\x21\x7e\x7f\x80\xff/a?%".to_vec()),
-                0..40,
-            )
-        ) {
-            proptest::prop_assert_eq!(target_run(&buf), run_of(&VCHAR, &buf));
-        }
-    }
-
-    #[test]
-    fn every_byte_stops_a_target_run_where_the_table_does() {
-        for b in 0..=255u8 {
-            for at in 0..20 {
-                let mut buf = [b'/'; 20];
-                buf[at] = b;
-                assert_eq!(
-                    target_run(&buf),
-                    run_of(&VCHAR, &buf),
-                    "byte {b:#x} at {at}"
-                );
-            }
-        }
-    }
 }
