@@ -148,8 +148,8 @@ pub async fn forward(
     let colour = head.extensions.get::<strait_core::Colour>().cloned();
     let kept = next_hop_head(&f, upstream, &mut head, may_upgrade)?;
 
-    // One clock read serves the admission, the deadline and the first attempt's start; each
-    // attempt reads it once more when it ends.
+    // One clock read serves the admission, the deadline, the retry budget and the first
+    // attempt's start; each attempt reads it once more when it ends.
     let entered = Instant::now();
     let breaker = match &upstream.breaker {
         Some(b) => match b.admit(clock::millis(entered)) {
@@ -164,16 +164,10 @@ pub async fn forward(
         None => None,
     };
     let retry = f.spec.retry.as_deref();
-    let mut req = sendable(
-        &f,
-        upstream,
-        head,
-        body,
-        filters,
-        retry,
-        route_max_body,
-        entered,
-    );
+    let mut req = sendable(&f, upstream, head, body, filters, retry, route_max_body);
+    if let Some(p) = retry {
+        p.budget.deposit(clock::millis(entered));
+    }
     let hash = upstream
         .hash_on
         .as_ref()
@@ -190,9 +184,11 @@ pub async fn forward(
     }
     let mut tried = Tried::default();
     let mut last_err = None;
-    let mut now = entered;
+    let mut first = Some(entered);
     loop {
-        let now_ms = clock::millis(now);
+        // A later attempt starts after whatever came between: a backoff, a refused endpoint.
+        let started = first.take().unwrap_or_else(Instant::now);
+        let now_ms = clock::millis(started);
         // Another endpoint when there is one; a retry policy may go back to one tried before.
         let picked = select::pick(
             upstream,
@@ -233,16 +229,15 @@ pub async fn forward(
         let timeout = retry
             .and_then(|p| p.per_try_timeout)
             .unwrap_or(upstream.timeouts.request)
-            .min(deadline.saturating_duration_since(Deadline::from_std(now)));
+            .min(deadline.saturating_duration_since(Deadline::from_std(started)));
         let pool = f.shared.pools.of(upstream, endpoint, &f.shared.metrics);
-        let started = now;
         let result = {
             let _active = endpoint.state.track();
             let req = Request::from_parts(head, body);
-            attempt::send(pool, upstream, endpoint, req, started, timeout).await
+            attempt::send(pool, upstream, endpoint, req, timeout).await
         };
-        now = Instant::now();
-        let elapsed = now.saturating_duration_since(started);
+        let ended = Instant::now();
+        let elapsed = ended.saturating_duration_since(started);
         pool.attempt_duration.observe(elapsed.as_secs_f64());
         pool.count(outcome(&result));
         if let Some(rec) = f.record.as_deref_mut() {
@@ -260,7 +255,7 @@ pub async fn forward(
                     .map(|e| Arc::from(e.error.to_string())),
             });
         }
-        let now_ms = clock::millis(now);
+        let now_ms = clock::millis(ended);
         let health = match &result {
             Ok(s) => Some(AttemptResult::of_status(s.response.status().as_u16())),
             // Neither says anything about the endpoint: Strait's own connection cap, or the
@@ -293,8 +288,6 @@ pub async fn forward(
                 if again
                     && retry_allowed(&f, upstream, retry, tally.attempts, deadline, now_ms).await
                 {
-                    // The backoff slept.
-                    now = Instant::now();
                     continue;
                 }
                 if let Some((b, a)) = breaker {
@@ -324,8 +317,6 @@ pub async fn forward(
                     };
                 if proceed {
                     last_err = Some(error);
-                    // The backoff may have slept.
-                    now = Instant::now();
                     continue;
                 }
                 if let (Some((b, a)), Some(_)) = (breaker, health) {
@@ -353,8 +344,7 @@ fn colour_denied(f: &mut Forward<'_>, coloured: Option<&select::Coloured<'_>>) {
     }
 }
 
-/// The request prepared for its attempts, at `now`.
-#[allow(clippy::too_many_arguments)]
+/// The request prepared for its attempts.
 fn sendable(
     f: &Forward<'_>,
     upstream: &Upstream,
@@ -363,7 +353,6 @@ fn sendable(
     filters: Vec<Box<dyn strait_core::BodyFilter>>,
     retry: Option<&RetryPolicy>,
     route_max_body: u64,
-    now: Instant,
 ) -> Sendable {
     let limit = match (f.conn.listener.limits.max_request_body, route_max_body) {
         (0, r) => r,
@@ -403,9 +392,6 @@ fn sendable(
         }
         _ => body,
     };
-    if let Some(p) = retry {
-        p.budget.deposit(clock::millis(now));
-    }
     Sendable {
         method: head.method.clone(),
         copy: retry.map(|_| copy_head(&head)),

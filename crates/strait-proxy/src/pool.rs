@@ -339,50 +339,36 @@ pub struct Checkout {
     pub conn: Conn,
     /// Taken from the pool rather than dialled.
     pub reused: bool,
-    /// The checkout waited (a dial, a wake, a free connection): the caller's clock is stale.
-    pub waited: bool,
 }
 
 /// Gets a connection to `endpoint`: an idle or shared one if possible, else a new one.
 pub async fn checkout(
     pool: &Arc<EndpointPool>,
     upstream: &Upstream,
-    now: Instant,
 ) -> Result<Checkout, ConnectError> {
     if upstream.protocol.is_h2() {
         return checkout_h2(pool, upstream).await;
     }
     let wait = upstream.timeouts.connect;
-    let deadline = tokio::time::Instant::from_std(now) + wait;
+    let deadline = tokio::time::Instant::now() + wait;
     let mut pending = None;
-    let mut now = now;
-    let mut waited = false;
     loop {
-        while let Some(held) = pop_idle(pool, upstream, now) {
+        while let Some(held) = pop_idle(pool, upstream) {
             let mut conn = match held {
                 Held::Live(conn) => conn,
-                Held::Resting(r) => {
-                    waited = true;
-                    match r.wake().await {
-                        Some(conn) => conn,
-                        None => continue,
-                    }
-                }
+                Held::Resting(r) => match r.wake().await {
+                    Some(conn) => conn,
+                    None => continue,
+                },
             };
             // Ready at once in the usual case; a connection that is not ready within the
             // connect timeout is in an unknown state and is dropped.
-            let ready = std::future::poll_fn(|cx| {
-                let ready = conn.tx.poll_ready(cx);
-                waited |= ready.is_pending();
-                ready
-            });
-            match tokio::time::timeout_at(deadline, ready).await {
+            match tokio::time::timeout_at(deadline, conn.tx.ready()).await {
                 Ok(Ok(())) => {
                     conn.slot.start_request();
                     return Ok(Checkout {
                         conn: Conn::H1(conn),
                         reused: true,
-                        waited,
                     });
                 }
                 _ => continue,
@@ -400,7 +386,6 @@ pub async fn checkout(
             return dial_h1(pool, upstream).await.map(|conn| Checkout {
                 conn: Conn::H1(conn),
                 reused: false,
-                waited: true,
             });
         }
         if pending.is_none() {
@@ -412,17 +397,13 @@ pub async fn checkout(
         if none_free && tokio::time::timeout_at(deadline, freed).await.is_err() {
             return Err(ConnectError::Exhausted);
         }
-        now = Instant::now();
-        waited = true;
     }
 }
 
-fn pop_idle(pool: &EndpointPool, upstream: &Upstream, now: Instant) -> Option<Held> {
+fn pop_idle(pool: &EndpointPool, upstream: &Upstream) -> Option<Held> {
     let mut idle = lock(&pool.idle);
     while let Some(c) = idle.conns.pop_back() {
-        if !c.held.is_closed()
-            && now.saturating_duration_since(c.since) < upstream.pool.idle_timeout
-        {
+        if !c.held.is_closed() && c.since.elapsed() < upstream.pool.idle_timeout {
             return Some(c.held);
         }
     }
@@ -457,7 +438,6 @@ async fn checkout_h2(
         return Ok(Checkout {
             conn: Conn::H2(tx),
             reused: true,
-            waited: false,
         });
     }
     let _waiting = Pending::enter(pool, upstream.limits.max_pending.max(1))?;
@@ -467,7 +447,6 @@ async fn checkout_h2(
         return Ok(Checkout {
             conn: Conn::H2(tx),
             reused: true,
-            waited: true,
         });
     }
     let tx = dial_h2(pool, upstream).await?;
@@ -475,7 +454,6 @@ async fn checkout_h2(
     Ok(Checkout {
         conn: Conn::H2(tx),
         reused: false,
-        waited: true,
     })
 }
 

@@ -122,9 +122,8 @@ async fn exchange(
         prepare(&mut one, upstream, endpoint, h2)?;
         let request = Request::from_parts(one, ProxyBody::Full(Some(body.clone())));
         let pool = pools.of(upstream, endpoint, metrics);
-        let started = Instant::now();
-        let timeout = deadline.saturating_duration_since(tokio::time::Instant::from_std(started));
-        let result = attempt::send(pool, upstream, endpoint, request, started, timeout).await;
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let result = attempt::send(pool, upstream, endpoint, request, timeout).await;
         pool.count(match &result {
             Ok(_) => Outcome::Response,
             Err(e) => match e.error {

@@ -7,7 +7,7 @@
 //! found a connection, so another endpoint can take it whatever its method.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body as _;
@@ -31,30 +31,21 @@ pub(crate) struct AttemptError {
     pub request: Option<Request<ProxyBody>>,
 }
 
-/// Sends `req` to `endpoint` (the attempt began at `started`) and waits up to `timeout` for
-/// the response head.
+/// Sends `req` to `endpoint` and waits up to `timeout` for the response head.
 pub(crate) async fn send(
     pool: &Arc<EndpointPool>,
     upstream: &Upstream,
     endpoint: &Endpoint,
     req: Request<ProxyBody>,
-    started: Instant,
     timeout: Duration,
 ) -> Result<Sent, AttemptError> {
     let fail = |error, request| AttemptError { error, request };
-    let checkout = match pool::checkout(pool, upstream, started).await {
+    let checkout = match pool::checkout(pool, upstream).await {
         Ok(c) => c,
         Err(e) => return Err(fail(connect_error(upstream, endpoint, e), Some(req))),
     };
-    let Checkout {
-        conn,
-        reused,
-        waited,
-    } = checkout;
-    // The timeout counts from the request's handover: after a dial or a wait for a connection,
-    // not from `started`.
-    let handover = if waited { Instant::now() } else { started };
-    let deadline = tokio::time::Instant::from_std(handover + timeout);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let Checkout { conn, reused } = checkout;
     // An idle keep-alive connection the upstream closes just as a request is written to it
     // fails after the request left (RFC 9112 §9.3.1): an idempotent request without a body
     // may be sent again on a fresh connection, so keep its head for that.
@@ -93,9 +84,7 @@ pub(crate) async fn send(
     // The reused connection was closed under us: once more on a fresh one.
     let fresh = if upstream.protocol.is_h2() {
         pool::forget_h2(pool);
-        pool::checkout(pool, upstream, Instant::now())
-            .await
-            .map(|c| c.conn)
+        pool::checkout(pool, upstream).await.map(|c| c.conn)
     } else {
         pool::redial_h1(pool, upstream).await.map(Conn::H1)
     };
