@@ -154,3 +154,136 @@ async fn interim_responses_pass_and_the_final_one_is_checked() {
     let resp = client::get(s.web(), "/bad").await.expect("a response");
     assert_eq!((resp.status().as_u16(), text(&resp)), (200, "hello".into()));
 }
+
+/// One scripted upstream connection after another: each request head (and Content-Length
+/// body) gets the writes `script` gives for its path, a pause between them; `close` ends the
+/// connection after the response.
+async fn scripted(
+    script: fn(&str) -> (Vec<&'static [u8]>, bool),
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + 4 + length {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + 4 + length);
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    let (writes, close) = script(&path);
+                    for w in writes {
+                        if tcp.write_all(w).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                    if close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Requests without a body are written and read without hyper: chunked bodies are decoded
+/// across reads (extensions and trailers dropped), interim, 204 and close-delimited responses
+/// pass, a clean connection serves the next request, including one with a body (hyper's), and
+/// one the response ended by closing is not used again.
+#[tokio::test]
+async fn responses_to_requests_without_a_body_are_read_in_every_framing() {
+    let (addr, accepted) = scripted(|path| match path {
+        "/chunked" => (
+            vec![
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;e=1\r\nhel",
+                b"lo\r\n6\r\n world\r",
+                b"\n0\r\nx-t: 1\r\n\r\n",
+            ],
+            false,
+        ),
+        "/early" => (
+            vec![
+                b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n",
+                b"HTTP/1.1 299 Fine By Me\r\ncontent-length: 4\r\n\r\nfi",
+                b"ne",
+            ],
+            false,
+        ),
+        "/none" => (vec![b"HTTP/1.1 204 No Content\r\nx-a: \r\n\r\n"], false),
+        "/close" => (vec![b"HTTP/1.1 200 OK\r\n\r\nuntil ", b"close"], true),
+        _ => (
+            vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"],
+            false,
+        ),
+    })
+    .await;
+    let yaml = format!(
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n\
+         routes:\n  - name: r\n    upstream: up\nupstreams:\n  - name: up\n    endpoints: [\"{addr}\"]\n",
+    );
+    let s = Strait::start(&yaml).await;
+    let get = |path: &'static str| {
+        let web = s.web();
+        async move {
+            let resp = client::get(web, path).await.expect(path);
+            (resp.status().as_u16(), text(&resp))
+        }
+    };
+    assert_eq!(get("/chunked").await, (200, "hello world".into()));
+    let early = client::get(s.web(), "/early").await.expect("/early");
+    assert_eq!(
+        (early.status().as_u16(), text(&early)),
+        (299, "fine".into())
+    );
+    let reason = early.extensions().get::<hyper::ext::ReasonPhrase>();
+    assert_eq!(reason.map(|r| r.as_bytes()), Some(&b"Fine By Me"[..]));
+    assert_eq!(get("/none").await, (204, "".into()));
+    let resp = client::send(
+        s.web(),
+        client::Proto::H1,
+        http::Request::post("/posted")
+            .header("host", "h")
+            .body(client::full("abc"))
+            .unwrap(),
+    )
+    .await
+    .expect("a response");
+    assert_eq!((resp.status().as_u16(), text(&resp)), (200, "ok".into()));
+    assert_eq!(get("/plain").await, (200, "ok".into()));
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one upstream connection served every exchange so far"
+    );
+    assert_eq!(get("/close").await, (200, "until close".into()));
+    assert_eq!(get("/plain").await, (200, "ok".into()));
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -135,7 +135,7 @@ pub struct BodyTooLarge(pub u64);
 pub struct ClientBodyError(#[source] pub BoxError);
 
 /// Whether a failed upstream exchange was caused by the client's request body.
-pub fn client_body_failed(e: &hyper::Error) -> bool {
+pub fn client_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {
         if s.is::<ClientBodyError>() {

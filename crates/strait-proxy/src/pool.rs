@@ -28,15 +28,19 @@ use rustls_pki_types::ServerName;
 use tokio::{net::TcpStream, sync::Notify};
 
 use crate::body::ProxyBody;
+use crate::upguard::UpstreamGuard;
 use crate::upstream::{Endpoint, Upstream, UpstreamTls};
 
 mod body;
+mod direct;
 mod io;
 mod rest;
 
-pub use self::body::PooledBody;
+pub use self::body::{PooledBody, UpBody};
+pub use self::direct::DirectBody;
+pub(crate) use self::direct::{fits as fits_direct, send as send_direct, Failed as DirectFailed};
 pub use self::io::UpstreamIo;
-use self::rest::Resting;
+pub use self::rest::Resting;
 pub use self::rest::REST_AFTER;
 
 /// A connection ready to carry one request.
@@ -45,6 +49,8 @@ pub enum Conn {
     H1(H1Conn),
     /// HTTP/2: shared.
     H2(http2::SendRequest<ProxyBody>),
+    /// HTTP/1.1 without hyper, for a request the caller writes and reads itself (see `direct`).
+    Bare(Resting),
 }
 
 /// An HTTP/1.1 connection and its slot.
@@ -240,6 +246,34 @@ impl EndpointPool {
         drop(gone);
     }
 
+    /// Returns a bare connection whose exchange ended cleanly to the pool (at most `max`
+    /// idle), under the watcher like a resting one; it is taken before any other.
+    fn give_back_bare(self: &Arc<Self>, r: Resting, max: usize) {
+        let mut idle = lock(&self.idle);
+        if idle.conns.len() >= max {
+            return;
+        }
+        if let Some(w) = idle.watcher.clone() {
+            // The check may read the socket: outside the lock.
+            drop(idle);
+            if !r.quiet(&mut std::task::Context::from_waker(&w)) {
+                return;
+            }
+            idle = lock(&self.idle);
+        }
+        if idle.watcher.is_none() {
+            // The watcher's first poll registers every resting socket.
+            idle.watcher = Some(Waker::noop().clone());
+            tokio::spawn(rest::watch(self.clone()));
+        }
+        idle.conns.push_back(Idle {
+            held: Held::Resting(r),
+            since: Instant::now(),
+        });
+        drop(idle);
+        self.freed.notify_one();
+    }
+
     /// Returns a connection whose exchange is complete to the pool (at most `max` idle).
     fn give_back(&self, conn: H1Conn, max: usize) {
         if conn.tx.is_closed() || !conn.slot.request_done.load(Ordering::Acquire) {
@@ -341,10 +375,13 @@ pub struct Checkout {
     pub reused: bool,
 }
 
-/// Gets a connection to `endpoint`: an idle or shared one if possible, else a new one.
+/// Gets a connection to `endpoint`: an idle or shared one if possible, else a new one. With
+/// `bare`, an idle resting connection or a new one comes as [`Conn::Bare`] (a live one in
+/// hyper's hands still comes as [`Conn::H1`]).
 pub async fn checkout(
     pool: &Arc<EndpointPool>,
     upstream: &Upstream,
+    bare: bool,
 ) -> Result<Checkout, ConnectError> {
     if upstream.protocol.is_h2() {
         return checkout_h2(pool, upstream).await;
@@ -356,6 +393,15 @@ pub async fn checkout(
         while let Some(held) = pop_idle(pool, upstream) {
             let mut conn = match held {
                 Held::Live(conn) => conn,
+                Held::Resting(r) if bare => {
+                    if r.quiet(&mut std::task::Context::from_waker(Waker::noop())) {
+                        return Ok(Checkout {
+                            conn: Conn::Bare(r),
+                            reused: true,
+                        });
+                    }
+                    continue;
+                }
                 Held::Resting(r) => match r.wake().await {
                     Some(conn) => conn,
                     None => continue,
@@ -383,6 +429,12 @@ pub async fn checkout(
             .is_ok();
         if reserved {
             drop(pending);
+            if bare {
+                return dial_bare(pool, upstream).await.map(|r| Checkout {
+                    conn: Conn::Bare(r),
+                    reused: false,
+                });
+            }
             return dial_h1(pool, upstream).await.map(|conn| Checkout {
                 conn: Conn::H1(conn),
                 reused: false,
@@ -466,7 +518,7 @@ fn shared_h2(pool: &EndpointPool) -> Option<http2::SendRequest<ProxyBody>> {
 async fn dial_h1(pool: &Arc<EndpointPool>, upstream: &Upstream) -> Result<H1Conn, ConnectError> {
     let slot = ConnSlot::new(pool);
     let io = connect_io(pool, upstream).await?;
-    rest::start_h1(io, slot)
+    rest::start_h1(Box::new(UpstreamGuard::new(io)), slot)
         .await
         .inspect_err(|_| pool.connect_errors.inc())
         .map_err(ConnectError::Http)
@@ -480,6 +532,22 @@ pub async fn redial_h1(
 ) -> Result<H1Conn, ConnectError> {
     pool.open.fetch_add(1, Ordering::AcqRel);
     dial_h1(pool, upstream).await
+}
+
+/// Dials a fresh connection left bare, counted against the limit (the caller reserved it).
+async fn dial_bare(pool: &Arc<EndpointPool>, upstream: &Upstream) -> Result<Resting, ConnectError> {
+    let slot = ConnSlot::new(pool);
+    let io = connect_io(pool, upstream).await?;
+    Ok(Resting::new(Box::new(UpstreamGuard::new(io)), slot))
+}
+
+/// Like [`redial_h1`], for a request written without hyper.
+pub(crate) async fn redial_bare(
+    pool: &Arc<EndpointPool>,
+    upstream: &Upstream,
+) -> Result<Resting, ConnectError> {
+    pool.open.fetch_add(1, Ordering::AcqRel);
+    dial_bare(pool, upstream).await
 }
 
 async fn dial_h2(

@@ -77,6 +77,22 @@ impl<IO> UpstreamGuard<IO> {
             && self.framing.is_at_rest()
     }
 
+    /// Records a request without a body about to be written whole to [`UpstreamGuard::io_mut`],
+    /// so the guard need not scan it; false when it must be written through the guard.
+    pub(crate) fn expect_request(&mut self, head: bool) -> bool {
+        self.failed.is_none() && self.framing.expect_request(head)
+    }
+
+    /// The wrapped connection, to write a request [`UpstreamGuard::expect_request`] recorded.
+    pub(crate) fn io_mut(&mut self) -> &mut IO {
+        &mut self.io
+    }
+
+    /// The wrapped connection, to look at.
+    pub(crate) fn get_ref(&self) -> &IO {
+        &self.io
+    }
+
     /// The wrapped connection.
     pub(crate) fn into_inner(self) -> IO {
         self.io

@@ -5,23 +5,26 @@
 //! request goes on a fresh connection to the same endpoint at once, uncounted, as clients do;
 //! a request a fresh connection did not send comes back to the caller like one that never
 //! found a connection, so another endpoint can take it whatever its method.
+//!
+//! A request with nothing to upload goes to an HTTP/1.1 upstream without hyper (see
+//! `pool::direct`): it is written and its response read on this task. It stays whole, so the
+//! same resend rules hold without keeping a copy of its head.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use strait_core::ProxyError;
 
-use crate::body::{BodyAborted, BodyTooLarge, ProxyBody};
-use crate::pool::{self, Checkout, Conn, ConnectError, EndpointPool, H1Conn};
+use crate::body::{BodyAborted, BodyTooLarge, BoxError, ProxyBody};
+use crate::pool::{self, Checkout, Conn, ConnectError, DirectFailed, EndpointPool, H1Conn, UpBody};
 use crate::retry::is_idempotent;
 use crate::upstream::{Endpoint, Upstream};
 
 /// A response head and the HTTP/1.1 connection it came on (to pool when the exchange ends).
 pub(crate) struct Sent {
-    pub response: Response<Incoming>,
+    pub response: Response<UpBody>,
     pub conn: Option<H1Conn>,
 }
 
@@ -40,7 +43,9 @@ pub(crate) async fn send(
     timeout: Duration,
 ) -> Result<Sent, AttemptError> {
     let fail = |error, request| AttemptError { error, request };
-    let checkout = match pool::checkout(pool, upstream).await {
+    let bare = !upstream.protocol.is_h2() && pool::fits_direct(&req);
+    let max_idle = upstream.pool.max_idle_per_endpoint;
+    let checkout = match pool::checkout(pool, upstream, bare).await {
         Ok(c) => c,
         Err(e) => return Err(fail(connect_error(upstream, endpoint, e), Some(req))),
     };
@@ -49,21 +54,32 @@ pub(crate) async fn send(
     // An idle keep-alive connection the upstream closes just as a request is written to it
     // fails after the request left (RFC 9112 §9.3.1): an idempotent request without a body
     // may be sent again on a fresh connection, so keep its head for that.
-    let again = (reused && is_idempotent(req.method()) && req.body().is_end_stream()).then(|| {
-        let mut copy = Request::new(());
-        *copy.method_mut() = req.method().clone();
-        *copy.uri_mut() = req.uri().clone();
-        *copy.version_mut() = req.version();
-        *copy.headers_mut() = req.headers().clone();
-        copy.into_parts().0
-    });
+    let bare_conn = matches!(conn, Conn::Bare(_));
+    let again = (reused && !bare_conn && is_idempotent(req.method()) && req.body().is_end_stream())
+        .then(|| {
+            let mut copy = Request::new(());
+            *copy.method_mut() = req.method().clone();
+            *copy.uri_mut() = req.uri().clone();
+            *copy.version_mut() = req.version();
+            *copy.headers_mut() = req.headers().clone();
+            copy.into_parts().0
+        });
     let first = match conn {
         Conn::H1(c) => send_h1(c, req, deadline).await,
         Conn::H2(tx) => send_h2(tx, req, deadline).await,
+        Conn::Bare(r) => send_bare(r, req, deadline, max_idle).await,
     };
     let unsent = match first {
         Ok(sent) => return Ok(sent),
-        Err(Failure::Sent(Some(e))) if again.is_some() && closed_early(&e) => {
+        Err(Failure::SentWhole(req, e))
+            if reused && is_idempotent(req.method()) && closed_early(&*e) =>
+        {
+            *req
+        }
+        Err(Failure::SentWhole(_, e)) => {
+            return Err(fail(failure(upstream, endpoint, Some(e), timeout), None))
+        }
+        Err(Failure::Sent(Some(e))) if again.is_some() && closed_early(&*e) => {
             let head = again.expect("checked above");
             Request::from_parts(head, ProxyBody::Empty)
         }
@@ -74,7 +90,7 @@ pub(crate) async fn send(
                 let error = ProxyError::Connect {
                     upstream: upstream.name.to_string(),
                     endpoint: endpoint.address.to_string(),
-                    source: Box::new(e),
+                    source: e,
                 };
                 return Err(fail(error, Some(*req)));
             }
@@ -84,7 +100,9 @@ pub(crate) async fn send(
     // The reused connection was closed under us: once more on a fresh one.
     let fresh = if upstream.protocol.is_h2() {
         pool::forget_h2(pool);
-        pool::checkout(pool, upstream).await.map(|c| c.conn)
+        pool::checkout(pool, upstream, false).await.map(|c| c.conn)
+    } else if bare {
+        pool::redial_bare(pool, upstream).await.map(Conn::Bare)
     } else {
         pool::redial_h1(pool, upstream).await.map(Conn::H1)
     };
@@ -95,15 +113,19 @@ pub(crate) async fn send(
     let second = match conn {
         Conn::H1(c) => send_h1(c, unsent, deadline).await,
         Conn::H2(tx) => send_h2(tx, unsent, deadline).await,
+        Conn::Bare(r) => send_bare(r, unsent, deadline, max_idle).await,
     };
     match second {
         Ok(sent) => Ok(sent),
         Err(Failure::Sent(e)) => Err(fail(failure(upstream, endpoint, e, timeout), None)),
+        Err(Failure::SentWhole(_, e)) => {
+            Err(fail(failure(upstream, endpoint, Some(e), timeout), None))
+        }
         Err(Failure::Unsent(req, e)) => Err(fail(
             ProxyError::Connect {
                 upstream: upstream.name.to_string(),
                 endpoint: endpoint.address.to_string(),
-                source: Box::new(e),
+                source: e,
             },
             Some(*req),
         )),
@@ -111,16 +133,20 @@ pub(crate) async fn send(
 }
 
 /// Whether a connection failed before a response came: closed, or reset by the peer.
-fn closed_early(e: &hyper::Error) -> bool {
-    if e.is_incomplete_message() || e.is_canceled() {
-        return true;
+fn closed_early(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(h) = e.downcast_ref::<hyper::Error>() {
+        if h.is_incomplete_message() || h.is_canceled() {
+            return true;
+        }
     }
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             return matches!(
                 io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
             );
         }
         src = s.source();
@@ -131,9 +157,12 @@ fn closed_early(e: &hyper::Error) -> bool {
 /// Why one send failed.
 enum Failure {
     /// The request was (maybe partly) written: the error, or `None` for the timeout.
-    Sent(Option<hyper::Error>),
+    Sent(Option<BoxError>),
+    /// The request was written without hyper, but it had no body and is still whole: it may
+    /// go again if the connection was closed under it.
+    SentWhole(Box<Request<ProxyBody>>, BoxError),
     /// The request was never written: it comes back.
-    Unsent(Box<Request<ProxyBody>>, hyper::Error),
+    Unsent(Box<Request<ProxyBody>>, BoxError),
 }
 
 async fn send_h1(
@@ -147,12 +176,12 @@ async fn send_h1(
     }
     match tokio::time::timeout_at(deadline, c.tx.try_send_request(req)).await {
         Ok(Ok(response)) => Ok(Sent {
-            response,
+            response: response.map(UpBody::Hyper),
             conn: Some(c),
         }),
         Ok(Err(mut e)) => match e.take_message() {
-            Some(req) => Err(Failure::Unsent(Box::new(req), e.into_error())),
-            None => Err(Failure::Sent(Some(e.into_error()))),
+            Some(req) => Err(Failure::Unsent(Box::new(req), e.into_error().into())),
+            None => Err(Failure::Sent(Some(e.into_error().into()))),
         },
         // The connection is dropped with the attempt: its state is unknown.
         Err(_) => Err(Failure::Sent(None)),
@@ -166,13 +195,31 @@ async fn send_h2(
 ) -> Result<Sent, Failure> {
     match tokio::time::timeout_at(deadline, tx.try_send_request(req)).await {
         Ok(Ok(response)) => Ok(Sent {
-            response,
+            response: response.map(UpBody::Hyper),
             conn: None,
         }),
         Ok(Err(mut e)) => match e.take_message() {
-            Some(req) => Err(Failure::Unsent(Box::new(req), e.into_error())),
-            None => Err(Failure::Sent(Some(e.into_error()))),
+            Some(req) => Err(Failure::Unsent(Box::new(req), e.into_error().into())),
+            None => Err(Failure::Sent(Some(e.into_error().into()))),
         },
+        Err(_) => Err(Failure::Sent(None)),
+    }
+}
+
+async fn send_bare(
+    r: pool::Resting,
+    req: Request<ProxyBody>,
+    deadline: tokio::time::Instant,
+    max_idle: usize,
+) -> Result<Sent, Failure> {
+    match tokio::time::timeout_at(deadline, pool::send_direct(r, &req, max_idle)).await {
+        Ok(Ok(response)) => Ok(Sent {
+            response: response.map(UpBody::Direct),
+            conn: None,
+        }),
+        Ok(Err(DirectFailed::Unsent(e))) => Err(Failure::Unsent(Box::new(req), e.into())),
+        Ok(Err(DirectFailed::Sent(e))) => Err(Failure::SentWhole(Box::new(req), e.into())),
+        // The connection is dropped with the attempt: its state is unknown.
         Err(_) => Err(Failure::Sent(None)),
     }
 }
@@ -194,7 +241,7 @@ fn connect_error(upstream: &Upstream, endpoint: &Endpoint, e: ConnectError) -> P
 fn failure(
     upstream: &Upstream,
     endpoint: &Endpoint,
-    e: Option<hyper::Error>,
+    e: Option<BoxError>,
     timeout: Duration,
 ) -> ProxyError {
     let Some(e) = e else {
@@ -204,30 +251,30 @@ fn failure(
             after: timeout,
         };
     };
-    if is_body_limit(&e) {
+    if is_body_limit(&*e) {
         return ProxyError::BadRequest(
             http::StatusCode::PAYLOAD_TOO_LARGE,
             "request body too large",
         );
     }
-    if crate::body::client_body_failed(&e) {
+    if crate::body::client_body_failed(&*e) {
         return ProxyError::BadRequest(
             http::StatusCode::BAD_REQUEST,
             "request body from the client failed",
         );
     }
-    if let Some(reason) = body_aborted(&e) {
+    if let Some(reason) = body_aborted(&*e) {
         return ProxyError::BadRequest(http::StatusCode::BAD_REQUEST, reason);
     }
     ProxyError::Upstream {
         upstream: upstream.name.to_string(),
         endpoint: endpoint.address.to_string(),
-        source: Box::new(e),
+        source: e,
     }
 }
 
 /// The reason a body filter stopped the request body, if one did.
-fn body_aborted(e: &hyper::Error) -> Option<&'static str> {
+fn body_aborted(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {
         if let Some(a) = s.downcast_ref::<BodyAborted>() {
@@ -238,7 +285,7 @@ fn body_aborted(e: &hyper::Error) -> Option<&'static str> {
     None
 }
 
-fn is_body_limit(e: &hyper::Error) -> bool {
+fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {
         if s.is::<BodyTooLarge>() {

@@ -99,6 +99,41 @@ impl Decoder {
         Ok((i, false))
     }
 
+    /// Bytes of chunk data due before the next framing byte (0 outside chunk data).
+    pub(crate) fn data_left(&self) -> u64 {
+        match self.state {
+            State::Data(left) => left,
+            _ => 0,
+        }
+    }
+
+    /// Consumes framing bytes of `buf` until chunk data begins or the body ends, for a reader
+    /// that takes the data out itself (see [`Decoder::consume_data`]).
+    ///
+    /// Returns how many bytes were consumed and whether the body ended among them.
+    pub(crate) fn feed_framing(&mut self, buf: &[u8]) -> Result<(usize, bool), Rejection> {
+        let mut i = 0;
+        while i < buf.len() && !matches!(self.state, State::Data(_)) {
+            let b = buf[i];
+            i += 1;
+            if self.byte(b)? {
+                return Ok((i, true));
+            }
+        }
+        Ok((i, false))
+    }
+
+    /// Takes `n` bytes of chunk data, at most [`Decoder::data_left`].
+    pub(crate) fn consume_data(&mut self, n: u64) {
+        if let State::Data(left) = self.state {
+            self.state = if n >= left {
+                State::DataCr
+            } else {
+                State::Data(left - n)
+            };
+        }
+    }
+
     fn byte(&mut self, b: u8) -> Result<bool, Rejection> {
         if matches!(self.state, State::Size | State::SizeWs | State::Ext) {
             self.line_len += 1;

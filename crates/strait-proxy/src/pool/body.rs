@@ -8,30 +8,56 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::H1Conn;
+use super::{DirectBody, H1Conn};
 use crate::body::{BoxError, IdleTimer};
+
+/// An upstream response body as it was read: by hyper, or on the request's own task.
+pub enum UpBody {
+    /// Read by hyper's client.
+    Hyper(Incoming),
+    /// Read without hyper; it pools its own connection (see `direct`).
+    Direct(DirectBody),
+}
 
 /// An upstream response body that returns its HTTP/1.1 connection when fully read.
 pub struct PooledBody {
-    inner: Incoming,
+    inner: Source,
     idle: IdleTimer,
-    ret: Option<(H1Conn, usize)>,
+}
+
+/// Where the bytes come from, and the hyper connection to return (with the pool's idle cap).
+enum Source {
+    Hyper(Incoming, Option<(H1Conn, usize)>),
+    Direct(DirectBody),
 }
 
 impl PooledBody {
-    /// Wraps `inner`; `ret` is the connection to return (HTTP/1.1 only) and the pool's idle cap.
-    pub fn new(inner: Incoming, idle: Duration, ret: Option<(H1Conn, usize)>) -> Self {
+    /// Wraps `inner`; `ret` is the hyper connection to return (HTTP/1.1 only) and the pool's
+    /// idle cap (a body read without hyper returns its own).
+    pub fn new(inner: UpBody, idle: Duration, ret: Option<(H1Conn, usize)>) -> Self {
         PooledBody {
-            inner,
+            inner: match inner {
+                UpBody::Hyper(b) => Source::Hyper(b, ret),
+                UpBody::Direct(b) => Source::Direct(b),
+            },
             idle: IdleTimer::new(idle),
-            ret,
         }
     }
 
     fn give_back(&mut self) {
-        if let Some((conn, max)) = self.ret.take() {
-            let pool = conn.slot.pool.clone();
-            pool.give_back(conn, max);
+        if let Source::Hyper(_, ret) = &mut self.inner {
+            if let Some((conn, max)) = ret.take() {
+                let pool = conn.slot.pool.clone();
+                pool.give_back(conn, max);
+            }
+        }
+    }
+
+    /// The connection is in an unknown state: it is never reused.
+    fn abandon(&mut self) {
+        match &mut self.inner {
+            Source::Hyper(_, ret) => *ret = None,
+            Source::Direct(b) => b.abandon(),
         }
     }
 }
@@ -45,40 +71,49 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        let r = match &mut this.inner {
+            Source::Hyper(b, _) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Source::Direct(b) => Pin::new(b).poll_frame(cx),
+        };
         match &r {
             Poll::Pending => {
                 if let Poll::Ready(e) = this.idle.poll_expired(cx) {
                     // A stalled upstream: the connection is in an unknown state, never reuse it.
-                    this.ret = None;
+                    this.abandon();
                     return Poll::Ready(Some(Err(e.into())));
                 }
             }
             Poll::Ready(None) => this.give_back(),
             Poll::Ready(Some(Ok(_))) => {
                 this.idle.progressed();
-                if this.inner.is_end_stream() {
+                if this.is_end_stream() {
                     this.give_back();
                 }
             }
-            Poll::Ready(Some(Err(_))) => this.ret = None,
+            Poll::Ready(Some(Err(_))) => this.abandon(),
         }
-        r.map_err(Into::into)
+        r
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Source::Hyper(b, _) => b.is_end_stream(),
+            Source::Direct(b) => b.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Source::Hyper(b, _) => b.size_hint(),
+            Source::Direct(b) => b.size_hint(),
+        }
     }
 }
 
 impl Drop for PooledBody {
     fn drop(&mut self) {
         // Bodies that end without being polled (HEAD, 204, 304, empty) still free their connection.
-        if self.inner.is_end_stream() {
+        if self.is_end_stream() {
             self.give_back();
         }
     }

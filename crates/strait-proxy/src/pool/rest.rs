@@ -30,22 +30,39 @@ pub const REST_AFTER: Duration = Duration::from_millis(250);
 /// How long closing a connection may take (a TLS close_notify to an upstream not reading).
 const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 
-type Io = TokioIo<UpstreamGuard<UpstreamIo>>;
+/// A connection's socket with its response guard, which stays with it between exchanges.
+pub(super) type Io = UpstreamGuard<UpstreamIo>;
 
-/// A pooled connection at rest: its socket and its slot, nothing of hyper.
-pub(super) struct Resting {
-    io: UpstreamIo,
+/// A pooled connection at rest, or taken to be written and read without hyper: its socket and
+/// its slot, nothing of hyper.
+pub struct Resting {
+    /// Boxed once per connection: it moves between the pool and requests by pointer.
+    io: Box<Io>,
     slot: Arc<ConnSlot>,
 }
 
 impl Resting {
+    /// A bare connection.
+    pub(super) fn new(io: Box<Io>, slot: Arc<ConnSlot>) -> Self {
+        Resting { io, slot }
+    }
+
+    /// Its socket and slot.
+    pub(super) fn into_parts(self) -> (Box<Io>, Arc<ConnSlot>) {
+        (self.io, self.slot)
+    }
+
     /// Whether the socket has nothing to read (no data, no FIN, no error); registers `cx` to
     /// be woken when that changes.
-    fn quiet(&self, cx: &mut Context<'_>) -> bool {
-        let tcp = match &self.io {
+    pub(super) fn quiet(&self, cx: &mut Context<'_>) -> bool {
+        let tcp = match self.io.get_ref() {
             UpstreamIo::Tcp(s) => s,
             UpstreamIo::Tls(s) => s.get_ref().0,
         };
+        // Not readable since a read last found it empty: nothing came, and no syscall is needed.
+        if tcp.poll_read_ready(cx).is_pending() {
+            return true;
+        }
         let mut byte = [0u8; 1];
         tcp.poll_peek(cx, &mut ReadBuf::new(&mut byte)).is_pending()
     }
@@ -60,11 +77,11 @@ impl Resting {
 }
 
 /// Starts hyper's HTTP/1.1 client on `io` and spawns the connection's driver.
-pub(super) async fn start_h1(io: UpstreamIo, slot: Arc<ConnSlot>) -> hyper::Result<H1Conn> {
+pub(super) async fn start_h1(io: Box<Io>, slot: Arc<ConnSlot>) -> hyper::Result<H1Conn> {
     slot.rest.store(false, Ordering::Release);
     let (tx, conn) = http1::Builder::new()
         .max_buf_size(MAX_READ_BUF)
-        .handshake(TokioIo::new(UpstreamGuard::new(io)))
+        .handshake(TokioIo::new(*io))
         .await?;
     tokio::spawn(drive(conn, slot.clone()));
     Ok(H1Conn { tx, slot })
@@ -72,7 +89,7 @@ pub(super) async fn start_h1(io: UpstreamIo, slot: Arc<ConnSlot>) -> hyper::Resu
 
 /// Runs hyper's side of one connection until it ends; then rests the socket if the pool asked
 /// for that and the connection is cleanly between exchanges, and closes it otherwise.
-async fn drive(mut conn: http1::Connection<Io, ProxyBody>, slot: Arc<ConnSlot>) {
+async fn drive(mut conn: http1::Connection<TokioIo<Io>, ProxyBody>, slot: Arc<ConnSlot>) {
     let ended = poll_fn(|cx| {
         // A request that may switch protocols needs hyper's upgrade hand-over, which only the
         // shutting-down poll gives; the flag is set before the request reaches hyper.
@@ -92,11 +109,14 @@ async fn drive(mut conn: http1::Connection<Io, ProxyBody>, slot: Arc<ConnSlot>) 
             let parts = conn.into_parts();
             let guard = parts.io.into_inner();
             let clean = parts.read_buf.is_empty() && guard.is_at_rest();
-            let mut io = guard.into_inner();
             if clean && slot.rest.load(Ordering::Acquire) {
                 let pool = slot.pool.clone();
-                pool.put_to_rest(Resting { io, slot });
+                pool.put_to_rest(Resting {
+                    io: Box::new(guard),
+                    slot,
+                });
             } else {
+                let mut io = guard.into_inner();
                 let _ = tokio::time::timeout(CLOSE_WITHIN, io.shutdown()).await;
             }
         }
@@ -146,7 +166,7 @@ impl EndpointPool {
 
 /// Drops the pool's resting connections that the upstream closes or writes to, as they do;
 /// ends when none rests.
-async fn watch(pool: Arc<EndpointPool>) {
+pub(super) async fn watch(pool: Arc<EndpointPool>) {
     poll_fn(|cx| {
         let mut closed = Vec::new();
         let mut idle = lock(&pool.idle);

@@ -66,6 +66,13 @@ impl Framing {
             && self.requests.is_idle()
     }
 
+    /// Records a request without a body (to `HEAD` or not) about to be written whole past
+    /// [`Framing::on_written`]; false when it must be written through it.
+    pub(crate) fn expect_request(&mut self, head: bool) -> bool {
+        let kind = if head { Kind::Head } else { Kind::Other };
+        !matches!(self.phase, Phase::Opaque | Phase::Done) && self.requests.expect(kind)
+    }
+
     /// Bytes hyper wrote (requests).
     pub(crate) fn on_written(&mut self, bytes: &[u8]) {
         // After a switch to a tunnel (or a body that ends with the connection) nothing written

@@ -76,6 +76,17 @@ impl Requests {
             && self.method_len == 0
     }
 
+    /// Records a request without a body that the caller writes whole past the scanner, which
+    /// then need not read it; false when the scanner must read it (it is mid-request).
+    pub(crate) fn expect(&mut self, kind: Kind) -> bool {
+        let fresh = matches!(self.state, State::Method) && self.method_len == 0;
+        if self.lost || !fresh || self.pending.len() >= 16 {
+            return false;
+        }
+        self.pending.push_back(kind);
+        true
+    }
+
     /// Whether the written stream could not be followed.
     pub(crate) fn is_lost(&self) -> bool {
         self.lost

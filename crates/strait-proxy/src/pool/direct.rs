@@ -1,0 +1,553 @@
+//! HTTP/1.1 exchanges with nothing to upload, written and read on the request's own task: no hyper connection task, no channel hand-off, one parse of the response head.
+//!
+//! hyper's client runs each connection as a task of its own: a request crosses to it over an
+//! mpsc channel, its response comes back over a oneshot, and each side wakes the other. For a
+//! request without a body (most of them: GET, HEAD, DELETE) that hand-off is most of the cost
+//! of the upstream side. Here the request's task writes the head itself and reads the response
+//! through the same `UpstreamGuard` hyper reads through, so every response is held to the
+//! same rules (strict head syntax, framing checked against the requests written, nothing after
+//! the connection's last response). The body is then read by the response body itself, as the
+//! client takes it, and the connection goes back to its pool bare ([`Resting`]) when the
+//! response has ended cleanly. Requests with a body to send, or that may switch protocols,
+//! still go through hyper.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::AsyncWrite;
+
+use super::rest::Resting;
+use super::ConnSlot;
+use crate::body::{BoxError, ProxyBody};
+use crate::h1guard::Decoder;
+use crate::upguard::MAX_READ_BUF;
+
+/// How much a read asks for at a time: a response head and a small body in one read, and
+/// bounded memory for a client that reads slowly.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Most response header fields taken (hyper's default too); more fail the exchange.
+const MAX_HEADERS: usize = 100;
+
+/// Trailer sections of chunked responses are bounded like the guard's.
+const MAX_TRAILER: usize = 16 * 1024;
+const MAX_TRAILERS: usize = 100;
+
+/// Whether `req` can be sent here: HTTP/1.1 in origin form, nothing to upload, no protocol
+/// switch.
+pub(crate) fn fits(req: &Request<ProxyBody>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req.body().is_end_stream()
+        && req.method() != Method::CONNECT
+        && req.uri().authority().is_none()
+        && !req.headers().contains_key(header::UPGRADE)
+        && !req.headers().contains_key(header::TRANSFER_ENCODING)
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    /// Not one byte of the request was written: it may go elsewhere whatever its method.
+    Unsent(io::Error),
+    /// The request was written (or partly): the connection failed or the response was invalid.
+    Sent(io::Error),
+}
+
+use super::rest::Io;
+
+/// A connection in use by one exchange.
+struct Live {
+    io: Box<Io>,
+    buf: BytesMut,
+    slot: Arc<ConnSlot>,
+}
+
+/// Sends `req` (its head; it has no body) on `bare` and reads the response head.
+pub(crate) fn send(
+    bare: Resting,
+    req: &Request<ProxyBody>,
+    max_idle: usize,
+) -> impl std::future::Future<Output = Result<Response<DirectBody>, Failed>> + Send + 'static {
+    exchange(bare, encode(req), req.method() == Method::HEAD, max_idle)
+}
+
+async fn exchange(
+    bare: Resting,
+    head: Vec<u8>,
+    is_head: bool,
+    max_idle: usize,
+) -> Result<Response<DirectBody>, Failed> {
+    let (io, slot) = bare.into_parts();
+    slot.start_request();
+    slot.request_sent();
+    let mut live = Live {
+        io,
+        buf: BytesMut::new(),
+        slot,
+    };
+    // The guard learns of the request without scanning what it knows already.
+    let recorded = live.io.expect_request(is_head);
+    let mut written = 0;
+    while written < head.len() {
+        let rest = &head[written..];
+        let r = if recorded {
+            poll_fn(|cx| Pin::new(live.io.io_mut()).poll_write(cx, rest)).await
+        } else {
+            poll_fn(|cx| Pin::new(&mut live.io).poll_write(cx, rest)).await
+        };
+        match r {
+            Ok(0) => {
+                let e = io::Error::from(io::ErrorKind::WriteZero);
+                return Err(if written == 0 {
+                    Failed::Unsent(e)
+                } else {
+                    Failed::Sent(e)
+                });
+            }
+            Ok(n) => written += n,
+            Err(e) if written == 0 => return Err(Failed::Unsent(e)),
+            Err(e) => return Err(Failed::Sent(e)),
+        }
+    }
+    poll_fn(|cx| Pin::new(&mut live.io).poll_flush(cx))
+        .await
+        .map_err(Failed::Sent)?;
+    loop {
+        if let Some(parsed) = parse(&mut live.buf).map_err(Failed::Sent)? {
+            let Parsed {
+                status,
+                version,
+                headers,
+                reason,
+            } = parsed;
+            if status.is_informational() {
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(Failed::Sent(invalid(
+                        "101 response to a request without Upgrade",
+                    )));
+                }
+                // Interim (100, 103): the final response follows.
+                continue;
+            }
+            let state = framing(is_head, status, &headers).map_err(Failed::Sent)?;
+            let keep = version == http::Version::HTTP_11 && !closes(&headers);
+            let mut body = DirectBody {
+                live: Some(live),
+                state,
+                keep,
+                max_idle,
+            };
+            if matches!(body.state, State::Done) {
+                body.finish();
+            }
+            let mut resp = Response::new(body);
+            *resp.status_mut() = status;
+            *resp.version_mut() = version;
+            *resp.headers_mut() = headers;
+            if let Some(r) = reason {
+                resp.extensions_mut().insert(r);
+            }
+            return Ok(resp);
+        }
+        if read(&mut live).await.map_err(Failed::Sent)? == 0 {
+            return Err(Failed::Sent(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before a response",
+            )));
+        }
+    }
+}
+
+/// The request head as hyper would write it for a request without a body.
+fn encode(req: &Request<ProxyBody>) -> Vec<u8> {
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let method = req.method().as_str();
+    let mut len = method.len() + path.len() + 13;
+    for (name, value) in req.headers() {
+        len += name.as_str().len() + value.len() + 4;
+    }
+    let mut out = Vec::with_capacity(len + 2);
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Reads more of the response into the connection's buffer; 0 at the end of the stream.
+async fn read(live: &mut Live) -> io::Result<usize> {
+    poll_fn(|cx| live.poll_read(cx)).await
+}
+
+impl Live {
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.len() >= MAX_READ_BUF {
+            // The guard bounds heads by the same size; a body is taken out before more is read.
+            return Poll::Ready(Err(invalid("response head too large")));
+        }
+        self.buf.reserve(READ_SIZE);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+}
+
+struct Parsed {
+    status: StatusCode,
+    version: http::Version,
+    headers: HeaderMap,
+    reason: Option<hyper::ext::ReasonPhrase>,
+}
+
+/// Takes a complete response head off the front of `buf`, if it holds one. The guard has
+/// already checked the head's syntax byte by byte; this reads its fields.
+fn parse(buf: &mut BytesMut) -> io::Result<Option<Parsed>> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut fields = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut fields,
+    ) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(invalid_owned(format!("invalid upstream response: {e}"))),
+    };
+    let status = StatusCode::from_u16(resp.code.unwrap_or(0))
+        .map_err(|_| invalid("invalid upstream response status"))?;
+    // A reason phrase other than the status's own goes on to HTTP/1 clients, as with hyper.
+    let reason = resp
+        .reason
+        .filter(|r| Some(*r) != status.canonical_reason())
+        .and_then(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes()).ok());
+    let version = if resp.version == Some(0) {
+        http::Version::HTTP_10
+    } else {
+        http::Version::HTTP_11
+    };
+    // Offsets first: the values are then sliced out of the head without a copy.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [[0u32; 4]; MAX_HEADERS];
+    let count = resp.headers.len();
+    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+        let name = h.name.as_ptr() as usize - base;
+        // An empty value may not point into the buffer at all.
+        let value = if h.value.is_empty() {
+            0
+        } else {
+            h.value.as_ptr() as usize - base
+        };
+        // Heads are at most MAX_READ_BUF long, so offsets fit.
+        *span = [
+            name as u32,
+            h.name.len() as u32,
+            value as u32,
+            h.value.len() as u32,
+        ];
+    }
+    let head = buf.split_to(n).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &[name, nlen, value, vlen] in &spans[..count] {
+        let (name, value) = (name as usize, value as usize);
+        let (name_end, value_end) = (name + nlen as usize, value + vlen as usize);
+        if name_end > head.len() || value_end > head.len() {
+            return Err(invalid("invalid upstream response head"));
+        }
+        let name = HeaderName::from_bytes(&head[name..name_end])
+            .map_err(|_| invalid("invalid upstream header name"))?;
+        let value = head.slice(value..value_end);
+        let value = HeaderValue::from_maybe_shared(value)
+            .map_err(|_| invalid("invalid upstream header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Some(Parsed {
+        status,
+        version,
+        headers,
+        reason,
+    }))
+}
+
+/// Whether the upstream closes the connection after this response.
+fn closes(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
+/// How the body is framed (RFC 9112 §6.3), as the guard framed it.
+fn framing(is_head: bool, status: StatusCode, headers: &HeaderMap) -> io::Result<State> {
+    if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok(State::Done);
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        // The guard passes only `chunked` (a Content-Length beside it became `connection:
+        // close`, which `closes` sees).
+        return Ok(State::Chunked(Box::new(Decoder::new(
+            MAX_TRAILER,
+            MAX_TRAILERS,
+        ))));
+    }
+    match headers.get(header::CONTENT_LENGTH) {
+        None => Ok(State::UntilClose),
+        Some(v) => {
+            let n = std::str::from_utf8(v.as_bytes())
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| invalid("invalid upstream Content-Length"))?;
+            Ok(if n == 0 {
+                State::Done
+            } else {
+                State::Length(n)
+            })
+        }
+    }
+}
+
+fn invalid(reason: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, reason)
+}
+
+fn invalid_owned(reason: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, reason)
+}
+
+/// Where a response body is.
+enum State {
+    /// Bytes of a Content-Length body still to hand on.
+    Length(u64),
+    /// Boxed: it is most of the body's size, and most responses have a length.
+    Chunked(Box<Decoder>),
+    /// Until the upstream closes; the connection is not reused.
+    UntilClose,
+    Done,
+}
+
+/// A response body read from its connection as the client takes it; the connection goes back
+/// to its pool when the body has ended and both sides may go on.
+pub struct DirectBody {
+    live: Option<Live>,
+    state: State,
+    keep: bool,
+    max_idle: usize,
+}
+
+impl DirectBody {
+    /// Pools the connection if the exchange ended cleanly; closes it otherwise.
+    fn finish(&mut self) {
+        self.state = State::Done;
+        let Some(live) = self.live.take() else {
+            return;
+        };
+        if self.keep && live.buf.is_empty() && live.io.is_at_rest() {
+            let pool = live.slot.pool.clone();
+            pool.give_back_bare(Resting::new(live.io, live.slot), self.max_idle);
+        }
+    }
+
+    /// Drops the connection, in an unknown state, at once.
+    pub(super) fn abandon(&mut self) {
+        self.live = None;
+    }
+
+    fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.state = State::Done;
+        self.live = None;
+        Poll::Ready(Some(Err(e.into())))
+    }
+}
+
+impl Body for DirectBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(live) = this.live.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match &mut this.state {
+                State::Done => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                State::Length(left) => {
+                    if !live.buf.is_empty() {
+                        let take = (*left).min(live.buf.len() as u64);
+                        let data = live.buf.split_to(take as usize).freeze();
+                        *left -= take;
+                        if *left == 0 {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                State::Chunked(dec) => {
+                    if !live.buf.is_empty() {
+                        let left = dec.data_left();
+                        if left > 0 {
+                            let take = left.min(live.buf.len() as u64);
+                            dec.consume_data(take);
+                            let data = live.buf.split_to(take as usize).freeze();
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                        match dec.feed_framing(&live.buf) {
+                            Ok((n, end)) => {
+                                live.buf.advance(n);
+                                if end {
+                                    this.finish();
+                                    return Poll::Ready(None);
+                                }
+                                continue;
+                            }
+                            Err(_) => return this.fail(invalid("invalid chunked framing")),
+                        }
+                    }
+                }
+                State::UntilClose => {
+                    if !live.buf.is_empty() {
+                        let data = live.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+            }
+            match ready!(live.poll_read(cx)) {
+                Ok(0) if matches!(this.state, State::UntilClose) => {
+                    this.keep = false;
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    return this.fail(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upstream closed mid-body",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return this.fail(e),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(n) => SizeHint::with_exact(n),
+            State::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(bytes: &[u8]) -> Option<Parsed> {
+        parse(&mut BytesMut::from(bytes)).unwrap()
+    }
+
+    #[test]
+    fn heads_are_read_whole_or_not_at_all() {
+        assert!(parsed(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n").is_none());
+        let p =
+            parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\nx-a: 2\r\n\r\nhi").unwrap();
+        assert_eq!(p.status, 200);
+        assert_eq!(p.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(p.headers["content-length"], "2");
+    }
+
+    #[test]
+    fn the_rest_of_the_buffer_is_the_body() {
+        let mut buf = BytesMut::from(&b"HTTP/1.0 204 No Content\r\n\r\nnext"[..]);
+        let p = parse(&mut buf).unwrap().unwrap();
+        assert_eq!(p.version, http::Version::HTTP_10);
+        assert_eq!(&buf[..], b"next");
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let mut h = HeaderMap::new();
+        assert!(matches!(
+            framing(false, StatusCode::OK, &h).unwrap(),
+            State::UntilClose
+        ));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert!(matches!(
+            framing(false, StatusCode::OK, &h).unwrap(),
+            State::Length(5)
+        ));
+        assert!(matches!(
+            framing(true, StatusCode::OK, &h).unwrap(),
+            State::Done
+        ));
+        assert!(matches!(
+            framing(false, StatusCode::NOT_MODIFIED, &h).unwrap(),
+            State::Done
+        ));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert!(matches!(
+            framing(false, StatusCode::OK, &h).unwrap(),
+            State::Chunked(_)
+        ));
+        h.remove(header::TRANSFER_ENCODING);
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("x"));
+        assert!(framing(false, StatusCode::OK, &h).is_err());
+    }
+
+    #[test]
+    fn close_is_a_token_of_connection() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        assert!(!closes(&h));
+        h.append(header::CONNECTION, HeaderValue::from_static("x, Close"));
+        assert!(closes(&h));
+    }
+
+    #[test]
+    fn heads_are_written_as_hyper_writes_them() {
+        let req = Request::get("/a?b")
+            .header("host", "h")
+            .header("x", "1")
+            .body(ProxyBody::Empty)
+            .unwrap();
+        assert!(fits(&req));
+        assert_eq!(
+            encode(&req),
+            b"GET /a?b HTTP/1.1\r\nhost: h\r\nx: 1\r\n\r\n"
+        );
+        let up = Request::get("/")
+            .header("upgrade", "websocket")
+            .body(ProxyBody::Empty)
+            .unwrap();
+        assert!(!fits(&up));
+        let body = Request::post("/").body(ProxyBody::full("x")).unwrap();
+        assert!(!fits(&body));
+    }
+}
