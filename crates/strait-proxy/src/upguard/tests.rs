@@ -307,3 +307,33 @@ async fn the_shell_rests_after_a_whole_exchange_and_not_after_the_upstream_ended
     assert_eq!(guard.read(&mut buf).await.unwrap(), 0);
     assert!(!guard.is_at_rest());
 }
+
+/// A request recorded without being scanned frames its response as a scanned one does, and a
+/// recording is refused while the scanner is mid-request.
+#[test]
+fn recorded_requests_frame_their_responses_as_scanned_ones() {
+    const HEAD_OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n";
+    for (head, response, passes) in [
+        (true, HEAD_OK, HEAD_OK),
+        (
+            false,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+        ),
+    ] {
+        let mut f = Framing::new(1024);
+        assert!(f.expect_request(head));
+        let mut segs = Vec::new();
+        f.feed(response, &mut segs).unwrap();
+        assert_eq!(segs, vec![Segment::Pass(0..passes.len())]);
+        assert!(f.is_at_rest(), "the exchange ended");
+        // A response with no request behind it is refused.
+        assert!(f.feed(HEAD_OK, &mut Vec::new()).is_err());
+    }
+    let mut f = Framing::new(1024);
+    f.on_written(b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\na");
+    assert!(
+        !f.expect_request(false),
+        "mid-body: the scanner must see the rest"
+    );
+}
