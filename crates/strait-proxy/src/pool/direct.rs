@@ -125,6 +125,7 @@ async fn exchange(
                 version,
                 headers,
                 reason,
+                framed,
             } = parsed;
             if status.is_informational() {
                 if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -135,8 +136,8 @@ async fn exchange(
                 // Interim (100, 103): the final response follows.
                 continue;
             }
-            let state = framing(is_head, status, &headers).map_err(Failed::Sent)?;
-            let keep = version == http::Version::HTTP_11 && !closes(&headers);
+            let state = framing(is_head, status, &framed).map_err(Failed::Sent)?;
+            let keep = version == http::Version::HTTP_11 && !framed.close;
             let mut body = DirectBody {
                 live: Some(live),
                 state,
@@ -208,95 +209,117 @@ struct Parsed {
     version: http::Version,
     headers: HeaderMap,
     reason: Option<hyper::ext::ReasonPhrase>,
+    framed: Framed,
+}
+
+/// What a head's fields say of its body and its connection, noted as they are read.
+#[derive(Default)]
+struct Framed {
+    chunked: bool,
+    /// Content-Length: its value, or `Err` when it is not a number.
+    length: Option<Result<u64, ()>>,
+    /// A `close` token in Connection.
+    close: bool,
+}
+
+impl Framed {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        if *name == header::CONTENT_LENGTH {
+            self.length = Some(
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or(()),
+            );
+        } else if *name == header::TRANSFER_ENCODING {
+            self.chunked = true;
+        } else if *name == header::CONNECTION {
+            self.close |= closes(value);
+        }
+    }
 }
 
 /// Takes a complete response head off the front of `buf`, if it holds one. The guard has
-/// already checked the head's syntax byte by byte; this reads its fields.
+/// already checked every byte of it (a strict status line, CRLF line ends, `name:` fields, no
+/// folding), so this only splits it; a head that does not split so is refused all the same.
 fn parse(buf: &mut BytesMut) -> io::Result<Option<Parsed>> {
-    if buf.is_empty() {
+    let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
         return Ok(None);
-    }
-    let mut fields = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut []);
-    let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut resp,
-        buf,
-        &mut fields,
-    ) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(invalid_owned(format!("invalid upstream response: {e}"))),
     };
-    let status = StatusCode::from_u16(resp.code.unwrap_or(0))
-        .map_err(|_| invalid("invalid upstream response status"))?;
+    let bad = || invalid("invalid upstream response head");
+    // The values are sliced out of the head without a copy.
+    let head = buf.split_to(end + 4).freeze();
+    let status_end = memchr::memchr(b'\r', &head).unwrap_or(end);
+    let line = &head[..status_end];
+    if line.len() < 12 || !line.starts_with(b"HTTP/1.") || line[8] != b' ' {
+        return Err(bad());
+    }
+    let version = match line[7] {
+        b'1' => http::Version::HTTP_11,
+        b'0' => http::Version::HTTP_10,
+        _ => return Err(bad()),
+    };
+    let status = StatusCode::from_bytes(&line[9..12]).map_err(|_| bad())?;
+    let reason = match line.get(12..) {
+        Some([]) | None => &[][..],
+        Some([b' ', reason @ ..]) => reason,
+        Some(_) => return Err(bad()),
+    };
     // A reason phrase other than the status's own goes on to HTTP/1 clients, as with hyper.
-    let reason = resp
-        .reason
-        .filter(|r| Some(*r) != status.canonical_reason())
-        .and_then(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes()).ok());
-    let version = if resp.version == Some(0) {
-        http::Version::HTTP_10
-    } else {
-        http::Version::HTTP_11
-    };
-    // Offsets first: the values are then sliced out of the head without a copy.
-    let base = buf.as_ptr() as usize;
-    let mut spans = [[0u32; 4]; MAX_HEADERS];
-    let count = resp.headers.len();
-    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-        let name = h.name.as_ptr() as usize - base;
-        // An empty value may not point into the buffer at all.
-        let value = if h.value.is_empty() {
-            0
-        } else {
-            h.value.as_ptr() as usize - base
-        };
-        // Heads are at most MAX_READ_BUF long, so offsets fit.
-        *span = [
-            name as u32,
-            h.name.len() as u32,
-            value as u32,
-            h.value.len() as u32,
-        ];
-    }
-    let head = buf.split_to(n).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &[name, nlen, value, vlen] in &spans[..count] {
-        let (name, value) = (name as usize, value as usize);
-        let (name_end, value_end) = (name + nlen as usize, value + vlen as usize);
-        if name_end > head.len() || value_end > head.len() {
-            return Err(invalid("invalid upstream response head"));
+    let reason = (!reason.is_empty()
+        && Some(reason) != status.canonical_reason().map(str::as_bytes))
+    .then(|| hyper::ext::ReasonPhrase::try_from(reason).ok())
+    .flatten();
+    let fields = memchr::memchr_iter(b'\n', &head).count().saturating_sub(2);
+    let mut headers = HeaderMap::with_capacity(fields);
+    let mut framed = Framed::default();
+    let mut at = status_end + 2;
+    while at < end + 2 {
+        let eol = at + memchr::memchr(b'\r', &head[at..]).ok_or_else(bad)?;
+        let line = &head[at..eol];
+        let colon = memchr::memchr(b':', line).ok_or_else(bad)?;
+        let name = HeaderName::from_bytes(&line[..colon]).map_err(|_| bad())?;
+        let value = &line[colon + 1..];
+        let lead = value
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
+        let trail = value[lead..]
+            .iter()
+            .rev()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
+        let (from, to) = (at + colon + 1 + lead, eol - trail);
+        framed.note(&name, &head[from..to]);
+        let value = HeaderValue::from_maybe_shared(head.slice(from..to)).map_err(|_| bad())?;
+        if headers.len() == MAX_HEADERS {
+            return Err(invalid("too many upstream response header fields"));
         }
-        let name = HeaderName::from_bytes(&head[name..name_end])
-            .map_err(|_| invalid("invalid upstream header name"))?;
-        let value = head.slice(value..value_end);
-        let value = HeaderValue::from_maybe_shared(value)
-            .map_err(|_| invalid("invalid upstream header value"))?;
         headers.append(name, value);
+        at = eol + 2;
     }
     Ok(Some(Parsed {
         status,
         version,
         headers,
         reason,
+        framed,
     }))
 }
 
-/// Whether the upstream closes the connection after this response.
-fn closes(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+/// Whether a Connection value has the `close` token.
+fn closes(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// How the body is framed (RFC 9112 §6.3), as the guard framed it.
-fn framing(is_head: bool, status: StatusCode, headers: &HeaderMap) -> io::Result<State> {
+fn framing(is_head: bool, status: StatusCode, framed: &Framed) -> io::Result<State> {
     if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok(State::Done);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if framed.chunked {
         // The guard passes only `chunked` (a Content-Length beside it became `connection:
         // close`, which `closes` sees).
         return Ok(State::Chunked(Box::new(Decoder::new(
@@ -304,27 +327,15 @@ fn framing(is_head: bool, status: StatusCode, headers: &HeaderMap) -> io::Result
             MAX_TRAILERS,
         ))));
     }
-    match headers.get(header::CONTENT_LENGTH) {
+    match framed.length {
         None => Ok(State::UntilClose),
-        Some(v) => {
-            let n = std::str::from_utf8(v.as_bytes())
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| invalid("invalid upstream Content-Length"))?;
-            Ok(if n == 0 {
-                State::Done
-            } else {
-                State::Length(n)
-            })
-        }
+        Some(Err(())) => Err(invalid("invalid upstream Content-Length")),
+        Some(Ok(0)) => Ok(State::Done),
+        Some(Ok(n)) => Ok(State::Length(n)),
     }
 }
 
 fn invalid(reason: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, reason)
-}
-
-fn invalid_owned(reason: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, reason)
 }
 
@@ -481,6 +492,31 @@ mod tests {
     }
 
     #[test]
+    fn fields_are_split_and_trimmed_and_odd_heads_refused() {
+        let p = parsed(b"HTTP/1.1 200\r\nx:  a b \t\r\nx-empty:\r\n\r\n").unwrap();
+        assert_eq!((p.status.as_u16(), p.reason.is_none()), (200, true));
+        assert_eq!(p.headers["x"], "a b");
+        assert_eq!(p.headers["x-empty"], "");
+        let custom = parsed(b"HTTP/1.1 200 Fine\r\n\r\n").unwrap();
+        assert_eq!(custom.reason.unwrap().as_bytes(), b"Fine");
+        for bad in [
+            &b"HTTP/1.1 2x0 OK\r\n\r\n"[..],
+            b"HTTP/2.0 200 OK\r\n\r\n",
+            b"HTTP/1.1 200OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nbad name: 1\r\n\r\n",
+        ] {
+            assert!(parse(&mut BytesMut::from(bad)).is_err(), "{bad:?}");
+        }
+        let many = (0..=MAX_HEADERS).fold(b"HTTP/1.1 200 OK\r\n".to_vec(), |mut h, i| {
+            h.extend_from_slice(format!("x-{i}: 1\r\n").as_bytes());
+            h
+        });
+        let many = [&many[..], b"\r\n"].concat();
+        assert!(parse(&mut BytesMut::from(&many[..])).is_err());
+    }
+
+    #[test]
     fn the_rest_of_the_buffer_is_the_body() {
         let mut buf = BytesMut::from(&b"HTTP/1.0 204 No Content\r\n\r\nnext"[..]);
         let p = parse(&mut buf).unwrap().unwrap();
@@ -490,44 +526,32 @@ mod tests {
 
     #[test]
     fn framing_follows_rfc_9112() {
-        let mut h = HeaderMap::new();
-        assert!(matches!(
-            framing(false, StatusCode::OK, &h).unwrap(),
-            State::UntilClose
-        ));
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        assert!(matches!(
-            framing(false, StatusCode::OK, &h).unwrap(),
-            State::Length(5)
-        ));
-        assert!(matches!(
-            framing(true, StatusCode::OK, &h).unwrap(),
-            State::Done
-        ));
-        assert!(matches!(
-            framing(false, StatusCode::NOT_MODIFIED, &h).unwrap(),
-            State::Done
-        ));
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        assert!(matches!(
-            framing(false, StatusCode::OK, &h).unwrap(),
-            State::Chunked(_)
-        ));
-        h.remove(header::TRANSFER_ENCODING);
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("x"));
-        assert!(framing(false, StatusCode::OK, &h).is_err());
+        let state = |head: bool, status: u16, bytes: &[u8]| {
+            let p = parsed(bytes).unwrap();
+            framing(head, StatusCode::from_u16(status).unwrap(), &p.framed)
+        };
+        let ok = |s: &[u8]| [&b"HTTP/1.1 200 OK\r\n"[..], s, b"\r\n"].concat();
+        assert!(matches!(state(false, 200, &ok(b"")), Ok(State::UntilClose)));
+        let five = ok(b"Content-Length: 5\r\n");
+        assert!(matches!(state(false, 200, &five), Ok(State::Length(5))));
+        assert!(matches!(state(true, 200, &five), Ok(State::Done)));
+        assert!(matches!(state(false, 304, &five), Ok(State::Done)));
+        let chunked = ok(b"transfer-encoding: chunked\r\n");
+        assert!(matches!(state(false, 200, &chunked), Ok(State::Chunked(_))));
+        assert!(state(false, 200, &ok(b"content-length: x\r\n")).is_err());
     }
 
     #[test]
     fn close_is_a_token_of_connection() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-        assert!(!closes(&h));
-        h.append(header::CONNECTION, HeaderValue::from_static("x, Close"));
-        assert!(closes(&h));
+        let close = |s: &[u8]| {
+            parsed(&[&b"HTTP/1.1 200 OK\r\n"[..], s, b"\r\n"].concat())
+                .unwrap()
+                .framed
+                .close
+        };
+        assert!(!close(b"connection: keep-alive\r\n"));
+        assert!(!close(b"connection: closed\r\n"));
+        assert!(close(b"Connection: keep-alive\r\nconnection: x, Close\r\n"));
     }
 
     #[test]
@@ -549,5 +573,77 @@ mod tests {
         assert!(!fits(&up));
         let body = Request::post("/").body(ProxyBody::full("x")).unwrap();
         assert!(!fits(&body));
+    }
+
+    proptest::proptest! {
+        /// Every head the guard lets through splits into the fields hyper's parser reads.
+        #[test]
+        fn heads_the_guard_passes_split_as_hyper_reads_them(
+            status in 200u16..600,
+            reason in proptest::option::of("[A-Za-z ]{0,12}"),
+            fields in proptest::collection::vec((
+                "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}",
+                proptest::collection::vec(proptest::prop_oneof![0x21u8..=0x7e, 0x80u8..=0xff], 0..16),
+                "[ \t]{0,2}",
+                "[ \t]{0,2}",
+                proptest::collection::vec(proptest::prop_oneof![0x21u8..=0x7e, proptest::strategy::Just(b' ')], 0..8),
+            ), 0..8),
+        ) {
+            let mut head = format!("HTTP/1.1 {status}").into_bytes();
+            if let Some(r) = &reason {
+                head.extend_from_slice(format!(" {r}").as_bytes());
+            }
+            head.extend_from_slice(b"\r\n");
+            for (name, value, lead, trail, more) in &fields {
+                if name.eq_ignore_ascii_case("content-length")
+                    || name.eq_ignore_ascii_case("transfer-encoding")
+                {
+                    continue;
+                }
+                head.extend_from_slice(name.as_bytes());
+                head.push(b':');
+                head.extend_from_slice(lead.as_bytes());
+                head.extend_from_slice(value);
+                if !value.is_empty() {
+                    head.extend_from_slice(more);
+                    head.push(b'x');
+                }
+                head.extend_from_slice(trail.as_bytes());
+                head.extend_from_slice(b"\r\n");
+            }
+            head.extend_from_slice(b"\r\ncontent-length: 0 is body bytes");
+            let mut guard = crate::upguard::Framing::new(MAX_READ_BUF);
+            proptest::prop_assert!(guard.expect_request(false));
+            let mut segs = Vec::new();
+            if guard.feed(&head, &mut segs).is_err() {
+                return Ok(());
+            }
+            let mut ours = BytesMut::from(&head[..]);
+            let p = parse(&mut ours).unwrap().unwrap();
+            let mut slots = [httparse::EMPTY_HEADER; 16];
+            let mut theirs = httparse::Response::new(&mut slots);
+            let httparse::Status::Complete(n) = theirs.parse(&head).unwrap() else {
+                panic!("partial");
+            };
+            proptest::prop_assert_eq!(&ours[..], &head[n..]);
+            proptest::prop_assert_eq!(p.status.as_u16(), theirs.code.unwrap());
+            let read: Vec<(String, Vec<u8>)> = p
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect();
+            let mut expected: Vec<(String, Vec<u8>)> = theirs
+                .headers
+                .iter()
+                .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+                .collect();
+            // HeaderMap groups a name's values together, in their order.
+            let mut grouped = Vec::new();
+            while let Some((name, _)) = expected.first().cloned() {
+                grouped.extend(expected.iter().filter(|(n, _)| *n == name).cloned());
+                expected.retain(|(n, _)| *n != name);
+            }
+            proptest::prop_assert_eq!(read, grouped);
+        }
     }
 }
