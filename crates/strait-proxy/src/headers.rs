@@ -41,6 +41,19 @@ pub struct Kept {
     pub te_trailers: bool,
 }
 
+/// Whether a response field would be removed by [`strip_hop_by_hop`] whatever else the head
+/// holds: a hop-by-hop field, `Upgrade`, or a `Connection` naming only `close` and `keep-alive`
+/// (one that names other fields is left for the strip, which removes those too).
+pub(crate) fn dropped_from_response(name: &HeaderName, value: &[u8]) -> bool {
+    if *name == header::CONNECTION {
+        return value.split(|&b| b == b',').all(|t| {
+            let t = t.trim_ascii();
+            t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
+        });
+    }
+    *name == header::UPGRADE || HOP_BY_HOP.contains(&name)
+}
+
 /// Removes hop-by-hop headers and every header named in `Connection`; reports upgrade and `TE: trailers`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, allow_upgrade: bool) -> Kept {
     let mut kept = Kept::default();
@@ -160,6 +173,37 @@ pub fn new_request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Leaving out what `dropped_from_response` names, then stripping, ends where stripping
+        /// everything ends.
+        #[test]
+        fn fields_dropped_early_are_those_the_strip_removes(
+            fields in proptest::collection::vec((
+                proptest::sample::select(vec![
+                    "connection", "keep-alive", "proxy-connection", "te", "trailer",
+                    "transfer-encoding", "proxy-authenticate", "upgrade", "x-a", "x-b", "server",
+                ]),
+                proptest::sample::select(vec![
+                    "close", "keep-alive", "Close, Keep-Alive", "x-a", "close, x-b", "upgrade",
+                    "", "1",
+                ]),
+            ), 0..8),
+        ) {
+            let mut all = HeaderMap::new();
+            let mut early = HeaderMap::new();
+            for (name, value) in &fields {
+                let (name, value) = (HeaderName::from_static(name), HeaderValue::from_static(value));
+                if !dropped_from_response(&name, value.as_bytes()) {
+                    early.append(name.clone(), value.clone());
+                }
+                all.append(name, value);
+            }
+            strip_hop_by_hop(&mut all, false);
+            strip_hop_by_hop(&mut early, false);
+            proptest::prop_assert_eq!(all, early);
+        }
+    }
 
     #[test]
     fn connection_named_headers_are_removed() {

@@ -378,6 +378,9 @@ pub struct Checkout {
 /// Gets a connection to `endpoint`: an idle or shared one if possible, else a new one. With
 /// `bare`, an idle resting connection or a new one comes as [`Conn::Bare`] (a live one in
 /// hyper's hands still comes as [`Conn::H1`]).
+///
+/// Dialling and starting hyper are boxed: they happen once per connection, and unboxed they
+/// would make every request's future kilobytes larger (it is moved whole when spawned).
 pub async fn checkout(
     pool: &Arc<EndpointPool>,
     upstream: &Upstream,
@@ -402,7 +405,7 @@ pub async fn checkout(
                     }
                     continue;
                 }
-                Held::Resting(r) => match r.wake().await {
+                Held::Resting(r) => match Box::pin(r.wake()).await {
                     Some(conn) => conn,
                     None => continue,
                 },
@@ -430,15 +433,17 @@ pub async fn checkout(
         if reserved {
             drop(pending);
             if bare {
-                return dial_bare(pool, upstream).await.map(|r| Checkout {
+                return Box::pin(dial_bare(pool, upstream)).await.map(|r| Checkout {
                     conn: Conn::Bare(r),
                     reused: false,
                 });
             }
-            return dial_h1(pool, upstream).await.map(|conn| Checkout {
-                conn: Conn::H1(conn),
-                reused: false,
-            });
+            return Box::pin(dial_h1(pool, upstream))
+                .await
+                .map(|conn| Checkout {
+                    conn: Conn::H1(conn),
+                    reused: false,
+                });
         }
         if pending.is_none() {
             pending = Some(Pending::enter(pool, upstream.limits.max_pending)?);
@@ -501,7 +506,7 @@ async fn checkout_h2(
             reused: true,
         });
     }
-    let tx = dial_h2(pool, upstream).await?;
+    let tx = Box::pin(dial_h2(pool, upstream)).await?;
     *lock(&pool.h2) = Some(tx.clone());
     Ok(Checkout {
         conn: Conn::H2(tx),

@@ -100,11 +100,17 @@ pub(crate) async fn send(
     // The reused connection was closed under us: once more on a fresh one.
     let fresh = if upstream.protocol.is_h2() {
         pool::forget_h2(pool);
-        pool::checkout(pool, upstream, false).await.map(|c| c.conn)
+        Box::pin(pool::checkout(pool, upstream, false))
+            .await
+            .map(|c| c.conn)
     } else if bare {
-        pool::redial_bare(pool, upstream).await.map(Conn::Bare)
+        Box::pin(pool::redial_bare(pool, upstream))
+            .await
+            .map(Conn::Bare)
     } else {
-        pool::redial_h1(pool, upstream).await.map(Conn::H1)
+        Box::pin(pool::redial_h1(pool, upstream))
+            .await
+            .map(Conn::H1)
     };
     let conn = match fresh {
         Ok(c) => c,

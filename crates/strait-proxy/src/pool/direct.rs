@@ -32,6 +32,9 @@ use crate::upguard::MAX_READ_BUF;
 /// bounded memory for a client that reads slowly.
 const READ_SIZE: usize = 16 * 1024;
 
+/// Room made for a response's fields at once (a web server's usual dozen).
+const FIELDS_EXPECTED: usize = 12;
+
 /// Most response header fields taken (hyper's default too); more fail the exchange.
 const MAX_HEADERS: usize = 100;
 
@@ -270,14 +273,14 @@ fn parse(buf: &mut BytesMut) -> io::Result<Option<Parsed>> {
         && Some(reason) != status.canonical_reason().map(str::as_bytes))
     .then(|| hyper::ext::ReasonPhrase::try_from(reason).ok())
     .flatten();
-    let fields = memchr::memchr_iter(b'\n', &head).count().saturating_sub(2);
-    let mut headers = HeaderMap::with_capacity(fields);
+    let mut headers = HeaderMap::with_capacity(FIELDS_EXPECTED);
     let mut framed = Framed::default();
     let mut at = status_end + 2;
     while at < end + 2 {
         let eol = at + memchr::memchr(b'\r', &head[at..]).ok_or_else(bad)?;
         let line = &head[at..eol];
-        let colon = memchr::memchr(b':', line).ok_or_else(bad)?;
+        // Names are short: a plain loop beats a vectorised search's set-up.
+        let colon = line.iter().position(|&b| b == b':').ok_or_else(bad)?;
         let name = HeaderName::from_bytes(&line[..colon]).map_err(|_| bad())?;
         let value = &line[colon + 1..];
         let lead = value
@@ -291,11 +294,15 @@ fn parse(buf: &mut BytesMut) -> io::Result<Option<Parsed>> {
             .count();
         let (from, to) = (at + colon + 1 + lead, eol - trail);
         framed.note(&name, &head[from..to]);
-        let value = HeaderValue::from_maybe_shared(head.slice(from..to)).map_err(|_| bad())?;
         if headers.len() == MAX_HEADERS {
             return Err(invalid("too many upstream response header fields"));
         }
-        headers.append(name, value);
+        // Fields that never cross the proxy are not stored only to be removed again (the
+        // response is still stripped afterwards, as every upstream response is).
+        if !crate::headers::dropped_from_response(&name, &head[from..to]) {
+            let value = HeaderValue::from_maybe_shared(head.slice(from..to)).map_err(|_| bad())?;
+            headers.append(name, value);
+        }
         at = eol + 2;
     }
     Ok(Some(Parsed {
