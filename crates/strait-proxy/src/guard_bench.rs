@@ -18,6 +18,14 @@ pub fn upstream_response(request: &[u8], response: &[u8]) -> Result<usize, &'sta
         .sum())
 }
 
+/// Reads a response head the upstream guard passed as the direct client does (`pool::direct`):
+/// its fields, kept in a header map, and the bytes after it.
+pub fn direct_response_head(response: &[u8]) -> Option<(usize, usize)> {
+    let mut buf = bytes::BytesMut::from(response);
+    let parsed = crate::pool::direct::parse(&mut buf).ok()??;
+    Some((parsed.headers.len(), buf.len()))
+}
+
 /// Checks one request head as the downstream guard does: the bytes it took.
 pub fn request_head(head: &[u8]) -> Result<usize, Rejection> {
     let mut parser = crate::h1guard::HeadParser::new(H1Limits::default());

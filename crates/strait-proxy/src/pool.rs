@@ -32,7 +32,7 @@ use crate::upguard::UpstreamGuard;
 use crate::upstream::{Endpoint, Upstream, UpstreamTls};
 
 mod body;
-mod direct;
+pub(crate) mod direct;
 mod io;
 mod rest;
 

@@ -207,10 +207,10 @@ impl Live {
     }
 }
 
-struct Parsed {
+pub(crate) struct Parsed {
     status: StatusCode,
     version: http::Version,
-    headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     reason: Option<hyper::ext::ReasonPhrase>,
     framed: Framed,
 }
@@ -245,7 +245,7 @@ impl Framed {
 /// Takes a complete response head off the front of `buf`, if it holds one. The guard has
 /// already checked every byte of it (a strict status line, CRLF line ends, `name:` fields, no
 /// folding), so this only splits it; a head that does not split so is refused all the same.
-fn parse(buf: &mut BytesMut) -> io::Result<Option<Parsed>> {
+pub(crate) fn parse(buf: &mut BytesMut) -> io::Result<Option<Parsed>> {
     let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
         return Ok(None);
     };
