@@ -22,7 +22,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
-use super::rest::Resting;
+use super::rest::{Io, Resting};
 use super::ConnSlot;
 use crate::body::{BoxError, ProxyBody};
 use crate::h1guard::Decoder;
@@ -61,8 +61,6 @@ pub(crate) enum Failed {
     /// The request was written (or partly): the connection failed or the response was invalid.
     Sent(io::Error),
 }
-
-use super::rest::Io;
 
 /// A connection in use by one exchange.
 struct Live {
