@@ -77,6 +77,24 @@ impl<IO> UpstreamGuard<IO> {
             && self.framing.is_at_rest()
     }
 
+    /// Frees buffer room a long or split head left behind, so an idle connection keeps little;
+    /// small buffers stay for the next exchange.
+    pub(crate) fn shed(&mut self) {
+        if self.out.capacity() > framing::SMALL {
+            self.out = Vec::new();
+        }
+        if self.segments.capacity() > 8 {
+            self.segments = Vec::new();
+        }
+        self.framing.shed();
+    }
+
+    /// Room held by the carry buffer of a split head (tests).
+    #[cfg(test)]
+    pub(crate) fn framing_room(&self) -> usize {
+        self.framing.carried_room()
+    }
+
     /// Records a request without a body about to be written whole to [`UpstreamGuard::io_mut`],
     /// so the guard need not scan it; false when it must be written through the guard.
     pub(crate) fn expect_request(&mut self, head: bool) -> bool {

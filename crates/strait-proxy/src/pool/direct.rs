@@ -372,6 +372,8 @@ impl DirectBody {
             return;
         };
         if self.keep && live.buf.is_empty() && live.io.is_at_rest() {
+            let mut live = live;
+            live.io.shed();
             let pool = live.slot.pool.clone();
             pool.give_back_bare(Resting::new(live.io, live.slot), self.max_idle);
         }

@@ -110,6 +110,8 @@ async fn drive(mut conn: http1::Connection<TokioIo<Io>, ProxyBody>, slot: Arc<Co
             let guard = parts.io.into_inner();
             let clean = parts.read_buf.is_empty() && guard.is_at_rest();
             if clean && slot.rest.load(Ordering::Acquire) {
+                let mut guard = guard;
+                guard.shed();
                 let pool = slot.pool.clone();
                 pool.put_to_rest(Resting {
                     io: Box::new(guard),

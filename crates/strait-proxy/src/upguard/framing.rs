@@ -9,6 +9,8 @@ use crate::h1guard::Decoder;
 /// Upstream trailer sections are bounded like heads; they are rare (gRPC uses HTTP/2).
 const MAX_TRAILER: usize = 16 * 1024;
 const MAX_TRAILERS: usize = 100;
+/// Buffer room kept by a connection between exchanges; more is freed (see `shed`).
+pub(crate) const SMALL: usize = 1024;
 
 #[derive(Clone, Debug)]
 enum Phase {
@@ -71,6 +73,19 @@ impl Framing {
     pub(crate) fn expect_request(&mut self, head: bool) -> bool {
         let kind = if head { Kind::Head } else { Kind::Other };
         !matches!(self.phase, Phase::Opaque | Phase::Done) && self.requests.expect(kind)
+    }
+
+    /// Room held by the carry buffer (tests).
+    #[cfg(test)]
+    pub(crate) fn carried_room(&self) -> usize {
+        self.carried.capacity()
+    }
+
+    /// Frees the room a long head left in the carry buffer (it is empty between exchanges).
+    pub(crate) fn shed(&mut self) {
+        if self.carried.capacity() > SMALL {
+            self.carried = Vec::new();
+        }
     }
 
     /// Bytes hyper wrote (requests).

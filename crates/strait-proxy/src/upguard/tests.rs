@@ -337,3 +337,32 @@ fn recorded_requests_frame_their_responses_as_scanned_ones() {
         "mid-body: the scanner must see the rest"
     );
 }
+
+/// A long head that came in pieces leaves buffer room behind; an idle connection sheds it.
+#[tokio::test]
+async fn a_long_split_head_leaves_no_room_behind_once_shed() {
+    let (mut server, io) = duplex(1 << 16);
+    let mut guard = UpstreamGuard::new(io);
+    guard.write_all(GET).await.unwrap();
+    let mut req = vec![0; GET.len()];
+    server.read_exact(&mut req).await.unwrap();
+    let mut response = b"HTTP/1.1 200 OK\r\nx-long: ".to_vec();
+    response.resize(response.len() + 4000, b'a');
+    response.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+    let (first, second) = (response[..100].to_vec(), response[100..].to_vec());
+    server.write_all(&first).await.unwrap();
+    let len = response.len();
+    let reading = tokio::spawn(async move {
+        let mut got = vec![0; len];
+        guard.read_exact(&mut got).await.unwrap();
+        guard
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    server.write_all(&second).await.unwrap();
+    let mut guard = reading.await.unwrap();
+    assert!(guard.is_at_rest());
+    assert!(guard.out.capacity() + guard.framing_room() > super::framing::SMALL);
+    guard.shed();
+    assert!(guard.out.capacity() + guard.framing_room() <= super::framing::SMALL);
+    assert!(guard.is_at_rest(), "shedding keeps the exchange state");
+}
