@@ -246,34 +246,6 @@ impl EndpointPool {
         drop(gone);
     }
 
-    /// Returns a bare connection whose exchange ended cleanly to the pool (at most `max`
-    /// idle), under the watcher like a resting one; it is taken before any other.
-    fn give_back_bare(self: &Arc<Self>, r: Resting, max: usize) {
-        let mut idle = lock(&self.idle);
-        if idle.conns.len() >= max {
-            return;
-        }
-        if let Some(w) = idle.watcher.clone() {
-            // The check may read the socket: outside the lock.
-            drop(idle);
-            if !r.quiet(&mut std::task::Context::from_waker(&w)) {
-                return;
-            }
-            idle = lock(&self.idle);
-        }
-        if idle.watcher.is_none() {
-            // The watcher's first poll registers every resting socket.
-            idle.watcher = Some(Waker::noop().clone());
-            tokio::spawn(rest::watch(self.clone()));
-        }
-        idle.conns.push_back(Idle {
-            held: Held::Resting(r),
-            since: Instant::now(),
-        });
-        drop(idle);
-        self.freed.notify_one();
-    }
-
     /// Returns a connection whose exchange is complete to the pool (at most `max` idle).
     fn give_back(&self, conn: H1Conn, max: usize) {
         if conn.tx.is_closed() || !conn.slot.request_done.load(Ordering::Acquire) {
@@ -432,16 +404,10 @@ pub async fn checkout(
             .is_ok();
         if reserved {
             drop(pending);
-            if bare {
-                return Box::pin(dial_bare(pool, upstream)).await.map(|r| Checkout {
-                    conn: Conn::Bare(r),
-                    reused: false,
-                });
-            }
-            return Box::pin(dial_h1(pool, upstream))
+            return Box::pin(dial_h1(pool, upstream, bare))
                 .await
                 .map(|conn| Checkout {
-                    conn: Conn::H1(conn),
+                    conn,
                     reused: false,
                 });
         }
@@ -519,12 +485,21 @@ fn shared_h2(pool: &EndpointPool) -> Option<http2::SendRequest<ProxyBody>> {
     guard.as_ref().filter(|tx| !tx.is_closed()).cloned()
 }
 
-/// Dials a fresh HTTP/1.1 connection, counted against the limit (the caller reserved it).
-async fn dial_h1(pool: &Arc<EndpointPool>, upstream: &Upstream) -> Result<H1Conn, ConnectError> {
+/// Dials a fresh HTTP/1.1 connection, counted against the limit (the caller reserved it):
+/// left bare with `bare`, else in hyper's hands.
+async fn dial_h1(
+    pool: &Arc<EndpointPool>,
+    upstream: &Upstream,
+    bare: bool,
+) -> Result<Conn, ConnectError> {
     let slot = ConnSlot::new(pool);
-    let io = connect_io(pool, upstream).await?;
-    rest::start_h1(Box::new(UpstreamGuard::new(io)), slot)
+    let io = Box::new(UpstreamGuard::new(connect_io(pool, upstream).await?));
+    if bare {
+        return Ok(Conn::Bare(Resting::new(io, slot)));
+    }
+    rest::start_h1(io, slot)
         .await
+        .map(Conn::H1)
         .inspect_err(|_| pool.connect_errors.inc())
         .map_err(ConnectError::Http)
 }
@@ -534,25 +509,10 @@ async fn dial_h1(pool: &Arc<EndpointPool>, upstream: &Upstream) -> Result<H1Conn
 pub async fn redial_h1(
     pool: &Arc<EndpointPool>,
     upstream: &Upstream,
-) -> Result<H1Conn, ConnectError> {
+    bare: bool,
+) -> Result<Conn, ConnectError> {
     pool.open.fetch_add(1, Ordering::AcqRel);
-    dial_h1(pool, upstream).await
-}
-
-/// Dials a fresh connection left bare, counted against the limit (the caller reserved it).
-async fn dial_bare(pool: &Arc<EndpointPool>, upstream: &Upstream) -> Result<Resting, ConnectError> {
-    let slot = ConnSlot::new(pool);
-    let io = connect_io(pool, upstream).await?;
-    Ok(Resting::new(Box::new(UpstreamGuard::new(io)), slot))
-}
-
-/// Like [`redial_h1`], for a request written without hyper.
-pub(crate) async fn redial_bare(
-    pool: &Arc<EndpointPool>,
-    upstream: &Upstream,
-) -> Result<Resting, ConnectError> {
-    pool.open.fetch_add(1, Ordering::AcqRel);
-    dial_bare(pool, upstream).await
+    dial_h1(pool, upstream, bare).await
 }
 
 async fn dial_h2(

@@ -53,17 +53,17 @@ pub(crate) async fn send(
     let Checkout { conn, reused } = checkout;
     // An idle keep-alive connection the upstream closes just as a request is written to it
     // fails after the request left (RFC 9112 §9.3.1): an idempotent request without a body
-    // may be sent again on a fresh connection, so keep its head for that.
-    let bare_conn = matches!(conn, Conn::Bare(_));
-    let again = (reused && !bare_conn && is_idempotent(req.method()) && req.body().is_end_stream())
-        .then(|| {
-            let mut copy = Request::new(());
-            *copy.method_mut() = req.method().clone();
-            *copy.uri_mut() = req.uri().clone();
-            *copy.version_mut() = req.version();
-            *copy.headers_mut() = req.headers().clone();
-            copy.into_parts().0
-        });
+    // may be sent again on a fresh connection. hyper takes the request, so keep its head for
+    // that; a bare connection's request comes back whole.
+    let resendable = reused && is_idempotent(req.method()) && req.body().is_end_stream();
+    let again = (resendable && !matches!(conn, Conn::Bare(_))).then(|| {
+        let mut copy = Request::new(());
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        copy.into_parts().0
+    });
     let first = match conn {
         Conn::H1(c) => send_h1(c, req, deadline).await,
         Conn::H2(tx) => send_h2(tx, req, deadline).await,
@@ -71,11 +71,7 @@ pub(crate) async fn send(
     };
     let unsent = match first {
         Ok(sent) => return Ok(sent),
-        Err(Failure::SentWhole(req, e))
-            if reused && is_idempotent(req.method()) && closed_early(&*e) =>
-        {
-            *req
-        }
+        Err(Failure::SentWhole(req, e)) if resendable && closed_early(&*e) => *req,
         Err(Failure::SentWhole(_, e)) => {
             return Err(fail(failure(upstream, endpoint, Some(e), timeout), None))
         }
@@ -103,14 +99,8 @@ pub(crate) async fn send(
         Box::pin(pool::checkout(pool, upstream, false))
             .await
             .map(|c| c.conn)
-    } else if bare {
-        Box::pin(pool::redial_bare(pool, upstream))
-            .await
-            .map(Conn::Bare)
     } else {
-        Box::pin(pool::redial_h1(pool, upstream))
-            .await
-            .map(Conn::H1)
+        Box::pin(pool::redial_h1(pool, upstream, bare)).await
     };
     let conn = match fresh {
         Ok(c) => c,

@@ -375,7 +375,8 @@ impl DirectBody {
             let mut live = live;
             live.io.shed();
             let pool = live.slot.pool.clone();
-            pool.give_back_bare(Resting::new(live.io, live.slot), self.max_idle);
+            let r = Resting::new(live.io, live.slot);
+            pool.shelve(r, super::rest::Shelf::Next, self.max_idle);
         }
     }
 

@@ -113,10 +113,11 @@ async fn drive(mut conn: http1::Connection<TokioIo<Io>, ProxyBody>, slot: Arc<Co
                 let mut guard = guard;
                 guard.shed();
                 let pool = slot.pool.clone();
-                pool.put_to_rest(Resting {
+                let r = Resting {
                     io: Box::new(guard),
                     slot,
-                });
+                };
+                pool.shelve(r, Shelf::BehindLive, usize::MAX);
             } else {
                 let mut io = guard.into_inner();
                 let _ = tokio::time::timeout(CLOSE_WITHIN, io.shutdown()).await;
@@ -126,41 +127,55 @@ async fn drive(mut conn: http1::Connection<TokioIo<Io>, ProxyBody>, slot: Arc<Co
     }
 }
 
+/// Where a bare connection goes in the idle list (taken from the back).
+pub(super) enum Shelf {
+    /// Taken next: a connection whose exchange just ended.
+    Next,
+    /// Behind the live ones: a connection the pool sent to rest.
+    BehindLive,
+}
+
 impl EndpointPool {
-    /// Puts a resting connection in the idle list, behind the live ones, under the watcher.
-    fn put_to_rest(self: &Arc<Self>, r: Resting) {
-        // It was unused for at least REST_AFTER when the pool sent it to rest.
-        let now = Instant::now();
-        let since = now.checked_sub(REST_AFTER).unwrap_or(now);
-        let mut idle = lock(&self.idle);
-        match &idle.watcher {
-            Some(w) => {
-                if !r.quiet(&mut Context::from_waker(w)) {
-                    drop(idle);
-                    return;
-                }
+    /// Puts a bare connection in the idle list under the watcher, unless `max` are idle already
+    /// or the upstream closed or wrote to it.
+    pub(super) fn shelve(self: &Arc<Self>, r: Resting, shelf: Shelf, max: usize) {
+        let watcher = {
+            let idle = lock(&self.idle);
+            if idle.conns.len() >= max {
+                return;
             }
-            None => {
-                // The watcher's first poll registers every resting socket.
-                idle.watcher = Some(Waker::noop().clone());
-                tokio::spawn(watch(self.clone()));
+            idle.watcher.clone()
+        };
+        // The check may read the socket: outside the lock.
+        if let Some(w) = &watcher {
+            if !r.quiet(&mut Context::from_waker(w)) {
+                return;
             }
         }
-        // Newest resting first once the live ones are taken (the list is taken from the back):
-        // the oldest then reach the idle timeout and the pool shrinks back after a burst, and
-        // no request is sent on the connection nearest the upstream's own idle close.
-        let at = idle
-            .conns
-            .iter()
-            .position(|c| matches!(c.held, Held::Live(_)))
-            .unwrap_or(idle.conns.len());
-        idle.conns.insert(
-            at,
-            Idle {
-                held: Held::Resting(r),
-                since,
-            },
-        );
+        let now = Instant::now();
+        let mut idle = lock(&self.idle);
+        if idle.watcher.is_none() {
+            // The watcher's first poll registers every resting socket.
+            idle.watcher = Some(Waker::noop().clone());
+            tokio::spawn(watch(self.clone()));
+        }
+        let held = Held::Resting(r);
+        match shelf {
+            Shelf::Next => idle.conns.push_back(Idle { held, since: now }),
+            Shelf::BehindLive => {
+                // Newest resting first once the live ones are taken: the oldest then reach the
+                // idle timeout and the pool shrinks back after a burst, and no request is sent
+                // on the connection nearest the upstream's own idle close.
+                let at = idle
+                    .conns
+                    .iter()
+                    .position(|c| matches!(c.held, Held::Live(_)))
+                    .unwrap_or(idle.conns.len());
+                // It was unused for at least REST_AFTER when the pool sent it to rest.
+                let since = now.checked_sub(REST_AFTER).unwrap_or(now);
+                idle.conns.insert(at, Idle { held, since });
+            }
+        }
         drop(idle);
         self.freed.notify_one();
     }
@@ -168,7 +183,7 @@ impl EndpointPool {
 
 /// Drops the pool's resting connections that the upstream closes or writes to, as they do;
 /// ends when none rests.
-pub(super) async fn watch(pool: Arc<EndpointPool>) {
+async fn watch(pool: Arc<EndpointPool>) {
     poll_fn(|cx| {
         let mut closed = Vec::new();
         let mut idle = lock(&pool.idle);
